@@ -1,0 +1,33 @@
+# Lucida: `make run` opens the GUI on the demo, `make test` runs the whole suite.
+# Both set up .venv from nothing; `make venv` is idempotent and fast when nothing changed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv run test bench lint demo-models
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv
+	$(BIN)/python main.py --demo
+
+test: venv
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	$(BIN)/ruff check .
+
+bench: venv
+	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/run_all.py
+
+lint: venv
+	$(BIN)/ruff check .
+
+demo-models: venv
+	$(BIN)/python tools/train_demo_models.py
