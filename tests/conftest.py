@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("LUCIDA_USER_PLUGINS", "")
@@ -15,8 +16,7 @@ import pytest  # noqa: E402
 def _seed():
     """Make every test independent of the ones before it."""
     np.random.seed(0)
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        return
-    torch.manual_seed(0)
+    # Importing torch costs seconds; tests that never touch it need no torch seed.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(0)

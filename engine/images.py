@@ -1,0 +1,804 @@
+"""One displayable image, DICOM or raster, with its display and model-input pipelines.
+
+:func:`open_image` reads the header and checks that the pixel data can be decoded; frames are
+decoded on first use and cached, so a window change only re-runs a table look-up over the
+cached stored values (see :mod:`engine.display`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import threading
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from engine import display, raster
+from engine.errors import CodecError, StudyError, UsageError
+
+
+@dataclass(frozen=True)
+class WindowPreset:
+    """A display window: centre and width in modality units, and the VOI function.
+
+    ``function`` is ``LINEAR``, ``LINEAR_EXACT`` or ``SIGMOID`` (PS3.3 C.11.2.1), or ``LUT`` for
+    item ``lut_index`` of the file's *VOI LUT Sequence*; a LUT preset's centre and width describe
+    the LUT's input range so a viewer can start adjusting from it.
+    """
+
+    center: float
+    width: float
+    name: str = ""
+    function: str = "LINEAR"
+    lut_index: int | None = None
+
+
+#: Photometric interpretations Lucida displays; anything else is refused with a clear line.
+GREY_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
+COLOUR_PHOTOMETRICS = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
+
+#: The pip package that decodes each compressed transfer syntax when no installed plugin can.
+CODEC_PACKAGES = {
+    "1.2.840.10008.1.2.4.50": "python-gdcm",
+    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg",
+    "1.2.840.10008.1.2.4.57": "python-gdcm",
+    "1.2.840.10008.1.2.4.70": "python-gdcm",
+    "1.2.840.10008.1.2.4.80": "python-gdcm",
+    "1.2.840.10008.1.2.4.81": "python-gdcm",
+    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.201": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.202": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.5": "pylibjpeg-rle",
+}
+#: Packages covering what the default plugins refuse (12-bit JPEG, some JPEG-LS variants).
+CODEC_FALLBACK_PACKAGES = {
+    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg",
+    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg",
+    "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg",
+    "1.2.840.10008.1.2.4.70": "pylibjpeg-libjpeg",
+    "1.2.840.10008.1.2.4.80": "pyjpegls",
+    "1.2.840.10008.1.2.4.81": "pyjpegls",
+}
+
+#: Keywords :meth:`Image.identifiers` reports (removed by de-identifying exports).
+IDENTIFIER_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "OtherPatientIDs",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "InstitutionName",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+)
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_DICOMDIR_SOP = "1.2.840.10008.1.3.10"
+#: Pixel data above this size stays on disk until a frame is decoded.
+_DEFER_SIZE = "256 KB"
+#: Refuse headers that claim absurd sizes (mostly corruption) before anything is allocated.
+_MAX_DECODED_BYTES = 8 << 30
+#: Decoded frames kept per image; the least recently used go first.
+_CACHE_BYTES = 768 << 20
+
+_TRUNCATED_FIX = "the file is truncated or corrupt; copy or export it again"
+
+
+@dataclass
+class _Frame:
+    """One decoded frame and what its window changes reuse."""
+
+    raw: np.ndarray  # grey: stored values (H, W); colour: uint8 RGB (H, W, 3)
+    fds: Any = None  # pydicom Dataset with the frame's display elements (DICOM only)
+    index: np.ndarray | None = None  # unsigned view of 8/16-bit stored values for table look-ups
+    domain: np.ndarray | None = None  # float32 modality value of every index value
+    modality: np.ndarray | None = None  # float32 modality values, made on first request
+    presentation: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        extra = 0 if self.modality is None else self.modality.nbytes
+        return self.raw.nbytes + extra
+
+
+class Image:
+    """One displayable image; build it with :func:`open_image`.
+
+    Attributes
+    ----------
+    path : Path
+    kind : str
+        ``"dicom"`` or ``"raster"``.
+    n_frames : int
+    shape : tuple of int
+        ``(rows, cols)``.
+    is_color : bool
+    photometric : str
+        As stored in the file (raster: ``MONOCHROME2`` or ``RGB``).
+    modality : str
+        DICOM modality, ``"OT"`` for raster files.
+    dataset : pydicom.dataset.Dataset or None
+        The DICOM header (pixel data may be deferred); None for raster files.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        kind: str,
+        n_frames: int,
+        shape: tuple[int, int],
+        is_color: bool,
+        photometric: str,
+        modality: str,
+        dataset: Any,
+        details: dict[str, Any],
+    ) -> None:
+        self.path = path
+        self.kind = kind
+        self.n_frames = n_frames
+        self.shape = shape
+        self.is_color = is_color
+        self.photometric = photometric
+        self.modality = modality
+        self.dataset = dataset
+        self._details = details
+        self._frames: OrderedDict[int, _Frame] = OrderedDict()
+        self._defaults: dict[int, WindowPreset | None] = {}
+        self._domains: dict[tuple, np.ndarray] = {}
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return (
+            f"Image({str(self.path)!r}, {self.kind}, {self.modality}, {self.photometric}, "
+            f"{self.shape[0]}x{self.shape[1]}, frames={self.n_frames})"
+        )
+
+    # -- windows -----------------------------------------------------------------------------
+
+    @property
+    def presets(self) -> list[WindowPreset]:
+        """Every window the file carries for frame 0, the file's default first."""
+        return self.presets_for(0)
+
+    def presets_for(self, frame: int) -> list[WindowPreset]:
+        """Every window the file carries for `frame` (enhanced objects differ per frame)."""
+        self._check_frame(frame)
+        if self.kind != "dicom" or self.is_color:
+            return []
+        return self._run(frame, lambda: _presets(display.frame_dataset(self.dataset, frame)))
+
+    @property
+    def default_window(self) -> WindowPreset | None:
+        """What :meth:`render` uses for frame 0 by default; None for colour images."""
+        return self.default_window_for(0)
+
+    def default_window_for(self, frame: int) -> WindowPreset | None:
+        """The file's first preset for `frame`, else a robust window from its data.
+
+        Returns None for colour images, which are shown as stored.
+        """
+        if self.is_color:
+            return None
+        with self._lock:
+            if frame not in self._defaults:
+                presets = self.presets_for(frame)
+                if presets:
+                    self._defaults[frame] = presets[0]
+                elif self.kind == "raster" and self._details.get("bits") == 8:
+                    # 8-bit pictures are shown as stored: 0 black, 255 white.
+                    self._defaults[frame] = WindowPreset(127.5, 255.0, "full range", "LINEAR_EXACT")
+                else:
+                    self._defaults[frame] = self.auto_window(frame)
+            return self._defaults[frame]
+
+    def auto_window(self, frame: int = 0) -> WindowPreset:
+        """A window spanning the 0.5th to 99.5th percentile of the frame's modality values."""
+        state = self._frame(frame)
+        if state.index is not None:
+            sample = state.domain[display.values_sample(state.index)]
+        else:
+            sample = display.values_sample(self.modality_frame(frame))
+        center, width = display.robust_window(sample)
+        return WindowPreset(center, width, "auto", "LINEAR_EXACT")
+
+    # -- pixels ------------------------------------------------------------------------------
+
+    def modality_frame(self, frame: int = 0) -> np.ndarray:
+        """Modality values of one frame, decoded once and cached.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (H, W) in modality units (HU, Gy, ...), or uint8 (H, W, 3) RGB for colour
+            images. Read-only: it is shared with later calls.
+        """
+        state = self._frame(frame)
+        if self.is_color:
+            return state.raw
+        with self._lock:
+            if state.modality is None:
+                if state.index is not None:
+                    values = np.take(state.domain, state.index)
+                elif state.fds is not None:
+                    values = self._run(
+                        frame, display.modality_values, state.raw, state.fds, self.modality
+                    )
+                else:
+                    values = state.raw.astype(np.float32)
+                values.flags.writeable = False
+                state.modality = values
+            return state.modality
+
+    def render(
+        self,
+        frame: int = 0,
+        window: WindowPreset | tuple[float, float] | None = None,
+        invert: bool = False,
+    ) -> np.ndarray:
+        """Return the frame as the viewer shows it.
+
+        Parameters
+        ----------
+        frame : int
+            Zero-based frame index.
+        window : WindowPreset or (center, width), optional
+            Defaults to :meth:`default_window_for` the frame; ignored for colour images.
+        invert : bool
+            Invert on top of the file's own polarity (MONOCHROME1 is already shown inverted).
+
+        Returns
+        -------
+        numpy.ndarray
+            uint8 (H, W, 3), C-contiguous.
+        """
+        state = self._frame(frame)
+        if self.is_color:
+            return 255 - state.raw if invert else state.raw.copy()
+        preset = self._resolve_window(frame, window)
+        inverted = self._inverted(state) != bool(invert)
+        if state.index is not None:
+            unit = self._unit(frame, state, state.domain, preset)
+            table = display.unit_to_table(unit, inverted, state.presentation)
+            return display.grey_table_to_rgb(table, state.index)
+        unit = self._unit(frame, state, self.modality_frame(frame), preset)
+        grey = display.unit_to_table(unit, inverted, state.presentation)
+        return display.grey_table_to_rgb(np.arange(256, dtype=np.uint8), grey)
+
+    def model_input(
+        self, frame: int = 0, window: str | tuple[float, float] | WindowPreset = "default"
+    ) -> np.ndarray:
+        """Return the frame as a model sees it, independent of the viewer's window.
+
+        Parameters
+        ----------
+        frame : int
+            Zero-based frame index.
+        window : {"default", "minmax"} or (center, width) or WindowPreset
+            ``default`` is :meth:`default_window_for` the frame; ``minmax`` stretches the frame's
+            own range; a pair is a LINEAR window in modality units.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 in [0, 1]: (H, W) for grey, bright meaning dense whatever the file's
+            polarity (MONOCHROME1 is inverted), or (H, W, 3) RGB for colour.
+        """
+        state = self._frame(frame)
+        if self.is_color:
+            return state.raw.astype(np.float32) / np.float32(255.0)
+        if isinstance(window, str) and window == "minmax":
+            values = self.modality_frame(frame)
+            lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+            scale = np.float32(1.0 / (hi - lo)) if hi > lo else np.float32(0.0)
+            unit = np.nan_to_num((values - np.float32(lo)) * scale).clip(0.0, 1.0)
+        else:
+            preset = self._resolve_window(frame, None if window == "default" else window)
+            if state.index is not None:
+                unit = np.take(self._unit(frame, state, state.domain, preset), state.index)
+            else:
+                unit = self._unit(frame, state, self.modality_frame(frame), preset)
+        if self._inverted(state):
+            unit = np.float32(1.0) - unit
+        return np.ascontiguousarray(unit, dtype=np.float32)
+
+    # -- description -------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """What ``main.py info`` prints for this file (no pixel data is decoded)."""
+        presets = [
+            {"name": p.name, "center": p.center, "width": p.width, "function": p.function}
+            for p in self.presets
+        ]
+        return {
+            "path": str(self.path),
+            "kind": self.kind,
+            "modality": self.modality,
+            "photometric": self.photometric,
+            "rows": self.shape[0],
+            "columns": self.shape[1],
+            "frames": self.n_frames,
+            "is_color": self.is_color,
+            **self._details,
+            "window_presets": presets,
+        }
+
+    def identifiers(self) -> dict[str, str]:
+        """Patient and study identifiers, ``''`` where absent (always for raster files)."""
+        ds = self.dataset
+        out = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for keyword in IDENTIFIER_KEYWORDS:
+                try:
+                    value = ds.get(keyword, "") if ds is not None else ""
+                except Exception:  # noqa: BLE001 - a corrupt element must not hide the others
+                    value = ""
+                out[keyword] = "" if value is None else str(value)
+        return out
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _check_frame(self, frame: int) -> None:
+        if isinstance(frame, bool) or not isinstance(frame, int | np.integer):
+            raise UsageError(f"frame must be an integer, not {frame!r}", path=self.path)
+        if not 0 <= frame < self.n_frames:
+            raise UsageError(
+                f"frame {frame} is out of range; the image has {self.n_frames} frame(s)",
+                path=self.path,
+                fix=f"pass a frame from 0 to {self.n_frames - 1}",
+            )
+
+    def _resolve_window(self, frame: int, window) -> WindowPreset:
+        if window is None:
+            preset = self.default_window_for(frame)
+            assert preset is not None  # grey images always have one
+            return preset
+        if isinstance(window, WindowPreset):
+            preset = window
+        else:
+            try:
+                center, width = (float(v) for v in window)
+            except (TypeError, ValueError):
+                raise UsageError(
+                    f"window must be (center, width), not {window!r}",
+                    path=self.path,
+                    fix="pass --window CENTER,WIDTH, e.g. --window 40,400",
+                ) from None
+            preset = WindowPreset(center, width, "custom", "LINEAR")
+        if preset.function not in display.WINDOW_FUNCTIONS:
+            raise UsageError(
+                f"unknown window function {preset.function!r}",
+                path=self.path,
+                fix=f"use one of {', '.join(display.WINDOW_FUNCTIONS)}",
+            )
+        if preset.function == "LUT":
+            count = len(self._frame(frame).fds.get("VOILUTSequence") or [])
+            if preset.lut_index is None or not 0 <= preset.lut_index < count:
+                raise UsageError(f"the image has no VOI LUT {preset.lut_index}", path=self.path)
+        elif not (math.isfinite(preset.center) and math.isfinite(preset.width)) or (
+            preset.width <= 0
+        ):
+            raise UsageError(
+                f"window ({preset.center}, {preset.width}) needs a finite centre and width > 0",
+                path=self.path,
+                fix="pass --window CENTER,WIDTH with WIDTH > 0",
+            )
+        return preset
+
+    def _unit(self, frame: int, state: _Frame, values: np.ndarray, preset: WindowPreset):
+        if preset.function == "LUT":
+            return self._run(frame, display.voi_lut_unit, values, state.fds, preset.lut_index)
+        return display.window_unit(values, preset.center, preset.width, preset.function)
+
+    def _inverted(self, state: _Frame) -> bool:
+        return state.fds is not None and display.is_inverted(state.fds)
+
+    def _run(self, frame: int, func, *args):
+        """Call a pydicom-backed step, turning its failures on bad data into StudyError."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return func(*args)
+        except (StudyError, UsageError):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - corrupt values surface as many types
+            _reraise_fatal(exc)
+            raise StudyError(
+                f"frame {frame} cannot be displayed ({_short(exc)})",
+                path=self.path,
+                fix="the file's display values (LUTs, rescale) are invalid; export it again",
+            ) from None
+
+    def _frame(self, frame: int) -> _Frame:
+        self._check_frame(frame)
+        with self._lock:
+            state = self._frames.get(frame)
+            if state is not None:
+                self._frames.move_to_end(frame)
+                return state
+            state = self._decode(frame)
+            self._frames[frame] = state
+            while len(self._frames) > 1 and sum(f.nbytes for f in self._frames.values()) > (
+                _CACHE_BYTES
+            ):
+                self._frames.popitem(last=False)
+            return state
+
+    def _decode(self, frame: int) -> _Frame:
+        if self.kind == "raster":
+            arr = raster.read_frame(self.path, frame, self.is_color)
+            state = _Frame(raw=arr)
+            if not self.is_color:
+                self._attach_index(state, None)
+            return state
+        arr = _decode_dicom(self, frame)
+        ds = self.dataset
+        if self.is_color:
+            if self.photometric == "PALETTE COLOR":
+                rgb = self._run(frame, apply_color_lut, arr, ds)
+                bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+            else:
+                rgb, bits = arr, int(ds.get("BitsStored") or ds.BitsAllocated)
+            if rgb.ndim != 3 or rgb.shape[-1] != 3:
+                raise StudyError(
+                    f"frame {frame} decoded to shape {rgb.shape}, not colour",
+                    path=self.path,
+                    fix=_TRUNCATED_FIX,
+                )
+            return _Frame(raw=display.colour_to_uint8(rgb, bits))
+        if arr.ndim != 2:
+            raise StudyError(
+                f"frame {frame} decoded to shape {arr.shape}, not a grey image",
+                path=self.path,
+                fix="check Samples per Pixel and Photometric Interpretation in the header",
+            )
+        fds = self._run(frame, display.frame_dataset, ds, frame)
+        state = _Frame(raw=arr, fds=fds)
+        state.presentation = self._run(frame, display.presentation_table, fds)
+        self._attach_index(state, fds, frame)
+        return state
+
+    def _attach_index(self, state: _Frame, fds, frame: int = 0) -> None:
+        """Set up the table look-up for 8- and 16-bit integer frames."""
+        raw = state.raw
+        if raw.dtype.kind not in "iu" or raw.dtype.itemsize > 2:
+            return
+        unsigned = np.dtype(f"u{raw.dtype.itemsize}")
+        raw = np.ascontiguousarray(raw).astype(raw.dtype.newbyteorder("="), copy=False)
+        state.raw = raw
+        state.index = raw.view(unsigned)
+        key = (raw.dtype.str, _modality_key(fds))
+        domain = self._domains.get(key)
+        if domain is None:
+            stored = np.arange(2 ** (8 * raw.dtype.itemsize), dtype=unsigned).view(raw.dtype)
+            if fds is None:
+                domain = stored.astype(np.float32)
+            else:
+                domain = self._run(frame, display.modality_values, stored, fds, self.modality)
+            self._domains[key] = domain
+        state.domain = domain
+
+
+def _modality_key(fds) -> tuple:
+    if fds is None:
+        return ()
+    lut = fds.get("ModalityLUTSequence")
+    lut_key = None if not lut else (tuple(lut[0].get("LUTDescriptor", ())), id(lut[0]))
+    return (
+        str(fds.get("RescaleSlope")),
+        str(fds.get("RescaleIntercept")),
+        str(fds.get("DoseGridScaling")),
+        lut_key,
+    )
+
+
+def _reraise_fatal(exc: BaseException) -> None:
+    """Let interrupts and exits through; everything else from a decoder is bad data.
+
+    Decoder plugins written in Rust raise ``PanicException``, a BaseException, on corrupt
+    input, so catching Exception alone is not enough.
+    """
+    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+        raise exc
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _presets(fds) -> list[WindowPreset]:
+    """Read the VOI LUT Sequence items, then the window centre/width pairs, of a frame."""
+    presets: list[WindowPreset] = []
+    for i, item in enumerate(fds.get("VOILUTSequence") or []):
+        try:
+            entries, first, _bits = (int(v) for v in item.LUTDescriptor)
+        except (AttributeError, TypeError, ValueError):
+            continue
+        entries = entries or 2**16
+        name = str(item.get("LUTExplanation") or f"VOI LUT {i + 1}")
+        presets.append(WindowPreset(first + entries / 2.0, float(entries), name, "LUT", i))
+    centers = _floats(fds.get("WindowCenter"))
+    widths = _floats(fds.get("WindowWidth"))
+    names = fds.get("WindowCenterWidthExplanation")
+    names = [] if names is None else [names] if isinstance(names, str) else list(names)
+    function = str(fds.get("VOILUTFunction") or "LINEAR").strip().upper()
+    if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
+        function = "LINEAR"
+    for i, (center, width) in enumerate(zip(centers, widths, strict=False)):
+        if not (math.isfinite(center) and math.isfinite(width)) or width <= 0:
+            continue
+        name = str(names[i]).strip() if i < len(names) and names[i] else f"window {i + 1}"
+        presets.append(WindowPreset(center, width, name, function))
+    return presets
+
+
+def _floats(value) -> list[float]:
+    if value is None or value == "":
+        return []
+    items = [value] if isinstance(value, int | float | str) else list(value)
+    out = []
+    for item in items:
+        try:
+            out.append(float(item))
+        except (TypeError, ValueError):
+            out.append(float("nan"))
+    return out
+
+
+def open_image(path: str | os.PathLike) -> Image:
+    """Open a DICOM or raster (PNG, JPEG, TIFF, BMP) file for display.
+
+    The header is read and checked now; frames are decoded on first use.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file.
+
+    Returns
+    -------
+    Image
+
+    Raises
+    ------
+    StudyError
+        The file is missing, unreadable, truncated, corrupt, holds no image, or uses a
+        photometric interpretation Lucida does not display.
+    CodecError
+        The pixel data is compressed with a transfer syntax no installed plugin decodes; the
+        message names the pip package to install.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StudyError("no such file", path=path, fix="check the path")
+    if path.is_dir():
+        raise StudyError(
+            "is a folder", path=path, fix="open it as a study (GUI) or pass the files inside it"
+        )
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+    except OSError as exc:
+        raise StudyError(
+            f"cannot be read ({exc.strerror or exc})", path=path, fix="check permissions"
+        ) from None
+    if len(head) < 132 or head[128:132] != b"DICM":
+        if raster.is_raster(head):
+            return raster.open_raster(path, Image)
+    return _open_dicom(path)
+
+
+def _open_dicom(path: Path) -> Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True, defer_size=_DEFER_SIZE)
+            # Touch every top-level element now, so corrupt values fail here, not later.
+            keywords = [elem.keyword for elem in ds if elem.tag.group != 0x7FE0]
+    except BaseException as exc:  # noqa: BLE001 - pydicom raises many types on corrupt bytes
+        _reraise_fatal(exc)
+        raise StudyError(
+            f"cannot be read as DICOM ({_short(exc)})", path=path, fix=_TRUNCATED_FIX
+        ) from None
+    pixel_keyword = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
+    known = {"SOPClassUID", "Modality", "StudyInstanceUID", "Rows", "PatientID"}
+    if pixel_keyword is None and not known.intersection(keywords):
+        raise StudyError(
+            "is not a DICOM or image file",
+            path=path,
+            fix="open DICOM files or PNG, JPEG, TIFF or BMP images",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _dicom_image(path, ds, pixel_keyword)
+    except (StudyError, UsageError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - invalid header values raise many types
+        raise StudyError(
+            f"has an invalid image header ({_short(exc)})", path=path, fix=_TRUNCATED_FIX
+        ) from None
+
+
+def _dicom_image(path: Path, ds, pixel_keyword: str | None) -> Image:
+    sop = str(ds.get("SOPClassUID", "") or "")
+    if sop == _DICOMDIR_SOP:
+        raise StudyError(
+            "is a DICOMDIR index, not an image", path=path, fix="open the folder that holds it"
+        )
+    if pixel_keyword is None:
+        kind = UID(sop).name if sop else str(ds.get("Modality") or "object")
+        raise StudyError(
+            f"holds no image ({kind} has no pixel data)",
+            path=path,
+            fix="open an image object; this one has nothing to display",
+        )
+    for keyword in ("Rows", "Columns", "BitsAllocated"):
+        value = ds.get(keyword)
+        if not isinstance(value, int) or value <= 0:
+            raise StudyError(
+                f"has no valid {keyword} for its pixel data", path=path, fix=_TRUNCATED_FIX
+            )
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    photometric = str(ds.get("PhotometricInterpretation") or "").strip().upper()
+    if not photometric:
+        photometric = "MONOCHROME2" if samples == 1 else "RGB"
+        ds.PhotometricInterpretation = photometric
+    if photometric not in GREY_PHOTOMETRICS + COLOUR_PHOTOMETRICS:
+        raise StudyError(
+            f"photometric interpretation {photometric!r} is not supported",
+            path=path,
+            fix="convert the image to MONOCHROME2, RGB or YBR_FULL (e.g. gdcmconv or dcmconv)",
+        )
+    is_color = photometric in COLOUR_PHOTOMETRICS
+    if samples not in (1, 3) or (samples == 3) != (is_color and photometric != "PALETTE COLOR"):
+        raise StudyError(
+            f"Samples per Pixel {samples} does not fit {photometric}", path=path, fix=_TRUNCATED_FIX
+        )
+    frames = ds.get("NumberOfFrames")
+    try:
+        n_frames = max(1, int(frames)) if frames not in (None, "") else 1
+    except (TypeError, ValueError):
+        n_frames = 1
+    rows, cols, bits = int(ds.Rows), int(ds.Columns), int(ds.BitsAllocated)
+    if rows * cols * samples * n_frames * bits / 8 > _MAX_DECODED_BYTES:
+        raise StudyError(
+            f"claims {n_frames} frame(s) of {rows}x{cols}, too large to display",
+            path=path,
+            fix=_TRUNCATED_FIX,
+        )
+    syntax = _transfer_syntax(ds)
+    if pixel_keyword == "PixelData":
+        _check_decoder(path, syntax)
+        if not syntax.is_compressed and photometric != "YBR_FULL_422":
+            expected = math.ceil(rows * cols * samples * n_frames * bits / 8)
+            available = _stored_length(path, ds)
+            if available is not None and available < expected:
+                raise StudyError(
+                    f"pixel data is truncated ({available} of {expected} bytes)",
+                    path=path,
+                    fix=_TRUNCATED_FIX,
+                )
+    details = {
+        "transfer_syntax": syntax.name,
+        "transfer_syntax_uid": str(syntax),
+        "sop_class": UID(sop).name if sop else "",
+        "bits_allocated": bits,
+        "bits_stored": int(ds.get("BitsStored") or bits),
+        "signed": bool(ds.get("PixelRepresentation") or 0),
+        "series_description": str(ds.get("SeriesDescription") or ""),
+    }
+    return Image(
+        path=path,
+        kind="dicom",
+        n_frames=n_frames,
+        shape=(rows, cols),
+        is_color=is_color,
+        photometric=photometric,
+        modality=str(ds.get("Modality") or "OT").strip() or "OT",
+        dataset=ds,
+        details=details,
+    )
+
+
+def _transfer_syntax(ds) -> UID:
+    """The dataset's transfer syntax, inferred from how it was read when the meta lacks it."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax:
+        return UID(str(syntax))
+    implicit, little = ds.original_encoding
+    syntax = (
+        ExplicitVRBigEndian
+        if little is False
+        else ImplicitVRLittleEndian
+        if implicit
+        else ExplicitVRLittleEndian
+    )
+    ds.ensure_file_meta()
+    ds.file_meta.TransferSyntaxUID = syntax
+    return syntax
+
+
+def _check_decoder(path: Path, syntax: UID) -> None:
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        raise CodecError(
+            f"no decoder exists for transfer syntax {syntax.name or syntax}",
+            path=path,
+            fix="convert the file to an uncompressed transfer syntax (e.g. gdcmconv --raw)",
+        ) from None
+    if not decoder.is_available:
+        package = CODEC_PACKAGES.get(str(syntax), "pylibjpeg")
+        raise CodecError(
+            f"no installed decoder for {syntax.name}",
+            path=path,
+            fix=f"pip install {package}",
+        )
+
+
+def _stored_length(path: Path, ds) -> int | None:
+    """Bytes of native pixel data actually present, without loading deferred data."""
+    elem = ds.get_item(0x7FE00010, keep_deferred=True)
+    if isinstance(elem, RawDataElement) and elem.value is None:
+        if elem.length == 0xFFFFFFFF:
+            return None
+        return max(0, min(elem.length, os.path.getsize(path) - elem.value_tell))
+    value = elem.value
+    return len(value) if isinstance(value, bytes | bytearray) else None
+
+
+def _decode_dicom(image: Image, frame: int) -> np.ndarray:
+    syntax = _transfer_syntax(image.dataset)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = pixel_array(image.dataset, index=frame)
+    except BaseException as exc:  # noqa: BLE001 - decoders raise many types on corrupt data
+        _reraise_fatal(exc)
+        text = _short(exc)
+        unsupported = re.search(r"(does not support|not supported)[^\n:]*", str(exc))
+        if unsupported:
+            package = CODEC_FALLBACK_PACKAGES.get(str(syntax), CODEC_PACKAGES.get(str(syntax)))
+            raise CodecError(
+                f"no installed decoder handles this {syntax.name} data "
+                f"(installed plugins: {unsupported.group(0).strip()})",
+                path=image.path,
+                fix=f"pip install {package}" if package else "convert the file with gdcmconv",
+            ) from None
+        raise StudyError(
+            f"frame {frame} cannot be decoded ({text})", path=image.path, fix=_TRUNCATED_FIX
+        ) from None
+    if arr.shape[:2] != image.shape:
+        raise StudyError(
+            f"frame {frame} decoded to {arr.shape[:2]}, not {image.shape}",
+            path=image.path,
+            fix=_TRUNCATED_FIX,
+        )
+    return arr

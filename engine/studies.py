@@ -1,0 +1,228 @@
+"""Files and folders become a browsable Patient → Study → Series → Image tree.
+
+Folders are walked recursively. Every file is opened with :func:`engine.images.open_image`
+(headers only; pixels are decoded when shown). Files that are not images, or that cannot be
+read, are listed in :attr:`StudyTree.skipped` with the reason, and never stop the others.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.cancel import CancelToken, ProgressFn
+from engine.errors import LucidaError
+from engine.images import Image, open_image
+
+#: Label for grouping keys a file does not carry (raster files carry none).
+UNKNOWN = "(unknown)"
+
+
+@dataclass
+class Series:
+    """Images of one series, in display order."""
+
+    uid: str
+    number: str = ""
+    description: str = ""
+    modality: str = ""
+    images: list[Image] = field(default_factory=list)
+
+
+@dataclass
+class Study:
+    """Series of one study, ordered by series number."""
+
+    uid: str
+    date: str = ""
+    description: str = ""
+    accession: str = ""
+    series: list[Series] = field(default_factory=list)
+
+
+@dataclass
+class Patient:
+    """Studies of one patient, ordered by date."""
+
+    id: str
+    name: str = ""
+    studies: list[Study] = field(default_factory=list)
+
+
+@dataclass
+class StudyTree:
+    """Everything opened from a selection of files and folders."""
+
+    patients: list[Patient] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def all_images(self) -> list[Image]:
+        """Every image, in tree order (patient, study, series, then display order)."""
+        return [
+            image
+            for patient in self.patients
+            for study in patient.studies
+            for series in study.series
+            for image in series.images
+        ]
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """List the files under `paths`, walking folders recursively in name order.
+
+    Hidden files and folders (names starting with a dot) are left out.
+
+    Returns
+    -------
+    files : list of Path
+    missing : list of (Path, str)
+        Paths that do not exist, with the reason.
+    """
+    files: list[Path] = []
+    missing: list[tuple[Path, str]] = []
+    seen: set[Path] = set()
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found = []
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found.extend(Path(root) / n for n in names if not n.startswith("."))
+            candidates = sorted(found)
+        elif path.exists():
+            candidates = [path]
+        else:
+            missing.append((path, "no such file or folder"))
+            continue
+        for candidate in candidates:
+            key = candidate.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(candidate)
+    return files, missing
+
+
+def open_paths(
+    paths: Iterable[str | os.PathLike],
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> StudyTree:
+    """Open files and folders into a Patient → Study → Series → Image tree.
+
+    Parameters
+    ----------
+    paths : iterable of str or PathLike
+        Files and folders, mixed; folders are walked recursively.
+    progress : callable, optional
+        ``progress(fraction, message)`` after each file.
+    cancel : CancelToken, optional
+        Checked before each file; cancelling raises :class:`engine.cancel.Cancelled`.
+
+    Returns
+    -------
+    StudyTree
+        Series are sorted by Instance Number, then by position along the slice normal, then by
+        file name. Multi-frame instances are one image with ``n_frames`` frames. Files that are
+        not displayable images are in ``skipped`` with the reason.
+    """
+    files, skipped = expand_paths(paths)
+    images: list[Image] = []
+    for i, path in enumerate(files):
+        if cancel is not None:
+            cancel.check()
+        try:
+            images.append(open_image(path))
+        except LucidaError as exc:
+            reason = exc.message + (f" ({exc.fix})" if exc.fix else "")
+            skipped.append((path, reason))
+        if progress is not None:
+            progress((i + 1) / len(files), path.name)
+    return StudyTree(patients=_group(images), skipped=skipped)
+
+
+def _text(image: Image, keyword: str) -> str:
+    ds = image.dataset
+    if ds is None:
+        return ""
+    try:
+        value = ds.get(keyword)
+    except Exception:  # noqa: BLE001 - a corrupt element only loses its label
+        return ""
+    return "" if value is None else str(value).strip()
+
+
+def _group(images: list[Image]) -> list[Patient]:
+    patients: dict[str, Patient] = {}
+    studies: dict[tuple[str, str], Study] = {}
+    series_map: dict[tuple[str, str, str], Series] = {}
+    for image in images:
+        patient_id = _text(image, "PatientID") or UNKNOWN
+        patient = patients.setdefault(
+            patient_id, Patient(id=patient_id, name=_text(image, "PatientName"))
+        )
+        study_uid = _text(image, "StudyInstanceUID") or (
+            UNKNOWN if image.kind == "dicom" else f"images in {image.path.parent}"
+        )
+        study = studies.get((patient_id, study_uid))
+        if study is None:
+            study = Study(
+                uid=study_uid,
+                date=_text(image, "StudyDate"),
+                description=_text(image, "StudyDescription"),
+                accession=_text(image, "AccessionNumber"),
+            )
+            studies[(patient_id, study_uid)] = study
+            patient.studies.append(study)
+        series_uid = _text(image, "SeriesInstanceUID") or (
+            UNKNOWN if image.kind == "dicom" else str(image.path.parent)
+        )
+        key = (patient_id, study_uid, series_uid)
+        series = series_map.get(key)
+        if series is None:
+            series = Series(
+                uid=series_uid,
+                number=_text(image, "SeriesNumber"),
+                description=_text(image, "SeriesDescription"),
+                modality=image.modality,
+            )
+            series_map[key] = series
+            study.series.append(series)
+        series.images.append(image)
+    for patient in patients.values():
+        patient.studies.sort(key=lambda s: (s.date, s.uid))
+        for study in patient.studies:
+            study.series.sort(key=lambda s: (_number(s.number), s.uid))
+            for series in study.series:
+                series.images.sort(key=_image_order)
+    return sorted(patients.values(), key=lambda p: (p.id == UNKNOWN, p.name, p.id))
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.inf
+
+
+def _image_order(image: Image) -> tuple[float, float, str]:
+    return (_number(_text(image, "InstanceNumber")), _slice_position(image), str(image.path))
+
+
+def _slice_position(image: Image) -> float:
+    """Distance of the image plane along its normal, or 0 when the geometry is missing."""
+    ds = image.dataset
+    if ds is None:
+        return 0.0
+    try:
+        position = np.asarray([float(v) for v in ds.ImagePositionPatient], dtype=float)
+        orientation = np.asarray([float(v) for v in ds.ImageOrientationPatient], dtype=float)
+        normal = np.cross(orientation[:3], orientation[3:6])
+        value = float(np.dot(position[:3], normal))
+    except Exception:  # noqa: BLE001 - missing or malformed geometry falls back to names
+        return 0.0
+    return value if math.isfinite(value) else 0.0

@@ -1,0 +1,88 @@
+"""Folders and mixed selections become a Patient → Study → Series → Image tree."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from studies_fixtures import bundled, read
+
+from engine.cancel import Cancelled, CancelToken
+from engine.studies import open_paths
+
+
+def _series(tmp_path):
+    """Three MR slices written out of order: instance numbers 3, 1, 2 in files a, b, c."""
+    folder = tmp_path / "study" / "mr"
+    folder.mkdir(parents=True)
+    for name, number in (("a.dcm", 3), ("b.dcm", 1), ("c.dcm", 2)):
+        ds = read("MR_small.dcm")
+        ds.InstanceNumber = number
+        ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{number}"
+        ds.save_as(folder / name)
+    return folder
+
+
+def test_folder_tree_sorted_with_bad_files_skipped(tmp_path):
+    folder = _series(tmp_path)
+    nested = tmp_path / "study" / "more" / "deeper"
+    nested.mkdir(parents=True)
+    shutil.copy(bundled("CT_small.dcm"), nested / "ct.dcm")
+    shutil.copy(bundled("rtplan.dcm"), nested / "plan.dcm")
+    shutil.copy(bundled("MR_truncated.dcm"), nested / "broken.dcm")
+    (nested / "notes.txt").write_text("not an image")
+    PILImage.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "photo.png")
+    reports = []
+    tree = open_paths(
+        [tmp_path / "study", tmp_path / "photo.png", tmp_path / "missing.dcm"],
+        progress=lambda fraction, message: reports.append(fraction),
+    )
+    skipped = {path.name: reason for path, reason in tree.skipped}
+    assert set(skipped) == {"plan.dcm", "broken.dcm", "notes.txt", "missing.dcm"}
+    assert "no pixel data" in skipped["plan.dcm"]
+    assert "truncated" in skipped["broken.dcm"]
+    assert "not a DICOM or image file" in skipped["notes.txt"]
+    images = tree.all_images()
+    assert sorted(i.path.name for i in images) == ["a.dcm", "b.dcm", "c.dcm", "ct.dcm", "photo.png"]
+    mr = next(
+        series
+        for patient in tree.patients
+        for study in patient.studies
+        for series in study.series
+        if series.modality == "MR"
+    )
+    assert [i.path.name for i in mr.images] == ["b.dcm", "c.dcm", "a.dcm"]
+    assert all(i.path.parent == folder for i in mr.images)
+    patient_ids = [p.id for p in tree.patients]
+    assert read("MR_small.dcm").PatientID in patient_ids
+    assert patient_ids[-1] == "(unknown)"  # the PNG, which carries no patient
+    assert reports and reports[-1] == 1.0 and reports == sorted(reports)
+
+
+def test_series_without_instance_numbers_sorted_by_position(tmp_path):
+    for name, z in (("x1.dcm", 30.0), ("x2.dcm", -10.0), ("x3.dcm", 5.0)):
+        ds = read("CT_small.dcm")
+        del ds.InstanceNumber
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0, 0, z]
+        ds.save_as(tmp_path / name)
+    tree = open_paths([tmp_path])
+    (series,) = tree.patients[0].studies[0].series
+    assert [i.path.name for i in series.images] == ["x2.dcm", "x3.dcm", "x1.dcm"]
+
+
+def test_multiframe_is_one_image_with_frames(tmp_path):
+    shutil.copy(bundled("examples_ybr_color.dcm"), tmp_path / "cine.dcm")
+    tree = open_paths([tmp_path])
+    (image,) = tree.all_images()
+    assert image.n_frames == 30 and tree.skipped == []
+
+
+def test_cancel_stops_opening(tmp_path):
+    _series(tmp_path)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        open_paths([tmp_path], cancel=token)
