@@ -1,0 +1,199 @@
+"""Exports: annotated figures, PDF and HTML reports, a JSON sidecar and DICOM Secondary Capture.
+
+Everything is de-identified by default (DICOM PS3.15 Annex E, basic profile), and written
+all-or-nothing: a failed export leaves no half-written file and raises one-line
+:class:`~engine.errors.ExportError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.cancel import CancelToken, ProgressFn
+from engine.errors import UsageError
+from engine.export.atomic import StagedFiles
+from engine.export.content import build_content
+from engine.export.deid import Scrubber
+from engine.export.dicom_sc import secondary_capture
+from engine.export.figure import (
+    FigureOptions,
+    RenderedFigure,
+    figure_png,
+    render_figure,
+    with_kind,
+)
+from engine.export.report_html import report_html
+from engine.export.report_pdf import report_pdf
+from engine.export.sidecar import sidecar_json
+
+__all__ = ["FORMATS", "FigureOptions", "RenderedFigure", "render_figure", "write_reports"]
+
+#: Formats :func:`write_reports` understands; the JSON sidecar comes with every export.
+FORMATS = ("png", "pdf", "html", "dicom", "json")
+#: Resolution of the figures inside PDF and HTML reports: sharp in print at page width, while
+#: keeping a report of several figures to a few megabytes.
+REPORT_DPI = 200
+#: File name of each format inside the output folder.
+FILE_NAMES = {
+    "png": "figure.png",
+    "pdf": "report.pdf",
+    "html": "report.html",
+    "dicom": "figure_sc.dcm",
+    "json": "report.json",
+}
+
+
+def _parse_formats(formats) -> list[str]:
+    if isinstance(formats, str):
+        formats = formats.split(",")
+    wanted = [f.strip().lower() for f in formats if f and f.strip()]
+    wanted = ["dicom" if f in ("dcm", "sc") else f for f in wanted]
+    bad = [f for f in wanted if f not in FORMATS]
+    if bad or not wanted:
+        raise UsageError(
+            f"unknown report format {', '.join(bad) or '(none)'}",
+            fix=f"use a comma-separated subset of {','.join(FORMATS)}",
+        )
+    return list(dict.fromkeys(wanted))
+
+
+def write_reports(
+    result,
+    image,
+    out_dir: Path | str,
+    formats,
+    keep_identifiers: bool = False,
+    metrics: dict | None = None,
+    figure_options: FigureOptions | dict | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> list[Path]:
+    """Write the chosen exports of one explained image.
+
+    Parameters
+    ----------
+    result : ExplainResult
+        The explanation: maps, prediction, parameters, timings, model description.
+    image : Image
+        The explained image.
+    out_dir : Path or str
+        Folder to write to (created if missing).
+    formats : list of str or str
+        Subset of ``png`` (annotated figure), ``pdf``, ``html``, ``dicom`` (Secondary Capture)
+        and ``json``; a comma-separated string is accepted. ``report.json`` is always written.
+    keep_identifiers : bool
+        Keep patient identifiers, on purpose. By default every output is de-identified and
+        checked byte by byte for the patient's name and ID before it is written.
+    metrics : dict, optional
+        Trust metrics to include.
+    figure_options : FigureOptions or dict, optional
+        Layout and display settings (a dict is read as the GUI's view state).
+    progress : callable, optional
+        ``progress(fraction, message)``.
+    cancel : CancelToken, optional
+        Checked between outputs; cancelling writes nothing.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Raises
+    ------
+    ExportError
+        If anything cannot be written; no file of this export is left behind.
+    UsageError
+        For an unknown format or figure setting.
+    """
+    wanted = _parse_formats(formats)
+    if not result.maps:
+        raise UsageError("the result has no explanation map to export", fix="run a method first")
+    if isinstance(figure_options, dict):
+        figure_options = FigureOptions.from_view_state(figure_options)
+    options = figure_options or FigureOptions()
+    report = progress or (lambda fraction, message="": None)
+    scrubber = Scrubber(image.identifiers(), active=not keep_identifiers)
+    outputs: list[tuple[str, bytes]] = []
+    steps = len(wanted) + (len(result.maps) if {"pdf", "html"} & set(wanted) else 0) + 1
+    done = 0
+
+    def step(message: str) -> None:
+        nonlocal done
+        if cancel is not None:
+            cancel.check()
+        report(done / steps, message)
+        done += 1
+
+    figure = None
+    if {"png", "dicom"} & set(wanted):
+        step("drawing the figure")
+        figure = render_figure(result, image, options)
+        if "png" in wanted:
+            outputs.append(("png", figure_png(figure, scrubber)))
+        if "dicom" in wanted:
+            step("building the DICOM Secondary Capture")
+            derivation = scrubber.text(f"Lucida {figure.caption}")
+            dataset = getattr(image, "dataset", None)
+            outputs.append(
+                (
+                    "dicom",
+                    secondary_capture(
+                        figure.rgb,
+                        dataset,
+                        keep_identifiers=keep_identifiers,
+                        derivation=derivation,
+                    ),
+                )
+            )
+
+    figures: list[tuple[bytes, str, str | None]] = []
+    if {"pdf", "html"} & set(wanted):
+        for (method, layer), item in result.maps.items():
+            step(f"drawing {method} / {layer}")
+            per_map = with_kind(
+                options,
+                "side_by_side",
+                method=method,
+                layer=layer,
+                caption=False,
+                dpi=min(options.dpi, REPORT_DPI),
+            )
+            rendered = render_figure(result, image, per_map)
+            figures.append(
+                (
+                    figure_png(rendered, scrubber),
+                    scrubber.text(rendered.caption),
+                    scrubber.text(item.warning or "") or None,
+                )
+            )
+
+    names = [FILE_NAMES[kind] for kind, _ in outputs] + [
+        FILE_NAMES[k] for k in ("pdf", "html") if k in wanted
+    ]
+    content = build_content(
+        result,
+        image,
+        keep_identifiers=keep_identifiers,
+        scrubber=scrubber,
+        options=options,
+        metrics=metrics,
+        files=names,
+        figures={key: f"Figure {n}" for n, key in enumerate(result.maps, 1)} if figures else None,
+    )
+    if "pdf" in wanted:
+        step("typesetting the PDF report")
+        outputs.append(("pdf", report_pdf(content, figures)))
+    if "html" in wanted:
+        step("writing the HTML report")
+        outputs.append(("html", report_html(content, figures)))
+    outputs.append(("json", sidecar_json(content)))
+
+    for kind, data in outputs:
+        scrubber.check(data, str(Path(out_dir) / FILE_NAMES[kind]))
+    step("writing files")
+    with StagedFiles(out_dir) as staged:
+        for kind, data in outputs:
+            staged.add(FILE_NAMES[kind], data)
+        written = staged.commit()
+    report(1.0, f"wrote {len(written)} files")
+    return written

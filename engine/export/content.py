@@ -1,0 +1,267 @@
+"""The report's content, built once and shared by the PDF, the HTML page and the JSON sidecar.
+
+Building one structure and rendering it three ways keeps the promise that the sidecar holds
+everything the report shows, and that de-identification is decided in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.export.deid import BASIC_PROFILE_CODE, METHOD, Scrubber
+from engine.export.figure import DISCLAIMER, FigureOptions, probability_text, window_used
+from engine.export.provenance import app_version, library_versions, method_title, timestamp
+
+#: Identifiers shown in the case section only when the user keeps them, in this order.
+CASE_FIELDS = (
+    ("PatientName", "Patient name"),
+    ("PatientID", "Patient ID"),
+    ("PatientBirthDate", "Birth date"),
+    ("PatientSex", "Sex"),
+    ("AccessionNumber", "Accession number"),
+    ("StudyDate", "Study date"),
+    ("StudyID", "Study ID"),
+    ("StudyDescription", "Study description"),
+    ("ReferringPhysicianName", "Referring physician"),
+    ("InstitutionName", "Institution"),
+)
+
+
+def jsonable(obj: Any) -> Any:
+    """Return ``obj`` with numpy values, tuples and non-finite floats made JSON-safe.
+
+    Parameters
+    ----------
+    obj : object
+        Nested dicts, lists, numbers, strings and numpy arrays or scalars.
+
+    Returns
+    -------
+    object
+        Plain Python: arrays become lists, NaN and infinities become None.
+    """
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, str | int | float | bool) or obj is None:
+        return obj
+    return str(obj)
+
+
+def _case_path(image, result, keep: bool, scrubber: Scrubber) -> str:
+    # A full path names folders that often carry the patient; de-identified, the file name only.
+    path = Path(str(getattr(image, "path", "") or result.image_path))
+    return str(path) if keep else scrubber.text(path.name)
+
+
+def _case(image, result, keep: bool, scrubber: Scrubber) -> dict:
+    path = Path(str(getattr(image, "path", "") or result.image_path))
+    rows, cols = (int(v) for v in image.shape)
+    case: dict[str, Any] = {
+        "file": scrubber.text(path.name),
+        "modality": str(getattr(image, "modality", "")),
+        "photometric": str(getattr(image, "photometric", "")),
+        "size": [rows, cols],
+        "frame": int(result.frame),
+        "frames": int(getattr(image, "n_frames", 1)),
+    }
+    if keep:
+        ids = image.identifiers()
+        case["path"] = str(path)
+        case["patient"] = {key: str(ids.get(key, "")) for key, _label in CASE_FIELDS}
+    return case
+
+
+def _window(image, options: FigureOptions, frame: int) -> list[float] | None:
+    used = window_used(image, options, frame)
+    return None if used is None else [float(v) for v in used]
+
+
+def summary_rows(content: dict) -> list[tuple[str, str]]:
+    """Return the report's at-a-glance facts as (label, value) pairs, for PDF and HTML."""
+    maps = content["maps"]
+    case = content["case"]
+    model = content["model"]
+    return [
+        (
+            "Target",
+            f"{content['target']} (probability {probability_text(content['target_probability'])})",
+        ),
+        (
+            "Model",
+            f"{model['name']} ({model.get('output') or 'scores'}, {len(model['classes'])} classes)",
+        ),
+        ("Methods", ", ".join(dict.fromkeys(m["title"] for m in maps))),
+        ("Layers", ", ".join(dict.fromkeys(m["layer"] for m in maps))),
+        (
+            "Image",
+            f"{case['file']} ({case['modality'] or 'image'}, "
+            f"{case['size'][1]} × {case['size'][0]})",
+        ),
+        ("Identifiers", "removed" if content["deidentified"] else "KEPT (patient record)"),
+    ]
+
+
+#: Keys of a metrics dict that name what was measured rather than a measurement.
+_CONTEXT_KEYS = {"method", "layer", "target", "target_name", "summary", "warnings"}
+
+
+def metric_rows(metrics: dict | None) -> tuple[str, list[tuple[str, str]], str | None]:
+    """Return what a report table shows of the trust metrics.
+
+    Parameters
+    ----------
+    metrics : dict, optional
+        From :func:`engine.metrics.case_metrics`.
+
+    Returns
+    -------
+    about : str
+        The method and layer measured (``""`` if not given).
+    rows : list of (str, str)
+        Metric name and formatted value: numbers, yes/no flags, short settings and the ROI;
+        curves and per-step details stay in the JSON sidecar.
+    summary : str or None
+        The metrics' one-line verdict.
+    """
+    metrics = metrics or {}
+    about = ", ".join(
+        str(v)
+        for v in (metrics.get("method") and method_title(metrics["method"]), metrics.get("layer"))
+        if v
+    )
+    rows = []
+    for key, value in metrics.items():
+        if key in _CONTEXT_KEYS:
+            continue
+        name = key.replace("_", " ")
+        if isinstance(value, bool | np.bool_):
+            rows.append((name, "yes" if value else "no"))
+        elif isinstance(value, int | float | np.number):
+            rows.append((name, f"{float(value):.4g}"))
+        elif isinstance(value, str) and len(value) <= 40:
+            rows.append((name, value))
+        elif key == "roi" and isinstance(value, list | tuple):
+            rows.append((name, " ".join(str(v) for v in value)))
+    summary = metrics.get("summary")
+    return about, rows, summary if isinstance(summary, str) else None
+
+
+def build_content(
+    result,
+    image,
+    *,
+    keep_identifiers: bool,
+    scrubber: Scrubber,
+    options: FigureOptions,
+    metrics: dict | None = None,
+    figures: dict[tuple[str, str], str] | None = None,
+    files: list[str] | None = None,
+) -> dict:
+    """Collect everything a report shows, de-identified unless asked otherwise.
+
+    Parameters
+    ----------
+    result : ExplainResult
+        Prediction, maps, parameters, timings and the model description.
+    image : Image
+        The explained image (for the case section).
+    keep_identifiers : bool
+        Include patient identifiers and the full path, on purpose.
+    scrubber : Scrubber
+        Blanks identifiers from all free text when de-identifying.
+    options : FigureOptions
+        The display settings the figures use (recorded so a figure can be reproduced).
+    metrics : dict, optional
+        Trust metrics from :func:`engine.metrics.case_metrics`.
+    figures : dict, optional
+        (method, layer) -> figure file name or caption, per map.
+    files : list of str, optional
+        Names of the other files written with this report.
+
+    Returns
+    -------
+    dict
+        JSON-safe; the keys of ``result.json`` (``model``, ``prediction``, ``target``,
+        ``method``, ``layer``, ``params``, ``timings_ms``, ``metrics``, ``version``) plus
+        case, provenance, per-map entries, display settings and software versions.
+    """
+    model = dict(result.model or {})
+    classes = list(result.classes)
+    scores = [float(s) for s in result.scores]
+    methods = list(dict.fromkeys(m for m, _ in result.maps))
+    layers = list(dict.fromkeys(lay for _, lay in result.maps))
+    maps = [
+        {
+            "method": method,
+            "title": method_title(method),
+            "layer": layer,
+            "warning": item.warning,
+            "figure": (figures or {}).get((method, layer)),
+        }
+        for (method, layer), item in result.maps.items()
+    ]
+    content = {
+        "report": "Lucida explanation report",
+        "version": app_version(),
+        "generated": timestamp(),
+        "disclaimer": DISCLAIMER
+        + " Explanation maps show what influenced the model, not where disease is.",
+        "deidentified": not keep_identifiers,
+        "deidentification": None
+        if keep_identifiers
+        else {"method": METHOD, "code": f"{BASIC_PROFILE_CODE[1]} {BASIC_PROFILE_CODE[0]}"},
+        "case": _case(image, result, keep_identifiers, scrubber),
+        "model": {
+            "name": model.get("name"),
+            "sha256": model.get("sha256"),
+            "files": dict(model.get("files") or {}),
+            "card": model.get("card"),
+            "kind": model.get("kind"),
+            "output": model.get("output"),
+            "classes": classes,
+        },
+        "prediction": dict(zip(classes, scores, strict=False)),
+        "target": result.target_name,
+        "target_index": int(result.target),
+        "target_probability": scores[int(result.target)],
+        "image": _case_path(image, result, keep_identifiers, scrubber),
+        "frame": int(result.frame),
+        "method": ",".join(methods),
+        "layer": ",".join(layers),
+        "maps": maps,
+        "params": {m: (result.params or {}).get(m, {}) for m in methods},
+        "display": {
+            "window": _window(image, options, result.frame),
+            "invert": options.invert,
+            "opacity": options.opacity,
+            "colormap": options.colormap,
+            "threshold": options.threshold,
+        },
+        "timings_ms": result.timings_ms,
+        "metrics": metrics,
+        "warnings": list(result.warnings or []),
+        "software": {"lucida": app_version(), **library_versions()},
+        "files": list(files or []),
+    }
+    clean = jsonable(content)
+    if keep_identifiers:
+        return clean
+    # Free text from the model card, plugins and warnings is scrubbed in case it quotes the
+    # patient. Hashes are left alone: a short ID could match a run of hex digits by chance.
+    hashes = (clean["model"]["sha256"], list(clean["model"]["files"].values()))
+    clean = scrubber.deep(clean)
+    clean["model"]["sha256"] = hashes[0]
+    clean["model"]["files"] = dict(zip(clean["model"]["files"], hashes[1], strict=True))
+    return clean

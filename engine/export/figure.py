@@ -1,0 +1,489 @@
+"""Annotated figures for papers and patient files: image, overlay, colour scale and caption.
+
+Three layouts share one renderer:
+
+* ``overlay``: the image with the heatmap drawn over it;
+* ``side_by_side``: the original | the overlay;
+* ``grid``: every map of a result, methods by layers (the compare grid).
+
+Matplotlib draws on its Agg canvas (no pyplot, so no global figure state and safe off the GUI
+thread); the overlay itself comes from :func:`engine.overlay.blend`, so a figure shows exactly
+the colours the viewer shows.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+import threading
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import PngImagePlugin
+
+from engine.errors import UsageError
+from engine.export.deid import Scrubber
+from engine.export.provenance import app_version, method_title
+from engine.overlay import blend, colormap_lut
+
+KINDS = ("overlay", "side_by_side", "grid")
+#: Single-column and double-column journal widths, in inches.
+_WIDTHS = {"overlay": 3.5, "side_by_side": 7.0, "grid": 7.0}
+DISCLAIMER = "Research use only. Not for diagnostic use."
+_FONT = 8.0
+_CAPTION_FONT = 7.0
+# Matplotlib's rc settings are process-wide: one figure is drawn at a time (GUI preview and
+# export threads may both draw).
+_DRAW_LOCK = threading.Lock()
+
+
+@dataclass
+class FigureOptions:
+    """How a figure looks: layout, size, and the viewer state it reproduces.
+
+    Parameters
+    ----------
+    kind : str
+        ``"overlay"``, ``"side_by_side"`` or ``"grid"``.
+    dpi : int
+        Pixels per inch of the PNG; 300 for print.
+    width_in : float, optional
+        Figure width in inches; defaults to 3.5 (one journal column) for ``overlay``
+        and 7.0 (two columns) otherwise.
+    window : tuple of float, optional
+        (center, width) display window; None for the image's default.
+    invert : bool
+        Show the image inverted.
+    opacity, colormap, threshold
+        Overlay settings, as in :func:`engine.overlay.blend`.
+    method, layer : str, optional
+        The map to show; None for the result's first map.
+    caption : bool
+        Draw the caption under the panels; reports print it as text instead.
+    """
+
+    kind: str = "side_by_side"
+    dpi: int = 300
+    width_in: float | None = None
+    window: tuple[float, float] | None = None
+    invert: bool = False
+    opacity: float = 0.5
+    colormap: str = "jet"
+    threshold: float = 0.0
+    method: str | None = None
+    layer: str | None = None
+    caption: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise UsageError(f"unknown figure kind {self.kind!r}", fix=f"use one of {KINDS}")
+        if not 30 <= int(self.dpi) <= 1200:
+            raise UsageError(f"figure resolution {self.dpi} dpi is out of range", fix="use 30-1200")
+
+    @property
+    def width(self) -> float:
+        """The figure width in inches."""
+        return float(self.width_in or _WIDTHS[self.kind])
+
+    @classmethod
+    def from_view_state(cls, view_state: dict | None, **overrides: Any) -> FigureOptions:
+        """Build options from the GUI's view state.
+
+        Parameters
+        ----------
+        view_state : dict, optional
+            ``{"window", "invert", "opacity", "colormap", "threshold", "method", "layer"}``;
+            missing keys keep their defaults.
+        **overrides
+            Any field, e.g. ``kind`` or ``dpi``.
+
+        Returns
+        -------
+        FigureOptions
+        """
+        state = dict(view_state or {})
+        known = {"window", "invert", "opacity", "colormap", "threshold", "method", "layer"}
+        kwargs = {k: v for k, v in state.items() if k in known and v is not None}
+        if "window" in kwargs:
+            kwargs["window"] = tuple(float(v) for v in kwargs["window"])
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+
+@dataclass
+class RenderedFigure:
+    """A drawn figure: its pixels, its caption and its resolution."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8
+    caption: str
+    dpi: int
+    title: str
+
+
+def pick_map(result, method: str | None = None, layer: str | None = None):
+    """Return the result's map for (method, layer), or its first map.
+
+    Parameters
+    ----------
+    result : ExplainResult
+        Holds ``maps: dict[(method, layer), MapResult]``.
+    method, layer : str, optional
+        Wanted map; None means "any".
+
+    Returns
+    -------
+    MapResult
+
+    Raises
+    ------
+    UsageError
+        If the result has no maps, or none matches.
+    """
+    for (m, lay), item in result.maps.items():
+        if (method is None or m == method) and (layer is None or lay == layer):
+            return item
+    have = ", ".join(f"{m}/{lay}" for m, lay in result.maps) or "none"
+    raise UsageError(
+        f"the result has no map for method {method!r}, layer {layer!r}",
+        fix=f"choose one of: {have}",
+    )
+
+
+def probability_text(p: float) -> str:
+    """Format a probability to 3 decimals; bounds instead of a rounded 0 or 1.
+
+    Parameters
+    ----------
+    p : float
+
+    Returns
+    -------
+    str
+        ``"0.933"``, ``"> 0.999"`` or ``"< 0.001"``.
+    """
+    if p > 0.9995:
+        return "> 0.999"
+    if p < 0.0005:
+        return "< 0.001"
+    return f"{p:.3f}"
+
+
+def _probability(result) -> str:
+    p = probability_text(float(result.scores[result.target]))
+    return f"p {p}" if p[0] in "<>" else f"p = {p}"
+
+
+def _model_line(result) -> str:
+    model = result.model or {}
+    sha = str(model.get("sha256") or "")
+    short = f" (SHA-256 {sha[:12]}…)" if sha else ""
+    return f"model {model.get('name', 'unknown')}{short}"
+
+
+def _display_line(options: FigureOptions, window_used: tuple[float, float] | None) -> str:
+    parts = [f"{options.colormap} colour map", f"opacity {options.opacity:.2f}"]
+    if options.threshold > 0:
+        parts.append(f"shown above {options.threshold:.2f}")
+    if window_used is not None:
+        parts.append(f"window C {window_used[0]:g} / W {window_used[1]:g}")
+    if options.invert:
+        parts.append("inverted")
+    return ", ".join(parts)
+
+
+def caption_for(result, options: FigureOptions, window_used=None) -> str:
+    """Compose the figure caption: method, layer, target and probability, model, display.
+
+    Parameters
+    ----------
+    result : ExplainResult
+    options : FigureOptions
+    window_used : tuple of float, optional
+        The (center, width) window the image was shown at.
+
+    Returns
+    -------
+    str
+        One paragraph; it never holds patient identifiers.
+    """
+    target = f"class '{result.target_name}' ({_probability(result)})"
+    if options.kind == "grid":
+        methods = dict.fromkeys(m for m, _ in result.maps)
+        layers = dict.fromkeys(lay for _, lay in result.maps)
+        what = ", ".join(method_title(m) for m in methods)
+        where = (
+            f"at layer {next(iter(layers))}"
+            if len(layers) == 1
+            else f"at layers {', '.join(layers)}"
+        )
+        if len(methods) > 1 and len(layers) > 1:
+            where += " (rows: methods; columns: layers)"
+        head = f"Explanation maps ({what}) for {target} {where}, {_model_line(result)}."
+    else:
+        item = pick_map(result, options.method, options.layer)
+        head = (
+            f"{method_title(item.method)} map for {target} at layer {item.layer}, "
+            f"{_model_line(result)}."
+        )
+    scale = "Colour scale: map normalised to [0, 1] within the image."
+    return f"{head} Overlay: {_display_line(options, window_used)}. {scale} {DISCLAIMER}"
+
+
+def window_used(image, options: FigureOptions, frame: int = 0) -> tuple[float, float] | None:
+    """Return the (center, width) window a figure shows the image at; None for colour images."""
+    if options.window is not None:
+        return options.window
+    preset = image.default_window_for(frame)
+    return None if preset is None else (float(preset.center), float(preset.width))
+
+
+def _resize(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an (H, W) float map or (H, W, 3) uint8 image to ``shape``."""
+    if arr.shape[:2] == tuple(shape):
+        return arr
+    size = (int(shape[1]), int(shape[0]))
+    if arr.ndim == 2:
+        heat = np.nan_to_num(np.asarray(arr, dtype=np.float32))
+        return np.asarray(PILImage.fromarray(heat, mode="F").resize(size, PILImage.BILINEAR))
+    return np.asarray(PILImage.fromarray(arr).resize(size, PILImage.BILINEAR))
+
+
+def _panels(result, options: FigureOptions, base: np.ndarray):
+    """Return rows of (title, rgb or None) and, for 2-D grids, the row labels."""
+    overlay_kwargs = dict(
+        cmap=options.colormap, opacity=float(options.opacity), threshold=float(options.threshold)
+    )
+
+    def over(item) -> np.ndarray:
+        return blend(base, _resize(item.heatmap, base.shape[:2]), **overlay_kwargs)
+
+    if options.kind == "overlay":
+        item = pick_map(result, options.method, options.layer)
+        return [[(f"{method_title(item.method)}, {item.layer}", over(item))]], None
+    if options.kind == "side_by_side":
+        item = pick_map(result, options.method, options.layer)
+        title = f"{method_title(item.method)}, {item.layer}"
+        return [[("Original", base), (title, over(item))]], None
+    methods = list(dict.fromkeys(m for m, _ in result.maps))
+    layers = list(dict.fromkeys(lay for _, lay in result.maps))
+    if len(methods) == 1 or len(layers) == 1:
+        row = [("Original", base)]
+        for (m, lay), item in result.maps.items():
+            title = method_title(m) if len(layers) == 1 else lay
+            row.append((title, over(item)))
+        return [row], None
+    # Methods by layers: layer names head the first row, method names label each row.
+    rows = [
+        [
+            (lay if r == 0 else "", over(result.maps[m, lay]) if (m, lay) in result.maps else None)
+            for lay in layers
+        ]
+        for r, m in enumerate(methods)
+    ]
+    return rows, [method_title(m) for m in methods]
+
+
+def _columns(result, options: FigureOptions) -> tuple[int, bool]:
+    """Return the number of panel columns and whether rows carry method labels."""
+    if options.kind == "overlay":
+        return 1, False
+    if options.kind == "side_by_side":
+        return 2, False
+    methods = dict.fromkeys(m for m, _ in result.maps)
+    layers = dict.fromkeys(lay for _, lay in result.maps)
+    if len(methods) == 1 or len(layers) == 1:
+        return 1 + len(result.maps), False
+    return len(layers), True
+
+
+def render_figure(result, image, options: FigureOptions | None = None) -> RenderedFigure:
+    """Draw an annotated figure of a result.
+
+    Parameters
+    ----------
+    result : ExplainResult
+        The maps, prediction and model description.
+    image : Image
+        The image the result explains; rendered as the viewer shows it.
+    options : FigureOptions, optional
+        Layout, size and display settings; defaults to a 300-dpi side-by-side figure.
+
+    Returns
+    -------
+    RenderedFigure
+        Pixels (uint8 RGB), caption, resolution and a short title.
+    """
+    from matplotlib import rc_context
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap, Normalize
+    from matplotlib.figure import Figure
+
+    options = options or FigureOptions()
+    window = window_used(image, options, result.frame)
+    base = image.render(result.frame, window=options.window, invert=options.invert)
+    img_h, img_w = base.shape[:2]
+    n_cols, has_row_labels = _columns(result, options)
+
+    # Layout in inches, computed rather than left to a layout engine, so every figure has the
+    # same margins and the caption never overlaps the panels.
+    width = options.width
+    pad, gap = 0.06, 0.05
+    left = pad + (0.22 if has_row_labels else 0.0)
+    cbar_gap, cbar_w, cbar_labels = 0.08, 0.11, 0.50
+    right = cbar_gap + cbar_w + cbar_labels
+    title_h = 0.20
+    panel_w = (width - left - right - gap * (n_cols - 1)) / n_cols
+    panel_h = panel_w * img_h / img_w
+    # A small image is enlarged to the printed size before blending, so a thresholded overlay
+    # has smooth edges instead of the source pixels' staircase.
+    scale = panel_w * options.dpi / img_w
+    if scale > 1.0:
+        base = _resize(base, (round(img_h * min(scale, 8.0)), round(img_w * min(scale, 8.0))))
+    rows, row_labels = _panels(result, options, base)
+    caption = caption_for(result, options, window)
+    n_rows = len(rows)
+    chars = int((width - 2 * pad) * 72 / (_CAPTION_FONT * 0.56))
+    lines = textwrap.wrap(caption, chars) if options.caption else []
+    caption_h = len(lines) * _CAPTION_FONT * 1.32 / 72 + 0.12 if lines else 0.0
+    row_title_h = [title_h if any(t for t, _ in r) else 0.04 for r in rows]
+    height = pad + sum(row_title_h) + n_rows * panel_h + gap * (n_rows - 1) + caption_h + pad
+
+    rc = {
+        "font.family": "DejaVu Sans",
+        "font.size": _FONT,
+        "axes.linewidth": 0.5,
+        "xtick.major.width": 0.5,
+        "ytick.major.width": 0.5,
+        "ytick.labelsize": _FONT - 1,
+    }
+    with _DRAW_LOCK, rc_context(rc):
+        fig = Figure(figsize=(width, height), dpi=options.dpi, facecolor="white")
+        FigureCanvasAgg(fig)
+        interp = "antialiased"
+        y = height - pad
+        letters = iter("abcdefghijklmnopqrstuvwxyz")
+        grid_top = y
+        for r, row in enumerate(rows):
+            y -= row_title_h[r]
+            y -= panel_h
+            for c, (title, rgb) in enumerate(row):
+                x = left + c * (panel_w + gap)
+                ax = fig.add_axes((x / width, y / height, panel_w / width, panel_h / height))
+                ax.set_axis_off()
+                if rgb is None:
+                    ax.text(
+                        0.5,
+                        0.5,
+                        "not computed",
+                        ha="center",
+                        va="center",
+                        color="0.4",
+                        transform=ax.transAxes,
+                    )
+                    continue
+                ax.imshow(rgb, interpolation=interp, aspect="auto")
+                if title:
+                    fig.text(
+                        x / width,
+                        (y + panel_h + 0.05) / height,
+                        title,
+                        ha="left",
+                        va="bottom",
+                        fontsize=_FONT,
+                    )
+                if n_rows * n_cols == 1:
+                    continue
+                # Panel letters, as journals ask for, in the corner of each panel.
+                ax.text(
+                    0.025,
+                    0.975,
+                    next(letters),
+                    transform=ax.transAxes,
+                    ha="left",
+                    va="top",
+                    fontsize=_FONT + 1,
+                    fontweight="bold",
+                    color="white",
+                    bbox={
+                        "boxstyle": "square,pad=0.15",
+                        "fc": "black",
+                        "ec": "none",
+                        "alpha": 0.55,
+                    },
+                )
+            if row_labels:
+                fig.text(
+                    (left - 0.06) / width,
+                    (y + panel_h / 2) / height,
+                    row_labels[r],
+                    rotation=90,
+                    ha="right",
+                    va="center",
+                    fontsize=_FONT,
+                )
+            y -= gap
+        grid_bottom = y + gap
+        cb_x = width - right + cbar_gap
+        cb_h = min(grid_top - grid_bottom - row_title_h[0], 2.2)
+        cb_y = grid_bottom + (grid_top - row_title_h[0] - grid_bottom - cb_h) / 2
+        cax = fig.add_axes((cb_x / width, cb_y / height, cbar_w / width, cb_h / height))
+        lut = colormap_lut(options.colormap).astype(np.float32) / 255.0
+        from matplotlib.cm import ScalarMappable
+
+        mappable = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=ListedColormap(lut))
+        cbar = fig.colorbar(mappable, cax=cax, ticks=[0, 0.25, 0.5, 0.75, 1.0])
+        cbar.ax.set_yticklabels(["0", "0.25", "0.50", "0.75", "1"])
+        cbar.outline.set_linewidth(0.5)
+        cbar.set_label("Relative importance", fontsize=_FONT - 0.5, labelpad=3)
+        if options.threshold > 0:
+            cax.axhline(options.threshold, color="white", lw=1.2)
+            cax.axhline(options.threshold, color="black", lw=0.6, ls="--")
+        if lines:
+            fig.text(
+                pad / width,
+                (pad + caption_h - 0.06) / height,
+                "\n".join(lines),
+                ha="left",
+                va="top",
+                fontsize=_CAPTION_FONT,
+                linespacing=1.25,
+                color="0.15",
+            )
+        fig.canvas.draw()
+        rgb_out = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    title = "Lucida explanation figure"
+    return RenderedFigure(rgb=rgb_out, caption=caption, dpi=int(options.dpi), title=title)
+
+
+def figure_png(figure: RenderedFigure, scrubber: Scrubber | None = None) -> bytes:
+    """Encode a figure as PNG with its resolution and scrubbed text chunks.
+
+    Parameters
+    ----------
+    figure : RenderedFigure
+    scrubber : Scrubber, optional
+        Blanks identifiers from the text chunks (title, caption).
+
+    Returns
+    -------
+    bytes
+        The PNG file.
+    """
+    clean = scrubber.text if scrubber is not None else (lambda s: s)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", clean(figure.title))
+    info.add_itxt("Description", clean(figure.caption))
+    info.add_text("Software", f"Lucida {app_version()}")
+    info.add_text("Disclaimer", DISCLAIMER)
+    buf = io.BytesIO()
+    PILImage.fromarray(figure.rgb).save(
+        buf, format="PNG", dpi=(figure.dpi, figure.dpi), pnginfo=info, compress_level=6
+    )
+    return buf.getvalue()
+
+
+def with_kind(options: FigureOptions | None, kind: str, **changes: Any) -> FigureOptions:
+    """Return a copy of ``options`` with another layout (and any other field changed)."""
+    return replace(options or FigureOptions(), kind=kind, **changes)

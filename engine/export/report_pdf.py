@@ -1,0 +1,391 @@
+"""The PDF report, drawn with reportlab: real vector text, searchable and copyable.
+
+reportlab rather than Qt's QPdfWriter because the engine must not import Qt (the CLI and tests
+write reports without a GUI), and because its flowables (paragraphs, tables that split across
+pages, page templates) give a typeset document rather than a painted page.
+"""
+
+from __future__ import annotations
+
+import io
+from xml.sax.saxutils import escape
+
+from reportlab import rl_config
+from reportlab.lib import colors
+from reportlab.lib.enums import TA_LEFT
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import (
+    Image,
+    KeepTogether,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from engine.export.content import CASE_FIELDS, metric_rows, summary_rows
+from engine.export.figure import probability_text
+
+# Images go in as binary Flate streams. ASCII85 text encoding would make them 25% bigger, and
+# without reportlab's optional C accelerator it takes seconds per figure.
+rl_config.useA85 = 0
+
+_ACCENT = colors.HexColor("#1f4e79")
+_GRID = colors.HexColor("#b8c4d0")
+_SHADE = colors.HexColor("#eef2f6")
+
+
+def _styles() -> dict[str, ParagraphStyle]:
+    base = getSampleStyleSheet()
+    body = ParagraphStyle(
+        "body",
+        parent=base["BodyText"],
+        fontName="Helvetica",
+        fontSize=9,
+        leading=11.5,
+        alignment=TA_LEFT,
+    )
+    return {
+        "title": ParagraphStyle(
+            "title",
+            parent=body,
+            fontName="Helvetica-Bold",
+            fontSize=17,
+            leading=21,
+            textColor=_ACCENT,
+        ),
+        "sub": ParagraphStyle("sub", parent=body, fontSize=8.5, textColor=colors.HexColor("#555")),
+        "h2": ParagraphStyle(
+            "h2",
+            parent=body,
+            fontName="Helvetica-Bold",
+            fontSize=11.5,
+            leading=14,
+            spaceBefore=9,
+            spaceAfter=4,
+            textColor=_ACCENT,
+        ),
+        "body": body,
+        "small": ParagraphStyle("small", parent=body, fontSize=8, leading=10),
+        "mono": ParagraphStyle("mono", parent=body, fontName="Courier", fontSize=7.2, leading=9),
+        "caption": ParagraphStyle(
+            "caption",
+            parent=body,
+            fontSize=8,
+            leading=10,
+            textColor=colors.HexColor("#333"),
+            spaceBefore=2,
+        ),
+        "warn": ParagraphStyle(
+            "warn", parent=body, fontSize=8.5, leading=11, textColor=colors.HexColor("#8a1c1c")
+        ),
+        "notice": ParagraphStyle(
+            "notice", parent=body, fontSize=8.5, leading=11, textColor=colors.HexColor("#5a3d00")
+        ),
+    }
+
+
+def _p(text, style) -> Paragraph:
+    return Paragraph(escape(str(text)), style)
+
+
+def _table(rows, widths, header: bool = True, mono_cols=(), styles=None) -> Table:
+    st = styles
+    cells = []
+    for r, row in enumerate(rows):
+        out = []
+        for c, value in enumerate(row):
+            if r == 0 and header:
+                style = ParagraphStyle("th", parent=st["small"], fontName="Helvetica-Bold")
+            else:
+                style = st["mono"] if c in mono_cols else st["small"]
+            out.append(value if isinstance(value, Paragraph) else _p(value, style))
+        cells.append(out)
+    table = Table(cells, colWidths=widths, repeatRows=1 if header else 0, hAlign="LEFT")
+    commands = [
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LINEBELOW", (0, 0), (-1, -1), 0.25, _GRID),
+        ("TOPPADDING", (0, 0), (-1, -1), 2),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 2.5),
+        ("LEFTPADDING", (0, 0), (-1, -1), 4),
+    ]
+    if header:
+        commands += [
+            ("BACKGROUND", (0, 0), (-1, 0), _SHADE),
+            ("LINEBELOW", (0, 0), (-1, 0), 0.6, _ACCENT),
+        ]
+    table.setStyle(TableStyle(commands))
+    return table
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if value is None:
+        return "—"
+    return str(value)
+
+
+def _footer(content: dict):
+    label = "De-identified" if content["deidentified"] else "CONTAINS PATIENT IDENTIFIERS"
+
+    def draw(canvas, doc) -> None:
+        canvas.saveState()
+        canvas.setFont("Helvetica", 7)
+        canvas.setFillColor(colors.HexColor("#666"))
+        left = f"Lucida {content['version']} · {content['generated']} · {label}"
+        canvas.drawString(doc.leftMargin, 10 * mm, left)
+        canvas.drawRightString(
+            A4[0] - doc.rightMargin, 10 * mm, f"Research use only · page {doc.page}"
+        )
+        canvas.setStrokeColor(_GRID)
+        canvas.setLineWidth(0.4)
+        canvas.line(doc.leftMargin, 13 * mm, A4[0] - doc.rightMargin, 13 * mm)
+        canvas.restoreState()
+
+    return draw
+
+
+def report_pdf(content: dict, figures: list[tuple[bytes, str, str | None]]) -> bytes:
+    """Typeset the report as a PDF.
+
+    Parameters
+    ----------
+    content : dict
+        What :func:`engine.export.content.build_content` returns (already de-identified
+        unless identifiers are kept).
+    figures : list of (bytes, str, str or None)
+        One per map: PNG bytes, caption, warning.
+
+    Returns
+    -------
+    bytes
+        The PDF; page streams are left uncompressed so the text stays greppable, images are
+        compressed.
+    """
+    st = _styles()
+    buf = io.BytesIO()
+    width = A4[0] - 36 * mm
+    doc = SimpleDocTemplate(
+        buf,
+        pagesize=A4,
+        leftMargin=18 * mm,
+        rightMargin=18 * mm,
+        topMargin=16 * mm,
+        bottomMargin=18 * mm,
+        title=content["report"],
+        author="Lucida",
+        subject=f"{content['maps'][0]['title'] if content['maps'] else ''} explanation, "
+        f"model {content['model']['name']}",
+        creator=f"Lucida {content['version']}",
+        keywords="explainable AI, saliency, research use only",
+        pageCompression=0,
+    )
+    story = [
+        _p(content["report"], st["title"]),
+        _p(f"Generated {content['generated']} by Lucida {content['version']}", st["sub"]),
+        Spacer(1, 5),
+        _notice(content, st, width),
+        Spacer(1, 6),
+        _summary(content, st, width),
+    ]
+    # Short sections stay whole, so no heading is left alone at the foot of a page.
+    story.append(KeepTogether(_case_section(content, st, width)))
+    story.append(KeepTogether(_prediction_section(content, st, width)))
+    story += _figure_section(content, figures, st, width)
+    story.append(KeepTogether(_params_section(content, st, width)))
+    story += _metrics_section(content, st, width)
+    story += _model_section(content, st, width)
+    story += _software_section(content, st, width)
+    doc.build(story, onFirstPage=_footer(content), onLaterPages=_footer(content))
+    return buf.getvalue()
+
+
+def _notice(content: dict, st, width) -> Table:
+    text = content["disclaimer"]
+    if content["deidentified"]:
+        text += f" Patient identifiers removed ({content['deidentification']['method']})."
+    else:
+        text += " This report contains patient identifiers: handle it as a patient record."
+    box = Table([[_p(text, st["notice"])]], colWidths=[width], hAlign="LEFT")
+    box.setStyle(
+        TableStyle(
+            [
+                ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#fff6e0")),
+                ("BOX", (0, 0), (-1, -1), 0.5, colors.HexColor("#e0b050")),
+                ("TOPPADDING", (0, 0), (-1, -1), 4),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
+            ]
+        )
+    )
+    return box
+
+
+def _pairs(pairs: list[tuple[str, str]], st, width, shade: bool) -> Table:
+    """Label/value pairs, two pairs per row, to keep short facts compact."""
+    label = ParagraphStyle(
+        "label", parent=st["small"], fontName="Helvetica-Bold", textColor=_ACCENT
+    )
+    cells = []
+    for i in range(0, len(pairs), 2):
+        row = []
+        for name, value in pairs[i : i + 2]:
+            row += [_p(name, label), _p(value or "—", st["small"])]
+        cells.append(row + [""] * (4 - len(row)))
+    table = Table(cells, colWidths=[0.18 * width, 0.32 * width] * 2, hAlign="LEFT")
+    commands = [
+        ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+        ("TOPPADDING", (0, 0), (-1, -1), 2.5),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 3.5),
+    ]
+    if shade:
+        commands += [
+            ("BOX", (0, 0), (-1, -1), 0.5, _GRID),
+            ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#f7f9fb")),
+        ]
+    else:
+        commands.append(("LINEBELOW", (0, 0), (-1, -1), 0.25, _GRID))
+    table.setStyle(TableStyle(commands))
+    return table
+
+
+def _summary(content: dict, st, width) -> Table:
+    return _pairs(summary_rows(content), st, width, shade=True)
+
+
+def _case_section(content: dict, st, width) -> list:
+    case = content["case"]
+    pairs = []
+    if case.get("patient"):
+        pairs += [(label, case["patient"].get(key)) for key, label in CASE_FIELDS]
+        pairs.append(("File", case.get("path", case["file"])))
+    else:
+        pairs += [("Identifiers", "removed (de-identified export)"), ("File", case["file"])]
+    pairs += [
+        ("Modality", case["modality"]),
+        ("Photometric", case["photometric"]),
+        ("Image size", f"{case['size'][1]} × {case['size'][0]} pixels"),
+        ("Frame", f"{case['frame'] + 1} of {case['frames']}"),
+    ]
+    return [_p("Case", st["h2"]), _pairs(pairs, st, width, shade=False)]
+
+
+def _prediction_section(content: dict, st, width) -> list:
+    rows = [["Class", "Probability", ""]]
+    for name, p in sorted(content["prediction"].items(), key=lambda kv: -kv[1]):
+        rows.append(
+            [name, probability_text(p), "explained target" if name == content["target"] else ""]
+        )
+    table = _table(rows, [0.4 * width, 0.25 * width, 0.35 * width], styles=st)
+    target_row = 1 + [r[0] for r in rows[1:]].index(content["target"])
+    table.setStyle(
+        TableStyle([("BACKGROUND", (0, target_row), (-1, target_row), colors.HexColor("#fdf0d5"))])
+    )
+    head = f"Prediction ({content['model']['output'] or 'scores'})"
+    return [_p(head, st["h2"]), table]
+
+
+def _figure_section(content: dict, figures, st, width) -> list:
+    out = []
+    for n, (png, caption, warning) in enumerate(figures, start=1):
+        # The heading travels with the first figure.
+        block = [_p("Explanations", st["h2"])] if n == 1 else []
+        img = Image(io.BytesIO(png))
+        scale = width / img.imageWidth
+        img.drawWidth, img.drawHeight = width, img.imageHeight * scale
+        block += [img, Paragraph(f"<b>Figure {n}.</b> {escape(caption)}", st["caption"])]
+        if warning:
+            block.append(_p(f"Warning: {warning}", st["warn"]))
+        block.append(Spacer(1, 8))
+        out.append(KeepTogether(block))
+    return out
+
+
+def _params_section(content: dict, st, width) -> list:
+    rows = [["Method", "Parameter", "Value"]]
+    params = content.get("params") or {}
+    for m in content["maps"]:
+        for key, value in (params.get(m["method"]) or {}).items():
+            rows.append([m["title"], key, _fmt(value)])
+    rows = [r for i, r in enumerate(rows) if r not in rows[:i]]
+    if len(rows) == 1:
+        rows.append(["all", "—", "defaults (no parameters set)"])
+    disp = content["display"]
+    window = (
+        "n/a (colour image)" if not disp["window"] else "C {:g} / W {:g}".format(*disp["window"])
+    )
+    shown = (
+        f"colour map {disp['colormap']}, opacity {disp['opacity']:.2f}, threshold "
+        f"{disp['threshold']:.2f}, window {window}{', inverted' if disp['invert'] else ''}"
+    )
+    layers = ", ".join(dict.fromkeys(m["layer"] for m in content["maps"]))
+    return [
+        _p("Explainer parameters", st["h2"]),
+        _table(rows, [0.3 * width, 0.3 * width, 0.4 * width], styles=st),
+        Spacer(1, 3),
+        _p(f"Layers: {layers}. Display: {shown}.", st["small"]),
+    ]
+
+
+def _metrics_section(content: dict, st, width) -> list:
+    about, rows, summary = metric_rows(content.get("metrics"))
+    if not rows and not summary:
+        return []
+    head = f"Trust metrics ({about})" if about else "Trust metrics"
+    block = [_p(head, st["h2"])]
+    if summary:
+        block.append(_p(summary, st["body"]))
+        block.append(Spacer(1, 3))
+    if rows:
+        half = (len(rows) + 1) // 2
+        table = [["Metric", "Value", "Metric", "Value"]]
+        for left, right in zip(rows[:half], rows[half:] + [("", "")], strict=False):
+            table.append([*left, *right])
+        block.append(_table(table, [0.3 * width, 0.2 * width] * 2, styles=st))
+    return [KeepTogether(block)]
+
+
+def _model_section(content: dict, st, width) -> list:
+    model = content["model"]
+    rows = [
+        ["Item", "Value"],
+        ["Name", model["name"]],
+        ["Kind", model.get("kind") or "—"],
+        ["Card", model.get("card") or "—"],
+        ["Classes", ", ".join(model["classes"])],
+        ["Weights SHA-256", _p(model.get("sha256") or "—", st["mono"])],
+    ]
+    files = [["File", "SHA-256"]] + [[path, sha] for path, sha in model["files"].items()]
+    out = [
+        KeepTogether(
+            [_p("Model provenance", st["h2"]), _table(rows, [0.3 * width, 0.7 * width], styles=st)]
+        )
+    ]
+    if len(files) > 1:
+        out += [
+            Spacer(1, 4),
+            _table(files, [0.3 * width, 0.7 * width], mono_cols=(1,), styles=st),
+        ]
+    return out
+
+
+def _software_section(content: dict, st, width) -> list:
+    items = list(content["software"].items())
+    half = (len(items) + 1) // 2
+    rows = [["Software", "Version", "Software", "Version"]]
+    for left, right in zip(items[:half], items[half:] + [("", "")], strict=False):
+        rows.append([*left, *right])
+    timings = content.get("timings_ms") or {}
+    out = [
+        _p("Software and timing", st["h2"]),
+        _table(rows, [0.2 * width, 0.3 * width] * 2, styles=st),
+    ]
+    if timings:
+        text = ", ".join(f"{k} {_fmt(v)} ms" for k, v in timings.items())
+        out += [Spacer(1, 3), _p(f"Compute time: {text}.", st["small"])]
+    for warning in content.get("warnings") or []:
+        out.append(_p(f"Warning: {warning}", st["warn"]))
+    return [KeepTogether(out)]

@@ -1,0 +1,333 @@
+"""The export dialog: figure, reports and DICOM, with a live preview, de-identified by default.
+
+Drawing the preview and writing the files run on Qt's thread pool, never on the GUI thread; a
+newer preview request makes older ones irrelevant (their pictures are dropped when they land).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt.utils import create_worker
+
+from engine.cancel import Cancelled, CancelToken
+from engine.errors import LucidaError
+from engine.export import FigureOptions, render_figure, write_reports
+from engine.export.deid import Scrubber
+
+#: (label, FigureOptions.kind)
+LAYOUTS = (
+    ("Overlay", "overlay"),
+    ("Side by side: original | overlay", "side_by_side"),
+    ("Compare grid: every map", "grid"),
+)
+#: (label, dpi)
+RESOLUTIONS = (("150 dpi (screen)", 150), ("300 dpi (print)", 300), ("600 dpi (poster)", 600))
+#: (label, write_reports format, checked by default)
+OUTPUTS = (
+    ("Annotated figure (PNG)", "png", True),
+    ("Report (PDF)", "pdf", True),
+    ("Report (HTML)", "html", False),
+    ("DICOM Secondary Capture", "dicom", False),
+)
+_PREVIEW_WIDTH = 460
+
+
+class _Progress(QObject):
+    """Carries progress from the writing thread to the GUI thread (queued by Qt)."""
+
+    sig_progress = Signal(float, str)
+
+
+def _to_pixmap(rgb) -> QPixmap:
+    height, width = rgb.shape[:2]
+    image = QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888)
+    return QPixmap.fromImage(image.copy())
+
+
+def _draw_preview(generation: int, result, image, options: FigureOptions) -> tuple:
+    """Draw a preview figure off the GUI thread; never raises, so the outcome always returns."""
+    try:
+        return generation, render_figure(result, image, options), None
+    except LucidaError as exc:
+        return generation, None, exc.one_line()
+    except Exception as exc:  # noqa: BLE001 - a preview must not take the dialog down
+        return generation, None, f"{type(exc).__name__}: {exc}"
+
+
+class QtExportDialog(QDialog):
+    """Export one explained image: annotated figure, PDF/HTML report, DICOM Secondary Capture.
+
+    Parameters
+    ----------
+    parent : QWidget or None
+    result : ExplainResult
+        What to export.
+    image : Image
+        The explained image.
+    view_state : dict
+        ``{"window", "invert", "opacity", "colormap", "threshold", "method", "layer"}``: the
+        figure reproduces what the viewer shows.
+
+    Signals
+    -------
+    sig_exported(list)
+        The paths written, after a successful export.
+    """
+
+    sig_exported = Signal(list)
+
+    def __init__(self, parent: QWidget | None, result, image, view_state: dict | None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export")
+        self._result, self._image = result, image
+        self._view_state = dict(view_state or {})
+        self._preview_generation = 0
+        self._workers: set = set()
+        self._cancel: CancelToken | None = None
+        self._progress = _Progress(self)
+        self._progress.sig_progress.connect(self._on_progress)
+
+        self.preview = QLabel("Drawing preview…")
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setMinimumSize(_PREVIEW_WIDTH, 300)
+        self.preview.setStyleSheet("background: white; border: 1px solid #bbb;")
+
+        self.layout_box = QComboBox()
+        for label, kind in LAYOUTS:
+            self.layout_box.addItem(label, kind)
+        self.layout_box.setCurrentIndex(1)
+        self.resolution_box = QComboBox()
+        for label, dpi in RESOLUTIONS:
+            self.resolution_box.addItem(label, dpi)
+        self.resolution_box.setCurrentIndex(1)
+        self.output_checks = {}
+        outputs = QGroupBox("Write")
+        out_layout = QVBoxLayout(outputs)
+        for label, fmt, checked in OUTPUTS:
+            box = QCheckBox(label)
+            box.setChecked(checked)
+            box.toggled.connect(self._update_buttons)
+            self.output_checks[fmt] = box
+            out_layout.addWidget(box)
+        out_layout.addWidget(QLabel("A JSON sidecar (report.json) is always written."))
+
+        self.deidentify = QCheckBox("De-identify (DICOM PS3.15 Annex E basic profile)")
+        self.deidentify.setChecked(True)
+        self.identity_warning = QLabel("Exports will contain patient identifiers.")
+        self.identity_warning.setStyleSheet("color: #a00000; font-weight: bold;")
+        self.identity_warning.setVisible(False)
+        self.deidentify.toggled.connect(lambda on: self.identity_warning.setVisible(not on))
+
+        self.folder = QLineEdit(str(self._default_folder()))
+        self.folder.textChanged.connect(self._update_buttons)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.folder, 1)
+        folder_row.addWidget(browse)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setVisible(False)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.buttons = QDialogButtonBox()
+        self.export_button = self.buttons.addButton(
+            "Export", QDialogButtonBox.ButtonRole.AcceptRole
+        )
+        self.close_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
+        self.export_button.clicked.connect(self.export)
+        self.close_button.clicked.connect(self._close_or_cancel)
+
+        form = QFormLayout()
+        form.addRow("Figure layout", self.layout_box)
+        form.addRow("Resolution", self.resolution_box)
+        form.addRow("Folder", folder_row)
+        side = QVBoxLayout()
+        side.addLayout(form)
+        side.addWidget(outputs)
+        side.addWidget(self.deidentify)
+        side.addWidget(self.identity_warning)
+        side.addStretch(1)
+        side.addWidget(self.progress)
+        side.addWidget(self.status)
+        body = QHBoxLayout()
+        body.addWidget(self.preview, 3)
+        body.addLayout(side, 2)
+        root = QVBoxLayout(self)
+        root.addLayout(body)
+        root.addWidget(self.buttons)
+
+        # Coalesce quick successive changes into one preview.
+        self._preview_timer = QTimer(self, singleShot=True, interval=120)
+        self._preview_timer.timeout.connect(self._start_preview)
+        self.layout_box.currentIndexChanged.connect(self._preview_timer.start)
+        self._update_buttons()
+        self._preview_timer.start()
+
+    # -- state -------------------------------------------------------------------------------
+
+    def options(self, dpi: int | None = None) -> FigureOptions:
+        """The figure options the dialog's controls and the view state describe."""
+        return FigureOptions.from_view_state(
+            self._view_state,
+            kind=self.layout_box.currentData(),
+            dpi=dpi or self.resolution_box.currentData(),
+        )
+
+    def formats(self) -> list[str]:
+        """The chosen output formats."""
+        return [fmt for fmt, box in self.output_checks.items() if box.isChecked()]
+
+    def _default_folder(self) -> Path:
+        stem = Path(str(self._result.image_path)).stem or "image"
+        # The folder name must not leak a patient ID that a file name may carry.
+        stem = Scrubber(self._image.identifiers()).text(stem).replace("[removed]", "case")
+        return Path.home() / "Lucida exports" / stem
+
+    def _update_buttons(self) -> None:
+        busy = self._cancel is not None
+        self.export_button.setEnabled(
+            bool(self.formats()) and bool(self.folder.text()) and not busy
+        )
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export to folder", self.folder.text())
+        if folder:
+            self.folder.setText(folder)
+
+    # -- preview -----------------------------------------------------------------------------
+
+    def _start_preview(self) -> None:
+        self._preview_generation += 1
+        options = self.options()
+        # Draw at roughly the label's size: a preview does not need print resolution.
+        pixels = max(self.preview.width(), _PREVIEW_WIDTH) * self.devicePixelRatioF()
+        options.dpi = max(30, int(pixels / options.width))
+        worker = create_worker(
+            _draw_preview,
+            self._preview_generation,
+            self._result,
+            self._image,
+            options,
+            _start_thread=False,
+            _ignore_errors=True,
+        )
+        # Bound methods of this dialog: Qt queues them to the GUI thread and drops them if the
+        # dialog is gone.
+        worker.returned.connect(self._show_preview)
+        self._run(worker)
+
+    def _show_preview(self, outcome: tuple) -> None:
+        generation, figure, error = outcome
+        if generation != self._preview_generation:
+            return  # a newer preview is on its way
+        if figure is None:
+            self.preview.setText(f"No preview: {error}")
+            return
+        pixmap = _to_pixmap(figure.rgb)
+        self.preview.setPixmap(
+            pixmap.scaled(
+                self.preview.size(),
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        )
+        self.preview.setToolTip(figure.caption)
+
+    # -- export ------------------------------------------------------------------------------
+
+    def export(self) -> None:
+        """Write the chosen outputs on a worker thread; progress and outcome show in the dialog."""
+        if self._cancel is not None or not self.formats():
+            return
+        self._cancel = CancelToken()
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.status.setStyleSheet("")
+        self.status.setText("Exporting…")
+        self.close_button.setText("Cancel")
+        self._update_buttons()
+        worker = create_worker(
+            write_reports,
+            self._result,
+            self._image,
+            Path(self.folder.text()).expanduser(),
+            self.formats(),
+            keep_identifiers=not self.deidentify.isChecked(),
+            figure_options=self.options(),
+            progress=self._progress.sig_progress.emit,
+            cancel=self._cancel,
+            _start_thread=False,
+            _ignore_errors=True,
+        )
+        worker.returned.connect(self._on_exported)
+        worker.errored.connect(self._on_failed)
+        self._run(worker)
+
+    def _run(self, worker) -> None:
+        self._workers.add(worker)
+        worker.finished.connect(lambda w=worker: self._workers.discard(w))
+        worker.start()
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(round(100 * fraction)))
+        self.status.setText(message[:1].upper() + message[1:] + "…")
+
+    def _finish(self) -> None:
+        self._cancel = None
+        self.progress.setVisible(False)
+        self.close_button.setText("Close")
+        self._update_buttons()
+
+    def _on_exported(self, paths: list) -> None:
+        self._finish()
+        folder = paths[0].parent if paths else self.folder.text()
+        self.status.setText(f"Wrote {len(paths)} files to {folder}")
+        self.sig_exported.emit(list(paths))
+
+    def _on_failed(self, exc: BaseException) -> None:
+        self._finish()
+        if isinstance(exc, Cancelled):
+            self.status.setText("Export cancelled; nothing was written.")
+            return
+        text = (
+            exc.one_line()
+            if isinstance(exc, LucidaError)
+            else (f"Export failed ({type(exc).__name__}: {exc})")
+        )
+        self.status.setStyleSheet("color: #a00000;")
+        self.status.setText(text)
+
+    def done(self, result: int) -> None:
+        """Close the dialog; an export still running is cancelled and writes nothing."""
+        if self._cancel is not None:
+            self._cancel.cancel()
+        super().done(result)
+
+    def _close_or_cancel(self) -> None:
+        if self._cancel is not None:
+            self._cancel.cancel()
+        else:
+            self.reject()

@@ -1,0 +1,73 @@
+"""The export dialog: de-identified by default, previews, writes off the GUI thread."""
+
+from __future__ import annotations
+
+import pytest
+from export_fixtures import FAKE, fake_result, write_fake_dicom
+from export_leaks import found
+
+from engine.images import open_image
+
+pytest.importorskip("pytestqt")
+
+VIEW_STATE = {
+    "window": (1500, 2000),
+    "invert": False,
+    "opacity": 0.6,
+    "colormap": "turbo",
+    "threshold": 0.0,
+    "method": "gradcam",
+    "layer": "features.3",
+}
+
+
+@pytest.fixture()
+def dialog(qtbot, tmp_path):
+    from gui.export_dialog import QtExportDialog
+
+    image = open_image(write_fake_dicom(tmp_path / "LUCIDA-ID-424242.dcm", size=32))
+    widget = QtExportDialog(None, fake_result(image), image, VIEW_STATE)
+    qtbot.addWidget(widget)
+    return widget
+
+
+def test_defaults_are_safe_and_preview_appears(dialog, qtbot):
+    assert dialog.deidentify.isChecked()
+    assert FAKE["PatientID"] not in dialog.folder.text()  # the file name carries the ID
+    qtbot.waitUntil(
+        lambda: dialog.preview.pixmap() is not None and not dialog.preview.pixmap().isNull(),
+        timeout=20000,
+    )
+    assert "Grad-CAM" in dialog.preview.toolTip()
+    opts = dialog.options()
+    assert opts.colormap == "turbo" and opts.opacity == 0.6 and opts.dpi == 300
+    dialog.deidentify.setChecked(False)
+    assert not dialog.identity_warning.isHidden()
+
+
+def test_export_writes_deidentified_files(dialog, qtbot, tmp_path):
+    out = tmp_path / "out"
+    dialog.folder.setText(str(out))
+    dialog.resolution_box.setCurrentIndex(0)
+    dialog.layout_box.setCurrentIndex(0)
+    for fmt, box in dialog.output_checks.items():
+        box.setChecked(fmt in ("png", "dicom"))
+    with qtbot.waitSignal(dialog.sig_exported, timeout=30000) as blocker:
+        dialog.export_button.click()
+        assert not dialog.export_button.isEnabled()  # busy: the GUI thread is free, not blocked
+    names = sorted(p.name for p in blocker.args[0])
+    assert names == ["figure.png", "figure_sc.dcm", "report.json"]
+    assert "Wrote 3 files" in dialog.status.text()
+    for path in blocker.args[0]:
+        assert not found(path, FAKE["PatientName"]) and not found(path, FAKE["PatientID"])
+
+
+def test_failed_export_says_why(dialog, qtbot, tmp_path):
+    blocker_file = tmp_path / "file"
+    blocker_file.write_text("x")
+    dialog.folder.setText(str(blocker_file))
+    dialog.resolution_box.setCurrentIndex(0)
+    dialog.export_button.click()
+    qtbot.waitUntil(lambda: "not a folder" in dialog.status.text(), timeout=30000)
+    assert dialog.export_button.isEnabled()
+    assert blocker_file.read_text() == "x"
