@@ -1,0 +1,118 @@
+"""Audit throughput, batched against a per-image loop, and peak memory against dataset size.
+
+Both throughput runs use the same images, model (the demo architecture, narrow, random weights,
+48-pixel phantoms) and explainer (Grad-CAM) in the same process. The per-image loop is what an
+audit without batching does: for each image, the engine's single-image capture, the explainer,
+the map back to the image and the ROI shares. The batched run is the full ``run_audit``,
+streaming results to disk. Torch uses one thread in both, so that other load on the machine
+disturbs the comparison as little as possible.
+
+Peak memory is each run's peak resident set size, measured in a fresh process per size.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+LOOP_IMAGES = 96
+BATCH_SIZE = 32
+MEMORY_SIZES = (200, 2000)
+
+
+def per_image_loop(dataset, model, method: str = "gradcam") -> float:
+    """Audit ``dataset`` one image at a time; return images per second."""
+    from engine.audit.runner import AuditSettings, plan, shares_for
+    from engine.cancel import CancelToken
+    from engine.capture import run_capture
+    from engine.images import open_image
+
+    the_plan = plan(model, AuditSettings(method=method))
+    token = CancelToken()
+    start = time.perf_counter()
+    for row in dataset.rows:
+        image = open_image(row.path)
+        capture = run_capture(model, model.preprocess(image), "top", the_plan.layers, True)
+        maps = the_plan.explainer.explain(capture, capture.target, the_plan.layers,
+                                          the_plan.params, lambda f, m="": None, token)
+        raw = next(iter(maps.values()))
+        raw = raw.detach().float().numpy() if hasattr(raw, "detach") else raw
+        heat = model.map_to_image(raw.clip(min=0), image.shape)
+        shares_for(row, heat, dataset.roles)
+    return len(dataset.rows) / (time.perf_counter() - start)
+
+
+def batched(dataset, model, out: Path, method: str = "gradcam") -> float:
+    """Run the batched, streaming audit; return images per second."""
+    from engine.audit.runner import AuditSettings, run_audit
+
+    start = time.perf_counter()
+    run_audit(dataset, model, AuditSettings(method=method, batch_size=BATCH_SIZE), out)
+    return len(dataset.rows) / (time.perf_counter() - start)
+
+
+def memory_child(n: int, folder: str) -> None:
+    """Audit ``n`` generated images and print the peak RSS in MiB (runs in its own process)."""
+    import torch
+    from audit_fixtures import small_model, write_phantom_dataset
+
+    from engine.audit.manifest import load_dataset
+    from engine.audit.outputs import write_outputs
+    from engine.audit.runner import AuditSettings, run_audit
+
+    torch.set_num_threads(1)
+    manifest = write_phantom_dataset(Path(folder) / "data", n)
+    dataset, model = load_dataset(manifest), small_model()
+    out = Path(folder) / "out"
+    store = run_audit(dataset, model, AuditSettings(method="gradcam", batch_size=BATCH_SIZE), out)
+    header = json.loads((out / "run.json").read_text())
+    write_outputs(store, dataset, model, header, out, pdf=False)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def main() -> None:
+    """Print throughput and memory ratios measured in this run."""
+    import torch
+    from audit_fixtures import small_model, write_phantom_dataset
+
+    from engine.audit.manifest import load_dataset
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        dataset = load_dataset(write_phantom_dataset(tmp / "data", LOOP_IMAGES))
+        model = small_model()
+        per_image_loop(dataset, model)  # warm-up: layer discovery, registry, allocator
+        loop = per_image_loop(dataset, model)
+        fast = batched(dataset, model, tmp / "out")
+        print(f"audit throughput ({LOOP_IMAGES} images, 48 px, Grad-CAM, 1 thread): "
+              f"per-image loop {loop:.1f} img/s, batched x{BATCH_SIZE} {fast:.1f} img/s, "
+              f"ratio {fast / loop:.2f}x (goal >= 3x)", flush=True)
+        peaks = {}
+        for n in MEMORY_SIZES:
+            folder = tmp / f"mem{n}"
+            folder.mkdir()
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-child", str(n), str(folder)],
+                capture_output=True, text=True, check=True,
+            )
+            peaks[n] = float(out.stdout.strip().splitlines()[-1])
+        small, large = MEMORY_SIZES
+        print(f"audit peak memory: {small} images {peaks[small]:.0f} MiB, {large} images "
+              f"{peaks[large]:.0f} MiB, ratio {peaks[large] / peaks[small]:.2f}x (goal <= 1.2x)",
+              flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--memory-child":
+        memory_child(int(sys.argv[2]), sys.argv[3])
+    else:
+        main()

@@ -1,0 +1,292 @@
+"""What an audit writes: audit.json, audit.csv, mean heatmaps and report.pdf."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from engine.audit.aggregate import aggregate, flag_reason, mean_heatmaps
+from engine.audit.manifest import BORDER_ROLE, Manifest
+from engine.audit.store import ResultStore
+from engine.errors import ExportError
+
+MEAN_DIR = "mean_heatmaps"
+GRID_NAME = "grid.png"
+
+
+def _clean(obj):
+    """Replace NaN/inf by None so audit.json is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _safe(name: str) -> str:
+    """Return a file-name-safe version of a class or group label."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def summarise_run(store: ResultStore, dataset: Manifest, model, header: dict) -> dict:
+    """Return the audit.json content for the results stored so far.
+
+    The keys ``n``, ``model``, ``method``, ``layer``, ``accuracy``, ``roi_share`` and
+    ``flagged`` follow the documented schema; ``classes``, ``classification`` (per-class recall
+    and confusion, overall and per group), ``verdicts``, ``errors`` and ``dataset`` add detail.
+    """
+    agg = aggregate(store.records(), model.classes, dataset.roles)
+    problems = [{"path": p.path, "reason": p.one_line()} for p in dataset.problems]
+    return _clean(
+        {
+            "n": agg["n"],
+            "model": {"name": model.name, "sha256": model.sha256},
+            "method": header["method"],
+            "layer": header["layer"],
+            "accuracy": agg["accuracy"],
+            "roi_share": agg["roi_share"],
+            "flagged": agg["flagged"],
+            "classes": list(model.classes),
+            "classification": agg["classification"],
+            "verdicts": agg["verdicts"],
+            "errors": problems + agg["errors"],
+            "dataset": {"source": header["dataset"], "rows": len(dataset.rows)
+                        + len(dataset.problems)},
+            "params": header["params"],
+            "target": header["target"],
+        }
+    )
+
+
+def write_csv(store: ResultStore, dataset: Manifest, classes: Sequence[str], path: Path) -> None:
+    """Write audit.csv: one row per image (failed images carry their error)."""
+    roles = [*dataset.roles, BORDER_ROLE]
+    cols = ["path", "row", "label", "pred", "correct", *[f"score_{c}" for c in classes],
+            *dataset.group_columns, *[f"share_{r}" for r in roles], "flag", "error"]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=cols)
+        writer.writeheader()
+        for p in dataset.problems:
+            writer.writerow({"path": p.path, "row": p.line - 2 if p.line else "",
+                             "error": p.reason})
+        for rec in store.records():
+            row = {"path": rec["path"], "row": rec["row"]}
+            if "error" in rec:
+                row["error"] = rec["error"]
+                writer.writerow(row)
+                continue
+            row.update(label=rec["label"] or "", pred=rec["pred_name"])
+            if rec["label_index"] is not None:
+                row["correct"] = int(rec["label_index"] == rec["pred"])
+            row.update({f"score_{c}": f"{s:.4f}" for c, s in zip(classes, rec["scores"],
+                                                                strict=True)})
+            row.update(rec["groups"])
+            for r in roles:
+                share = rec["shares"].get(r)
+                row[f"share_{r}"] = "" if share is None else f"{share:.4f}"
+            row["flag"] = flag_reason(rec["shares"]) or ""
+            writer.writerow(row)
+
+
+def heat_rgb(heat: np.ndarray, cmap: str = "inferno") -> np.ndarray:
+    """Colour a 0..1 map with a colormap, as (H, W, 3) uint8."""
+    from engine.overlay import colormap_lut
+
+    peak = float(np.nanmax(heat)) if heat.size else 0.0
+    scaled = np.nan_to_num(heat / peak if peak > 0 else heat)
+    return colormap_lut(cmap)[np.clip((scaled * 255).round(), 0, 255).astype(np.uint8)]
+
+
+def grid_figure(cells: dict[tuple[str, str], tuple[np.ndarray, int]], title: str = ""):
+    """Return a matplotlib Figure: classes as rows, groups as columns, each mean heatmap."""
+    from matplotlib.figure import Figure
+
+    classes = sorted({c for c, _ in cells})
+    groups = sorted({g for _, g in cells}, key=lambda g: (g != "all", g))
+    fig = Figure(figsize=(1.6 * len(groups) + 0.6, 1.7 * len(classes) + 0.5), dpi=110)
+    axes = fig.subplots(len(classes), len(groups), squeeze=False)
+    for i, cls in enumerate(classes):
+        for j, g in enumerate(groups):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if (cls, g) in cells:
+                heat, count = cells[(cls, g)]
+                ax.imshow(heat_rgb(heat))
+                ax.set_title(f"{g} (n={count})", fontsize=7)
+            else:
+                ax.axis("off")
+            if j == 0:
+                ax.set_ylabel(cls, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def write_mean_heatmaps(store: ResultStore, classes: Sequence[str], size: int, folder: Path,
+                        title: str = "") -> dict:
+    """Write one PNG per (class, group) and ``grid.png``; return the cells."""
+    from PIL import Image as PILImage
+
+    cells = mean_heatmaps(store.heatmaps(), classes, (size, size))
+    folder.mkdir(parents=True, exist_ok=True)
+    for (cls, group), (heat, _) in cells.items():
+        big = PILImage.fromarray(heat_rgb(heat)).resize((256, 256), PILImage.BILINEAR)
+        big.save(folder / f"{_safe(cls)}__{_safe(group)}.png")
+    if cells:
+        grid_figure(cells, title).savefig(folder / GRID_NAME)
+    return cells
+
+
+def _bar_chart(entries: list[tuple[str, float, float, float]], ylabel: str, title: str):
+    """Return PNG bytes of a bar chart with CI whiskers; entries are (label, mean, lo, hi)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5, 2.6), dpi=110)
+    ax = fig.subplots()
+    labels = [e[0] for e in entries]
+    means = np.array([e[1] for e in entries], dtype=float)
+    lo = np.array([e[2] for e in entries], dtype=float)
+    hi = np.array([e[3] for e in entries], dtype=float)
+    yerr = np.vstack([np.nan_to_num(means - lo), np.nan_to_num(hi - means)])
+    ax.bar(range(len(entries)), np.nan_to_num(means), yerr=yerr, capsize=3, color="#4C72B0")
+    ax.set_xticks(range(len(entries)))
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def write_pdf(audit: dict, grid_png: Path | None, path: Path) -> None:
+    """Write report.pdf: summary, verdicts, charts, tables, the mean-heatmap grid and flags."""
+    from xml.sax.saxutils import escape
+
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.lib.units import cm
+    from reportlab.platypus import (
+        Image,
+        Paragraph,
+        SimpleDocTemplate,
+        Spacer,
+        TableStyle,
+    )
+
+    styles = getSampleStyleSheet()
+    story = [
+        Paragraph("Lucida bias audit", styles["Title"]),
+        Paragraph(escape(
+            f"Model {audit['model']['name']} (sha256 {audit['model']['sha256'][:12]}…), "
+            f"method {audit['method']}, layer {audit['layer']}, {audit['n']} images, "
+            f"{len(audit['errors'])} skipped."), styles["Normal"]),
+        Spacer(1, 0.3 * cm),
+    ]
+    acc = audit["accuracy"]
+    if acc["overall"] is not None:
+        story.append(Paragraph(f"Accuracy {acc['overall']:.1%} overall.", styles["Normal"]))
+    story.append(Paragraph("Verdicts", styles["Heading2"]))
+    for line in audit["verdicts"] or ["No group columns to compare."]:
+        story.append(Paragraph(escape(line.replace("`", "")), styles["Normal"]))
+
+    def chart(png: bytes):
+        return Image(io.BytesIO(png), width=16 * cm, height=6.4 * cm)
+
+    for role, entry in audit["roi_share"].items():
+        bars = [("all", entry["mean"], *entry["ci95"])]
+        bars += [(g, s["mean"], *s["ci95"]) for g, s in entry["by_group"].items()]
+        bars += [(f"class {c}", s["mean"], *s["ci95"]) for c, s in entry["by_class"].items()]
+        bars = [tuple(np.nan if v is None else v for v in b) for b in bars]
+        story.append(chart(_bar_chart(bars, "share of saliency", f"Saliency on {role}")))
+    if acc["by_group"]:
+        bars = [(g, np.nan if a is None else a, np.nan, np.nan) for g, a in acc["by_group"].items()]
+        if acc["overall"] is not None:
+            bars.insert(0, ("all", acc["overall"], np.nan, np.nan))
+        story.append(chart(_bar_chart(bars, "accuracy", "Accuracy per group")))
+        rows = [["group", "accuracy", *[f"recall {c}" for c in audit["classes"]]]]
+        for g, s in audit["classification"]["by_group"].items():
+            rows.append([g, _fmt(s["accuracy"]), *[_fmt(s["recall"][c]) for c in audit["classes"]]])
+        story.append(_table(rows, colors, TableStyle))
+    story.append(Paragraph("Saliency share by group (95% bootstrap CI)", styles["Heading2"]))
+    rows = [["role", "group", "n", "mean", "CI 95%"]]
+    for role, entry in audit["roi_share"].items():
+        for g, s in [("all", entry), *entry["by_group"].items()]:
+            rows.append([role, g, str(s["n"]), _fmt(s["mean"]),
+                         f"{_fmt(s['ci95'][0])}–{_fmt(s['ci95'][1])}"])
+    story.append(_table(rows, colors, TableStyle))
+    if grid_png is not None and grid_png.is_file():
+        from PIL import Image as PILImage
+
+        with PILImage.open(grid_png) as im:
+            w, h = im.size
+        story.append(Paragraph("Mean heatmaps (class × group)", styles["Heading2"]))
+        scale = min(17 * cm / w, 20 * cm / h)
+        story.append(Image(str(grid_png), width=w * scale, height=h * scale))
+    story.append(Paragraph(f"Flagged images ({len(audit['flagged'])})", styles["Heading2"]))
+    for item in audit["flagged"][:40]:
+        story.append(Paragraph(escape(f"{item['path']}: {item['reason'].replace('`', '')}"),
+                               styles["Code"]))
+    if audit["errors"]:
+        story.append(Paragraph(f"Skipped ({len(audit['errors'])})", styles["Heading2"]))
+        for item in audit["errors"][:40]:
+            story.append(Paragraph(escape(item["reason"]), styles["Code"]))
+    SimpleDocTemplate(str(path), pagesize=A4, title="Lucida bias audit").build(story)
+
+
+def _fmt(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.1%}"
+
+
+def _table(rows, colors, table_style):
+    from reportlab.platypus import Table
+
+    table = Table(rows, repeatRows=1)
+    table.setStyle(table_style([
+        ("FONTSIZE", (0, 0), (-1, -1), 7),
+        ("BACKGROUND", (0, 0), (-1, 0), colors.lightgrey),
+        ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+    ]))
+    return table
+
+
+def write_outputs(store: ResultStore, dataset: Manifest, model, header: dict,
+                  out_dir: str | Path, *, pdf: bool = True) -> dict:
+    """Write audit.json, audit.csv, mean_heatmaps/ and (optionally) report.pdf.
+
+    Returns
+    -------
+    dict
+        The audit.json content.
+
+    Raises
+    ------
+    ExportError
+        If a file cannot be written.
+    """
+    out = Path(out_dir)
+    try:
+        audit = summarise_run(store, dataset, model, header)
+        (out / "audit.json").write_text(json.dumps(audit, indent=2, allow_nan=False))
+        write_csv(store, dataset, model.classes, out / "audit.csv")
+        cells = write_mean_heatmaps(store, model.classes, header["heat_size"], out / MEAN_DIR,
+                                    title=f"{model.name} · {header['method']}")
+        if pdf:
+            grid = out / MEAN_DIR / GRID_NAME if cells else None
+            write_pdf(audit, grid, out / "report.pdf")
+    except OSError as exc:
+        raise ExportError(f"cannot write the audit ({exc})", path=out,
+                          fix="choose a writable --out folder") from None
+    return audit

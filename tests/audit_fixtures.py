@@ -1,0 +1,43 @@
+"""Small datasets and a small random-weight model for the audit tests and benchmark."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+
+from engine.demo_arch import build_demo_cnn
+from engine.models import InputSpec, LoadedModel
+from engine.phantoms import make_phantom
+
+
+def write_phantom_dataset(folder: Path, n: int, size: int = 48, seed: int = 0) -> Path:
+    """Write ``n`` phantom PNGs and a manifest (path,label,site,marker_box); return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        nodule, marker = bool(i % 2), bool((i // 2) % 2)
+        ph = make_phantom(rng, nodule=nodule, marker=marker, size=size)
+        name = f"img{i:05d}.png"
+        PILImage.fromarray((ph.pixels * 255).round().astype(np.uint8)).save(folder / name)
+        box = " ".join(map(str, ph.marker_box)) if ph.marker_box else ""
+        rows.append({"path": name, "label": ph.label, "site": ph.site, "marker_box": box})
+    manifest = folder / "manifest.csv"
+    with manifest.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "label", "site", "marker_box"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
+
+def small_model(size: int = 48, seed: int = 0) -> LoadedModel:
+    """Return the demo architecture, narrow and randomly initialised, as a LoadedModel."""
+    torch.manual_seed(seed)
+    module = build_demo_cnn(1, 2, widths=(8, 8, 16, 16)).eval()
+    spec = InputSpec(size=(size, size), channels=1, mean=(0.5,), std=(0.25,), window="minmax")
+    return LoadedModel.from_module(module, classes=["normal", "nodule"], input=spec,
+                                   name="tiny")
