@@ -1,0 +1,170 @@
+"""GUI responsiveness: heartbeat stalls during Score-CAM, and layer click to repaint.
+
+Peers measured in the same run:
+- stalls: the same Score-CAM run on the GUI thread (what a viewer without a worker does);
+- layer click: the same layer fetched through the worker and the engine's capture cache.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+HEARTBEAT_MS = 10
+STALL_GOAL_MS = 50.0
+REPAINT_GOAL_MS = 50.0
+CLICKS = 20
+
+
+def _pump(app, until, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not until():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the GUI did not reach the expected state in time")
+        app.processEvents()
+        time.sleep(0.001)
+
+
+class Heartbeat:
+    """A QTimer whose largest gap between ticks, beyond its interval, is the worst stall."""
+
+    def __init__(self, timer_cls) -> None:
+        self.timer = timer_cls()
+        self.timer.setInterval(HEARTBEAT_MS)
+        self.timer.timeout.connect(self._tick)
+        self.gaps: list[float] = []
+        self._last = None
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.gaps.append((now - self._last) * 1000 - HEARTBEAT_MS)
+        self._last = now
+
+    def start(self) -> None:
+        self.gaps, self._last = [], None
+        self.timer.start()
+
+    def stop(self) -> float:
+        self.timer.stop()
+        return max(self.gaps, default=0.0)
+
+
+def main() -> None:
+    """Print stall and repaint numbers with their ratios to the peers."""
+    from PySide6.QtCore import QEvent, QObject, QSettings, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from engine.session import ExplainRequest
+    from gui.main_window import QtMainWindow
+
+    load = os.getloadavg()
+    app = QApplication.instance() or QApplication(["bench"])
+    settings = QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.Format.IniFormat)
+    win = QtMainWindow(settings=settings)
+    win.resize(1280, 800)
+    win.show()
+    drawn = []
+    win.sig_map_drawn.connect(lambda m, lay: drawn.append((m, lay)))
+    win.open_demo()
+    _pump(app, lambda: drawn and not win.worker.busy())
+
+    # -- stalls during Score-CAM on the worker ----------------------------------------------
+    beat = Heartbeat(QTimer)
+    layers = [info.name for info in win.model.layers()]
+    runs = {}
+    # One map in the single viewer (batch 1: many small passes, the most GIL traffic), then
+    # every layer in compare mode (a long run with fourteen cells repainting as maps arrive).
+    for label, batch, compare in (("single layer", 1, False), ("all layers, compare", 8, True)):
+        win.param_values["scorecam"] = {**win.params_for("scorecam"), "mode": "exact",
+                                        "batch_size": batch}
+        win.maps.clear()
+        win.session.clear_cache()
+        beat.start()
+        # Let the heartbeat tick first, so a stall in the click handler itself is counted.
+        _pump(app, lambda: len(beat.gaps) >= 2)
+        start = time.perf_counter()
+        if compare:
+            win.panel.set_compare_selection(["scorecam"], layers)
+            win.set_compare(True)
+        else:
+            win.set_method("scorecam")
+        _pump(app, lambda: win.everything_drawn() and not win.worker.busy())
+        elapsed = (time.perf_counter() - start) * 1000
+        stall = beat.stop()
+        gaps = sorted(beat.gaps) or [0.0]
+        runs[label] = (elapsed, stall, gaps[int(0.95 * (len(gaps) - 1))], len(beat.gaps))
+        win.set_compare(False)
+
+    # Peer: the single-layer request run on the GUI thread, with a fresh capture cache.
+    from engine.session import Session
+
+    request = ExplainRequest(image=win.image, model=win.model, methods=["scorecam"],
+                             layers=[win.layer], params={"scorecam": {**win.params_for(
+                                 "scorecam"), "batch_size": 1}})
+    # On the GUI thread no heartbeat can fire while it runs: the stall is the whole call.
+    start = time.perf_counter()
+    Session().explain(request)
+    blocking_stall = (time.perf_counter() - start) * 1000
+
+    # -- layer click to repaint ----------------------------------------------------------------
+    win.set_method("gradcam")
+    _pump(app, lambda: not win.worker.busy() and win.layer_model.heatmap is not None)
+    pair = [win.layer, next(n for n in layers if n != win.layer)]
+
+    class PaintSpy(QObject):
+        seen = False
+
+        def eventFilter(self, obj, event):  # noqa: N802 - Qt override
+            if event.type() == QEvent.Type.Paint:
+                PaintSpy.seen = True
+            return False
+
+    spy = PaintSpy()
+    win.viewer.viewport().installEventFilter(spy)
+    passes = win.session.forward_passes
+
+    def click_to_paint(name: str) -> float:
+        PaintSpy.seen = False
+        t0 = time.perf_counter()
+        win.panel.select_layer(name)
+        _pump(app, lambda: PaintSpy.seen and win.layer_model.heatmap is not None)
+        return (time.perf_counter() - t0) * 1000
+
+    cached = [click_to_paint(pair[i % 2]) for i in range(CLICKS)]
+    cache_passes = win.session.forward_passes - passes
+
+    def through_worker(name: str) -> float:
+        win.maps.clear()  # forget this window's maps; the engine keeps its capture
+        return click_to_paint(name)
+
+    uncached = [through_worker(pair[i % 2]) for i in range(CLICKS // 2)]
+
+    cached_med, uncached_med = statistics.median(cached), statistics.median(uncached)
+    print(f"load average before/after: {load[0]:.1f} / {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores")
+    for label, (elapsed, stall, p95, ticks) in runs.items():
+        print(f"score-cam {label:20s}: {elapsed:6.0f} ms on the worker, {ticks} heartbeats, "
+              f"max stall {stall:6.1f} ms, 95th percentile {p95:5.1f} ms "
+              f"(goal < {STALL_GOAL_MS:.0f} ms: {'met' if stall < STALL_GOAL_MS else 'MISSED'})")
+    single = runs["single layer"][1]
+    print(f"score-cam single layer on the GUI thread (peer): stall {blocking_stall:6.1f} ms; "
+          f"ratio worker / GUI-thread {single / max(blocking_stall, 1e-9):.3f}")
+    print(f"layer click -> repaint, cache  : median {cached_med:6.1f} ms, "
+          f"max {max(cached):6.1f} ms, forward passes {cache_passes}  "
+          f"(goal < {REPAINT_GOAL_MS:.0f} ms: "
+          f"{'met' if max(cached) < REPAINT_GOAL_MS else 'MISSED'})")
+    print(f"layer click -> repaint, worker : median {uncached_med:6.1f} ms  (peer)")
+    print(f"  ratio cache / worker         : {cached_med / max(uncached_med, 1e-9):.3f}")
+    win.close()
+
+
+if __name__ == "__main__":
+    main()

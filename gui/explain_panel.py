@@ -1,0 +1,331 @@
+"""The explanation panel: model, prediction, method with its parameters, layer, compare mode."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QFontDatabase
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.param_form import QtParamForm
+from plugins.api import is_layer_based
+
+#: Model-picker entries that are not a loaded card.
+DEMO_MODELS = (("Demo model", "demo"), ("Demo model, biased", "demo-biased"))
+OPEN_CARD = "__open_card__"
+
+#: Methods ticked in compare mode when the user has not chosen any.
+COMPARE_DEFAULT_METHODS = ("gradcam", "gradcampp", "layercam")
+
+#: Role that holds a layer name on layer-list items.
+LAYER_ROLE = Qt.ItemDataRole.UserRole
+
+
+class QtExplainPanel(QWidget):
+    """Controls for what is explained and how; it only emits requests, it computes nothing.
+
+    Signals
+    -------
+    sig_model_requested(str spec)
+        A demo name, or ``OPEN_CARD`` when the user wants to pick a card file.
+    sig_target_changed(int index)
+    sig_method_changed(str name)
+    sig_params_changed(dict values)
+    sig_layer_changed(str name)
+    sig_compare_changed(bool on, list methods, list layers)
+    """
+
+    sig_model_requested = Signal(str)
+    sig_target_changed = Signal(int)
+    sig_method_changed = Signal(str)
+    sig_params_changed = Signal(dict)
+    sig_layer_changed = Signal(str)
+    sig_compare_changed = Signal(bool, list, list)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._explainers: dict[str, object] = {}
+        self._model = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+
+        model_box = QGroupBox("Model")
+        model_layout = QVBoxLayout(model_box)
+        self.model_combo = QComboBox()
+        for label, spec in DEMO_MODELS:
+            self.model_combo.addItem(label, spec)
+        self.model_combo.addItem("Open model card…", OPEN_CARD)
+        self.model_combo.activated.connect(self._model_activated)
+        self.model_label = QLabel("No model loaded")
+        self.model_label.setWordWrap(True)
+        self.model_label.setStyleSheet("color: palette(mid);")
+        model_layout.addWidget(self.model_combo)
+        model_layout.addWidget(self.model_label)
+        layout.addWidget(model_box)
+
+        pred_box = QGroupBox("Prediction — click a class to explain it (◀)")
+        pred_layout = QVBoxLayout(pred_box)
+        self.prediction = QTreeWidget()
+        self.prediction.setHeaderLabels(["Class", "Probability"])
+        self.prediction.setRootIsDecorated(False)
+        self.prediction.setUniformRowHeights(True)
+        self.prediction.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.prediction.header().setSectionResizeMode(
+            1, QHeaderView.ResizeMode.ResizeToContents
+        )
+        self.prediction.itemClicked.connect(
+            lambda item, _col: self.sig_target_changed.emit(item.data(0, LAYER_ROLE))
+        )
+        pred_layout.addWidget(self.prediction)
+        layout.addWidget(pred_box)
+
+        method_box = QGroupBox("Method")
+        method_layout = QVBoxLayout(method_box)
+        self.method_combo = QComboBox()
+        self.method_combo.currentIndexChanged.connect(self._method_activated)
+        self.method_note = QLabel()
+        self.method_note.setWordWrap(True)
+        self.params = QtParamForm()
+        self.params.sig_changed.connect(self.sig_params_changed)
+        method_layout.addWidget(self.method_combo)
+        method_layout.addWidget(self.method_note)
+        method_layout.addWidget(self.params)
+        layout.addWidget(method_box)
+
+        layer_box = QGroupBox("Layer (★ default)")
+        layer_layout = QVBoxLayout(layer_box)
+        self.layers = QListWidget()
+        self.layers.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.layers.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.layers.currentItemChanged.connect(self._layer_activated)
+        layer_layout.addWidget(self.layers)
+        layout.addWidget(layer_box, 1)
+
+        self.compare_box = QCheckBox("Compare methods × layers")
+        self.compare_box.toggled.connect(self._compare_toggled)
+        layout.addWidget(self.compare_box)
+        self.compare_group = QWidget()
+        compare_layout = QHBoxLayout(self.compare_group)
+        compare_layout.setContentsMargins(0, 0, 0, 0)
+        self.compare_methods = QListWidget()
+        self.compare_layers = QListWidget()
+        for widget in (self.compare_methods, self.compare_layers):
+            widget.itemChanged.connect(self._emit_compare)
+            compare_layout.addWidget(widget)
+        self.compare_group.setVisible(False)
+        layout.addWidget(self.compare_group)
+
+    # -- filling ----------------------------------------------------------------------------
+    def set_explainers(self, explainers: dict[str, object], current: str | None = None) -> None:
+        """List the registered explainers (name -> explainer object)."""
+        self._explainers = dict(explainers)
+        self.method_combo.blockSignals(True)
+        self.method_combo.clear()
+        self.compare_methods.blockSignals(True)
+        self.compare_methods.clear()
+        for name, explainer in self._explainers.items():
+            self.method_combo.addItem(getattr(explainer, "title", name), name)
+            index = self.method_combo.count() - 1
+            self.method_combo.setItemData(
+                index, getattr(explainer, "description", ""), Qt.ItemDataRole.ToolTipRole
+            )
+            item = QListWidgetItem(getattr(explainer, "title", name))
+            item.setData(LAYER_ROLE, name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            checked = name in COMPARE_DEFAULT_METHODS
+            item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+            self.compare_methods.addItem(item)
+        self.compare_methods.blockSignals(False)
+        if current is not None and self.method_combo.findData(current) >= 0:
+            self.method_combo.setCurrentIndex(self.method_combo.findData(current))
+        self.method_combo.blockSignals(False)
+        self._show_method(self.current_method())
+
+    def set_model(self, model, label: str | None = None) -> None:
+        """Show a loaded model: its name and files, its layers with shapes and default."""
+        self._model = model
+        if label is not None:
+            index = self.model_combo.findData(label)
+            if index < 0:
+                self.model_combo.insertItem(self.model_combo.count() - 1, label, label)
+                index = self.model_combo.count() - 2
+            self.model_combo.setCurrentIndex(index)
+        classes = ", ".join(model.classes)
+        self.model_label.setText(
+            f"{model.name} · {model.kind} · {model.output} · classes: {classes}\n"
+            f"sha256 {model.sha256[:12]}…"
+        )
+        default = model.default_layer
+        self.layers.blockSignals(True)
+        self.layers.clear()
+        self.compare_layers.blockSignals(True)
+        self.compare_layers.clear()
+        infos = model.layers()
+        width = max((len(info.name) for info in infos), default=0)
+        for info in infos:
+            shape = "×".join(str(s) for s in info.shape)
+            star = "★" if info.name == default else " "
+            item = QListWidgetItem(f"{star} {info.name:<{width}}  {shape}")
+            item.setData(LAYER_ROLE, info.name)
+            item.setToolTip(f"{info.name}: output {shape} ({info.kind})")
+            self.layers.addItem(item)
+            if info.name == default:
+                self.layers.setCurrentItem(item)
+                font = item.font()
+                font.setBold(True)
+                item.setFont(font)
+            compare_item = QListWidgetItem(info.name)
+            compare_item.setData(LAYER_ROLE, info.name)
+            compare_item.setFlags(compare_item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            compare_item.setCheckState(Qt.CheckState.Unchecked)
+            self.compare_layers.addItem(compare_item)
+        # Scroll once the list has its final size (it may not be laid out yet).
+        QTimer.singleShot(0, self._scroll_to_current)
+        self._check_default_compare_layers(infos, default)
+        self.compare_layers.blockSignals(False)
+        self.layers.blockSignals(False)
+        self._show_method(self.current_method())
+
+    def _scroll_to_current(self) -> None:
+        if self.layers.currentItem() is not None:
+            self.layers.scrollToItem(self.layers.currentItem(),
+                                     QAbstractItemView.ScrollHint.PositionAtCenter)
+        ticked = [self.compare_layers.item(i) for i in range(self.compare_layers.count())
+                  if self.compare_layers.item(i).checkState() == Qt.CheckState.Checked]
+        if ticked:
+            self.compare_layers.scrollToItem(ticked[-1],
+                                             QAbstractItemView.ScrollHint.PositionAtBottom)
+
+    def _check_default_compare_layers(self, infos, default: str | None) -> None:
+        # The default layer and the deepest one at a finer resolution: the usual question is
+        # "does an earlier, sharper layer point at the same place?".
+        if not infos:
+            return
+        by_name = {info.name: info for info in infos}
+        chosen = by_name.get(default, infos[-1])
+        finer = [info for info in infos[: infos.index(chosen)]
+                 if info.shape[1:] != chosen.shape[1:]]
+        picks = {chosen.name} | ({finer[-1].name} if finer else set())
+        for i in range(self.compare_layers.count()):
+            if self.compare_layers.item(i).data(LAYER_ROLE) in picks:
+                self.compare_layers.item(i).setCheckState(Qt.CheckState.Checked)
+
+    def set_prediction(self, classes: list[str], scores: list[float], target: int) -> None:
+        """Show every class probability; the explained target is bold and marked."""
+        self.prediction.clear()
+        top = max(range(len(scores)), key=scores.__getitem__) if scores else -1
+        for index, (name, score) in enumerate(zip(classes, scores, strict=False)):
+            item = QTreeWidgetItem([f"{name} ◀" if index == target else name,
+                                    f"{100.0 * score:6.1f} %"])
+            item.setToolTip(0, ("explained" if index == target else "click to explain")
+                            + (", top class" if index == top else ""))
+            item.setData(0, LAYER_ROLE, index)
+            item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            if index == target:
+                font = QFont(item.font(0))
+                font.setBold(True)
+                item.setFont(0, font)
+                item.setFont(1, font)
+                item.setForeground(0, QBrush(QColor(255, 196, 64)))
+            self.prediction.addTopLevelItem(item)
+        # As tall as its rows: two classes should not leave a blank box.
+        rows = max(1, self.prediction.topLevelItemCount())
+        height = self.prediction.sizeHintForRow(0) if rows else 18
+        self.prediction.setFixedHeight(
+            self.prediction.header().sizeHint().height() + min(rows, 8) * max(height, 18) + 6
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+    def current_method(self) -> str | None:
+        """Return the registry key of the selected method."""
+        return self.method_combo.currentData()
+
+    def current_layer(self) -> str | None:
+        """Return the selected layer name."""
+        item = self.layers.currentItem()
+        return None if item is None else item.data(LAYER_ROLE)
+
+    def select_layer(self, name: str) -> None:
+        """Select a layer as if the user clicked it."""
+        for i in range(self.layers.count()):
+            if self.layers.item(i).data(LAYER_ROLE) == name:
+                self.layers.setCurrentRow(i)
+                return
+        raise KeyError(name)
+
+    def select_method(self, name: str) -> None:
+        """Select a method as if the user picked it."""
+        index = self.method_combo.findData(name)
+        if index < 0:
+            raise KeyError(name)
+        self.method_combo.setCurrentIndex(index)
+
+    def compare_selection(self) -> tuple[list[str], list[str]]:
+        """Return the (methods, layers) ticked for compare mode."""
+        def ticked(widget: QListWidget) -> list[str]:
+            return [widget.item(i).data(LAYER_ROLE) for i in range(widget.count())
+                    if widget.item(i).checkState() == Qt.CheckState.Checked]
+        return ticked(self.compare_methods), ticked(self.compare_layers)
+
+    def set_compare_selection(self, methods: list[str], layers: list[str]) -> None:
+        """Tick exactly these methods and layers for compare mode."""
+        for widget, wanted in ((self.compare_methods, methods), (self.compare_layers, layers)):
+            widget.blockSignals(True)
+            for i in range(widget.count()):
+                on = widget.item(i).data(LAYER_ROLE) in wanted
+                widget.item(i).setCheckState(Qt.CheckState.Checked if on
+                                             else Qt.CheckState.Unchecked)
+            widget.blockSignals(False)
+        self._emit_compare()
+
+    # -- reactions --------------------------------------------------------------------------
+    def _model_activated(self, index: int) -> None:
+        self.sig_model_requested.emit(self.model_combo.itemData(index))
+
+    def _method_activated(self, _index: int) -> None:
+        name = self.current_method()
+        self._show_method(name)
+        if name is not None:
+            self.sig_method_changed.emit(name)
+
+    def _show_method(self, name: str | None) -> None:
+        explainer = self._explainers.get(name)
+        if explainer is None:
+            self.params.set_params(())
+            self.method_note.setText("")
+            return
+        self.params.set_params(getattr(explainer, "params", ()))
+        note = getattr(explainer, "description", "")
+        reason = None
+        if self._model is not None and hasattr(explainer, "unavailable_reason"):
+            reason = explainer.unavailable_reason(self._model)
+        if reason:
+            note = f"⚠ Not available for this model: {reason}"
+        self.method_note.setText(note)
+        # Model-agnostic methods explain the input, so a layer choice means nothing to them.
+        self.layers.setEnabled(is_layer_based(explainer))
+
+    def _layer_activated(self, current, _previous) -> None:
+        if current is not None:
+            self.sig_layer_changed.emit(current.data(LAYER_ROLE))
+
+    def _compare_toggled(self, on: bool) -> None:
+        self.compare_group.setVisible(on)
+        self._emit_compare()
+
+    def _emit_compare(self, *_args) -> None:
+        methods, layers = self.compare_selection()
+        self.sig_compare_changed.emit(self.compare_box.isChecked(), methods, layers)

@@ -1,0 +1,130 @@
+"""Thin widgets bound two ways to an ``OverlayLayer``: opacity, colormap, threshold, scale."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QPainter
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QWidget,
+)
+from superqt import QLabeledDoubleSlider
+from superqt.utils import signals_blocked
+
+from engine.overlay import COLORMAPS
+from gui.overlay_layer import OverlayLayer
+from gui.viewer import qimage_from_array
+
+SCALE_LABELS = {"image": "Per image (min–max)", "fixed": "Fixed [0, 1]"}
+
+
+class QtColorbar(QWidget):
+    """A horizontal colour bar of the layer's colormap, labelled with the scale's ends."""
+
+    def __init__(self, layer: OverlayLayer, parent=None) -> None:
+        super().__init__(parent)
+        self.layer = layer
+        self.setMinimumHeight(34)
+        layer.sig_changed.connect(self._changed)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(200, 34)
+
+    def _changed(self, name: str) -> None:
+        if name in ("colormap", "threshold", "scale", "heatmap"):
+            self.update()
+
+    def labels(self) -> tuple[str, str]:
+        """Return the texts at the low and high ends of the bar."""
+        if self.layer.scale == "fixed":
+            return "0", "1"
+        return "low", "high"
+
+    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt override
+        strip = qimage_from_array(self.layer.lut()[None, :, :])
+        painter = QPainter(self)
+        bar = QRectF(4, 2, self.width() - 8, 14)
+        painter.drawImage(bar, strip)
+        if self.layer.threshold > 0:
+            # Grey out the part of the scale that is not drawn.
+            cut = bar.adjusted(0, 0, -(1 - self.layer.threshold) * bar.width(), 0)
+            painter.fillRect(cut, QColor(40, 40, 40, 170))
+        painter.setPen(self.palette().windowText().color())
+        low, high = self.labels()
+        text_rect = QRectF(4, 17, self.width() - 8, 16)
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft, low)
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignRight, high)
+        painter.end()
+
+
+class QtOverlayControls(QWidget):
+    """Opacity and threshold sliders, colormap and scale pickers, a show toggle and a colorbar.
+
+    Each widget writes the layer on user input, and the layer's ``sig_changed`` writes the
+    widget back under a signal blocker, so a change from anywhere (a key, a test, settings)
+    shows everywhere without feedback loops.
+    """
+
+    def __init__(self, layer: OverlayLayer, parent=None) -> None:
+        super().__init__(parent)
+        self.layer = layer
+        form = QFormLayout(self)
+        form.setContentsMargins(6, 6, 6, 6)
+
+        self.visible_box = QCheckBox("Show heatmap (O)")
+        self.visible_box.toggled.connect(lambda on: setattr(layer, "visible", on))
+        form.addRow(self.visible_box)
+
+        self.opacity_slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0.0, 1.0)
+        self.opacity_slider.setDecimals(2)
+        self.opacity_slider.setSingleStep(0.05)
+        self.opacity_slider.valueChanged.connect(lambda v: setattr(layer, "opacity", v))
+        form.addRow("Opacity", self.opacity_slider)
+
+        self.colormap_combo = QComboBox()
+        self.colormap_combo.addItems(COLORMAPS)
+        self.colormap_combo.currentTextChanged.connect(lambda t: setattr(layer, "colormap", t))
+        form.addRow("Colormap", self.colormap_combo)
+
+        self.threshold_slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.threshold_slider.setRange(0.0, 1.0)
+        self.threshold_slider.setDecimals(2)
+        self.threshold_slider.setSingleStep(0.05)
+        self.threshold_slider.valueChanged.connect(lambda v: setattr(layer, "threshold", v))
+        form.addRow("Threshold", self.threshold_slider)
+
+        self.scale_combo = QComboBox()
+        for key, label in SCALE_LABELS.items():
+            self.scale_combo.addItem(label, key)
+        self.scale_combo.currentIndexChanged.connect(
+            lambda i: setattr(layer, "scale", self.scale_combo.itemData(i))
+        )
+        form.addRow("Scale", self.scale_combo)
+
+        self.colorbar = QtColorbar(layer)
+        form.addRow(self.colorbar)
+
+        layer.sig_changed.connect(self._sync)
+        for name in ("visible", "opacity", "colormap", "threshold", "scale"):
+            self._sync(name)
+
+    def _sync(self, name: str) -> None:
+        layer = self.layer
+        if name == "visible":
+            with signals_blocked(self.visible_box):
+                self.visible_box.setChecked(layer.visible)
+        elif name == "opacity":
+            with signals_blocked(self.opacity_slider):
+                self.opacity_slider.setValue(layer.opacity)
+        elif name == "colormap":
+            with signals_blocked(self.colormap_combo):
+                self.colormap_combo.setCurrentText(layer.colormap)
+        elif name == "threshold":
+            with signals_blocked(self.threshold_slider):
+                self.threshold_slider.setValue(layer.threshold)
+        elif name == "scale":
+            with signals_blocked(self.scale_combo):
+                self.scale_combo.setCurrentIndex(self.scale_combo.findData(layer.scale))

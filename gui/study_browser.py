@@ -1,0 +1,154 @@
+"""The study browser: Patient / Study / Series / image tree with thumbnails and file drops."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtWidgets import QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+from gui.viewer import qimage_from_array
+
+#: Thumbnail edge in pixels.
+THUMB = 56
+IMAGE_ROLE = Qt.ItemDataRole.UserRole
+
+
+def thumbnail(image, size: int = THUMB) -> np.ndarray:
+    """Return a small RGB rendering of an image's first frame (computed on the worker).
+
+    Parameters
+    ----------
+    image : engine.images.Image
+        The image.
+    size : int
+        Longest edge of the thumbnail in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 (h, w, 3) with max(h, w) == size (or smaller for tiny images).
+    """
+    rgb = image.render(0)
+    step = max(1, int(np.ceil(max(rgb.shape[:2]) / size)))
+    return np.ascontiguousarray(rgb[::step, ::step])
+
+
+def _date(text: str) -> str:
+    """Show a DICOM date (YYYYMMDD) as YYYY-MM-DD; anything else as given."""
+    if len(text) == 8 and text.isdigit():
+        return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    return text
+
+
+class QtStudyBrowser(QWidget):
+    """Tree of what is open; a click on an image (or a one-image series) selects it.
+
+    Signals
+    -------
+    sig_image_selected(object image)
+    sig_files_dropped(list paths)
+    """
+
+    sig_image_selected = Signal(object)
+    sig_files_dropped = Signal(list)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        self.tree = QTreeWidget()
+        self.tree.setHeaderHidden(True)
+        self.tree.setIconSize(QSize(THUMB, THUMB))
+        self.tree.setIndentation(12)
+        self.tree.itemClicked.connect(self._clicked)
+        self.tree.itemActivated.connect(self._clicked)
+        self.hint = QLabel("Drop DICOM or image files here, or use File ▸ Open.")
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet("color: palette(mid);")
+        layout.addWidget(self.tree, 1)
+        layout.addWidget(self.hint)
+        self.setAcceptDrops(True)
+
+    def set_tree(self, tree, thumbnails: dict[str, np.ndarray] | None = None) -> None:
+        """Show a ``StudyTree`` (patients -> studies -> series -> images)."""
+        thumbnails = thumbnails or {}
+        self.tree.clear()
+        for patient in tree.patients:
+            name = (patient.name or "Anonymous").replace("^", " ").strip()
+            p_item = QTreeWidgetItem([name])
+            p_item.setToolTip(0, f"Patient ID {patient.id}" if patient.id else name)
+            self.tree.addTopLevelItem(p_item)
+            for study in patient.studies:
+                date = _date(study.date)
+                s_item = QTreeWidgetItem([" ".join(t for t in (date, study.description) if t)
+                                          or "Study"])
+                s_item.setToolTip(0, f"Accession {study.accession}" if study.accession
+                                  else study.uid)
+                p_item.addChild(s_item)
+                for series in study.series:
+                    images = list(series.images)
+                    words = (series.modality, series.description or
+                             (f"series {series.number}" if series.number else ""))
+                    title = " ".join(w for w in words if w) or "Series"
+                    if len(images) == 1:
+                        # A one-image series is the image: one row, not two.
+                        if not series.description:
+                            title = f"{series.modality} {images[0].path.name}".strip()
+                        s_item.addChild(self._image_item(images[0], title, thumbnails))
+                        continue
+                    se_item = QTreeWidgetItem([f"{title} ({len(images)})"])
+                    s_item.addChild(se_item)
+                    for image in images:
+                        se_item.addChild(self._image_item(image, image.path.name, thumbnails))
+        self.tree.expandAll()
+        self.hint.setVisible(self.tree.topLevelItemCount() == 0)
+
+    @staticmethod
+    def _image_item(image, title: str, thumbnails: dict) -> QTreeWidgetItem:
+        item = QTreeWidgetItem([title])
+        item.setData(0, IMAGE_ROLE, image)
+        item.setToolTip(0, str(image.path))
+        thumb = thumbnails.get(str(image.path))
+        if thumb is not None:
+            item.setIcon(0, QIcon(QPixmap.fromImage(qimage_from_array(thumb))))
+        return item
+
+    def select_image(self, image) -> None:
+        """Highlight the row of ``image`` (without emitting a selection)."""
+        for item in self.image_items():
+            if item.data(0, IMAGE_ROLE) is image:
+                self.tree.blockSignals(True)
+                self.tree.setCurrentItem(item)
+                self.tree.blockSignals(False)
+                self.tree.scrollToItem(item)
+                return
+
+    def image_items(self) -> list[QTreeWidgetItem]:
+        """Return the leaf items (one per image)."""
+        found = []
+
+        def walk(item: QTreeWidgetItem) -> None:
+            if item.childCount() == 0 and item.data(0, IMAGE_ROLE) is not None:
+                found.append(item)
+            for i in range(item.childCount()):
+                walk(item.child(i))
+
+        for i in range(self.tree.topLevelItemCount()):
+            walk(self.tree.topLevelItem(i))
+        return found
+
+    def _clicked(self, item: QTreeWidgetItem, _column: int = 0) -> None:
+        image = item.data(0, IMAGE_ROLE)
+        if image is not None:
+            self.sig_image_selected.emit(image)
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt override
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            self.sig_files_dropped.emit(paths)
+            event.acceptProposedAction()
