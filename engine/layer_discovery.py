@@ -1,0 +1,298 @@
+"""Finding a model's candidate layers for activation- and gradient-based maps.
+
+A dry forward pass with a hook on every submodule records each output. Spatial layers have
+outputs (N, C, H, W) with H, W > 1 (channels-last (N, H, W, C) outputs, as Swin's stages give,
+are recognised too); token layers have outputs (N, T, C) with T = h*w or 1 + h*w and are
+reshaped to (N, C, h, w) (a leading class token is dropped).
+
+Which dimensions are spatial is measured, not guessed: a second pass at a larger input shows
+which dimensions grow. Models that only accept one input size fall back to shape rules.
+A backward pass from the logits tells which layers influence the output at their spatial
+positions; the default layer is the last of those in execution order, skipping adaptive pooling
+(which only resamples the layer before it). For CNNs that is the last spatial layer before global
+pooling; for a ViT, whose final tokens reach the output only through the class token, it is the
+last block's first norm, whose patch tokens still feed the class token through attention.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from engine.errors import ModelError
+from engine.output_adapters import adapt_output
+
+#: Modules that only resample their input; a map on them says nothing the layer before does not.
+_RESAMPLERS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Identity, nn.Dropout)
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One candidate layer.
+
+    Attributes
+    ----------
+    name : str
+        Qualified submodule name (``model.get_submodule(name)``).
+    shape : tuple of int
+        ``(C, h, w)`` of its activation map, after any token reshape.
+    kind : str
+        ``"spatial"`` or ``"token"``.
+    prefix_tokens : int
+        Leading tokens dropped before the reshape (1 for a class token).
+    """
+
+    name: str
+    shape: tuple[int, int, int]
+    kind: str
+    prefix_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How to turn one layer's hook output into (N, C, h, w)."""
+
+    order: str  # "nchw" | "nhwc" | "tokens"
+    prefix_tokens: int = 0
+
+
+def first_tensor(output) -> torch.Tensor | None:
+    """Return the first tensor in a hook output (tensor, tuple/list or dict), else None."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            found = first_tensor(item)
+            if found is not None:
+                return found
+    return None
+
+
+def token_grid(tokens: int, input_hw: tuple[int, int]) -> tuple[int, int, int] | None:
+    """Factor a token count into ``(prefix, h, w)`` with ``h/w`` close to the input's aspect.
+
+    Parameters
+    ----------
+    tokens : int
+        T of an (N, T, C) output.
+    input_hw : tuple of int
+        Model input ``(H, W)``.
+
+    Returns
+    -------
+    tuple of int or None
+        ``(prefix_tokens, h, w)`` with ``h * w == tokens - prefix_tokens``, or None.
+    """
+    aspect = input_hw[0] / input_hw[1]
+    for prefix in (0, 1):
+        n = tokens - prefix
+        if n < 4:
+            continue
+        h = max(1, round(math.sqrt(n * aspect)))
+        for cand in (h, h - 1, h + 1):
+            if cand > 1 and n % cand == 0 and n // cand > 1:
+                w = n // cand
+                if abs(math.log((cand / w) / aspect)) < 0.35:
+                    return prefix, cand, w
+    return None
+
+
+def to_activation_map(output, layout: Layout, input_hw: tuple[int, int]) -> torch.Tensor:
+    """Reshape a hook output to (N, C, h, w) following ``layout``.
+
+    Parameters
+    ----------
+    output : object
+        The hook output (tuples are unwrapped to their first tensor).
+    layout : Layout
+        The layer's layout from discovery.
+    input_hw : tuple of int
+        Model input ``(H, W)``, which fixes the token grid's aspect.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, C, h, w), still attached to the autograd graph.
+    """
+    t = first_tensor(output)
+    if t is None:
+        raise ModelError("the layer returned no tensor", fix="choose another layer")
+    if layout.order == "nchw":
+        return t
+    if layout.order == "nhwc":
+        return t.permute(0, 3, 1, 2)
+    t = t[:, layout.prefix_tokens :]
+    grid = token_grid(t.shape[1], input_hw)
+    if grid is None or grid[0] != 0:
+        raise ModelError(f"cannot arrange {t.shape[1]} tokens on a grid", fix="choose a CNN layer")
+    _, h, w = grid
+    return t.reshape(t.shape[0], h, w, t.shape[2]).permute(0, 3, 1, 2)
+
+
+@dataclass
+class Discovery:
+    """Result of :func:`discover_layers`."""
+
+    layers: list[LayerInfo]
+    layouts: dict[str, Layout]
+    default: str | None
+
+
+def _record(module: nn.Module, x: torch.Tensor):
+    """Run one forward pass; return (ordered records, call counts, output)."""
+    records: list[tuple[str, torch.Tensor]] = []
+    calls: dict[str, int] = {}
+    handles = []
+
+    def hook_for(name):
+        def hook(_mod, _inp, out):
+            calls[name] = calls.get(name, 0) + 1
+            t = first_tensor(out)
+            if t is not None:
+                records.append((name, t))
+
+        return hook
+
+    for name, sub in module.named_modules():
+        if name:
+            handles.append(sub.register_forward_hook(hook_for(name)))
+    try:
+        out = module(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return records, calls, out
+
+
+def _classify(shape_a, shape_b, input_hw) -> tuple[Layout, tuple[int, int, int]] | None:
+    """Decide whether one output is spatial or token-shaped; return its layout and (C,h,w)."""
+    grows = None
+    if shape_b is not None and len(shape_b) == len(shape_a):
+        grows = {i for i in range(len(shape_a)) if shape_a[i] != shape_b[i]}
+    if len(shape_a) == 4:
+        if grows == {1, 2} and shape_a[1] > 1 and shape_a[2] > 1:
+            return Layout("nhwc"), (shape_a[3], shape_a[1], shape_a[2])
+        if (grows is None or grows == {2, 3}) and shape_a[2] > 1 and shape_a[3] > 1:
+            return Layout("nchw"), (shape_a[1], shape_a[2], shape_a[3])
+        return None
+    if len(shape_a) == 3 and (grows is None or grows == {1}):
+        grid = token_grid(shape_a[1], input_hw)
+        if grid is not None:
+            prefix, h, w = grid
+            return Layout("tokens", prefix), (shape_a[2], h, w)
+    return None
+
+
+def discover_layers(
+    module: nn.Module,
+    input_shape: tuple[int, int, int],
+    device: torch.device | str = "cpu",
+    output_key: str | None = None,
+) -> Discovery:
+    """List a model's candidate layers by dry forward passes with hooks.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model, in eval mode.
+    input_shape : tuple of int
+        ``(C, H, W)`` of the model input.
+    device : torch.device or str
+        Where the module lives.
+    output_key : str, optional
+        Passed to the output adapter for the backward pass.
+
+    Returns
+    -------
+    Discovery
+        Candidate layers in execution order, their layouts, and the default layer.
+    """
+    c, h, w = input_shape
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((1, c, h, w), generator=gen).to(device)
+    with torch.enable_grad():
+        try:
+            records, calls, out = _record(module, x)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the input does not fit
+            raise ModelError(
+                f"a dry run on a {c}x{h}x{w} input failed ({type(exc).__name__}: {exc})",
+                fix="check [input] size and channels in the model card",
+            ) from exc
+        shapes_b = _second_pass(module, (c, h, w), device)
+        # Keep one name per distinct tensor: containers and in-place ops hand on the same
+        # tensor object, and the last module to finish with it names it best.
+        # ``records`` keeps every tensor alive, so ids stay unique.
+        last_name = {id(t): name for name, t in records}
+        chosen = []
+        for name, t in records:
+            if last_name[id(t)] != name or calls.get(name, 0) != 1:
+                continue
+            kind = _classify(tuple(t.shape), shapes_b.get(name) if shapes_b else None, (h, w))
+            if kind is not None:
+                chosen.append((name, t, *kind))
+        influence = _influence(out, output_key, chosen)
+    layers, layouts, default = [], {}, None
+    informative = any(inf == "spatial" for inf in influence)
+    for (name, _t, layout, shape), inf in zip(chosen, influence, strict=True):
+        if inf == "unused":
+            continue  # does not reach the output at all (an unused auxiliary head)
+        kind = "spatial" if layout.order != "tokens" else "token"
+        layers.append(LayerInfo(name, tuple(int(s) for s in shape), kind, layout.prefix_tokens))
+        layouts[name] = layout
+        eligible = inf == "spatial" or not informative
+        if eligible and not isinstance(module.get_submodule(name), _RESAMPLERS):
+            default = name
+    if default is None and layers:
+        default = layers[-1].name
+    return Discovery(layers=layers, layouts=layouts, default=default)
+
+
+def _second_pass(module, input_shape, device) -> dict[str, tuple] | None:
+    """Output shapes at a larger input, or None when the model takes one size only."""
+    c, h, w = input_shape
+    x = torch.zeros((1, c, h + 32, w + 32), device=device)
+    try:
+        with torch.inference_mode():
+            records, _calls, _out = _record(module, x)
+    except Exception:  # noqa: BLE001 - fixed-size models (ViT) reject other sizes
+        return None
+    shapes: dict[str, tuple] = {}
+    for name, t in records:
+        shapes.setdefault(name, tuple(t.shape))
+    return shapes
+
+
+def _influence(out, output_key, chosen) -> list[str]:
+    """Per layer: ``spatial`` if its spatial positions reach the logits, ``blind`` if they get
+    no gradient, ``unused`` if the layer does not reach the logits at all, ``unknown`` when no
+    gradients are available. A zero-initialised head makes every gradient zero; the caller
+    then ignores this information."""
+    tensors = [t for _n, t, _l, _s in chosen]
+    needs = [t.requires_grad for t in tensors]
+    try:
+        logits = adapt_output(out, output_key)
+        if not logits.requires_grad or not any(needs):
+            return ["unknown"] * len(tensors)
+        grads = iter(
+            torch.autograd.grad(
+                logits.sum(), [t for t in tensors if t.requires_grad], allow_unused=True
+            )
+        )
+    except Exception:  # noqa: BLE001 - discovery still lists layers without gradient information
+        return ["unknown"] * len(tensors)
+    result = []
+    for (_n, _t, layout, _s), need in zip(chosen, needs, strict=True):
+        g = next(grads) if need else None
+        if not need:
+            result.append("unknown")
+        elif g is None:
+            result.append("unused")
+        else:
+            spatial = g[:, layout.prefix_tokens :] if layout.order == "tokens" else g
+            result.append("spatial" if bool(spatial.abs().sum() > 0) else "blind")
+    return result

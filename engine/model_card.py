@@ -1,0 +1,165 @@
+"""Model cards: the TOML file next to a model that says how to build, feed and read it.
+
+Example::
+
+    name = "chest-resnet"
+    architecture = "torchvision:resnet18"   # or "python:net.py:build", or "lucida:demo_cnn"
+    weights = "chest.safetensors"           # state_dict (.pt/.pth/.safetensors), relative to card
+    classes = ["normal", "nodule"]
+    output = "softmax"                      # or "sigmoid" (multi-label)
+    output_key = "logits"                   # optional: which dict key / attribute holds logits
+
+    [architecture_args]                     # optional keyword arguments for the builder
+    num_classes = 2
+
+    [input]
+    size = [224, 224]
+    channels = 3
+    mean = [0.485, 0.456, 0.406]
+    std = [0.229, 0.224, 0.225]
+    window = "default"                      # or "minmax", or [center, width]
+    resize = "resize"                       # or "letterbox"
+
+    [layers]
+    default = "layer4"
+
+Instead of ``architecture`` + ``weights``, a card may name a whole-model file with
+``model = "net.pt2"`` (torch.export), a TorchScript file, or a pickled module (trusted only).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import ModelError
+from engine.preprocess import InputSpec, normalise_spec
+
+#: ImageNet statistics, the default for three-channel models without [input] mean/std.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+OUTPUTS = ("softmax", "sigmoid")
+
+
+@dataclass
+class ModelCard:
+    """A parsed model card; paths are absolute."""
+
+    path: Path
+    name: str
+    classes: list[str] | None
+    output: str = "softmax"
+    output_key: str | None = None
+    architecture: str | None = None
+    architecture_args: dict = field(default_factory=dict)
+    weights: Path | None = None
+    model: Path | None = None
+    input: InputSpec | None = None
+    default_layer: str | None = None
+    description: str = ""
+
+
+def default_spec(channels: int = 3, size: tuple[int, int] = (224, 224)) -> InputSpec:
+    """Return the preprocessing assumed when no card states one (ImageNet-style)."""
+    if channels == 3:
+        return InputSpec(size=size, channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return InputSpec(size=size, channels=1, mean=(0.5,), std=(0.5,))
+
+
+def _fail(path: Path, message: str, fix: str) -> ModelError:
+    return ModelError(message, path=path, fix=fix)
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """Read and check a model card.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.toml`` file.
+
+    Returns
+    -------
+    ModelCard
+
+    Raises
+    ------
+    ModelError
+        When the file is missing, is not TOML, or a field is missing or invalid.
+    """
+    path = Path(path).resolve()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _fail(path, "model card not found", "check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(path, f"cannot read the model card ({exc})", "check the file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise _fail(path, f"the model card is not valid TOML ({exc})", "fix the syntax") from None
+    base = path.parent
+
+    def file_field(key: str) -> Path | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise _fail(path, f"{key} must be a file name", f'write {key} = "file"')
+        return (base / value).resolve()
+
+    classes = data.get("classes")
+    if classes is not None and (
+        not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes)
+    ):
+        raise _fail(path, "classes must be a non-empty list of names", 'write classes = ["a", "b"]')
+    output = data.get("output", "softmax")
+    if output not in OUTPUTS:
+        raise _fail(path, f"output = {output!r} is unknown", "use 'softmax' or 'sigmoid'")
+    card = ModelCard(
+        path=path,
+        name=str(data.get("name") or path.parent.name or path.stem),
+        classes=list(classes) if classes else None,
+        output=output,
+        output_key=data.get("output_key"),
+        architecture=data.get("architecture"),
+        architecture_args=dict(data.get("architecture_args", {})),
+        weights=file_field("weights"),
+        model=file_field("model"),
+        default_layer=(data.get("layers") or {}).get("default"),
+        description=str(data.get("description", "")),
+    )
+    if card.architecture is None and card.model is None:
+        raise _fail(
+            path,
+            "the card names neither an architecture nor a model file",
+            'add architecture = "torchvision:resnet18" and weights = "...", or model = "net.pt2"',
+        )
+    if card.architecture is not None and card.weights is None:
+        raise _fail(path, "the card names an architecture but no weights", 'add weights = "..."')
+    if "input" in data:
+        card.input = _input_spec(path, data["input"])
+    return card
+
+
+def _input_spec(path: Path, section: dict) -> InputSpec:
+    if not isinstance(section, dict):
+        raise _fail(path, "[input] must be a table", "see the model card format")
+    channels = int(section.get("channels", 3))
+    base = default_spec(channels if channels in (1, 3) else 3)
+    size = section.get("size", list(base.size))
+    if isinstance(size, int):
+        size = [size, size]
+    try:
+        spec = InputSpec(
+            size=tuple(size),
+            channels=channels,
+            mean=tuple(section.get("mean", base.mean)),
+            std=tuple(section.get("std", base.std)),
+            window=section.get("window", "default"),
+            resize=section.get("resize", "resize"),
+        )
+        return normalise_spec(spec)
+    except ModelError as exc:
+        raise ModelError(exc.message, path=path, fix=exc.fix) from None
+    except (TypeError, ValueError) as exc:
+        raise _fail(path, f"[input] is invalid ({exc})", "see the model card format") from None

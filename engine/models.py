@@ -1,0 +1,359 @@
+"""A loaded, preprocessing-aware classifier: :func:`load_model` and :class:`LoadedModel`.
+
+``load_model`` accepts ``demo`` / ``demo-biased``, a model card (``.toml`` or a folder holding
+``card.toml``), a bare ``torchvision:<name>@<weights>``, a ``torch.export`` ``.pt2`` file, a
+TorchScript file, and (with ``trust=True`` only) a pickled full ``nn.Module``. The SHA-256 of every
+file read is recorded in :attr:`LoadedModel.files`.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.errors import ModelError, UsageError
+from engine.layer_discovery import Discovery, LayerInfo, discover_layers
+from engine.layer_discovery import to_activation_map as _to_map
+from engine.model_card import ModelCard, default_spec, read_card
+from engine.model_loaders import (
+    apply_state_dict,
+    build_architecture,
+    load_whole_model,
+    read_state_dict,
+    sha256_file,
+)
+from engine.output_adapters import adapt_output
+from engine.preprocess import InputSpec, map_to_image, normalise_spec, prepare_array
+
+if TYPE_CHECKING:
+    from engine.images import Image
+
+__all__ = ["DEMO_MODELS", "InputSpec", "LayerInfo", "LoadedModel", "load_model", "model_dir"]
+
+RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "models"
+DEMO_MODELS = ("demo", "demo-biased")
+TORCHSCRIPT_REASON = (
+    "TorchScript models expose no Python submodules to hook, so activation and gradient "
+    "methods cannot run; use a model-agnostic method (occlusion, rise) or load the model "
+    "from a card with its architecture and weights"
+)
+
+
+def model_dir(name: str) -> Path:
+    """Return the folder of a built-in demo model (``demo`` or ``demo-biased``)."""
+    return RESOURCES / name
+
+
+class LoadedModel:
+    """A classifier ready for explanation: module, classes, preprocessing and layers.
+
+    Build one with :func:`load_model`, or wrap an in-memory module with :meth:`from_module`.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        name: str,
+        classes: list[str],
+        input: InputSpec,
+        output: str = "softmax",
+        kind: str = "module",
+        device: torch.device | str = "cpu",
+        files: dict[str, str] | None = None,
+        sha256: str = "",
+        card_path: str | None = None,
+        output_key: str | None = None,
+        card_default_layer: str | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+        self.name = name
+        self.classes = list(classes)
+        self.input = normalise_spec(input)
+        self.output = output
+        self.kind = kind
+        self.files = dict(files or {})
+        self.sha256 = sha256
+        self.card_path = card_path
+        self.output_key = output_key
+        self._card_default_layer = card_default_layer
+        self.layer_methods_reason = TORCHSCRIPT_REASON if kind == "torchscript" else None
+
+    @classmethod
+    def from_module(
+        cls,
+        module: nn.Module,
+        *,
+        classes: list[str],
+        input: InputSpec,
+        name: str = "model",
+        output: str = "softmax",
+        device: str = "cpu",
+        output_key: str | None = None,
+    ) -> LoadedModel:
+        """Wrap an in-memory module (tests, notebooks); no files are recorded."""
+        return cls(
+            module, name=name, classes=classes, input=input, output=output, device=device,
+            output_key=output_key,
+        )
+
+    # --- layers -----------------------------------------------------------------------------
+    @cached_property
+    def _discovery(self) -> Discovery:
+        if self.layer_methods_reason is not None:
+            return Discovery(layers=[], layouts={}, default=None)
+        shape = (self.input.channels, *self.input.size)
+        return discover_layers(self.module, shape, self.device, self.output_key)
+
+    def layers(self) -> list[LayerInfo]:
+        """Candidate layers in execution order, found by a dry forward pass (cached)."""
+        return list(self._discovery.layers)
+
+    @property
+    def default_layer(self) -> str | None:
+        """The card's ``[layers] default``, else the last spatial layer before global pooling."""
+        if self._card_default_layer:
+            return self._card_default_layer
+        return self._discovery.default
+
+    def submodule(self, name: str) -> nn.Module:
+        """Return the submodule called ``name``; UsageError listing candidates otherwise."""
+        try:
+            return self.module.get_submodule(name)
+        except AttributeError:
+            names = ", ".join(info.name for info in self.layers()[-8:])
+            raise UsageError(
+                f"model {self.name} has no layer {name!r}",
+                fix=f"use one of the candidate layers (python main.py layers), e.g. {names}",
+            ) from None
+
+    def to_activation_map(self, name: str, output) -> torch.Tensor:
+        """Turn a forward-hook output of layer ``name`` into (N, C, h, w).
+
+        Token layers are reshaped to their grid (a class token dropped); channels-last outputs
+        are permuted; tuples are unwrapped to their first tensor.
+        """
+        layout = self._discovery.layouts.get(name)
+        if layout is None:
+            raise UsageError(
+                f"{name!r} is not a spatial or token layer of model {self.name}",
+                fix="list candidate layers with: python main.py layers --model ...",
+            )
+        return _to_map(output, layout, self.input.size)
+
+    # --- prediction ---------------------------------------------------------------------------
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the model on (N, C, H, W) and return (N, K) logits (output adapter applied)."""
+        out = adapt_output(self.module(x.to(self.device)), self.output_key)
+        if out.shape[1] != len(self.classes):
+            raise ModelError(
+                f"model {self.name} returned {out.shape[1]} outputs but its card lists "
+                f"{len(self.classes)} classes",
+                path=self.card_path,
+                fix="make classes in the model card match the model's outputs",
+            )
+        return out
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax (single-label) or sigmoid (multi-label) per the card."""
+        return torch.sigmoid(logits) if self.output == "sigmoid" else torch.softmax(logits, dim=-1)
+
+    def preprocess(self, image: Image, frame: int = 0) -> torch.Tensor:
+        """Return ``image`` as model input: (1, C, H, W) float32 on :attr:`device`.
+
+        The image is windowed per the card (DICOM), scaled to [0, 1], matched to the model's
+        channels (grey repeated to RGB; RGB to grey by luminance), resized or letterboxed, and
+        normalised with the card's mean and std.
+        """
+        arr = image.model_input(frame, window=self.input.window)
+        return prepare_array(arr, self.input).to(self.device)
+
+    def map_to_image(self, heat: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
+        """Bring an (h, w) map over the model input back to the image's (H, W) grid."""
+        return map_to_image(heat, self.input, image_shape)
+
+    def resolve_target(self, target: str | int, scores: torch.Tensor) -> int:
+        """Turn ``"top"``, an index, or a class name into a class index.
+
+        Raises
+        ------
+        UsageError
+            Naming the valid choices when ``target`` matches none.
+        """
+        if isinstance(target, str) and target.strip().lower() == "top":
+            return int(torch.as_tensor(scores).reshape(-1).argmax())
+        if isinstance(target, str) and target in self.classes:
+            return self.classes.index(target)
+        try:
+            index = int(target)
+        except (TypeError, ValueError):
+            index = None
+        if index is not None and 0 <= index < len(self.classes):
+            return index
+        raise UsageError(
+            f"target {target!r} is not a class of model {self.name}",
+            fix=f"use top, an index 0..{len(self.classes) - 1}, or one of: "
+            + ", ".join(self.classes),
+        )
+
+    def describe(self) -> dict:
+        """Identity of the model for results: name, hashes, classes, output, kind, card."""
+        return {
+            "name": self.name,
+            "sha256": self.sha256,
+            "files": dict(self.files),
+            "classes": list(self.classes),
+            "output": self.output,
+            "kind": self.kind,
+            "card": self.card_path,
+        }
+
+
+def load_model(spec: str | Path, *, trust: bool = False, device: str = "cpu") -> LoadedModel:
+    """Load a model for explanation.
+
+    Parameters
+    ----------
+    spec : str or Path
+        ``demo`` | ``demo-biased`` | a card (``.toml``, or a folder with ``card.toml``) |
+        ``torchvision:<name>@<weights file>`` | a ``.pt2`` torch.export file | a TorchScript file |
+        a pickled ``nn.Module`` (needs ``trust``).
+    trust : bool
+        Allow files that run Python code when loaded (pickles, ``python:`` architectures).
+    device : str
+        ``cpu``, ``cuda``, ``cuda:1``, ..., or ``auto`` (CUDA when available, else CPU).
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    ModelError
+        The file or card cannot be loaded; one line naming the file and the fix.
+    TrustRequired
+        The file would run code and ``trust`` is False.
+    """
+    dev = _device(device)
+    text = str(spec)
+    if text in DEMO_MODELS:
+        return _from_card(read_card(model_dir(text) / "card.toml"), trust, dev)
+    if text.startswith("torchvision:") and not Path(text).exists():
+        return _bare_torchvision(text, trust, dev)
+    path = Path(spec)
+    if path.is_dir() and (path / "card.toml").is_file():
+        path = path / "card.toml"
+    if not path.exists():
+        raise ModelError(
+            "model not found", path=path,
+            fix="give demo, demo-biased, a model card (.toml), a .pt2/.pt file, "
+            "or torchvision:<name>@<weights>",
+        )
+    if path.suffix == ".toml":
+        return _from_card(read_card(path), trust, dev)
+    module, kind, input_shape = load_whole_model(path.resolve(), trust=trust, device=dev)
+    digest = sha256_file(path)
+    spec_in = (
+        default_spec(input_shape[0], input_shape[1:])
+        if input_shape and input_shape[0] in (1, 3)
+        else default_spec()
+    )
+    return LoadedModel(
+        module, name=path.stem, classes=_infer_classes(module, spec_in, dev, None),
+        input=spec_in, kind=kind, device=dev, files={str(path.resolve()): digest}, sha256=digest,
+    )
+
+
+def _device(name: str) -> torch.device:
+    """Resolve a device name; ``auto`` picks CUDA when it is available."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"unknown device {name!r}", fix="use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} is not available here", fix="use --device cpu")
+    return dev
+
+
+def _infer_classes(module, spec: InputSpec, device, output_key) -> list[str]:
+    """Name classes ``class_0..`` after the number of outputs of a dry run."""
+    x = torch.zeros((1, spec.channels, *spec.size), device=device)
+    try:
+        with torch.inference_mode():
+            k = adapt_output(module.eval()(x), output_key).shape[1]
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the model rejected the assumed input
+        raise ModelError(
+            f"a dry run on a {spec.channels}x{spec.size[0]}x{spec.size[1]} input failed "
+            f"({type(exc).__name__}: {exc})",
+            fix="write a model card with [input] size and channels and classes",
+        ) from None
+    return [f"class_{i}" for i in range(k)]
+
+
+def _bare_torchvision(text: str, trust: bool, device) -> LoadedModel:
+    arch, _, weights = text.partition("@")
+    if not weights:
+        raise UsageError(
+            f"{arch} needs weights", fix=f"write {arch}@path/to/weights.pth or use a model card"
+        )
+    wpath = Path(weights).resolve()
+    state = read_state_dict(wpath, trust=trust)
+    # The classifier's last weight matrix tells how many classes the weights were trained for.
+    last = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
+    num_classes = int(last[-1].shape[0]) if last else None
+    module = build_architecture(arch, {}, num_classes, base=Path.cwd(), trust=trust, card=None)
+    apply_state_dict(module, state, wpath, arch)
+    digest = sha256_file(wpath)
+    spec = default_spec()
+    classes = (
+        [f"class_{i}" for i in range(num_classes)]
+        if num_classes
+        else _infer_classes(module, spec, device, None)
+    )
+    return LoadedModel(
+        module, name=arch.partition(":")[2], classes=classes, input=spec, kind="module",
+        device=device, files={str(wpath): digest}, sha256=digest,
+    )
+
+
+def _from_card(card: ModelCard, trust: bool, device) -> LoadedModel:
+    files = {str(card.path): sha256_file(card.path)}
+    if card.model is not None:
+        module, kind, input_shape = load_whole_model(card.model, trust=trust, device=device)
+        target = card.model
+    else:
+        n = len(card.classes) if card.classes else None
+        module = build_architecture(
+            card.architecture, card.architecture_args, n, base=card.path.parent, trust=trust,
+            card=card.path,
+        )
+        apply_state_dict(module, read_state_dict(card.weights, trust=trust), card.weights,
+                         card.architecture)
+        kind, input_shape, target = "module", None, card.weights
+    digest = sha256_file(target)
+    files[str(target)] = digest
+    spec = card.input
+    if spec is None:
+        spec = default_spec(*(
+            (input_shape[0], input_shape[1:]) if input_shape and input_shape[0] in (1, 3) else ()
+        ))
+    module = module.to(device).eval()
+    classes = card.classes or _infer_classes(module, spec, device, card.output_key)
+    model = LoadedModel(
+        module, name=card.name, classes=classes, input=spec, output=card.output, kind=kind,
+        device=device, files=files, sha256=digest, card_path=str(card.path),
+        output_key=card.output_key, card_default_layer=card.default_layer,
+    )
+    if card.default_layer and model.layer_methods_reason is None:
+        model.submodule(card.default_layer)  # a typo in the card fails here, not mid-explain
+    return model
