@@ -1,0 +1,12 @@
+"""Trust metrics: is this heatmap faithful to the model, and does it point at the lesion?
+
+- :mod:`engine.metrics.faithfulness`: deletion/insertion curves and AUC, Average Drop, Increase
+  in Confidence.
+- :mod:`engine.metrics.sanity`: cascading model randomisation and class sensitivity.
+- :mod:`engine.metrics.localisation`: pointing game, energy in ROI, IoU.
+- :func:`case_metrics`: all of them for one map of one case (CLI ``--metrics`` and the GUI).
+"""
+
+from engine.metrics.case import case_metrics
+
+__all__ = ["case_metrics"]

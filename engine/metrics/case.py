@@ -1,0 +1,341 @@
+"""Trust metrics for the case on screen: faithfulness, sanity and localisation of one map.
+
+:func:`case_metrics` is what ``explain --metrics`` and the GUI trust panel call. It works on the
+model-input tensor (deletion/insertion, Average Drop) and on the map in image geometry
+(localisation against an ROI), and re-runs the explainer on randomised copies of the model for the
+sanity checks. The user's model is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.cancel import Cancelled, CancelToken, ProgressFn, no_progress
+from engine.errors import UsageError
+from engine.metrics.faithfulness import average_drop_increase, perturbation_curve
+from engine.metrics.localisation import energy_in_roi, iou_at_threshold, pointing_hit, roi_mask
+from engine.metrics.sanity import SANITY_THRESHOLD, cascading_randomisation, spearman
+
+#: Spearman correlation with another class's map above which the map is called class-blind.
+CLASS_INSENSITIVE = 0.9
+#: Share of pixels whose removal the summary line reports.
+SUMMARY_FRACTION = 0.10
+#: (LeRF deletion AUC - MoRF deletion AUC) / original score above which a map is called
+#: faithful, and above which it is called weakly faithful.
+FAITHFUL_GAP = 0.25
+WEAK_GAP = 0.05
+#: Below this target probability the faithfulness verdict is inconclusive.
+LOW_SCORE = 0.1
+
+
+def _as_numpy(a: Any) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().float().cpu().numpy()
+    return np.nan_to_num(np.asarray(a, dtype=np.float32), nan=0.0)
+
+
+def pixel_forward(model: Any):
+    """Return ``(to_pixels, forward)`` for a loaded model.
+
+    ``to_pixels`` maps a preprocessed ``(N, C, H, W)`` tensor back to [0, 1] pixel space by
+    undoing the card's mean/std; ``forward`` scores pixel-space batches (probabilities). Working
+    in pixel space makes "remove a pixel" and "multiply by the map" mean what the papers mean.
+    """
+    device = getattr(model, "device", torch.device("cpu"))
+    mean = torch.tensor(model.input.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(model.input.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    def to_pixels(x: torch.Tensor) -> torch.Tensor:
+        return x.float() * std + mean
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model.scores(model.logits((batch.to(device) - mean) / std)).float().cpu()
+
+    return to_pixels, forward
+
+
+def _with_module(model: Any, module: torch.nn.Module) -> Any:
+    """A shallow copy of a loaded model that runs ``module`` instead of its own."""
+    twin = copy.copy(model)
+    object.__setattr__(twin, "module", module)
+    return twin
+
+
+def map_function(model: Any, method: str, layer: str, x: torch.Tensor, params: dict | None = None,
+                 cancel: CancelToken | None = None):
+    """Return ``explain(module, target) -> (h, w) map`` that reruns one explainer.
+
+    Parameters
+    ----------
+    model : LoadedModel
+        The model; ``module`` is swapped for the one passed to the returned function.
+    method : str
+        Registry key of the explainer.
+    layer : str
+        Layer of the map (``"input"`` for model-agnostic explainers).
+    x : torch.Tensor
+        ``(1, C, H, W)`` preprocessed input.
+    params : dict, optional
+        The explainer's parameters (checked against its schema).
+    cancel : CancelToken, optional
+        Passed to the explainer.
+    """
+    from engine.capture import run_capture
+    from engine.registry import registry
+    from plugins.api import INPUT_LAYER, is_layer_based, resolve_params
+
+    explainer = registry().get(method)
+    checked = resolve_params(explainer, params)
+    layered = is_layer_based(explainer)
+    token = cancel if cancel is not None else CancelToken()
+
+    def explain(module: torch.nn.Module, target: int) -> np.ndarray:
+        twin = _with_module(model, module)
+        capture = run_capture(
+            twin, x, target, [layer] if layered else [], gradients="gradients" in explainer.needs
+        )
+        maps = explainer.explain(
+            capture, target, [layer] if layered else [], checked, no_progress, token
+        )
+        key = layer if layered else INPUT_LAYER
+        return _as_numpy(maps[key] if key in maps else next(iter(maps.values())))
+
+    return explain
+
+
+def summary_line(
+    target_name: str, p0: float, p10: float, morf_auc: float, lerf_auc: float, sanity: dict
+) -> str:
+    """Return the plain-language verdict shown above the metrics.
+
+    The verdict compares deleting the most relevant pixels first (MoRF) with deleting the least
+    relevant first (LeRF), as ROAD (Rong et al. 2022) recommends: imputation artefacts hit both
+    orders alike, so only the gap between them credits the map.
+
+    Parameters
+    ----------
+    target_name : str
+        Class explained.
+    p0, p10 : float
+        Target probability on the image, and after deleting the top 10% salient pixels.
+    morf_auc, lerf_auc : float
+        Deletion AUC, most and least relevant first.
+    sanity : dict
+        The sanity keys of :func:`case_metrics` (may be empty).
+    """
+    gap = lerf_auc - morf_auc
+    if p0 < LOW_SCORE:
+        # Nothing to take away: a deletion curve cannot fall far below a score near zero.
+        verdict = f"inconclusive (the {target_name} probability is low)"
+    elif gap >= FAITHFUL_GAP * p0:
+        verdict = "faithful"
+    elif gap >= WEAK_GAP * p0:
+        verdict = "weakly faithful"
+    elif min(morf_auc, lerf_auc) >= (1 - WEAK_GAP) * p0:
+        # Removing pixels in either order does not lower the score: the model reacts to the
+        # perturbation itself, so the test can neither credit nor blame the map.
+        verdict = "inconclusive (removing pixels in any order does not lower the probability)"
+    else:
+        verdict = "not faithful"
+    pct = round(100 * SUMMARY_FRACTION)
+    verb = "drops" if p10 < p0 else "moves"
+    line = (
+        f"{verdict}: removing the top {pct}% salient pixels {verb} the {target_name} probability "
+        f"from {p0:.2f} to {p10:.2f}"
+    )
+    if sanity.get("sanity_passed") is False:
+        line += (
+            f"; sanity check failed: the map barely changes when the model is randomised "
+            f"(Spearman {sanity['sanity_spearman']:.2f}), so it may show the image, not the model"
+        )
+    return line
+
+
+def case_metrics(
+    session: Any,
+    result: Any,
+    image: Any,
+    model: Any,
+    method: str,
+    layer: str,
+    roi: tuple[int, int, int, int] | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    sanity: bool = True,
+    *,
+    roi_shape: str = "box",
+    baseline: str = "linear",
+    steps: int = 20,
+    cascade_steps: int = 4,
+) -> dict:
+    """Compute the trust metrics of one map of one case.
+
+    Parameters
+    ----------
+    session : Session
+        The session that produced ``result`` (kept for the contract; the metrics run their own
+        batched passes).
+    result : ExplainResult
+        Holds the map ``(method, layer)``, the target and the explainer parameters.
+    image : Image
+        The image that was explained.
+    model : LoadedModel
+        The model that was explained.
+    method, layer : str
+        Which map.
+    roi : (x0, y0, x1, y1), optional
+        Region of interest in image pixels; adds ``pointing_hit``, ``energy_in_roi`` and
+        ``iou_at_half``.
+    progress, cancel
+        Progress callback and cancel token.
+    sanity : bool
+        Whether to run the randomisation and class-sensitivity checks (re-explains the case
+        ``cascade_steps + 1`` times).
+    roi_shape : {"box", "ellipse"}
+        Shape of the ROI within its bounding box.
+    baseline : {"linear", "blur", "mean"}
+        What replaces removed pixels (see :mod:`engine.metrics.faithfulness`).
+    steps : int
+        Points on each curve, minus one.
+    cascade_steps : int
+        Stages of the randomisation cascade.
+
+    Returns
+    -------
+    dict
+        ``deletion_auc``, ``insertion_auc``, ``lerf_auc`` (deletion, least relevant first),
+        ``average_drop`` (percent), ``increase_in_confidence``
+        (bool for one case), ``score``, ``score_after_top10``; with ``sanity``:
+        ``sanity_spearman`` (after the full cascade), ``sanity_passed``, ``sanity_cascade``,
+        ``random_label_spearman``, ``random_label_class``; with ``roi``: ``pointing_hit``,
+        ``energy_in_roi``, ``iou_at_half``; always ``curves``, ``summary``, ``warnings`` and
+        ``timings_ms``.
+
+    Raises
+    ------
+    UsageError
+        If the map is not in ``result`` or the ROI is outside the image.
+    """
+    report = progress or no_progress
+    key = (method, layer)
+    if key not in result.maps:
+        have = ", ".join(f"{m}/{lay}" for m, lay in result.maps) or "none"
+        raise UsageError(
+            f"no {method} map for layer {layer} in this result",
+            fix=f"explain it first; maps available: {have}",
+        )
+    mres = result.maps[key]
+    raw = _as_numpy(mres.raw)
+    target = int(result.target)
+    target_name = str(getattr(result, "target_name", "") or target)
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+
+    start = time.perf_counter()
+    x = model.preprocess(image, getattr(result, "frame", 0)).detach()
+    to_pixels, forward = pixel_forward(model)
+    pixels = to_pixels(x).cpu()
+
+    def part(lo: float, hi: float) -> ProgressFn:
+        return lambda f, m="": report(lo + (hi - lo) * f, m)
+
+    deletion = perturbation_curve(forward, pixels, raw, target, "deletion", baseline=baseline,
+                                  steps=steps, progress=part(0.0, 0.2), cancel=cancel)
+    lerf = perturbation_curve(forward, pixels, raw, target, "deletion", baseline=baseline,
+                              steps=steps, order="lerf", progress=part(0.2, 0.4), cancel=cancel)
+    insertion = perturbation_curve(forward, pixels, raw, target, "insertion", baseline=baseline,
+                                   steps=steps, progress=part(0.4, 0.6), cancel=cancel)
+    drop, increased, p0, _ = average_drop_increase(forward, pixels, raw, target)
+    timings["faithfulness"] = (time.perf_counter() - start) * 1000.0
+    p10 = deletion.score_at(SUMMARY_FRACTION)
+    out: dict[str, Any] = {
+        "method": method,
+        "layer": layer,
+        "target": target,
+        "target_name": target_name,
+        "baseline": baseline,
+        "score": p0,
+        "score_after_top10": p10,
+        "deletion_auc": deletion.auc,
+        "insertion_auc": insertion.auc,
+        "lerf_auc": lerf.auc,
+        "average_drop": drop,
+        "increase_in_confidence": bool(increased),
+        "curves": {"deletion": deletion.to_dict(), "insertion": insertion.to_dict(),
+                   "lerf": lerf.to_dict()},
+    }
+    report(0.62, "faithfulness done")
+
+    sanity_out: dict[str, Any] = {}
+    if sanity:
+        start = time.perf_counter()
+        try:
+            sanity_out = _sanity(model, method, layer, x, raw, result, target, cascade_steps,
+                                 part(0.62, 0.98), cancel)
+        except (UsageError, Cancelled):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a model we cannot copy still gets its metrics
+            warnings.append(f"sanity check skipped: {type(exc).__name__}: {exc}")
+        timings["sanity"] = (time.perf_counter() - start) * 1000.0
+        out.update(sanity_out)
+        if sanity_out.get("sanity_passed") is False:
+            warnings.append(
+                "the map barely changes when the model is randomised: it may not reflect the model"
+            )
+        if sanity_out.get("random_label_spearman", 0.0) > CLASS_INSENSITIVE:
+            warnings.append(
+                f"the map for class {sanity_out['random_label_class']} is nearly the same "
+                f"(Spearman {sanity_out['random_label_spearman']:.2f}): it does not tell the "
+                "classes apart"
+            )
+
+    if roi is not None:
+        heat = _as_numpy(mres.heatmap)
+        mask = roi_mask(heat.shape, roi, roi_shape)
+        out.update(
+            roi=list(roi),
+            roi_shape=roi_shape,
+            pointing_hit=pointing_hit(heat, mask),
+            energy_in_roi=energy_in_roi(heat, mask),
+            iou_at_half=iou_at_threshold(heat, mask, 0.5),
+        )
+    out["summary"] = summary_line(target_name, p0, p10, deletion.auc, lerf.auc, sanity_out)
+    out["warnings"] = warnings
+    out["timings_ms"] = timings
+    report(1.0, "trust metrics done")
+    return out
+
+
+def _sanity(model, method, layer, x, raw, result, target, cascade_steps, progress, cancel):
+    params = result.params.get(method) if isinstance(result.params, dict) else None
+    explain = map_function(model, method, layer, x, params if isinstance(params, dict) else None,
+                           cancel)
+    steps = cascading_randomisation(
+        model.module,
+        lambda module: explain(module, target),
+        raw,
+        example=x,
+        max_steps=cascade_steps,
+        progress=progress,
+        cancel=cancel,
+    )
+    final = steps[-1].spearman
+    out: dict[str, Any] = {
+        "sanity_spearman": final,
+        "sanity_passed": abs(final) < SANITY_THRESHOLD,
+        "sanity_cascade": [{"layers": s.layers, "spearman": s.spearman} for s in steps],
+    }
+    classes = list(getattr(result, "classes", []) or getattr(model, "classes", []))
+    others = [i for i in range(len(classes)) if i != target]
+    if others:
+        # Seeded by the target, so the same case always checks the same other class.
+        other = int(np.random.default_rng(target).choice(others))
+        out["random_label_class"] = classes[other]
+        out["random_label_spearman"] = spearman(raw, explain(model.module, other))
+    return out

@@ -1,0 +1,76 @@
+"""On the shipped demo models: Grad-CAM passes the randomisation check, an edge detector fails."""
+
+from __future__ import annotations
+
+import pytest
+from metrics_fixtures import (  # noqa: F401
+    ROOT,
+    edge_registry,
+    fake_result,
+    nodule_phantom,
+    write_png,
+)
+
+from engine.images import open_image
+from engine.metrics import case_metrics
+from engine.metrics.case import map_function
+
+MODELS = ("demo", "demo-biased")
+
+
+def _card(name: str):
+    return ROOT / "resources" / "models" / name / "card.toml"
+
+
+@pytest.fixture(params=MODELS)
+def demo_case(request, tmp_path, edge_registry):  # noqa: F811
+    from engine.models import load_model
+
+    assert _card(request.param).is_file(), "demo model missing: run make demo-models"
+    model = load_model(request.param)
+    phantom = nodule_phantom(size=128)
+    image = open_image(write_png(phantom.pixels, tmp_path / "case.png"))
+    x = model.preprocess(image)
+    layer = model.default_layer
+    maps = {
+        ("gradcam", layer): map_function(model, "gradcam", layer, x)(model.module, 1),
+        ("edgecontrol", "input"): map_function(model, "edgecontrol", "input", x)(model.module, 1),
+    }
+    return model, image, fake_result(model, image, maps, target=1), layer
+
+
+def test_gradcam_passes_and_edge_control_fails_randomisation(demo_case):
+    model, image, result, layer = demo_case
+    grad = case_metrics(None, result, image, model, "gradcam", layer, steps=4, cascade_steps=3)
+    edge = case_metrics(None, result, image, model, "edgecontrol", "input", steps=4,
+                        cascade_steps=3)
+    assert grad["sanity_passed"] is True
+    assert abs(grad["sanity_spearman"]) < 0.5
+    # Randomising the classifier alone already changes the Grad-CAM map.
+    assert grad["sanity_cascade"][0]["spearman"] < 0.5
+    assert grad["random_label_spearman"] < 0.5
+    assert edge["sanity_passed"] is False
+    assert min(s["spearman"] for s in edge["sanity_cascade"]) > 0.99
+    assert "sanity check failed" in edge["summary"]
+
+
+def test_metrics_of_a_session_result_with_an_roi(tmp_path, edge_registry):  # noqa: F811
+    from engine.models import load_model
+    from engine.session import ExplainRequest, Session
+
+    model = load_model("demo")
+    phantom = nodule_phantom(size=128)
+    image = open_image(write_png(phantom.pixels, tmp_path / "case.png"))
+    session = Session(device="cpu")
+    result = session.explain(ExplainRequest(image=image, model=model,
+                                            methods=["gradcam", "edgecontrol"], target="nodule"))
+    layer = next(lay for m, lay in result.maps if m == "gradcam")
+    m = case_metrics(session, result, image, model, "gradcam", layer, roi=phantom.lesion_box,
+                     steps=4, cascade_steps=2)
+    assert m["target_name"] == "nodule" and m["score"] == pytest.approx(result.scores[1], abs=1e-3)
+    assert isinstance(m["pointing_hit"], bool) and 0.0 <= m["energy_in_roi"] <= 1.0
+    # The ROI holds a small share of the image; a map that points at it holds a larger share.
+    area = (phantom.lesion_box[2] - phantom.lesion_box[0]) * (
+        phantom.lesion_box[3] - phantom.lesion_box[1]) / (128 * 128)
+    assert m["energy_in_roi"] > area
+    assert m["sanity_passed"] is True
