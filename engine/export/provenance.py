@@ -33,7 +33,7 @@ def library_versions() -> dict[str, str]:
 
 def timestamp() -> str:
     """Return the current time as ISO 8601 with the UTC offset, to the second."""
-    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).astimezone().isoformat(timespec="seconds")
 
 
 def method_title(name: str) -> str:
