@@ -1,0 +1,179 @@
+"""``python main.py explain``: heatmaps, overlays and ``result.json`` for image files."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from engine.errors import LucidaError, UsageError
+
+
+def register(subparsers) -> None:
+    """Add the ``explain`` sub-command."""
+    p = subparsers.add_parser(
+        "explain", help="explain a model's decision on image files",
+        description="Writes OUT/<stem>/image.png, overlay_<method>_<layer>.png, "
+        "heatmap_<method>_<layer>.npy and result.json for each file. Exit codes: 0 success, "
+        "2 bad input or usage, 1 some of several files failed.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="DICOM or raster images")
+    p.add_argument("--model", required=True, metavar="CARD",
+                   help="demo, demo-biased, a model card (.toml) or a model file")
+    p.add_argument("--method", default="gradcam", metavar="NAME[,NAME...]",
+                   help="explainers (see `python main.py methods`); default gradcam")
+    p.add_argument("--layer", default="auto", metavar="auto|all|NAME[,NAME...]",
+                   help="layers for layer-based methods (see `python main.py layers`)")
+    p.add_argument("--target", default="top", metavar="top|INDEX|CLASSNAME",
+                   help="class to explain; default the top-scoring class")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--param", action="append", default=[], metavar="[METHOD.]NAME=VALUE",
+                   help="explainer parameter from its schema (see `python main.py methods`); "
+                   "repeatable; a bare NAME applies to every chosen method that has it")
+    p.add_argument("--frame", type=int, default=0, help="frame of multi-frame images")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
+    p.add_argument("--trust-model", action="store_true",
+                   help="allow model files that run code when loaded (pickles)")
+    p.add_argument("--colormap", default="jet", help="overlay colormap")
+    p.add_argument("--metrics", action="store_true", help="add trust metrics to result.json")
+    p.add_argument("--roi", metavar="X0,Y0,X1,Y1",
+                   help="region of interest in image pixels (pointing game, energy in ROI)")
+    p.add_argument("--report", metavar="pdf,html,dicom",
+                   help="also write reports in these formats")
+    p.add_argument("--keep-identifiers", action="store_true",
+                   help="keep patient identifiers in reports (removed by default)")
+    p.set_defaults(func=run)
+
+
+def parse_params(pairs: list[str], methods: list[str]) -> dict[str, dict[str, str]]:
+    """Sort ``--param`` values into per-method dicts, using the explainers' schemas.
+
+    ``METHOD.NAME=VALUE`` sets one method's parameter; ``NAME=VALUE`` sets it for every chosen
+    method that declares ``NAME``. Values are checked later against the schema.
+
+    Raises
+    ------
+    UsageError
+        For a malformed pair, or a name no chosen method declares.
+    """
+    from engine.registry import registry
+
+    reg = registry()
+    schemas = {m: {p.name for p in reg.get(m).params} for m in methods}
+    out: dict[str, dict[str, str]] = {m: {} for m in methods}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--param {pair!r} is not NAME=VALUE", fix="write e.g. --param k=16")
+        name = name.strip()
+        method, dot, pname = name.rpartition(".")
+        if dot:
+            if method not in schemas:
+                raise UsageError(f"--param {pair!r} names method {method!r}, which is not chosen",
+                                 fix=f"chosen methods: {', '.join(methods)}")
+            targets = [method] if pname in schemas[method] else []
+        else:
+            pname = name
+            targets = [m for m in methods if pname in schemas[m]]
+        if not targets:
+            valid = sorted({f"{m}.{p}" for m, names in schemas.items() for p in names})
+            raise UsageError(f"no chosen method has a parameter {pname!r}",
+                             fix=f"valid: {', '.join(valid) or 'none'}")
+        for m in targets:
+            out[m][pname] = value
+    return out
+
+
+def _parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
+    if text is None:
+        return None
+    try:
+        x0, y0, x1, y1 = (int(float(v)) for v in text.split(","))
+    except ValueError:
+        raise UsageError(
+            f"--roi {text!r} is not X0,Y0,X1,Y1", fix="e.g. --roi 10,20,60,80"
+        ) from None
+    if x1 <= x0 or y1 <= y0:
+        raise UsageError(f"--roi {text!r} is empty", fix="X1 > X0 and Y1 > Y0")
+    return x0, y0, x1, y1
+
+
+def _explain_one(args, path, folder, session, model, request_kw, load_ms, roi) -> str:
+    from engine.images import open_image
+    from engine.results import write_explain_outputs
+    from engine.session import ExplainRequest
+
+    start = time.perf_counter()
+    image = open_image(path)
+    open_ms = (time.perf_counter() - start) * 1000.0
+    result = session.explain(ExplainRequest(image=image, model=model, frame=args.frame,
+                                            **request_kw))
+    metrics = None
+    if args.metrics or roi is not None:
+        from engine.metrics import case_metrics
+
+        method, layer = next(iter(result.maps))
+        metrics = case_metrics(session, result, image, model, method, layer, roi=roi)
+        metrics = {"method": method, "layer": layer, **metrics}
+    timings = dict(result.timings_ms, load=load_ms + open_ms)
+    write_explain_outputs(result, image, folder, timings, metrics, cmap=args.colormap)
+    if args.report:
+        from engine.export import write_reports
+
+        write_reports(result, image, folder, args.report,
+                      keep_identifiers=args.keep_identifiers, metrics=metrics)
+    top = result.scores[result.target]
+    return (f"{path}: {result.target_name} ({top:.3f}), {len(result.maps)} map(s) -> {folder}"
+            + "".join(f"\n  warning: {w}" for w in result.warnings))
+
+
+def run(args) -> int:
+    """Explain every file; see the module and parser help for the contract."""
+    from engine.models import load_model
+    from engine.overlay import COLORMAPS
+    from engine.registry import registry
+    from engine.session import Session, resolve_device, resolve_layers
+
+    if args.colormap not in COLORMAPS:
+        raise UsageError(f"unknown colormap {args.colormap!r}", fix=f"use {', '.join(COLORMAPS)}")
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    reg = registry()
+    explainers = [reg.get(m) for m in methods]
+    if not explainers:
+        raise UsageError("--method is empty", fix=f"use one of {', '.join(reg.names())}")
+    params = parse_params(args.param, methods)
+    roi = _parse_roi(args.roi)
+    device = resolve_device(args.device)
+    start = time.perf_counter()
+    model = load_model(args.model, trust=args.trust_model, device=str(device))
+    load_ms = (time.perf_counter() - start) * 1000.0
+    if any({"activations", "gradients"} & set(e.needs) for e in explainers) and not all(
+        e.unavailable_reason(model) for e in explainers
+    ):
+        resolve_layers(model, args.layer)  # an unknown layer is a usage error before any work
+    session = Session(device=str(device))
+    request_kw = {"methods": methods, "layers": args.layer, "target": args.target,
+                  "params": params}
+    out = Path(args.out)
+    failures: list[str] = []
+    used: set[str] = set()
+    for i, name in enumerate(args.files):
+        path = Path(name)
+        stem, n = path.stem, 1
+        while stem in used:  # two files with one stem must not overwrite each other
+            n += 1
+            stem = f"{path.stem}-{n}"
+        used.add(stem)
+        try:
+            # The model load is charged to the first image, whose timings include it.
+            print(_explain_one(args, path, out / stem, session, model, request_kw,
+                               load_ms if i == 0 else 0.0, roi), flush=True)
+        except LucidaError as exc:
+            if len(args.files) == 1:
+                raise
+            failures.append(exc.one_line())
+            print(f"error: {exc.one_line()}", file=sys.stderr)
+    if failures:
+        print(f"error: {len(failures)} of {len(args.files)} files failed", file=sys.stderr)
+        return 2 if len(failures) == len(args.files) else 1
+    return 0

@@ -1,0 +1,67 @@
+"""RISE: saliency as the score-weighted average of random masks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from plugins.api import INPUT_LAYER, Explainer, Param
+
+
+class RISE(Explainer):
+    """RISE (Petsiuk et al., section 3).
+
+    ``N`` binary grids of ``s x s`` cells, each cell kept with probability ``p``, are upsampled
+    bilinearly to ``(s + 1)`` cells of size ``ceil(H / s)`` and cropped at a random shift, giving
+    smooth masks ``M_i``. The saliency is ``S = 1 / (N p) * sum_i p_c(X * M_i) M_i`` with ``p_c``
+    the target's post-softmax score. Masked inputs are scored in batches; it needs only the model's
+    outputs, so it works on any model, TorchScript included. The seed makes maps reproducible.
+    """
+
+    name = "rise"
+    title = "RISE"
+    description = "Randomised input sampling: score-weighted average of random smooth masks."
+    citation = (
+        "Petsiuk V, Das A, Saenko K. RISE: Randomized Input Sampling for Explanation of "
+        "Black-box Models. BMVC 2018. arXiv:1806.07421"
+    )
+    needs = frozenset({"forward_fn"})
+    params = (
+        Param("n_masks", "int", 1000, range=(8, 100000), help="number of random masks"),
+        Param("grid", "int", 8, range=(2, 64), help="cells per side of the random grid"),
+        Param("p", "float", 0.5, range=(0.05, 0.95), help="probability a cell is kept"),
+        Param("seed", "int", 0, range=(0, 2**31 - 1), help="random seed of the masks"),
+        Param("batch_size", "int", 32, range=(1, 1024), help="masked inputs per forward pass"),
+    )
+
+    def explain(self, capture, target, layers, params, progress, cancel):
+        """Return ``{"input": (H, W) map}`` in model-input geometry."""
+        x = capture.input
+        _, _, height, width = x.shape
+        n = int(params.get("n_masks", 1000))
+        grid = int(params.get("grid", 8))
+        keep = float(params.get("p", 0.5))
+        batch_size = int(params.get("batch_size", 32))
+        gen = torch.Generator().manual_seed(int(params.get("seed", 0)))
+        cell_h, cell_w = math.ceil(height / grid), math.ceil(width / grid)
+        up_size = ((grid + 1) * cell_h, (grid + 1) * cell_w)
+        saliency = torch.zeros(height, width, device=x.device)
+        for start in range(0, n, batch_size):
+            cancel.check()
+            m = min(batch_size, n - start)
+            cells = (torch.rand(m, 1, grid, grid, generator=gen) < keep).float()
+            up = F.interpolate(cells, size=up_size, mode="bilinear", align_corners=False)
+            dy = torch.randint(0, cell_h, (m,), generator=gen).tolist()
+            dx = torch.randint(0, cell_w, (m,), generator=gen).tolist()
+            shifts = enumerate(zip(dy, dx, strict=True))
+            masks = torch.stack([up[i, 0, a : a + height, b : b + width] for i, (a, b) in shifts])
+            masks = masks.to(x.device)
+            scores = capture.forward_scores(x * masks[:, None], batch_size)[:, target]
+            saliency += torch.einsum("n,nhw->hw", scores.to(masks), masks)
+            progress((start + m) / n, "RISE")
+        return {INPUT_LAYER: saliency / (n * keep)}
+
+
+EXPLAINERS = (RISE,)
