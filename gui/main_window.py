@@ -8,7 +8,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QSizePolicy,
     QStackedWidget,
     QToolBar,
     QToolButton,
@@ -31,6 +32,7 @@ from gui.compare_view import QtCompareGrid
 from gui.explain_panel import OPEN_CARD, QtExplainPanel
 from gui.overlay_controls import QtOverlayControls
 from gui.overlay_layer import OverlayLayer
+from gui.roi_item import describe_roi
 from gui.shortcuts import KEYS, help_html
 from gui.study_browser import QtStudyBrowser, thumbnail
 from gui.tag_panel import QtTagPanel
@@ -49,6 +51,12 @@ RECENT_MAX = 10
 MAP_CACHE_SIZE = 256
 #: Suffixes of files that are meant to be images: failing to open one is an error.
 IMAGE_SUFFIXES = {".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ""}
+#: Metric keys that depend on the ROI only (the rest depend on the map and the model).
+ROI_KEYS = ("roi", "roi_shape", "pointing_hit", "energy_in_roi", "iou_at_half")
+#: Map, method or ROI changes settle this long before the trust metrics follow them.
+METRICS_DEBOUNCE_MS = 150
+#: Width of the trust panel's column, in pixels: room for its table's labels and the curves.
+TRUST_WIDTH = 320
 
 
 def _series_text(image) -> str:
@@ -74,6 +82,28 @@ def _load_model(spec: str, trust: bool):
         return TrustNeeded(spec, exc.one_line())
     model.layers()  # the dry forward pass is cached on the model; do it off the GUI thread
     return model
+
+
+def _roi_metrics(heatmap, roi: tuple[int, int, int, int], shape: str) -> dict:
+    """The ROI keys of ``case_metrics`` for a map whose other metrics are already known.
+
+    Moving an ROI changes only these; recomputing the deletion curves and the sanity cascade
+    for it would make the user wait seconds for numbers that cannot change.
+    """
+    import numpy as np
+
+    from engine.metrics.localisation import (
+        energy_in_roi,
+        iou_at_threshold,
+        pointing_hit,
+        roi_mask,
+    )
+
+    heat = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0)
+    mask = roi_mask(heat.shape, roi, shape)
+    return {"roi": list(roi), "roi_shape": shape, "pointing_hit": pointing_hit(heat, mask),
+            "energy_in_roi": energy_in_roi(heat, mask),
+            "iou_at_half": iou_at_threshold(heat, mask, 0.5)}
 
 
 def _open_paths(paths: list[str], progress, cancel):
@@ -167,6 +197,10 @@ class QtMainWindow(QMainWindow):
         self._jobs: dict[int, dict] = {}
         self._latest: dict[str, int] = {}
         self._picking_preset = False
+        self.roi: tuple[int, int, int, int] | None = None  # image pixels, end-exclusive
+        self.roi_shape = "box"
+        self._metrics_for: tuple | None = None  # (map signature, ROI) the trust panel shows
+        self._metrics_pending: tuple | None = None  # (signature, ROI, roi_only) being computed
 
         self.layer_model = OverlayLayer(self)
         self.viewer = QtImageViewer(self.layer_model)
@@ -179,6 +213,10 @@ class QtMainWindow(QMainWindow):
         self.caption.setStyleSheet(
             "background: #17181b; color: #f0f0f0; padding: 4px 8px; font-size: 13px;"
         )
+        # A long caption wraps onto a second line; as a minimum width it would squeeze the docks
+        # and widen the window.
+        self.caption.setWordWrap(True)
+        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         central = QWidget()
         central_layout = QVBoxLayout(central)
         central_layout.setContentsMargins(0, 0, 0, 0)
@@ -209,6 +247,10 @@ class QtMainWindow(QMainWindow):
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(DEBOUNCE_MS)
         self._debounce.timeout.connect(self.request_explain)
+        self._metrics_timer = QTimer(self)
+        self._metrics_timer.setSingleShot(True)
+        self._metrics_timer.setInterval(METRICS_DEBOUNCE_MS)
+        self._metrics_timer.timeout.connect(self._refresh_metrics)
         self._build_actions()
         self._connect()
         self._load_explainers()
@@ -216,11 +258,14 @@ class QtMainWindow(QMainWindow):
         self.setAcceptDrops(True)
 
     # -- construction -----------------------------------------------------------------------
-    def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
+    def _dock(self, title: str, widget: QWidget, area, orientation=None) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{title.lower().replace(' ', '_')}")
         dock.setWidget(widget)
-        self.addDockWidget(area, dock)
+        if orientation is None:
+            self.addDockWidget(area, dock)
+        else:
+            self.addDockWidget(area, dock, orientation)
         return dock
 
     def _build_status_bar(self) -> None:
@@ -289,7 +334,18 @@ class QtMainWindow(QMainWindow):
         menu.addAction("Reset layout", self.reset_layout)
 
         self.tools_menu = self.menuBar().addMenu("&Tools")
-        self.tools_menu.addAction(act("cancel", "Cancel running work", self.cancel_work))
+        self.tools_menu.addAction(act("cancel", "Cancel running work", self._escape))
+        roi_menu = self.tools_menu.addMenu("&Region of interest")
+        self.roi_tools = QActionGroup(self)
+        self.roi_tools.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
+        for shape in ("box", "ellipse"):
+            action = act(f"roi_{shape}", f"Draw {shape} ROI",
+                         lambda on, shape=shape: self._roi_tool_toggled(shape, on), True)
+            action.setToolTip(f"Drag on the image to draw a {shape} region of interest; "
+                              "Esc returns to panning")
+            self.roi_tools.addAction(action)
+            roi_menu.addAction(action)
+        roi_menu.addAction(act("roi_clear", "Clear ROI", self.clear_roi))
         self._add_optional_tools()
 
         menu = self.menuBar().addMenu("&Help")
@@ -300,6 +356,9 @@ class QtMainWindow(QMainWindow):
         toolbar.setObjectName("toolbar_view")
         self.addToolBar(toolbar)
         for action_id in ("open", "fit", "actual", "reset", "invert", "overlay", "compare"):
+            toolbar.addAction(self.actions_by_id[action_id])
+        toolbar.addSeparator()
+        for action_id in ("roi_box", "roi_ellipse", "roi_clear"):
             toolbar.addAction(self.actions_by_id[action_id])
         toolbar.addSeparator()
         toolbar.addWidget(QLabel(" Window "))
@@ -332,6 +391,8 @@ class QtMainWindow(QMainWindow):
         self.viewer.sig_pixel_info.connect(self.pixel_label.setText)
         self.viewer.sig_frame_changed.connect(self._frame_changed)
         self.viewer.sig_window_changed.connect(self._window_changed)
+        self.viewer.sig_roi_changed.connect(self._roi_changed)
+        self.viewer.sig_roi_tool_changed.connect(self._roi_tool_changed)
         self.browser.sig_image_selected.connect(self.show_image)
         self.browser.sig_files_dropped.connect(self.open_paths)
         p = self.panel
@@ -371,7 +432,8 @@ class QtMainWindow(QMainWindow):
         self._set_busy(True)
         self.progress.setValue(0)
         self.message.setText({"open": "Opening files…", "model": "Loading model…",
-                              "explain": "Explaining…"}.get(kind, "Working…"))
+                              "explain": "Explaining…",
+                              "metrics": "Computing trust metrics…"}.get(kind, "Working…"))
 
     def _job_progress(self, job_id: int, fraction: float, text: str) -> None:
         context = self._current(job_id)
@@ -403,10 +465,7 @@ class QtMainWindow(QMainWindow):
         elif kind == "explain":
             self._explained(result, context)
         elif kind == "metrics":
-            if self.trust_panel is not None:
-                self.trust_panel.set_busy(False)
-                self.trust_panel.set_metrics(result)
-            self.message.setText("Metrics computed")
+            self._metrics_done(result, context)
 
     def _job_failed(self, job_id: int, kind: str, text: str) -> None:
         context = self._jobs.pop(job_id, None)
@@ -416,6 +475,7 @@ class QtMainWindow(QMainWindow):
                 for method in context.get("methods", []):
                     self.compare.set_status(method, "failed")
             if kind == "metrics" and self.trust_panel is not None:
+                self._metrics_pending = None
                 self.trust_panel.set_busy(False)
 
     def _job_cancelled(self, job_id: int, kind: str) -> None:
@@ -424,6 +484,7 @@ class QtMainWindow(QMainWindow):
             self.message.setText("Cancelled")
             self.progress.setValue(0)
             if kind == "metrics" and self.trust_panel is not None:
+                self._metrics_pending = None
                 self.trust_panel.set_busy(False)
 
     def _set_busy(self, busy: bool) -> None:
@@ -433,6 +494,13 @@ class QtMainWindow(QMainWindow):
     def cancel_work(self) -> None:
         """Cancel the running engine work (Cancel button, Esc)."""
         self.worker.cancel()
+
+    def _escape(self) -> None:
+        # Esc first leaves the ROI tool (the gesture the user is in), then cancels work.
+        if self.viewer.roi_tool is not None:
+            self.viewer.set_roi_tool(None)
+        else:
+            self.cancel_work()
 
     # -- files ------------------------------------------------------------------------------
     def open_paths(self, paths: list[str], prefer: str | None = None) -> int:
@@ -634,6 +702,7 @@ class QtMainWindow(QMainWindow):
         self.layer_model.heatmap = map_result.heatmap
         self.viewer.viewport().update()
         self._update_caption(map_result.warning)
+        self._metrics_timer.start()
         self.sig_map_drawn.emit(map_result.method, map_result.layer)
 
     def request_explain(self) -> int | None:
@@ -719,6 +788,9 @@ class QtMainWindow(QMainWindow):
             return session.explain(request, progress=progress, cancel=cancel,
                                    on_partial=on_partial)
 
+        # Metrics of the map being replaced must not hold the new map back on the one worker;
+        # the trust panel measures the new map once it is drawn.
+        self.worker.cancel("metrics")
         return self._submit("explain", run, **context)
 
     def _explained(self, result, context: dict) -> None:
@@ -732,6 +804,7 @@ class QtMainWindow(QMainWindow):
                 f"{result.target_name}: {100 * result.scores[result.target]:.1f} %"
                 f" — {result.timings_ms.get('total', 0.0):.0f} ms")
         self._update_caption()
+        self._metrics_timer.start()
 
     def current_result(self):
         """Return the last result for what is shown, holding every map computed for it.
@@ -899,6 +972,8 @@ class QtMainWindow(QMainWindow):
             parts.append(f"explaining <b>{self.result.target_name}</b> "
                          f"({100 * self.result.scores[target]:.1f} %)")
             parts.append(f"model {self.model.name}")
+        if self.roi is not None:
+            parts.append(describe_roi((self.roi, self.roi_shape)))
         text = "   │   ".join(parts)
         if warning:
             text += f"   │   <span style='color:#ffb347'>⚠ {warning}</span>"
@@ -958,27 +1033,150 @@ class QtMainWindow(QMainWindow):
                 self.show_error(f"trust metrics are not available ({exc})")
                 return
             self.trust_panel = QtTrustPanel(self)
+            # Its summary, curves and table need height, which the right column spends on the
+            # explanation panel and heatmap controls: it gets a full-height column of its own.
             self.docks["trust"] = self._dock("Trust", self.trust_panel,
-                                             Qt.DockWidgetArea.RightDockWidgetArea)
+                                             Qt.DockWidgetArea.RightDockWidgetArea,
+                                             Qt.Orientation.Horizontal)
+            # Sizes apply once the new column is laid out, on the next pass of the event loop.
+            QTimer.singleShot(0, lambda: self.resizeDocks(
+                [self.docks["trust"]], [TRUST_WIDTH], Qt.Orientation.Horizontal))
             self.trust_panel.sig_compute_requested.connect(self.request_metrics)
+            self.docks["trust"].visibilityChanged.connect(
+                lambda visible: visible and self._metrics_timer.start())
         self.docks["trust"].show()
+        self.docks["trust"].raise_()
         self.request_metrics()
 
-    def request_metrics(self, roi: tuple[int, int, int, int] | None = None) -> int | None:
-        """Compute faithfulness/sanity metrics of the shown map on the worker."""
+    # -- region of interest and trust metrics -----------------------------------------------
+    def set_roi(self, roi: tuple[int, int, int, int] | None, shape: str = "box") -> None:
+        """Draw ``roi`` (x0, y0, x1, y1; image pixels, end-exclusive) on the viewer."""
+        self.viewer.set_roi(roi, shape)
+
+    def clear_roi(self) -> None:
+        """Remove the ROI; the trust panel drops its ROI metrics."""
+        self.viewer.clear_roi()
+
+    def _roi_tool_toggled(self, shape: str, on: bool) -> None:
+        if on:
+            self.viewer.set_roi_tool(shape)
+        elif self.viewer.roi_tool == shape:
+            self.viewer.set_roi_tool(None)
+
+    def _roi_tool_changed(self, shape: str) -> None:
+        for name in ("box", "ellipse"):
+            self.actions_by_id[f"roi_{name}"].setChecked(name == shape)
+        if shape:
+            self.message.setText(f"Drag on the image to draw a {shape} ROI; Esc to stop drawing")
+
+    def _roi_changed(self, value) -> None:
+        self.roi, self.roi_shape = (None, self.roi_shape) if value is None else value
+        text = describe_roi(value)
+        self.message.setText(text[:1].upper() + text[1:])
+        self._update_caption()
+        self._metrics_timer.start()
+
+    def _map_signature(self) -> tuple | None:
+        """Identify the map on screen (image, frame, model, target, method, params, layer)."""
+        if self.image is None or self.model is None or self.method is None:
+            return None
+        return self._map_key(self._context_key(), self.method, self.layer)
+
+    def _measurable(self):
+        """Return the result holding the map on screen, or None while it is not ready."""
+        if self.image is None or self.model is None or self.method is None:
+            return None
+        if self.result is None or self._results.get(self._context_key()) is not self.result:
+            return None  # the prediction for this image/target has not arrived yet
+        result = self.current_result()
+        return result if (self.method, self._metrics_layer()) in result.maps else None
+
+    def _metrics_layer(self) -> str:
+        return self.layer if is_layer_based(self.explainers.get(self.method)) else INPUT_LAYER
+
+    def _refresh_metrics(self) -> None:
+        """Bring an open trust panel in line with the map and ROI on screen.
+
+        A new ROI on the same map only needs the ROI keys; a new map needs everything, which
+        runs at once for gradient and activation methods and waits for Compute for
+        perturbation methods (their sanity check re-runs them several times).
+        """
+        panel = self.trust_panel
+        if panel is None or not self.docks["trust"].isVisible() or self.compare_on:
+            return
+        result = self._measurable()
+        if result is None:
+            return
+        signature = self._map_signature()
+        roi = None if self.roi is None else (self.roi, self.roi_shape)
+        if self._metrics_for == (signature, roi):
+            return
+        pending = self._metrics_pending
+        if pending is not None and pending[0] == signature and (pending[1] == roi
+                                                                or not pending[2]):
+            return  # it is being computed; a full run's end catches up with a newer ROI
+        if self._metrics_for is not None and self._metrics_for[0] == signature and \
+                "deletion_auc" in panel.metrics:
+            if roi is None:
+                panel.set_metrics({k: v for k, v in panel.metrics.items() if k not in ROI_KEYS})
+                self._metrics_for = (signature, None)
+                return
+            heatmap = result.maps[(self.method, self._metrics_layer())].heatmap
+            panel.set_busy(True)
+            self._metrics_pending = (signature, roi, True)
+            self._submit("metrics", lambda _p, _c, _partial: _roi_metrics(heatmap, *roi),
+                         signature=signature, roi=roi, roi_only=True)
+            return
+        if "forward_fn" in getattr(self.explainers.get(self.method), "needs", ()):
+            self._metrics_stale()
+            return
+        self.request_metrics()
+
+    def _metrics_stale(self) -> None:
+        self._metrics_for = None
+        self.worker.cancel("metrics")
+        self.trust_panel.set_metrics(None)
+        self.trust_panel.summary.setText(
+            "Out of date: the map on screen changed. Press Compute to measure it "
+            "(this method's sanity check re-runs it several times).")
+
+    def request_metrics(self) -> int | None:
+        """Compute the trust metrics of the shown map, with the current ROI, on the worker."""
         if self.result is None or self.image is None or self.model is None:
             self.show_error("no explanation to measure yet")
             return None
+        result = self._measurable()
+        if result is None:
+            self.show_error("the map on screen is still being computed. Fix: wait for it, "
+                            "then press Compute")
+            return None
         from engine.metrics import case_metrics
 
-        session, result, image, model = self.session, self.current_result(), self.image, self.model
-        method = self.method
-        layer = self.layer if is_layer_based(self.explainers.get(method)) else INPUT_LAYER
+        session, image, model = self.session, self.image, self.model
+        method, layer = self.method, self._metrics_layer()
+        roi, shape = self.roi, self.roi_shape
         if self.trust_panel is not None:
             self.trust_panel.set_busy(True)
+        signature, roi_value = self._map_signature(), None if roi is None else (roi, shape)
+        self._metrics_pending = (signature, roi_value, False)
         return self._submit("metrics", lambda progress, cancel, _p: case_metrics(
-            session, result, image, model, method, layer, roi=roi, progress=progress,
-            cancel=cancel))
+            session, result, image, model, method, layer, roi=roi, roi_shape=shape,
+            progress=progress, cancel=cancel), signature=signature, roi=roi_value,
+            roi_only=False)
+
+    def _metrics_done(self, metrics: dict, context: dict) -> None:
+        self._metrics_pending = None
+        self.message.setText("Trust metrics computed")
+        if self.trust_panel is None:
+            return
+        self.trust_panel.set_busy(False)
+        if context["roi_only"]:
+            kept = {k: v for k, v in self.trust_panel.metrics.items() if k not in ROI_KEYS}
+            metrics = {**kept, **metrics}
+        self.trust_panel.set_metrics(metrics)
+        self._metrics_for = (context["signature"], context["roi"])
+        # The map or ROI may have changed while this ran: catch up.
+        self._metrics_timer.start()
 
     def open_audit_view(self) -> None:
         """Show the bias-audit dock."""

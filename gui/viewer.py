@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap, QTransform
-from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
+from PySide6.QtWidgets import (
+    QApplication,
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsView,
+)
 
 from gui.overlay_layer import OverlayLayer
+from gui.roi_item import ROI_SHAPES, QtRoiItem, Roi, roi_from_points
 
 #: Standard CT windows (name, centre, width) bound to keys 1-5.
 CT_PRESETS: tuple[tuple[str, float, float], ...] = (
@@ -39,6 +45,10 @@ class QtImageViewer(QGraphicsView):
     and level (vertical) in modality units. The overlay pixmap has the image's size and sits at
     the same scene origin, so the two line up at every zoom and pan by construction.
 
+    With an ROI tool on (:meth:`set_roi_tool`), left drag draws a box or ellipse region of
+    interest instead of panning; Esc leaves the tool. The ROI outline is an item of the same
+    scene, so it stays on its pixels at every zoom and pan too.
+
     Parameters
     ----------
     layer : OverlayLayer, optional
@@ -51,6 +61,10 @@ class QtImageViewer(QGraphicsView):
     sig_frame_changed = Signal(int)
     sig_pixel_info = Signal(str)
     sig_view_changed = Signal()
+    #: ``((x0, y0, x1, y1), shape)`` in image pixels, end-exclusive, or None when cleared.
+    sig_roi_changed = Signal(object)
+    #: The ROI tool now in use: ``"box"``, ``"ellipse"`` or ``""`` (pan).
+    sig_roi_tool_changed = Signal(str)
 
     def __init__(self, layer: OverlayLayer | None = None, parent=None) -> None:
         super().__init__(parent)
@@ -71,6 +85,12 @@ class QtImageViewer(QGraphicsView):
         self._overlay_item.setZValue(1)
         self.scene().addItem(self._image_item)
         self.scene().addItem(self._overlay_item)
+        self._roi_item = QtRoiItem()
+        self.scene().addItem(self._roi_item)
+        self._roi: Roi | None = None
+        self.roi_tool: str | None = None  # the shape a left drag draws, or None (pan)
+        self._roi_start: QPointF | None = None  # scene point where the drawing drag began
+        self._roi_press = QPointF()  # the same point on screen
         self.image = None
         self.frame = 0
         self.window: tuple[float, float] | None = None
@@ -98,6 +118,8 @@ class QtImageViewer(QGraphicsView):
             self.window = self._window_arg = (float(window[0]), float(window[1]))
         self.invert = bool(invert)
         self.layer.heatmap = None
+        self._roi_start = None
+        self.clear_roi()  # an ROI marks pixels of one image; another image has other anatomy
         self._fit_pending = True
         self._render()
         self.fit()
@@ -107,6 +129,7 @@ class QtImageViewer(QGraphicsView):
         self.image = None
         self._image_item.setPixmap(QPixmap())
         self.layer.heatmap = None
+        self.clear_roi()
 
     def _default_window(self) -> tuple[float, float] | None:
         self._window_arg = None  # the file's own default for each frame, function included
@@ -188,6 +211,87 @@ class QtImageViewer(QGraphicsView):
                 label = name if p.function == "LUT" else f"{name}  ({p.center:g} / {p.width:g})"
                 own.append((label, p))
         return own + [(f"{name}  ({c:g} / {w:g})", (c, w)) for name, c, w in CT_PRESETS]
+
+    # -- region of interest ---------------------------------------------------------------
+    def roi(self) -> Roi | None:
+        """Return the ROI as ``((x0, y0, x1, y1), shape)`` in image pixels, or None."""
+        return self._roi
+
+    def set_roi(self, roi: tuple[int, int, int, int] | None, shape: str = "box") -> None:
+        """Show ``roi`` (x0, y0, x1, y1; image pixels, end-exclusive) and announce it.
+
+        Raises
+        ------
+        ValueError
+            If ``shape`` is not one of ``ROI_SHAPES`` or the box is empty.
+        """
+        if roi is None:
+            self.clear_roi()
+            return
+        if shape not in ROI_SHAPES:
+            raise ValueError(f"ROI shape must be one of {', '.join(ROI_SHAPES)}, not {shape!r}")
+        x0, y0, x1, y1 = (int(v) for v in roi)
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"empty ROI {roi}: x1 > x0 and y1 > y0 are needed")
+        self._roi = ((x0, y0, x1, y1), shape)
+        self._roi_item.set_geometry((x0, y0, x1, y1), shape)
+        self._roi_item.setVisible(True)
+        self.sig_roi_changed.emit(self._roi)
+
+    def clear_roi(self) -> None:
+        """Remove the ROI (announced as None when there was one)."""
+        had = self._roi is not None
+        self._roi = None
+        self._roi_item.setVisible(False)
+        if had:
+            self.sig_roi_changed.emit(None)
+
+    def set_roi_tool(self, shape: str | None) -> None:
+        """Make left drag draw a ``"box"`` or ``"ellipse"`` ROI, or pan again (None or "")."""
+        shape = shape or None
+        if shape is not None and shape not in ROI_SHAPES:
+            raise ValueError(f"ROI shape must be one of {', '.join(ROI_SHAPES)}, not {shape!r}")
+        if shape == self.roi_tool:
+            return
+        self._abort_roi_drag()
+        self.roi_tool = shape
+        drawing = shape is not None
+        self.setDragMode(QGraphicsView.DragMode.NoDrag if drawing
+                         else QGraphicsView.DragMode.ScrollHandDrag)
+        if drawing:
+            self.viewport().setCursor(Qt.CursorShape.CrossCursor)
+        else:
+            self.viewport().unsetCursor()
+        self.sig_roi_tool_changed.emit(shape or "")
+
+    def _abort_roi_drag(self) -> None:
+        """Drop a drawing drag in progress and show the ROI that was there before it."""
+        if self._roi_start is None:
+            return
+        self._roi_start = None
+        if self._roi is not None:
+            self._roi_item.set_geometry(self._roi[0], self._roi[1])
+        self._roi_item.setVisible(self._roi is not None)
+
+    def _drag_roi(self, pos: QPointF) -> None:
+        box = roi_from_points(self._roi_start, self.mapToScene(pos.toPoint()),
+                              tuple(self.image.shape))
+        if box is not None:
+            self._roi_item.set_geometry(box, self.roi_tool)
+            self._roi_item.setVisible(True)
+
+    def _finish_roi(self, pos: QPointF) -> None:
+        start, self._roi_start = self._roi_start, None
+        box = roi_from_points(start, self.mapToScene(pos.toPoint()), tuple(self.image.shape))
+        clicked = (pos - self._roi_press).manhattanLength() < QApplication.startDragDistance()
+        if box is None or clicked:
+            # A click, or a drag outside the image, keeps the ROI there was: a stray click
+            # must not replace it with a one-pixel ROI.
+            if self._roi is not None:
+                self._roi_item.set_geometry(self._roi[0], self._roi[1])
+            self._roi_item.setVisible(self._roi is not None)
+            return
+        self.set_roi(box, self.roi_tool)
 
     # -- frames and cine ------------------------------------------------------------------
     def set_frame(self, frame: int) -> None:
@@ -302,6 +406,12 @@ class QtImageViewer(QGraphicsView):
             self._wl_anchor = (event.position(), self.window)
             event.accept()
             return
+        if (event.button() == Qt.MouseButton.LeftButton and self.roi_tool is not None
+                and self.image is not None):
+            self._roi_start = self.mapToScene(event.position().toPoint())
+            self._roi_press = event.position()
+            event.accept()
+            return
         super().mousePressEvent(event)
 
     def mouseMoveEvent(self, event) -> None:  # noqa: N802 - Qt override
@@ -314,6 +424,11 @@ class QtImageViewer(QGraphicsView):
             self.set_window(center + delta.y() * step, max(width + delta.x() * step, 1.0))
             event.accept()
             return
+        if self._roi_start is not None and self.image is not None:
+            self._drag_roi(event.position())
+            self._report_pixel(event.position())
+            event.accept()
+            return
         super().mouseMoveEvent(event)
         self._report_pixel(event.position())
 
@@ -322,7 +437,30 @@ class QtImageViewer(QGraphicsView):
             self._wl_anchor = None
             event.accept()
             return
+        if event.button() == Qt.MouseButton.LeftButton and self._roi_start is not None:
+            if self.image is None:
+                self._roi_start = None
+            else:
+                self._finish_roi(event.position())
+            event.accept()
+            return
         super().mouseReleaseEvent(event)
+
+    def event(self, event) -> bool:  # noqa: D401 - Qt override
+        # Esc is also a window-wide shortcut (cancel work); while an ROI tool is on, the
+        # viewer claims it first so Esc leaves the tool instead.
+        if (event.type() == QEvent.Type.ShortcutOverride and self.roi_tool is not None
+                and event.key() == Qt.Key.Key_Escape):
+            event.accept()
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.key() == Qt.Key.Key_Escape and self.roi_tool is not None:
+            self.set_roi_tool(None)
+            event.accept()
+            return
+        super().keyPressEvent(event)
 
     def _report_pixel(self, pos: QPointF) -> None:
         if self.image is None:
