@@ -450,11 +450,7 @@ class Image:
 
     def _decode(self, frame: int) -> _Frame:
         if self.kind == "raster":
-            arr = raster.read_frame(self.path, frame, self.is_color)
-            state = _Frame(raw=arr)
-            if not self.is_color:
-                self._attach_index(state, None)
-            return state
+            return self._raster_frame(raster.read_frame(self.path, frame, self.is_color))
         arr = _decode_dicom(self, frame)
         ds = self.dataset
         if self.is_color:
@@ -481,6 +477,17 @@ class Image:
         state.presentation = self._run(frame, display.presentation_table, fds)
         self._attach_index(state, fds, frame)
         return state
+
+    def _raster_frame(self, arr: np.ndarray) -> _Frame:
+        state = _Frame(raw=arr)
+        if not self.is_color:
+            self._attach_index(state, None)
+        return state
+
+    def _seed_frame(self, frame: int, arr: np.ndarray) -> None:
+        """Cache a raster frame decoded while the file was open for its header."""
+        with self._lock:
+            self._frames[frame] = self._raster_frame(arr)
 
     def _attach_index(self, state: _Frame, fds, frame: int = 0) -> None:
         """Set up the table look-up for 8- and 16-bit integer frames."""
@@ -570,15 +577,19 @@ def _floats(value) -> list[float]:
     return out
 
 
-def open_image(path: str | os.PathLike) -> Image:
+def open_image(path: str | os.PathLike, *, decode: bool = False) -> Image:
     """Open a DICOM or raster (PNG, JPEG, TIFF, BMP) file for display.
 
-    The header is read and checked now; frames are decoded on first use.
+    The header is read and checked now; frames are decoded on first use, or with ``decode``
+    the first frame now.
 
     Parameters
     ----------
     path : str or PathLike
         The file.
+    decode : bool
+        Decode the first frame now, for a caller that uses the pixels at once (a raster file
+        is then read in one pass instead of two).
 
     Returns
     -------
@@ -609,8 +620,11 @@ def open_image(path: str | os.PathLike) -> Image:
         ) from None
     if len(head) < 132 or head[128:132] != b"DICM":
         if raster.is_raster(head):
-            return raster.open_raster(path, Image)
-    return _open_dicom(path)
+            return raster.open_raster(path, Image, decode=decode)
+    image = _open_dicom(path)
+    if decode:
+        image._frame(0)
+    return image
 
 
 def _open_dicom(path: Path) -> Image:

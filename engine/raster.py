@@ -40,7 +40,7 @@ def is_raster(head: bytes) -> bool:
     return head.startswith(_MAGIC)
 
 
-def open_raster(path: Path, image_class: type) -> Any:
+def open_raster(path: Path, image_class: type, decode: bool = False) -> Any:
     """Read a raster file's header and return an ``engine.images.Image`` for it.
 
     Parameters
@@ -49,6 +49,9 @@ def open_raster(path: Path, image_class: type) -> Any:
         The file.
     image_class : type
         :class:`engine.images.Image`, passed in to keep the two modules free of an import cycle.
+    decode : bool
+        Also decode the first frame while the file is open, and hand it to the image's cache;
+        a caller that needs the pixels at once then opens the file through Pillow only once.
 
     Raises
     ------
@@ -59,7 +62,8 @@ def open_raster(path: Path, image_class: type) -> Any:
         with _open(path) as im:
             grey = _is_grey(im)
             bits = 16 if im.mode.startswith("I;16") or im.mode in ("I", "F") else 8
-            width, height = ImageOps.exif_transpose(im).size if _rotated(im) else im.size
+            rotated = _rotated(im)
+            width, height = ImageOps.exif_transpose(im).size if rotated else im.size
             details = {
                 "format": im.format or "",
                 "mode": im.mode,
@@ -67,13 +71,14 @@ def open_raster(path: Path, image_class: type) -> Any:
                 "transfer_syntax": None,
             }
             n_frames = int(getattr(im, "n_frames", 1) or 1)
+            first = _decode_open(im, path, 0, not grey, rotated) if decode else None
     except StudyError:
         raise
     except BaseException as exc:  # noqa: BLE001 - Pillow raises many types on corrupt files
         if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
             raise
         raise StudyError(f"cannot be read as an image ({exc})", path=path, fix=_FIX) from None
-    return image_class(
+    image = image_class(
         path=path,
         kind="raster",
         n_frames=n_frames,
@@ -84,6 +89,9 @@ def open_raster(path: Path, image_class: type) -> Any:
         dataset=None,
         details=details,
     )
+    if first is not None:
+        image._seed_frame(0, first)
+    return image
 
 
 def read_frame(path: Path, frame: int, is_color: bool) -> np.ndarray:
@@ -96,13 +104,23 @@ def read_frame(path: Path, frame: int, is_color: bool) -> np.ndarray:
     """
     try:
         with _open(path) as im:
-            if frame:
-                im.seek(frame)
-            im.load()
-            im = ImageOps.exif_transpose(im) if _rotated(im) else im
-            return _colour(im) if is_color else _grey(im)
+            return _decode_open(im, path, frame, is_color, _rotated(im))
     except StudyError:
         raise
+    except BaseException as exc:  # noqa: BLE001 - Pillow raises many types on corrupt files
+        if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+            raise
+        raise StudyError(f"frame {frame} cannot be decoded ({exc})", path=path, fix=_FIX) from None
+
+
+def _decode_open(im, path: Path, frame: int, is_color: bool, rotated: bool) -> np.ndarray:
+    """Decode one frame of an open Pillow image (see :func:`read_frame`)."""
+    try:
+        if frame:
+            im.seek(frame)
+        im.load()
+        im = ImageOps.exif_transpose(im) if rotated else im
+        return _colour(im) if is_color else _grey(im)
     except BaseException as exc:  # noqa: BLE001 - Pillow raises many types on corrupt files
         if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
             raise

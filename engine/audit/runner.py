@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from engine.audit import batchmaps
 from engine.audit.manifest import BORDER_ROLE, AuditRow, Manifest
-from engine.audit.measures import region_shares
 from engine.audit.store import ResultStore
 from engine.cancel import CancelToken, ProgressFn
-from engine.capture import Capture, _first_tensor, final_linear
+from engine.capture import Capture, final_linear
 from engine.errors import ExplainerUnavailable, LucidaError, ModelError, UsageError
 
 #: Target modes: explain the predicted class, or the labelled class.
@@ -118,6 +117,31 @@ def plan(model, settings: AuditSettings) -> Plan:
     )
 
 
+def layer_tensor(output) -> tuple[torch.Tensor, object]:
+    """Return the tensor a layer's forward output carries and a function putting one back.
+
+    A layer may return a tensor or a tuple/list holding one (the first tensor is the map); the
+    hook records that tensor and returns the output rebuilt around its clone.
+
+    Raises
+    ------
+    ModelError
+        The output holds no tensor.
+    """
+    if isinstance(output, torch.Tensor):
+        return output, lambda t: t
+    if isinstance(output, tuple | list):
+        for i, item in enumerate(output):
+            if isinstance(item, torch.Tensor):
+                def rebuild(t, i=i, output=output):
+                    items = list(output)
+                    items[i] = t
+                    return type(output)(items) if isinstance(output, tuple) else items
+
+                return item, rebuild
+    raise ModelError(f"layer output of type {type(output).__name__} holds no tensor")
+
+
 class BatchMemberCapture(Capture):
     """One image's slice of a batched pass.
 
@@ -159,7 +183,7 @@ def batch_captures(model, x: torch.Tensor, targets: list[int | None], layers: Se
 
     def make_hook(name):
         def hook(module, inputs, output):
-            tensor, rebuild = _first_tensor(output)
+            tensor, rebuild = layer_tensor(output)
             recorded[name] = tensor
             return rebuild(tensor.clone())
 
@@ -181,7 +205,8 @@ def batch_captures(model, x: torch.Tensor, targets: list[int | None], layers: Se
         if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
             raise ModelError(f"model output has shape {tuple(logits.shape)}, expected (N, K)")
         scores = model.scores(logits.detach())
-        index = [int(scores[i].argmax()) if t is None else int(t) for i, t in enumerate(targets)]
+        top = scores.argmax(1).tolist()
+        index = [top[i] if t is None else int(t) for i, t in enumerate(targets)]
         grads: dict[str, torch.Tensor] = {}
         start = time.perf_counter()
         if want_grad:
@@ -246,33 +271,6 @@ def _masks(row: AuditRow, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     return masks
 
 
-def shares_for(row: AuditRow, heat: np.ndarray, roles: Sequence[str]) -> dict[str, float | None]:
-    """Return the share of ``heat`` on every dataset role (None where the row has none)."""
-    got = region_shares(heat, row.boxes, _masks(row, heat.shape), border=BORDER_ROLE)
-    return {
-        r: (float(got[r]) if r in got and np.isfinite(got[r]) else None)
-        for r in [*roles, BORDER_ROLE]
-    }
-
-
-def _small_batch(heats: list[np.ndarray], size: int) -> np.ndarray:
-    """Downsample image-geometry maps to ``size`` x ``size`` by area averaging, peak 1 each.
-
-    Maps of the same shape go through one pooling call.
-    """
-    out = np.zeros((len(heats), size, size), np.float32)
-    by_shape: dict[tuple, list[int]] = {}
-    for i, heat in enumerate(heats):
-        by_shape.setdefault(heat.shape, []).append(i)
-    for indices in by_shape.values():
-        stack = torch.from_numpy(np.stack([heats[i] for i in indices]).astype(np.float32))
-        small = F.adaptive_avg_pool2d(torch.nan_to_num(stack[:, None], 0.0, 0.0, 0.0),
-                                      (size, size))[:, 0]
-        peak = small.flatten(1).amax(1).clamp(min=1e-12)[:, None, None]
-        out[indices] = (small / peak).numpy()
-    return out
-
-
 def error_record(row: AuditRow, reason: str) -> dict:
     """Return the record stored for an image that could not be audited."""
     return {"key": row.key, "row": row.index, "path": str(row.path), "error": reason}
@@ -295,7 +293,7 @@ def load_batch(rows: Sequence[AuditRow], model) -> LoadedBatch:
     errors, ready, tensors = {}, [], []
     for pos, row in enumerate(rows):
         try:
-            image = open_image(row.path)
+            image = open_image(row.path, decode=True)
             label = _label_index(row.label, model.classes)
             tensors.append(model.preprocess(image))
             ready.append((pos, image, label))
@@ -312,21 +310,41 @@ def explain_batch(batch: LoadedBatch, model, plan: Plan, roles: Sequence[str],
     """Run the batched pass and the explainer over a loaded batch; see :func:`audit_batch`."""
     cancel = cancel or CancelToken()
     records: dict[int, dict] = dict(batch.errors)
-    heatmaps = []
+    heatmaps = np.zeros((0, plan.heat_size, plan.heat_size), np.float16)
     if batch.ready:
         targets = [label if plan.target == "label" else None for _, _, label in batch.ready]
         captures = batch_captures(model, batch.x, targets, plan.layers, plan.gradients)
-        for (pos, image, label), capture in zip(batch.ready, captures, strict=True):
-            row = batch.rows[pos]
+        raws = []
+        for capture in captures:
             maps = plan.explainer.explain(
                 capture, capture.target, plan.layers, plan.params, lambda f, m="": None, cancel
             )
             raw = next(iter(maps.values()))
-            raw = raw.detach().float().cpu().numpy() if torch.is_tensor(raw) else np.asarray(raw)
+            raws.append(torch.as_tensor(raw).detach().float().cpu())
+        all_scores = torch.stack([c.scores for c in captures]).detach().float().cpu()
+        preds = all_scores.argmax(1).tolist()
+        all_scores = all_scores.tolist()
+        shares: list = [None] * len(captures)
+        small = torch.zeros((len(captures), plan.heat_size, plan.heat_size))
+        # Maps and images of one shape go back to image geometry and through the share maths
+        # together: one tensor operation per batch, not one per image.
+        by_shape: dict[tuple, list[int]] = {}
+        for k, ((_, image, _), raw) in enumerate(zip(batch.ready, raws, strict=True)):
+            by_shape.setdefault((tuple(raw.shape), tuple(image.shape)), []).append(k)
+        for (_, image_shape), members in by_shape.items():
             # Negative evidence carries no mass; NaN is dropped by the share maths.
-            heat = model.map_to_image(np.clip(raw.astype(np.float32), 0.0, None), image.shape)
-            scores = capture.scores.detach().float().cpu().tolist()
-            pred = int(np.argmax(scores))
+            stack = torch.stack([raws[k] for k in members]).clamp(min=0.0)
+            heat = batchmaps.maps_to_image(stack, model.input, image_shape)
+            rows = [batch.rows[batch.ready[k][0]] for k in members]
+            got = batchmaps.batch_shares(
+                heat, [r.boxes for r in rows], [_masks(r, image_shape) for r in rows],
+                roles, BORDER_ROLE,
+            )
+            small[members] = batchmaps.small_maps(heat, plan.heat_size)
+            for k, value in zip(members, got, strict=True):
+                shares[k] = value
+        for k, ((pos, _, label), capture) in enumerate(zip(batch.ready, captures, strict=True)):
+            row = batch.rows[pos]
             records[pos] = {
                 "key": row.key,
                 "row": row.index,
@@ -334,16 +352,15 @@ def explain_batch(batch: LoadedBatch, model, plan: Plan, roles: Sequence[str],
                 "label": row.label,
                 "label_index": label,
                 "groups": row.groups,
-                "pred": pred,
-                "pred_name": model.classes[pred],
+                "pred": preds[k],
+                "pred_name": model.classes[preds[k]],
                 "target": capture.target,
-                "scores": [round(s, 6) for s in scores],
-                "shares": shares_for(row, heat, roles),
-                "heat_index": len(heatmaps),
+                "scores": [round(v, 6) for v in all_scores[k]],
+                "shares": shares[k],
+                "heat_index": k,
             }
-            heatmaps.append(heat)
-    stack = _small_batch(heatmaps, plan.heat_size)
-    return [records[i] for i in sorted(records)], stack.astype(np.float16)
+        heatmaps = small.half().numpy()
+    return [records[i] for i in sorted(records)], heatmaps
 
 
 def audit_batch(rows: Sequence[AuditRow], model, plan: Plan, roles: Sequence[str],
