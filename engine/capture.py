@@ -72,6 +72,9 @@ class Capture:
         self.fc_weights, self.fc_bias = final_linear(model, logits.numel())
         #: Images scored by :meth:`forward_scores` so far (perturbation work done on this capture).
         self.scored_images = 0
+        # oneDNN's CPU convolutions run ~10% faster on NHWC (channels-last) batches; a model that
+        # reshapes its input with .view() cannot take them, and then falls back for good.
+        self._channels_last = input.dim() == 4 and input.device.type == "cpu"
 
     @property
     def layers(self) -> list[str]:
@@ -108,9 +111,17 @@ class Capture:
         with torch.inference_mode():
             for start in range(0, batch.shape[0], batch_size):
                 chunk = batch[start : start + batch_size].to(self.input.device)
-                outs.append(self.model.scores(self.model.logits(chunk)).float())
+                outs.append(self.model.scores(self._logits(chunk)).float())
         self.scored_images += int(batch.shape[0])
         return torch.cat(outs, 0)
+
+    def _logits(self, chunk: torch.Tensor) -> torch.Tensor:
+        if self._channels_last:
+            try:
+                return self.model.logits(chunk.contiguous(memory_format=torch.channels_last))
+            except RuntimeError:
+                self._channels_last = False
+        return self.model.logits(chunk)
 
 
 def final_linear(model: Any, n_outputs: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:

@@ -31,7 +31,8 @@ def file_key(method: str, layer: str) -> str:
     return f"{method}_{layer.replace('.', '-')}"
 
 
-def result_json(result: Any, timings_ms: dict, metrics: dict | None = None) -> dict:
+def result_json(result: Any, timings_ms: dict, metrics: dict | None = None,
+                keep_identifiers: bool = False) -> dict:
     """Return the ``result.json`` content of one explained image.
 
     Parameters
@@ -42,12 +43,16 @@ def result_json(result: Any, timings_ms: dict, metrics: dict | None = None) -> d
         ``load``, ``forward``, ``backward`` and ``maps`` in milliseconds.
     metrics : dict, optional
         Trust metrics (with ``--metrics``).
+    keep_identifiers : bool
+        Store the image's full path. By default only its file name is stored, because folder
+        names often carry patient IDs.
     """
     methods = list(dict.fromkeys(m for m, _ in result.maps))
     layers = list(dict.fromkeys(layer for _, layer in result.maps))
     content = {
         "version": lucida_version(),
-        "image": result.image_path,
+        "image": str(result.image_path) if keep_identifiers
+        else Path(str(result.image_path)).name,
         "frame": result.frame,
         "model": {"name": result.model.get("name"), "sha256": result.model.get("sha256"),
                   "files": result.model.get("files", {})},
@@ -98,8 +103,11 @@ def write_explain_outputs(
     metrics: dict | None = None,
     cmap: str = "jet",
     opacity: float = 0.5,
+    keep_identifiers: bool = False,
 ) -> list[Path]:
     """Write every contract file of one explained image into ``folder``.
+
+    ``keep_identifiers`` keeps the image's full path in ``result.json`` (see `result_json`).
 
     Returns
     -------
@@ -129,7 +137,7 @@ def write_explain_outputs(
             PILImage.fromarray(blend(rgb, m.heatmap, cmap=cmap, opacity=opacity)).save(path)
             written.append(path)
         path = folder / "result.json"
-        content = _jsonable(result_json(result, timings_ms, metrics))
+        content = _jsonable(result_json(result, timings_ms, metrics, keep_identifiers))
         path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
         written.append(path)
     except OSError as exc:

@@ -73,6 +73,11 @@ class ScoreCAM(Explainer):
 
     def explain(self, capture, target, layers, params, progress, cancel):
         """Return one (h, w) map per layer."""
+        # No autograd bookkeeping for the mask building either, not just the forwards.
+        with torch.inference_mode():
+            return self._explain(capture, target, layers, params, progress, cancel)
+
+    def _explain(self, capture, target, layers, params, progress, cancel):
         x = capture.input
         size = tuple(x.shape[-2:])
         batch_size = int(params.get("batch_size", 64))

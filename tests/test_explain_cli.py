@@ -66,6 +66,25 @@ def test_explain_writes_every_contract_file(png, tmp_path, capsys):
     assert (out / "CT_small" / "result.json").exists()
 
 
+@pytest.mark.parametrize("keep", [False, True])
+def test_result_json_stores_the_folder_only_with_keep_identifiers(tmp_path, keep, capsys):
+    # Folder names often carry patient IDs: without the flag none of the path may leak.
+    folder = tmp_path / "PID-4711-DOE^JANE"
+    folder.mkdir()
+    path = folder / "scan.png"
+    PILImage.fromarray(np.full((40, 50), 120, np.uint8)).save(path)
+    out = tmp_path / "out"
+    argv = ["explain", str(path), "--model", "demo", "--out", str(out)]
+    assert cli_main(argv + (["--keep-identifiers"] if keep else [])) == 0, capsys.readouterr().err
+    text = (out / "scan" / "result.json").read_text()
+    image = json.loads(text)["image"]
+    if keep:
+        assert Path(image) == path
+    else:
+        assert image == "scan.png"
+        assert "PID-4711" not in text and str(tmp_path.name) not in text
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

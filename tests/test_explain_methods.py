@@ -284,3 +284,21 @@ def test_targets_by_index_name_and_every_sigmoid_label():
     np.testing.assert_array_equal(by_index.maps[("gradcam", "features.4")].raw, maps[2])
     with pytest.raises(UsageError):
         session.explain(ExplainRequest(image, model, ["gradcam"], target="nonexistent"))
+
+
+def test_rise_hides_pixels_as_black_in_pixel_space():
+    # The paper multiplies the image's pixels: a hidden pixel must be pixel value 0, not the
+    # normalisation mean (which is what multiplying the normalised input would give).
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    spec = InputSpec(size=(16, 16), channels=1, mean=(0.3,), std=(0.2,))
+    model = LoadedModel.from_module(net, classes=["a", "b"], input=spec, name="tiny")
+    pixels = torch.rand(1, 1, 16, 16) * 0.5 + 0.5
+    capture = run_capture(model, (pixels - 0.3) / 0.2, target=1, gradients=False)
+    seen = []
+    score = capture.forward_scores
+    capture.forward_scores = lambda batch, *a: (seen.append(batch.clone()), score(batch, *a))[1]
+    _explain("rise", capture, "input", n_masks=64, grid=2, p=0.5, batch_size=16)
+    shown = torch.cat(seen) * 0.2 + 0.3
+    assert shown.min() == pytest.approx(0.0, abs=0.02)
+    assert (shown <= pixels + 1e-5).all() and (shown >= -1e-5).all()

@@ -41,7 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--report", metavar="pdf,html,dicom",
                    help="also write reports in these formats")
     p.add_argument("--keep-identifiers", action="store_true",
-                   help="keep patient identifiers in reports (removed by default)")
+                   help="keep patient identifiers in reports and the full image path in "
+                   "result.json (by default only the file name is stored)")
     p.set_defaults(func=run)
 
 
@@ -116,12 +117,14 @@ def _explain_one(args, path, folder, session, model, request_kw, load_ms, roi) -
         metrics = case_metrics(session, result, image, model, method, layer, roi=roi)
         metrics = {"method": method, "layer": layer, **metrics}
     timings = dict(result.timings_ms, load=load_ms + open_ms)
-    write_explain_outputs(result, image, folder, timings, metrics, cmap=args.colormap)
+    write_explain_outputs(result, image, folder, timings, metrics, cmap=args.colormap,
+                          keep_identifiers=args.keep_identifiers)
     if args.report:
         from engine.export import write_reports
 
         write_reports(result, image, folder, args.report,
-                      keep_identifiers=args.keep_identifiers, metrics=metrics)
+                      keep_identifiers=args.keep_identifiers, metrics=metrics,
+                      figure_options={"colormap": args.colormap})
     top = result.scores[result.target]
     return (f"{path}: {result.target_name} ({top:.3f}), {len(result.maps)} map(s) -> {folder}"
             + "".join(f"\n  warning: {w}" for w in result.warnings))
