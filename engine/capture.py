@@ -143,11 +143,20 @@ def final_linear(model: Any, n_outputs: int) -> tuple[torch.Tensor | None, torch
     return last.weight.detach(), bias
 
 
-def _first_tensor(output: Any) -> tuple[torch.Tensor, Any]:
-    """Return the tensor a layer's output carries and a function putting a replacement back."""
+def first_tensor(output: Any) -> tuple[torch.Tensor, Any]:
+    """Return the tensor a layer's output carries and a function putting a replacement back.
+
+    A layer may return a tensor or a tuple/list holding one (the first tensor is the map); the
+    hooks record that tensor and return the output rebuilt around its clone.
+
+    Raises
+    ------
+    ModelError
+        The output holds no tensor.
+    """
     if isinstance(output, torch.Tensor):
         return output, lambda t: t
-    if isinstance(output, (tuple, list)):
+    if isinstance(output, tuple | list):
         for i, item in enumerate(output):
             if isinstance(item, torch.Tensor):
                 def rebuild(t, i=i, output=output):
@@ -214,7 +223,7 @@ def run_capture(
         def hook(module, inputs, output):
             if not active[0]:
                 return None
-            tensor, rebuild = _first_tensor(output)
+            tensor, rebuild = first_tensor(output)
             recorded[name] = tensor
             return rebuild(tensor.clone())
 

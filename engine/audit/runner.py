@@ -22,7 +22,7 @@ from engine.audit import batchmaps
 from engine.audit.manifest import BORDER_ROLE, AuditRow, Manifest
 from engine.audit.store import ResultStore
 from engine.cancel import CancelToken, ProgressFn
-from engine.capture import Capture, final_linear
+from engine.capture import Capture, final_linear, first_tensor
 from engine.errors import ExplainerUnavailable, LucidaError, ModelError, UsageError
 
 #: Target modes: explain the predicted class, or the labelled class.
@@ -117,31 +117,6 @@ def plan(model, settings: AuditSettings) -> Plan:
     )
 
 
-def layer_tensor(output) -> tuple[torch.Tensor, object]:
-    """Return the tensor a layer's forward output carries and a function putting one back.
-
-    A layer may return a tensor or a tuple/list holding one (the first tensor is the map); the
-    hook records that tensor and returns the output rebuilt around its clone.
-
-    Raises
-    ------
-    ModelError
-        The output holds no tensor.
-    """
-    if isinstance(output, torch.Tensor):
-        return output, lambda t: t
-    if isinstance(output, tuple | list):
-        for i, item in enumerate(output):
-            if isinstance(item, torch.Tensor):
-                def rebuild(t, i=i, output=output):
-                    items = list(output)
-                    items[i] = t
-                    return type(output)(items) if isinstance(output, tuple) else items
-
-                return item, rebuild
-    raise ModelError(f"layer output of type {type(output).__name__} holds no tensor")
-
-
 class BatchMemberCapture(Capture):
     """One image's slice of a batched pass.
 
@@ -183,7 +158,7 @@ def batch_captures(model, x: torch.Tensor, targets: list[int | None], layers: Se
 
     def make_hook(name):
         def hook(module, inputs, output):
-            tensor, rebuild = layer_tensor(output)
+            tensor, rebuild = first_tensor(output)
             recorded[name] = tensor
             return rebuild(tensor.clone())
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from engine.errors import LucidaError, UsageError
+from engine.metrics.localisation import parse_roi
 
 
 def register(subparsers) -> None:
@@ -85,20 +86,6 @@ def parse_params(pairs: list[str], methods: list[str]) -> dict[str, dict[str, st
     return out
 
 
-def _parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
-    if text is None:
-        return None
-    try:
-        x0, y0, x1, y1 = (int(float(v)) for v in text.split(","))
-    except ValueError:
-        raise UsageError(
-            f"--roi {text!r} is not X0,Y0,X1,Y1", fix="e.g. --roi 10,20,60,80"
-        ) from None
-    if x1 <= x0 or y1 <= y0:
-        raise UsageError(f"--roi {text!r} is empty", fix="X1 > X0 and Y1 > Y0")
-    return x0, y0, x1, y1
-
-
 def _explain_one(args, path, folder, session, model, request_kw, load_ms, roi) -> str:
     from engine.images import open_image
     from engine.results import write_explain_outputs
@@ -145,7 +132,7 @@ def run(args) -> int:
     if not explainers:
         raise UsageError("--method is empty", fix=f"use one of {', '.join(reg.names())}")
     params = parse_params(args.param, methods)
-    roi = _parse_roi(args.roi)
+    roi = None if args.roi is None else parse_roi(args.roi)
     device = resolve_device(args.device)
     start = time.perf_counter()
     model = load_model(args.model, trust=args.trust_model, device=str(device))
