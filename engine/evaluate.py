@@ -77,7 +77,10 @@ def evaluate_manifest(
     def flush():
         if inputs:
             with torch.inference_mode():
-                preds.extend(model.logits(torch.cat(inputs)).argmax(1).tolist())
+                logits = model.logits(torch.cat(inputs))
+                # -1 marks an image whose scores are NaN or infinite: no prediction to score.
+                finite = torch.isfinite(logits).all(1)
+                preds.extend(torch.where(finite, logits.argmax(1), -1).tolist())
             inputs.clear()
 
     for i, row in enumerate(rows):
@@ -97,7 +100,16 @@ def evaluate_manifest(
     k = len(model.classes)
     matrix = [[0] * k for _ in range(k)]
     groups: dict[str, list[int]] = {}
+    scored = []
     for row, pred in zip(done, preds, strict=True):
+        if pred < 0:
+            path = manifest.parent / row["path"]
+            failed.append([str(path), f"{path}: the model's scores are NaN or infinite. "
+                                      "Fix: check the model's weights and its output"])
+        else:
+            scored.append((row, pred))
+    done = [row for row, _ in scored]
+    for row, pred in scored:
         truth = model.classes.index(row["label"])
         matrix[truth][pred] += 1
         for col in group_cols:

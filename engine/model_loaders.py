@@ -123,7 +123,13 @@ def _python_builder(rest: str, args: dict, base: Path, trust: bool, card: Path |
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise ModelError(f"{file.name} has no function {fn_name!r}", path=card, fix="fix the card")
-    built = fn(**args)
+    try:
+        built = fn(**args)
+    except Exception as exc:  # noqa: BLE001 - user code can fail in any way
+        raise ModelError(
+            f"{file.name}:{fn_name} failed to build the model ({type(exc).__name__}: {exc})",
+            path=card, fix="check [architecture_args] in the card, or run the builder on its own",
+        ) from None
     if not isinstance(built, nn.Module):
         raise ModelError(
             f"{file.name}:{fn_name} returned {type(built).__name__}, not a torch.nn.Module",
@@ -208,7 +214,12 @@ def read_torch_file(path: Path, *, trust: bool):
 
 
 def _unreadable(path: Path, exc: Exception) -> ModelError:
-    detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):
+        # torch's preamble about weights_only says nothing about this file; keep its cause.
+        cause = [ln for ln in lines[1:] if not ln.startswith(("Please file", "Check the doc"))]
+        lines = cause or [type(exc).__name__]
+    detail = lines[0][:120] if lines else type(exc).__name__
     return ModelError(
         f"not a readable PyTorch/safetensors file ({detail})", path=path,
         fix="the file is corrupt or truncated; download or save it again",

@@ -9,6 +9,7 @@ can shard the rows across processes or machines and merge with :mod:`engine.audi
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -320,6 +321,11 @@ def explain_batch(batch: LoadedBatch, model, plan: Plan, roles: Sequence[str],
                 shares[k] = value
         for k, ((pos, _, label), capture) in enumerate(zip(batch.ready, captures, strict=True)):
             row = batch.rows[pos]
+            if not all(math.isfinite(v) for v in all_scores[k]):
+                records[pos] = error_record(
+                    row, f"{row.path}: the model's scores are NaN or infinite. "
+                    "Fix: check the model's weights and its output")
+                continue
             records[pos] = {
                 "key": row.key,
                 "row": row.index,

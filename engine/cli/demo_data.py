@@ -18,7 +18,7 @@ def register(subparsers) -> None:
         help="write synthetic chest phantoms with ground-truth boxes and manifest.csv",
         description="Write deterministic synthetic chest radiographs (DICOM and PNG) and "
         "manifest.csv with columns path,label,site,lesion_box,marker_box. Site B images carry "
-        "a marker token; by default it goes with 'nodule' in 95%% of images.",
+        "a marker token; by default it goes with 'nodule' in 95% of images.",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--n", type=int, default=40, help="number of images (default 40)")

@@ -33,6 +33,6 @@ def run(args) -> int:
     print(json.dumps(result, indent=2))
     if result["failed"]:
         print(f"error: {len(result['failed'])} of {result['n'] + len(result['failed'])} images "
-              "could not be read (listed under 'failed')", file=sys.stderr)
+              "could not be read or scored (listed under 'failed')", file=sys.stderr)
         return 1
     return 0

@@ -133,6 +133,10 @@ def run(args) -> int:
         raise UsageError("--method is empty", fix=f"use one of {', '.join(reg.names())}")
     params = parse_params(args.param, methods)
     roi = None if args.roi is None else parse_roi(args.roi)
+    if args.report:
+        from engine.export import _parse_formats
+
+        _parse_formats(args.report)  # a bad --report fails before anything is written
     device = resolve_device(args.device)
     start = time.perf_counter()
     model = load_model(args.model, trust=args.trust_model, device=str(device))
