@@ -108,6 +108,10 @@ def test_summary_line_verdicts():
     assert summary_line("nodule", 0.9, 0.95, 0.6, 0.6, {}).startswith("not faithful: removing "
                                                                       "the top 10% salient pixels "
                                                                       "moves")
+    # The map ranks low what the model uses (a marker the map ignores): LeRF falls faster.
+    assert summary_line("nodule", 1.0, 1.0, 0.9, 0.6, {}).endswith(
+        "the model relies on pixels the map ranks low")
+    assert "does not single out" in summary_line("nodule", 0.9, 0.95, 0.6, 0.6, {})
     # Both orders raise the score: the perturbation itself drives the model.
     assert "any order" in summary_line("nodule", 0.87, 0.96, 0.95, 0.96, {})
     assert summary_line("nodule", 0.05, 0.05, 0.0, 0.0, {}).startswith("inconclusive (the nodule")

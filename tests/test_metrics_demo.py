@@ -74,3 +74,62 @@ def test_metrics_of_a_session_result_with_an_roi(tmp_path, edge_registry):  # no
         phantom.lesion_box[3] - phantom.lesion_box[1]) / (128 * 128)
     assert m["energy_in_roi"] > area
     assert m["sanity_passed"] is True
+
+
+def _demo_nodule_cases():
+    import csv
+
+    folder = ROOT / "resources" / "studies" / "demo"
+    with open(folder / "manifest.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["label"] == "nodule"]
+    def box(text):
+        return tuple(int(v) for v in text.split()) if text else None
+
+    return [(folder / r["path"], box(r["lesion_box"]), box(r["marker_box"])) for r in rows]
+
+
+def _p_nodule_without_lesion(model, path, box, baseline="background"):
+    """P(nodule) on the image, and after the lesion box's pixels are removed and filled."""
+    import torch
+    import torch.nn.functional as F
+
+    from engine.metrics.case import pixel_forward
+    from engine.metrics.faithfulness import impute
+    from engine.metrics.localisation import roi_mask
+
+    image = open_image(path)
+    to_pixels, forward = pixel_forward(model)
+    pixels = to_pixels(model.preprocess(image)).cpu()
+    box_mask = torch.from_numpy(roi_mask(image.shape, box).astype("float32"))[None, None]
+    # Every model-input pixel the box touches is removed.
+    removed = F.adaptive_max_pool2d(box_mask, tuple(pixels.shape[-2:])) > 0
+    filled = impute(pixels, removed, baseline, generator=torch.Generator().manual_seed(0))
+    return float(forward(pixels)[0, 1]), float(forward(filled)[0, 1])
+
+
+def test_deleting_the_lesion_removes_the_nodule_for_the_unbiased_model():
+    # The fill must erase the lesion without drawing a new one. A fill interpolated from the
+    # rim of the hole brightens the dark lung field and reads as a nodule (P stayed near 1.00
+    # on phantom_0001), which made every deletion curve flat on this model.
+    from engine.models import load_model
+
+    model = load_model("demo")
+    drops = []
+    for path, box, _marker in _demo_nodule_cases():
+        before, after = _p_nodule_without_lesion(model, path, box)
+        assert after < 0.5 * before, (path.name, before, after)
+        drops.append(before - after)
+    assert sum(drops) / len(drops) > 0.5
+
+
+def test_only_the_biased_model_reads_the_marker():
+    # The marker box of a marked case, removed with the same fill: the biased model loses
+    # nodule probability, the unbiased one does not care. (Both also need the lesion: on the
+    # marked nodule case removing the lesion drops the biased model's score too.)
+    from engine.models import load_model
+
+    path, _lesion, marker_box = next(c for c in _demo_nodule_cases() if c[2])
+    before, after = _p_nodule_without_lesion(load_model("demo-biased"), path, marker_box)
+    assert after < before - 0.15
+    before, after = _p_nodule_without_lesion(load_model("demo"), path, marker_box)
+    assert abs(after - before) < 0.05

@@ -19,12 +19,17 @@ from engine.metrics.faithfulness import (
 SIZE = 32
 
 
-def _lesion_case():
-    """A dark noisy image with a bright square: the square is the whole cause of the score."""
+def _lesion_case(size: int = SIZE):
+    """A dark noisy image with a bright 6-px square: the square is the whole cause of the score.
+
+    The background fill erases structures narrower than about 1/12 of the image side, so tests
+    of that fill use a 96-px image, where the square is blob-sized.
+    """
     g = torch.Generator().manual_seed(1)
-    x = 0.2 + 0.05 * torch.rand(1, 1, SIZE, SIZE, generator=g)
-    region = torch.zeros(SIZE, SIZE, dtype=torch.bool)
-    region[12:18, 14:20] = True
+    x = 0.2 + 0.05 * torch.rand(1, 1, size, size, generator=g)
+    region = torch.zeros(size, size, dtype=torch.bool)
+    c = size // 2
+    region[c - 4 : c + 2, c - 2 : c + 4] = True
     x[0, 0][region] = 0.9
 
     def forward(batch):
@@ -76,11 +81,12 @@ def test_deletion_curve_matches_closed_form_with_mean_baseline():
     assert curve.fractions[0] == 0 and curve.fractions[-1] == 1
 
 
-@pytest.mark.parametrize("baseline", ["blur", "mean", "linear"])
+@pytest.mark.parametrize("baseline", ["background", "linear", "blur", "mean"])
 def test_true_cause_beats_random_and_inverted_maps(baseline):
-    x, region, forward = _lesion_case()
-    truth = region.float().numpy() + 0.01 * np.random.rand(SIZE, SIZE)
-    rand = np.random.rand(SIZE, SIZE)
+    size = 96 if baseline == "background" else SIZE
+    x, region, forward = _lesion_case(size)
+    truth = region.float().numpy() + 0.01 * np.random.rand(size, size)
+    rand = np.random.rand(size, size)
     inverted = -truth
 
     def aucs(kind):
@@ -97,11 +103,12 @@ def test_true_cause_beats_random_and_inverted_maps(baseline):
     assert i_true > i_rand + 0.02 and i_true > i_inv + 0.02
 
 
-def test_lerf_keeps_the_score_when_the_map_is_right():
-    x, region, forward = _lesion_case()
-    morf = perturbation_curve(forward, x, region.numpy(), 1, baseline="linear", steps=10)
+@pytest.mark.parametrize("baseline", ["background", "linear"])
+def test_lerf_keeps_the_score_when_the_map_is_right(baseline):
+    x, region, forward = _lesion_case(96 if baseline == "background" else SIZE)
+    morf = perturbation_curve(forward, x, region.numpy(), 1, baseline=baseline, steps=10)
     lerf = perturbation_curve(
-        forward, x, region.numpy(), 1, baseline="linear", steps=10, order="lerf"
+        forward, x, region.numpy(), 1, baseline=baseline, steps=10, order="lerf"
     )
     assert lerf.auc > morf.auc + 0.3
 
@@ -186,3 +193,47 @@ def _smooth(t):
     from engine.metrics.faithfulness import gaussian_blur
 
     return gaussian_blur(t[None, None], 2.0)[0, 0]
+
+
+def _valley_case():
+    """A bright body with a narrow dark field (a lung) holding a faint blob (a nodule)."""
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    field = torch.sigmoid((8 - ((xx - 32) ** 2 / 64 + (yy - 32) ** 2 / 400).sqrt() * 8) / 1.5)
+    anatomy = 0.5 - 0.3 * field
+    blob = 0.12 * torch.exp(-((xx - 33) ** 2 + (yy - 30) ** 2) / (2 * 1.75**2))
+    hole = torch.zeros(1, 1, 64, 64)
+    hole[..., 26:35, 29:38] = 1
+    return anatomy[None, None], (anatomy + blob)[None, None], hole
+
+
+def test_background_fill_erases_a_blob_without_brightening_a_dark_field():
+    # Filling the hole from its rim (ROAD's linear imputation) pulls the bright body into the
+    # dark field: the fill is a faint bright patch, which is what a nodule looks like. The
+    # background fill must come back to the field's own floor.
+    anatomy, x, hole = _valley_case()
+    inside = hole.bool()
+    background = impute(x, hole, "background", noise=0.0)[inside] - anatomy[inside]
+    linear = impute(x, hole, "linear", noise=0.0)[inside] - anatomy[inside]
+    # The blob peaks 0.12 above the field; the fill keeps at most its faint base.
+    assert float(background.max()) < 0.05
+    assert float(background.mean()) < 0.6 * float(linear.mean())
+
+
+def test_background_fill_has_the_image_texture():
+    from engine.metrics.faithfulness import noise_level
+
+    g = torch.Generator().manual_seed(0)
+    anatomy, x, hole = _valley_case()
+    noisy = x + 0.03 * torch.randn(x.shape, generator=g)
+    filled = impute(noisy, hole, "background", generator=g)[0, 0, 26:35, 29:38]
+    residual = filled - impute(noisy, hole, "background", noise=0.0)[0, 0, 26:35, 29:38]
+    assert float(residual.std()) == pytest.approx(noise_level(noisy), rel=0.35)
+
+
+def test_background_fill_keeps_structures_wider_than_its_square():
+    # The documented limit: a 6-px square on a 32-px image is wider than the fill's 3-px
+    # square, so the fill keeps it and deleting it does not lower the score.
+    x, region, forward = _lesion_case(SIZE)
+    removed = region.float()[None, None]
+    filled = impute(x, removed, "background", noise=0.0)
+    assert float(filled[0, 0][region].mean()) > 0.8

@@ -149,6 +149,15 @@ def summary_line(
         f"{verdict}: removing the top {pct}% salient pixels {verb} the {target_name} probability "
         f"from {p0:.2f} to {p10:.2f}"
     )
+    if verdict == "not faithful":
+        # Say why: a map can point at a lesion while the model reads something else (a marker).
+        line += (
+            ", while removing the least salient pixels first lowers it more: the model relies on "
+            "pixels the map ranks low"
+            if lerf_auc < morf_auc
+            else ", about as much as removing the least salient pixels first: the map does not "
+            "single out what the model uses"
+        )
     if sanity.get("sanity_passed") is False:
         line += (
             f"; sanity check failed: the map barely changes when the model is randomised "
@@ -170,7 +179,7 @@ def case_metrics(
     sanity: bool = True,
     *,
     roi_shape: str = "box",
-    baseline: str = "linear",
+    baseline: str = "background",
     steps: int = 20,
     cascade_steps: int = 4,
 ) -> dict:
@@ -199,7 +208,7 @@ def case_metrics(
         ``cascade_steps + 1`` times).
     roi_shape : {"box", "ellipse"}
         Shape of the ROI within its bounding box.
-    baseline : {"linear", "blur", "mean"}
+    baseline : {"background", "linear", "blur", "mean"}
         What replaces removed pixels (see :mod:`engine.metrics.faithfulness`).
     steps : int
         Points on each curve, minus one.

@@ -8,14 +8,26 @@ Deletion and insertion curves follow Petsiuk et al. 2018 (RISE, BMVC): pixels ar
 inserted) in saliency order and the target probability is tracked; a faithful map makes the
 deletion curve fall fast (small area) and the insertion curve rise fast (large area).
 
-Removed pixels must be replaced by something. A constant fills the hole with a shape the model can
-read, so the curve partly measures the *mask shape* instead of the pixels (Rong et al. 2022,
-"A Consistent and Efficient Evaluation Strategy for Attribution Methods", ROAD). Three baselines
-are offered: ``"blur"`` (a heavy Gaussian blur of the image, as Petsiuk et al. use for insertion),
-``"mean"`` (per-channel image mean) and ``"linear"``, the ROAD noisy linear imputation: each removed
-pixel becomes the weighted mean of its neighbours (1/6 direct, 1/12 diagonal) plus a little noise,
-so the hole carries no edge. ROAD's consistency check is also available: ``order="lerf"`` removes
-the *least* relevant pixels first; a map is only credible if LeRF keeps the score far above MoRF.
+Removed pixels must be replaced by something, and the replacement must neither draw a shape the
+model can read nor rebuild the evidence that was removed. A constant fills the hole with a shape
+(Rong et al. 2022, "A Consistent and Efficient Evaluation Strategy for Attribution Methods",
+ROAD). Interpolating from the hole's rim has the opposite flaw: inside a dark region (a lung
+field) the rim is brighter than the floor, so the fill is a faint bright patch, which is exactly
+what a small opacity looks like, and a rim that still touches the removed blob rebuilds it. Four
+baselines are offered:
+
+- ``"background"`` (default): the image's local background, a grey-level opening followed by a
+  closing with a square about 1/12 of the image side, plus noise at the image's own level. The
+  opening erases bright structures smaller than the square (a nodule, a rib), the closing erases
+  dark ones, and both keep larger anatomy such as a lung field's dark floor, so a filled hole
+  carries neither the removed detail nor an edge.
+- ``"linear"``: ROAD's noisy linear imputation (each removed pixel the weighted mean of its
+  neighbours, 1/6 direct and 1/12 diagonal, plus noise).
+- ``"blur"``: a heavy Gaussian blur of the image, as Petsiuk et al. use for insertion.
+- ``"mean"``: the per-channel image mean.
+
+ROAD's consistency check is also available: ``order="lerf"`` removes the *least* relevant pixels
+first; a map is only credible if LeRF keeps the score far above MoRF.
 
 Average Drop and Increase in Confidence follow Chattopadhay et al. 2018 (Grad-CAM++, WACV), as
 used by Wang et al. 2020 (Score-CAM, CVPRW): the input is multiplied by the map scaled to [0, 1].
@@ -35,7 +47,7 @@ from engine.errors import UsageError
 
 ForwardFn = Callable[[torch.Tensor], torch.Tensor]
 
-BASELINES = ("blur", "mean", "linear")
+BASELINES = ("background", "linear", "blur", "mean")
 
 
 def _neighbour_mean(x: torch.Tensor) -> torch.Tensor:
@@ -125,26 +137,67 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(y, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-def baseline_image(x: torch.Tensor, baseline: str = "blur") -> torch.Tensor:
+def background_size(shape: tuple[int, int]) -> int:
+    """Side of the square of the ``"background"`` fill: odd, about 1/12 of the image side.
+
+    Large enough to erase blob-sized evidence (at 64 px a 5-px square erases a demo nodule of
+    about 2 px sigma), small enough to keep narrow anatomy such as a mediastinum: a larger square
+    erases it too, and the model then reads the distorted anatomy instead of the missing pixels.
+    """
+    k = max(3, int(round(max(shape) / 12)))
+    return k if k % 2 else k + 1
+
+
+def local_background(x: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """Grey-level opening then closing of a ``(N, C, H, W)`` batch with a ``size`` square.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Batch.
+    size : int, optional
+        Odd side of the square; :func:`background_size` by default.
+
+    Returns
+    -------
+    torch.Tensor
+        The background, same shape: structures narrower than the square are gone, whether
+        brighter (opening) or darker (closing) than their surroundings.
+    """
+    k = background_size(tuple(x.shape[-2:])) if size is None else size
+
+    def dilate(t: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(t, k, stride=1, padding=k // 2)
+
+    def erode(t: torch.Tensor) -> torch.Tensor:
+        return -dilate(-t)
+
+    return erode(dilate(dilate(erode(x))))
+
+
+def baseline_image(x: torch.Tensor, baseline: str = "background") -> torch.Tensor:
     """Return the ``(1, C, H, W)`` image that removed pixels are replaced with.
 
-    Only for the mask-independent baselines ``"blur"`` and ``"mean"``; the ``"linear"`` fill
-    depends on the mask (see :func:`impute`).
+    Only for the mask-independent baselines ``"background"`` (before its noise), ``"blur"`` and
+    ``"mean"``; the ``"linear"`` fill depends on the mask (see :func:`impute`).
     """
     x = _as_batch(x)
+    if baseline == "background":
+        return local_background(x)
     if baseline == "blur":
         # Petsiuk et al. blur with sigma 5 at 224 px, which leaves small lesions visible; a sigma
         # of 1/16 of the image side erases blob-sized evidence at any input size.
         return gaussian_blur(x, sigma=max(1.0, max(x.shape[-2:]) / 16))
     if baseline == "mean":
         return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
-    raise UsageError(f"no fixed baseline image for {baseline!r}", fix="use blur or mean")
+    raise UsageError(f"no fixed baseline image for {baseline!r}",
+                     fix="use background, blur or mean")
 
 
 def impute(
     x: torch.Tensor,
     removed: torch.Tensor,
-    baseline: str = "blur",
+    baseline: str = "background",
     *,
     base: torch.Tensor | None = None,
     iterations: int = 12,
@@ -159,19 +212,20 @@ def impute(
         ``(1, C, H, W)`` pixel-space image.
     removed : torch.Tensor
         ``(N, 1, H, W)`` masks, 1 where a pixel is removed.
-    baseline : {"blur", "mean", "linear"}
-        What replaces removed pixels. ``"linear"`` solves the ROAD neighbour-mean system by Jacobi
-        iteration started from a blur of the kept pixels only, then adds Gaussian noise of std
-        ``noise``.
+    baseline : {"background", "linear", "blur", "mean"}
+        What replaces removed pixels. ``"background"`` is :func:`local_background` plus Gaussian
+        noise of std ``noise``. ``"linear"`` solves the ROAD neighbour-mean system by Jacobi
+        iteration started from a blur of the kept pixels only, then adds the same noise.
     base : torch.Tensor, optional
-        Precomputed :func:`baseline_image` for ``"blur"``/``"mean"`` (saves work across batches).
+        Precomputed :func:`baseline_image` for ``"background"``/``"blur"``/``"mean"`` (saves
+        work across batches).
     iterations : int
         Jacobi iterations for ``"linear"``.
     noise : float, optional
-        Noise std for ``"linear"``. By default it is the image's own noise level
-        (:func:`noise_level`): ROAD adds noise so that a filled hole is not a smooth patch, and a
-        patch smoother than the rest of the image is itself a shape a model can read (a model
-        trained to find faint smooth blobs reads it as one).
+        Noise std for ``"background"`` and ``"linear"``. By default it is the image's own noise
+        level (:func:`noise_level`): ROAD adds noise so that a filled hole is not a smooth
+        patch, and a patch smoother than the rest of the image is itself a shape a model can
+        read.
     generator : torch.Generator, optional
         Seeded generator for the noise.
 
@@ -184,10 +238,17 @@ def impute(
     if baseline not in BASELINES:
         raise UsageError(f"unknown baseline {baseline!r}", fix=f"use one of {', '.join(BASELINES)}")
     removed = removed.to(x.dtype)
-    if baseline != "linear":
+    if baseline in ("blur", "mean"):
         if base is None:
             base = baseline_image(x, baseline)
         return x * (1 - removed) + base * removed
+    sigma_noise = noise_level(x) if noise is None else noise
+    if baseline == "background":
+        if base is None:
+            base = baseline_image(x, baseline)
+        eps = torch.randn(removed.shape[:1] + x.shape[1:], generator=generator,
+                          dtype=x.dtype).to(x.device)
+        return (x * (1 - removed) + (base + sigma_noise * eps) * removed).clamp(0.0, 1.0)
     # Start from a normalised convolution of the kept pixels only, so no removed value leaks in,
     # then relax towards the ROAD neighbour-mean solution.
     kept = 1 - removed
@@ -199,7 +260,6 @@ def impute(
     out = x * kept + start * removed
     for _ in range(iterations):
         out = x * kept + _neighbour_mean(out) * removed
-    sigma_noise = noise_level(x) if noise is None else noise
     eps = torch.randn(out.shape, generator=generator, dtype=out.dtype).to(out.device)
     return (out + sigma_noise * eps * removed).clamp(0.0, 1.0)
 
@@ -247,7 +307,7 @@ def perturbation_curve(
     target: int,
     kind: str = "deletion",
     *,
-    baseline: str = "linear",
+    baseline: str = "background",
     steps: int = 20,
     order: str = "morf",
     batch_size: int = 32,
@@ -269,8 +329,8 @@ def perturbation_curve(
         Class index whose probability is tracked.
     kind : {"deletion", "insertion"}
         Remove pixels from the image, or insert them into the baseline.
-    baseline : {"blur", "mean", "linear"}
-        What stands in for a missing pixel.
+    baseline : {"background", "linear", "blur", "mean"}
+        What stands in for a missing pixel (see the module docstring).
     steps : int
         Number of steps; the curve has ``steps + 1`` points.
     order : {"morf", "lerf"}
