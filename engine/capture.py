@@ -179,6 +179,68 @@ def _as_map(model: Any, name: str, tensor: torch.Tensor) -> torch.Tensor:
         raise
 
 
+def hooked_forward(
+    model: Any, x: torch.Tensor, layers: Sequence[str], want_grad: bool
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], float]:
+    """Run one forward pass that records the output of every named layer.
+
+    Parameters
+    ----------
+    model : LoadedModel
+        The model; ``model.submodule(name)`` finds each layer.
+    x : torch.Tensor
+        (N, C, H, W) preprocessed input on the model's device.
+    layers : sequence of str
+        Layers to record.
+    want_grad : bool
+        Whether to build the autograd graph, so gradients can be taken on the recordings.
+
+    Returns
+    -------
+    logits : torch.Tensor
+        (N, K) output of the model's output adapter.
+    recorded : dict of str to torch.Tensor
+        Each layer's output tensor, as the rest of the network saw it.
+    forward_ms : float
+        Wall time of the pass.
+
+    Notes
+    -----
+    Hooks are removed before returning, whatever happens, so later passes (a model's lazy layer
+    discovery, say) cannot overwrite a recording. Each hook hands a copy of the layer's output to
+    the rest of the network, so an in-place operation downstream (``ReLU(inplace=True)``) cannot
+    overwrite the recorded activation or break its gradient.
+    """
+    recorded: dict[str, torch.Tensor] = {}
+
+    def make_hook(name: str):
+        def hook(module, inputs, output):
+            tensor, rebuild = first_tensor(output)
+            recorded[name] = tensor
+            return rebuild(tensor.clone())
+
+        return hook
+
+    handles = []
+    try:
+        for name in layers:
+            handles.append(model.submodule(name).register_forward_hook(make_hook(name)))
+        start = time.perf_counter()
+        if want_grad:
+            # The input requires grad so that frozen models (requires_grad=False) still build a
+            # graph up to the hooked layers; autograd.grad computes only what it is asked.
+            with torch.enable_grad():
+                logits = model.logits(x.detach().requires_grad_(True))
+        else:
+            with torch.no_grad():
+                logits = model.logits(x)
+        forward_ms = (time.perf_counter() - start) * 1000.0
+    finally:
+        for handle in handles:
+            handle.remove()
+    return logits, recorded, forward_ms
+
+
 def run_capture(
     model: Any,
     x: torch.Tensor,
@@ -208,68 +270,33 @@ def run_capture(
     Notes
     -----
     Only ``torch.autograd.grad`` on the recorded activations is used, so no parameter ``.grad``
-    is written. Hooks are removed whatever happens. Each hook hands a copy of the layer's output
-    to the rest of the network, so an in-place operation downstream (``ReLU(inplace=True)``)
-    cannot overwrite the recorded activation or break its gradient.
+    is written. The recording follows :func:`hooked_forward`.
     """
     layers = list(dict.fromkeys(layers))
-    recorded: dict[str, torch.Tensor] = {}
-    handles = []
-    # Hooks record only during this forward pass: anything else that runs the module meanwhile
-    # (a model's lazy layer discovery, say) must not overwrite what was recorded.
-    active = [True]
-
-    def make_hook(name: str):
-        def hook(module, inputs, output):
-            if not active[0]:
-                return None
-            tensor, rebuild = first_tensor(output)
-            recorded[name] = tensor
-            return rebuild(tensor.clone())
-
-        return hook
-
     want_grad = gradients and bool(layers)
-    try:
-        for name in layers:
-            handles.append(model.submodule(name).register_forward_hook(make_hook(name)))
-        start = time.perf_counter()
-        x = x.detach()
-        if want_grad:
-            # The input requires grad so that frozen models (requires_grad=False) still build a
-            # graph up to the hooked layers; autograd.grad below computes only what it is asked.
-            with torch.enable_grad():
-                logits = model.logits(x.requires_grad_(True))
-        else:
-            with torch.no_grad():
-                logits = model.logits(x)
-        forward_ms = (time.perf_counter() - start) * 1000.0
-        active[0] = False
-        if logits.ndim != 2 or logits.shape[0] != 1:
-            raise ModelError(f"model output has shape {tuple(logits.shape)}, expected (1, K)")
-        scores = model.scores(logits.detach())[0]
-        index = int(model.resolve_target(target, scores))
-        missing = [n for n in layers if n not in recorded]
-        if missing:
-            raise ModelError(
-                f"layer {missing[0]} did not run in the forward pass",
-                fix="pick a layer that `python main.py layers` lists",
-            )
-        raw_grads: dict[str, torch.Tensor] = {}
-        start = time.perf_counter()
-        if want_grad:
-            found = torch.autograd.grad(
-                logits[0, index], [recorded[n] for n in layers], allow_unused=True
-            )
-            for name, grad in zip(layers, found, strict=True):
-                if grad is None:  # the layer does not feed the logits
-                    grad = torch.zeros_like(recorded[name])
-                raw_grads[name] = grad.detach()
-        backward_ms = (time.perf_counter() - start) * 1000.0
-    finally:
-        active[0] = False
-        for handle in handles:
-            handle.remove()
+    x = x.detach()
+    logits, recorded, forward_ms = hooked_forward(model, x, layers, want_grad)
+    if logits.ndim != 2 or logits.shape[0] != 1:
+        raise ModelError(f"model output has shape {tuple(logits.shape)}, expected (1, K)")
+    scores = model.scores(logits.detach())[0]
+    index = int(model.resolve_target(target, scores))
+    missing = [n for n in layers if n not in recorded]
+    if missing:
+        raise ModelError(
+            f"layer {missing[0]} did not run in the forward pass",
+            fix="pick a layer that `python main.py layers` lists",
+        )
+    raw_grads: dict[str, torch.Tensor] = {}
+    start = time.perf_counter()
+    if want_grad:
+        found = torch.autograd.grad(
+            logits[0, index], [recorded[n] for n in layers], allow_unused=True
+        )
+        for name, grad in zip(layers, found, strict=True):
+            if grad is None:  # the layer does not feed the logits
+                grad = torch.zeros_like(recorded[name])
+            raw_grads[name] = grad.detach()
+    backward_ms = (time.perf_counter() - start) * 1000.0
     grads = {n: _as_map(model, n, g) for n, g in raw_grads.items()}
     activations = {n: _as_map(model, n, recorded[n].detach()) for n in layers}
     return Capture(

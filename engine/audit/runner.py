@@ -23,7 +23,7 @@ from engine.audit import batchmaps
 from engine.audit.manifest import BORDER_ROLE, AuditRow, Manifest
 from engine.audit.store import ResultStore
 from engine.cancel import CancelToken, ProgressFn
-from engine.capture import Capture, final_linear, first_tensor
+from engine.capture import Capture, final_linear, hooked_forward
 from engine.errors import ExplainerUnavailable, LucidaError, ModelError, UsageError
 
 #: Target modes: explain the predicted class, or the labelled class.
@@ -154,47 +154,23 @@ def batch_captures(model, x: torch.Tensor, targets: list[int | None], layers: Se
     gradients : bool
         Whether to take gradients with respect to the layers.
     """
-    recorded: dict[str, torch.Tensor] = {}
-    handles = []
-
-    def make_hook(name):
-        def hook(module, inputs, output):
-            tensor, rebuild = first_tensor(output)
-            recorded[name] = tensor
-            return rebuild(tensor.clone())
-
-        return hook
-
     want_grad = gradients and bool(layers)
-    try:
-        for name in layers:
-            handles.append(model.submodule(name).register_forward_hook(make_hook(name)))
-        start = time.perf_counter()
-        x = x.detach()
-        if want_grad:
-            with torch.enable_grad():
-                logits = model.logits(x.requires_grad_(True))
-        else:
-            with torch.no_grad():
-                logits = model.logits(x)
-        forward_ms = (time.perf_counter() - start) * 1000.0 / len(x)
-        if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
-            raise ModelError(f"model output has shape {tuple(logits.shape)}, expected (N, K)")
-        scores = model.scores(logits.detach())
-        top = scores.argmax(1).tolist()
-        index = [top[i] if t is None else int(t) for i, t in enumerate(targets)]
-        grads: dict[str, torch.Tensor] = {}
-        start = time.perf_counter()
-        if want_grad:
-            picked = logits[torch.arange(len(index)), torch.tensor(index)].sum()
-            found = torch.autograd.grad(picked, [recorded[n] for n in layers], allow_unused=True)
-            for name, grad in zip(layers, found, strict=True):
-                grad = torch.zeros_like(recorded[name]) if grad is None else grad
-                grads[name] = model.to_activation_map(name, grad.detach())
-        backward_ms = (time.perf_counter() - start) * 1000.0 / len(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    logits, recorded, forward_ms = hooked_forward(model, x.detach(), layers, want_grad)
+    forward_ms /= len(x)
+    if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
+        raise ModelError(f"model output has shape {tuple(logits.shape)}, expected (N, K)")
+    scores = model.scores(logits.detach())
+    top = scores.argmax(1).tolist()
+    index = [top[i] if t is None else int(t) for i, t in enumerate(targets)]
+    grads: dict[str, torch.Tensor] = {}
+    start = time.perf_counter()
+    if want_grad:
+        picked = logits[torch.arange(len(index)), torch.tensor(index)].sum()
+        found = torch.autograd.grad(picked, [recorded[n] for n in layers], allow_unused=True)
+        for name, grad in zip(layers, found, strict=True):
+            grad = torch.zeros_like(recorded[name]) if grad is None else grad
+            grads[name] = model.to_activation_map(name, grad.detach())
+    backward_ms = (time.perf_counter() - start) * 1000.0 / len(x)
     acts = {n: model.to_activation_map(n, recorded[n].detach()) for n in layers}
     logits = logits.detach()
     timings = {"forward": forward_ms, "backward": backward_ms}
