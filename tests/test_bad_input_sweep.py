@@ -99,3 +99,24 @@ def test_demo_data_help_shows_a_plain_percent():
     proc = cli("demo-data", "--help")
     assert proc.returncode == 0
     assert "95% of images" in proc.stdout and "%%" not in proc.stdout
+
+
+def test_render_to_an_unknown_format_writes_nothing(tmp_path):
+    study = ROOT / "resources" / "studies" / "demo" / "phantom_0001.dcm"
+    proc = cli("render", str(study), "--out", str(tmp_path / "sub" / "x.xyz"))
+    assert_one_line(proc, 2, "x.xyz", "Fix:")
+    assert not (tmp_path / "sub").exists()
+
+
+def test_rendered_file_gets_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    study = ROOT / "resources" / "studies" / "demo" / "phantom_0001.dcm"
+    out = tmp_path / "x.png"
+    proc = cli("render", str(study), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]

@@ -49,22 +49,35 @@ def parse_window(text: str | None) -> tuple[float, float] | None:
 
 def run(args: argparse.Namespace) -> int:
     """Render one frame and write it; 0 on success."""
+    import io
+
     from PIL import Image as PILImage
 
+    from engine.export.atomic import write_atomic
     from engine.images import open_image
 
     warnings.simplefilter("ignore")
     window = parse_window(args.window)
     out = Path(args.out)
+    PILImage.init()
+    image_format = PILImage.EXTENSION.get(out.suffix.lower())
+    if image_format is None:
+        raise UsageError(
+            f"unknown image format {out.suffix or '(no suffix)'!r}",
+            path=out,
+            fix="end the output name in .png, .jpg, .tif or .bmp",
+        )
     image = open_image(args.file)
     rgb = image.render(args.frame, window=window, invert=args.invert)
+    buffer = io.BytesIO()
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        PILImage.fromarray(rgb).save(out)
+        PILImage.fromarray(rgb).save(buffer, format=image_format)
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(
-            f"cannot write the image ({exc})",
+            f"cannot encode the image as {image_format} ({exc})",
             path=out,
-            fix="choose a writable path ending in .png, .jpg, .tif or .bmp",
+            fix="end the output name in .png, .jpg, .tif or .bmp",
         ) from None
+    # Written in full to a temporary file and renamed, so a failed write leaves nothing behind.
+    write_atomic(out, buffer.getvalue())
     return 0

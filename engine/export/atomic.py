@@ -14,6 +14,12 @@ from pathlib import Path
 
 from engine.errors import ExportError
 
+# mkstemp creates files readable by their owner only; finished files get the mode an ordinary
+# write would give them. The umask can only be read by setting it, so it is read once, at import.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 _FIXES = {
     errno.ENOSPC: "free some disk space or choose another folder",
     errno.EDQUOT: "free some disk space or choose another folder",
@@ -119,6 +125,7 @@ class StagedFiles:
         try:
             try:
                 _write_all(fd, data)
+                os.fchmod(fd, _FILE_MODE)
                 os.fsync(fd)
             finally:
                 os.close(fd)
