@@ -58,26 +58,19 @@ def open_raster(path: Path, image_class: type, decode: bool = False) -> Any:
     StudyError
         Pillow cannot identify or read the file.
     """
-    try:
-        with _open(path) as im:
-            grey = _is_grey(im)
-            bits = 16 if im.mode.startswith("I;16") or im.mode in ("I", "F") else 8
-            rotated = _rotated(im)
-            width, height = ImageOps.exif_transpose(im).size if rotated else im.size
-            details = {
-                "format": im.format or "",
-                "mode": im.mode,
-                "bits": bits,
-                "transfer_syntax": None,
-            }
-            n_frames = int(getattr(im, "n_frames", 1) or 1)
-            first = _decode_open(im, path, 0, not grey, rotated) if decode else None
-    except StudyError:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - Pillow raises many types on corrupt files
-        if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
-            raise
-        raise StudyError(f"cannot be read as an image ({exc})", path=path, fix=_FIX) from None
+    with _pillow_errors(path, "cannot be read as an image"), _open(path) as im:
+        grey = _is_grey(im)
+        bits = 16 if im.mode.startswith("I;16") or im.mode in ("I", "F") else 8
+        rotated = _rotated(im)
+        width, height = ImageOps.exif_transpose(im).size if rotated else im.size
+        details = {
+            "format": im.format or "",
+            "mode": im.mode,
+            "bits": bits,
+            "transfer_syntax": None,
+        }
+        n_frames = int(getattr(im, "n_frames", 1) or 1)
+        first = _decode_open(im, path, 0, not grey, rotated) if decode else None
     image = image_class(
         path=path,
         kind="raster",
@@ -102,29 +95,31 @@ def read_frame(path: Path, frame: int, is_color: bool) -> np.ndarray:
     numpy.ndarray
         Grey: (H, W) uint8, uint16, int32 or float32 as stored. Colour: uint8 (H, W, 3).
     """
-    try:
-        with _open(path) as im:
-            return _decode_open(im, path, frame, is_color, _rotated(im))
-    except StudyError:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - Pillow raises many types on corrupt files
-        if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
-            raise
-        raise StudyError(f"frame {frame} cannot be decoded ({exc})", path=path, fix=_FIX) from None
+    with _pillow_errors(path, f"frame {frame} cannot be decoded"), _open(path) as im:
+        return _decode_open(im, path, frame, is_color, _rotated(im))
 
 
 def _decode_open(im, path: Path, frame: int, is_color: bool, rotated: bool) -> np.ndarray:
     """Decode one frame of an open Pillow image (see :func:`read_frame`)."""
-    try:
+    with _pillow_errors(path, f"frame {frame} cannot be decoded"):
         if frame:
             im.seek(frame)
         im.load()
         im = ImageOps.exif_transpose(im) if rotated else im
         return _colour(im) if is_color else _grey(im)
+
+
+@contextmanager
+def _pillow_errors(path: Path, what: str):
+    """Turn anything Pillow raises on a corrupt file into a one-line :class:`StudyError`."""
+    try:
+        yield
+    except StudyError:
+        raise
     except BaseException as exc:  # noqa: BLE001 - Pillow raises many types on corrupt files
         if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
             raise
-        raise StudyError(f"frame {frame} cannot be decoded ({exc})", path=path, fix=_FIX) from None
+        raise StudyError(f"{what} ({exc})", path=path, fix=_FIX) from None
 
 
 @contextmanager
