@@ -40,9 +40,9 @@ def per_image_loop(dataset, model, method: str = "gradcam") -> float:
     from engine.audit.manifest import BORDER_ROLE
     from engine.audit.measures import region_shares
     from engine.audit.runner import AuditSettings, plan
-    from engine.cancel import CancelToken
-    from engine.capture import run_capture
-    from engine.images import open_image
+    from engine.core.cancel import CancelToken
+    from engine.explain.capture import run_capture
+    from engine.studies.image import open_image
 
     the_plan = plan(model, AuditSettings(method=method))
     token = CancelToken()

@@ -34,15 +34,15 @@ from pytorch_grad_cam import GradCAM, ScoreCAM  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 from torchcam.methods import GradCAM as TorchCamGradCAM  # noqa: E402
 
-from engine.models import LoadedModel, load_model  # noqa: E402
-from engine.preprocess import InputSpec  # noqa: E402
-from engine.session import ExplainRequest, Session  # noqa: E402
+from engine.explain.session import ExplainRequest, Session  # noqa: E402
+from engine.models.loaded import LoadedModel, load_model  # noqa: E402
+from engine.models.preprocess import InputSpec  # noqa: E402
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
 
 class _Image:
-    """A raster image held in memory (what ``engine.images.Image`` offers the session)."""
+    """A raster image held in memory (what ``engine.studies.image.Image`` offers the session)."""
 
     def __init__(self, pixels: np.ndarray, path: str) -> None:
         self.pixels = pixels

@@ -62,7 +62,7 @@ def main() -> None:
     from PySide6.QtCore import QEvent, QObject, QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from engine.session import ExplainRequest
+    from engine.explain.session import ExplainRequest
     from gui.main_window import QtMainWindow
 
     load = os.getloadavg()
@@ -104,7 +104,7 @@ def main() -> None:
         win.set_compare(False)
 
     # Peer: the single-layer request run on the GUI thread, with a fresh capture cache.
-    from engine.session import Session
+    from engine.explain.session import Session
 
     request = ExplainRequest(image=win.image, model=win.model, methods=["scorecam"],
                              layers=[win.layer], params={"scorecam": {**win.params_for(

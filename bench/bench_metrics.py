@@ -42,10 +42,10 @@ def main() -> int:
     """Time the trust metrics of one case and print them against one batched forward pass."""
     from PIL import Image as PILImage
 
-    from engine.images import open_image
-    from engine.models import load_model
-    from engine.phantoms import phantom_set
-    from engine.session import ExplainRequest, Session
+    from engine.demo.phantoms import phantom_set
+    from engine.explain.session import ExplainRequest, Session
+    from engine.models.loaded import load_model
+    from engine.studies.image import open_image
 
     torch.set_num_threads(2)
     phantom = next(p for p in phantom_set(16, 77, size=SIZE) if p.lesion_box is not None)

@@ -66,7 +66,7 @@ def main() -> None:
     import pydicom
     from pydicom.pixels import apply_voi_lut
 
-    from engine.images import open_image
+    from engine.studies.image import open_image
 
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:

@@ -37,8 +37,8 @@ from PySide6.QtWidgets import (
 
 from engine.audit.aggregate import is_shortcut
 from engine.audit.manifest import BORDER_ROLE
-from engine.cancel import Cancelled, CancelToken
-from engine.errors import LucidaError
+from engine.core.cancel import Cancelled, CancelToken
+from engine.core.errors import LucidaError
 
 #: Columns of audit.csv shown in the table, in order, when present.
 TABLE_LEAD = ("path", "label", "pred", "correct")
@@ -70,7 +70,7 @@ class QtAuditThread(QThread):
     def run(self) -> None:
         """Load, audit and write outputs (on this thread), reporting through signals."""
         from engine.audit import AuditSettings, load_dataset, run_audit, write_outputs
-        from engine.models import load_model
+        from engine.models.loaded import load_model
 
         try:
             dataset = load_dataset(self.dataset)
@@ -251,7 +251,7 @@ class QtAuditView(QWidget):
     @staticmethod
     def _method_names() -> list[str]:
         try:
-            from engine.registry import registry
+            from engine.explain.registry import registry
 
             return registry().names()
         except Exception:  # noqa: BLE001 - the view still opens if plugins are broken

@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.explain.api import is_layer_based
 from gui.param_form import QtParamForm
-from plugins.api import is_layer_based
 
 #: Model-picker entries that are not a loaded card.
 DEMO_MODELS = (("Demo model", "demo"), ("Demo model, biased", "demo-biased"))

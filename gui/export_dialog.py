@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
-from engine.cancel import Cancelled, CancelToken
-from engine.errors import LucidaError
+from engine.core.cancel import Cancelled, CancelToken
+from engine.core.errors import LucidaError
 from engine.export import FigureOptions, render_figure, write_reports
 from engine.export.deid import Scrubber
 

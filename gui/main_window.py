@@ -27,7 +27,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.errors import LucidaError
+from engine.core.errors import LucidaError
+from engine.core.resources import DEMO_STUDY
+from engine.explain.api import INPUT_LAYER, is_layer_based
 from gui.compare_view import QtCompareGrid
 from gui.explain_panel import OPEN_CARD, QtExplainPanel
 from gui.overlay_controls import QtOverlayControls
@@ -38,10 +40,7 @@ from gui.study_browser import QtStudyBrowser, thumbnail
 from gui.tag_panel import QtTagPanel
 from gui.viewer import CT_PRESETS, QtImageViewer
 from gui.worker import QtEngineWorker
-from plugins.api import INPUT_LAYER, is_layer_based
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_STUDY = ROOT / "resources" / "studies" / "demo"
 #: Method shown first when the registry has it.
 DEFAULT_METHOD = "gradcam"
 #: Parameter edits and frame scrolling settle this long before a new explanation is asked for.
@@ -73,8 +72,8 @@ class TrustNeeded:
 
 def _load_model(spec: str, trust: bool):
     """Load a model on the worker thread, discovering its layers there too."""
-    from engine.errors import TrustRequired
-    from engine.models import load_model
+    from engine.core.errors import TrustRequired
+    from engine.models.loaded import load_model
 
     try:
         model = load_model(spec, trust=trust)
@@ -108,7 +107,7 @@ def _roi_metrics(heatmap, roi: tuple[int, int, int, int], shape: str) -> dict:
 
 def _open_paths(paths: list[str], progress, cancel):
     """Open files or folders and render thumbnails, on the worker thread."""
-    from engine.studies import open_paths
+    from engine.studies.tree import open_paths
 
     tree = open_paths(paths, progress=progress, cancel=cancel)
     thumbs = {}
@@ -155,7 +154,7 @@ class QtMainWindow(QMainWindow):
     ----------
     settings : QSettings, optional
         Where dock layout and recent files persist (tests pass a temporary file).
-    session : engine.session.Session, optional
+    session : engine.explain.session.Session, optional
         The engine session; one is made if omitted. Only the worker thread calls it.
 
     Signals
@@ -171,7 +170,7 @@ class QtMainWindow(QMainWindow):
 
     def __init__(self, settings: QSettings | None = None, session=None) -> None:
         super().__init__()
-        from engine.session import Session
+        from engine.explain.session import Session
 
         self.setWindowTitle("Lucida")
         self.resize(1440, 900)
@@ -405,7 +404,7 @@ class QtMainWindow(QMainWindow):
         self.layer_model.sig_changed.connect(self._layer_model_changed)
 
     def _load_explainers(self) -> None:
-        from engine.registry import registry
+        from engine.explain.registry import registry
 
         reg = registry()
         self.explainers = {name: reg.get(name) for name in reg.names()}
@@ -773,7 +772,7 @@ class QtMainWindow(QMainWindow):
         return self._submit_explain(ctx, missing_methods, list(self.compare_layers))
 
     def _submit_explain(self, ctx: tuple, methods: list[str], layers) -> int:
-        from engine.session import ExplainRequest
+        from engine.explain.session import ExplainRequest
 
         request = ExplainRequest(
             image=self.image, model=self.model, methods=list(methods), layers=layers,

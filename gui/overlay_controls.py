@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 from superqt.utils import signals_blocked
 
-from engine.overlay import COLORMAPS
+from engine.explain.colour import COLORMAPS
 from gui.overlay_layer import OverlayLayer
 from gui.viewer import qimage_from_array
 

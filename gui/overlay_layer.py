@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from engine.overlay import COLORMAPS, colormap_lut
+from engine.explain.colour import COLORMAPS, colormap_lut, heat_rgba
 
 #: How the heatmap's values map onto the colormap.
 SCALES = ("image", "fixed")
-#: Heat range above the threshold over which the overlay fades in.
-EDGE = 0.05
 
 
 class OverlayLayer(QObject):
@@ -53,7 +51,7 @@ class OverlayLayer(QObject):
 
     @property
     def colormap(self) -> str:
-        """Colormap name, one of ``engine.overlay.COLORMAPS``."""
+        """Colormap name, one of ``engine.explain.colour.COLORMAPS``."""
         return self._colormap
 
     @colormap.setter
@@ -129,24 +127,11 @@ class OverlayLayer(QObject):
         return np.clip(heat, 0.0, 1.0)
 
     def rgba(self) -> np.ndarray | None:
-        """Return the overlay as premultiplication-free RGBA uint8 (H, W, 4), or None.
-
-        Alpha is 0 below the threshold, rises over ``EDGE`` above it, then stays ``opacity``.
-        """
+        """Return the overlay as RGBA uint8 (H, W, 4), or None (see ``heat_rgba``)."""
         heat = self.scaled()
         if heat is None:
             return None
-        out = np.empty(heat.shape + (4,), dtype=np.uint8)
-        out[..., :3] = self.lut()[(heat * 255.0 + 0.5).astype(np.uint8)]
-        alpha = self._opacity * 255.0
-        if self._threshold > 0:
-            # Fade in over EDGE above the threshold: a hard cut shows the map's upsampling as
-            # staircase edges when a small model grid is drawn over a large image.
-            ramp = np.clip((heat - self._threshold) / EDGE + 1.0 / 256, 0.0, 1.0)
-            out[..., 3] = np.where(heat >= self._threshold, alpha * ramp + 0.5, 0)
-        else:
-            out[..., 3] = round(alpha)
-        return out
+        return heat_rgba(heat, self._colormap, self._opacity, self._threshold)
 
     def state(self) -> dict:
         """Return the display settings as a plain dict (used by exports and settings)."""

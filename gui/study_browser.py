@@ -19,7 +19,7 @@ def thumbnail(image, size: int = THUMB) -> np.ndarray:
 
     Parameters
     ----------
-    image : engine.images.Image
+    image : engine.studies.image.Image
         The image.
     size : int
         Longest edge of the thumbnail in pixels.

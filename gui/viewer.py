@@ -39,7 +39,7 @@ def qimage_from_array(array: np.ndarray) -> QImage:
 
 
 class QtImageViewer(QGraphicsView):
-    """Shows one frame of an ``engine.images.Image`` with a bound ``OverlayLayer`` over it.
+    """Shows one frame of an ``engine.studies.image.Image`` with a bound ``OverlayLayer`` over it.
 
     Left drag pans, the wheel zooms around the cursor, right drag changes window (horizontal)
     and level (vertical) in modality units. The overlay pixmap has the image's size and sits at

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from PySide6.QtCore import QThread, Signal
 
-from engine.cancel import Cancelled, CancelToken
-from engine.errors import LucidaError
+from engine.core.cancel import Cancelled, CancelToken
+from engine.core.errors import LucidaError
 
 #: Progress is forwarded at most this often, so a fast loop cannot flood the GUI thread.
 PROGRESS_INTERVAL_S = 0.05

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.capture import final_linear
-from engine.errors import ExplainerUnavailable
-from plugins.api import Explainer
+from engine.explain.api import Explainer, ExplainerUnavailable
 
 #: Relative tolerance when checking that a layer's pooled features give the model's logits.
 _IDENTITY_RTOL = 1e-3
@@ -43,7 +41,7 @@ class CAM(Explainer):
         reason = super().unavailable_reason(model)
         if reason:
             return reason
-        weights, _ = final_linear(model, len(getattr(model, "classes", ())))
+        weights, _ = model.final_linear()
         return _refusal(model) if weights is None else None
 
     def explain(self, capture, target, layers, params, progress, cancel):
@@ -54,13 +52,13 @@ class CAM(Explainer):
         maps = {}
         for i, layer in enumerate(layers):
             cancel.check()
-            acts = capture.activations[layer].float()
+            acts = capture.activations[layer][0].float()
             if acts.shape[0] != weights.shape[1]:
                 continue
             logits = weights.float() @ acts.mean(dim=(1, 2))
             if bias is not None:
                 logits = logits + bias.float()
-            expected = capture.logits.float()
+            expected = capture.logits[0].float()
             tol = _IDENTITY_RTOL * max(1.0, float(expected.abs().max()))
             if float((logits - expected).abs().max()) > tol:
                 continue

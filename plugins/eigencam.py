@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from plugins.api import Explainer, Param
+from engine.explain.api import Explainer, Param
 
 
 class EigenCAM(Explainer):
@@ -40,7 +40,7 @@ class EigenCAM(Explainer):
         maps = {}
         for i, layer in enumerate(layers):
             cancel.check()
-            acts = torch.nan_to_num(capture.activations[layer].float())
+            acts = torch.nan_to_num(capture.activations[layer][0].float())
             c, h, w = acts.shape
             matrix = acts.reshape(c, h * w).T
             if params.get("center", True):

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import torch
 
-from plugins.api import Explainer
+from engine.explain.api import Explainer
 
 
 class _GradientCAM(Explainer):
     """Shared loop over layers; subclasses define :meth:`reduce`."""
 
     needs = frozenset({"activations", "gradients"})
+    # Reductions over a batch axis cost what one image costs: the audit explains a batch at once.
+    batched = True
 
     def reduce(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-        """Return the (h, w) map of one layer from its (C, h, w) activations and gradients."""
+        """Return the (N, *grid) maps of one layer from (N, C, *grid) activations and gradients."""
         raise NotImplementedError
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        """Return one ReLU-ed (h, w) map per layer (see the class docstring for the formula)."""
+        """Return ReLU-ed (N, *grid) maps per layer (see the class docstring for the formula)."""
         maps = {}
         for i, layer in enumerate(layers):
             cancel.check()
@@ -33,8 +35,15 @@ class _GradientCAM(Explainer):
         return maps
 
 
+def _spatial(t: torch.Tensor) -> tuple[int, ...]:
+    """The grid axes of an (N, C, *grid) tensor: (h, w), or (d, h, w) for volumes."""
+    return tuple(range(2, t.ndim))
+
+
 def _weighted_sum(weights: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("c,chw->hw", weights, acts)
+    """Sum (N, C) channel weights times (N, C, *grid) activations over channels."""
+    shape = weights.shape + (1,) * (acts.ndim - 2)
+    return (weights.reshape(shape) * acts).sum(dim=1)
 
 
 class GradCAM(_GradientCAM):
@@ -53,7 +62,7 @@ class GradCAM(_GradientCAM):
     )
 
     def reduce(self, acts, grads):
-        return _weighted_sum(grads.mean(dim=(1, 2)), acts)
+        return _weighted_sum(grads.mean(dim=_spatial(grads)), acts)
 
 
 class GradCAMPlusPlus(_GradientCAM):
@@ -77,9 +86,9 @@ class GradCAMPlusPlus(_GradientCAM):
 
     def reduce(self, acts, grads):
         positive = torch.relu(grads)
-        denom = 2.0 + acts.sum(dim=(1, 2), keepdim=True) * positive
+        denom = 2.0 + acts.sum(dim=_spatial(acts), keepdim=True) * positive
         terms = torch.where(denom != 0, positive / torch.where(denom != 0, denom, 1.0), 0.0)
-        return _weighted_sum(terms.sum(dim=(1, 2)), acts)
+        return _weighted_sum(terms.sum(dim=_spatial(terms)), acts)
 
 
 class XGradCAM(_GradientCAM):
@@ -98,8 +107,8 @@ class XGradCAM(_GradientCAM):
     )
 
     def reduce(self, acts, grads):
-        total = acts.sum(dim=(1, 2))
-        weights = (grads * acts).sum(dim=(1, 2))
+        total = acts.sum(dim=_spatial(acts))
+        weights = (grads * acts).sum(dim=_spatial(acts))
         weights = torch.where(total != 0, weights / torch.where(total != 0, total, 1.0), 0.0)
         return _weighted_sum(weights, acts)
 
@@ -120,7 +129,7 @@ class LayerCAM(_GradientCAM):
     )
 
     def reduce(self, acts, grads):
-        return (torch.relu(grads) * acts).sum(dim=0)
+        return (torch.relu(grads) * acts).sum(dim=1)
 
 
 class HiResCAM(_GradientCAM):
@@ -139,7 +148,7 @@ class HiResCAM(_GradientCAM):
     )
 
     def reduce(self, acts, grads):
-        return (grads * acts).sum(dim=0)
+        return (grads * acts).sum(dim=1)
 
 
 EXPLAINERS = (GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from plugins.api import INPUT_LAYER, Explainer, Param
+from engine.explain.api import INPUT_LAYER, Explainer, Param
 
 
 def _starts(length: int, patch: int, stride: int) -> list[int]:
@@ -47,7 +47,7 @@ class Occlusion(Explainer):
         batch_size = int(params.get("batch_size", 32))
         ph, pw = min(patch, height), min(patch, width)
         boxes = [(r, c) for r in _starts(height, ph, stride) for c in _starts(width, pw, stride)]
-        reference = float(capture.scores[target])
+        reference = float(capture.scores[0, target])
         total = torch.zeros(height, width, device=x.device)
         count = torch.zeros(height, width, device=x.device)
         for start in range(0, len(boxes), batch_size):

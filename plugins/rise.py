@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from plugins.api import INPUT_LAYER, Explainer, Param
+from engine.explain.api import INPUT_LAYER, Explainer, Param
 
 
 class RISE(Explainer):
@@ -59,7 +59,7 @@ class RISE(Explainer):
         keep = float(params.get("p", 0.9))
         batch_size = int(params.get("batch_size", 32))
         gen = torch.Generator().manual_seed(int(params.get("seed", 0)))
-        black = _black(capture.model, channels, x)
+        black = capture.from_pixels(0.0)
         cell_h, cell_w = math.ceil(height / grid), math.ceil(width / grid)
         up_size = ((grid + 1) * cell_h, (grid + 1) * cell_w)
         weighted = torch.zeros(height, width, device=x.device)
@@ -85,15 +85,6 @@ class RISE(Explainer):
         if params.get("baseline", True):
             weighted -= (total / n) * coverage
         return {INPUT_LAYER: weighted / (n * keep)}
-
-
-def _black(model, channels: int, like: torch.Tensor) -> torch.Tensor:
-    """Return pixel value 0 in the model's normalised input space, shaped ``(1, C, 1, 1)``."""
-    spec = getattr(model, "input", None)
-    mean = torch.as_tensor(getattr(spec, "mean", (0.0,)), dtype=like.dtype).flatten()
-    std = torch.as_tensor(getattr(spec, "std", (1.0,)), dtype=like.dtype).flatten()
-    zero = (-mean / std).expand(channels) if mean.numel() == 1 else -mean / std
-    return zero.view(1, channels, 1, 1).to(like.device)
 
 
 EXPLAINERS = (RISE,)

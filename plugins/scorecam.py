@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from plugins.api import Explainer, Param
+from engine.explain.api import Explainer, Param
 
 #: A channel whose activation spans less than this is flat and carries no mask.
 _FLAT = 1e-7
@@ -88,7 +88,7 @@ class ScoreCAM(Explainer):
             base = float(capture.forward_scores(torch.zeros_like(x))[0, target])
         plans = {}
         for layer in layers:
-            acts = capture.activations[layer].float()
+            acts = capture.activations[layer][0].float()
             # Bilinear upsampling keeps each channel's extremes, so flatness shows at layer size.
             span = acts.amax(dim=(1, 2)) - acts.amin(dim=(1, 2))
             useful = torch.nonzero(span > _FLAT).flatten()
@@ -101,7 +101,7 @@ class ScoreCAM(Explainer):
         done = 0
         maps = {}
         for layer, (useful, labels, sources) in plans.items():
-            acts = capture.activations[layer].float()
+            acts = capture.activations[layer][0].float()
             scores = torch.zeros(len(sources), device=acts.device)
             for start in range(0, len(sources), batch_size):
                 cancel.check()

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from engine.demo_arch import build_demo_cnn
-from engine.models import InputSpec, LoadedModel
-from engine.phantoms import make_phantom
+from engine.demo.arch import build_demo_cnn
+from engine.demo.phantoms import make_phantom
+from engine.models.loaded import InputSpec, LoadedModel
 
 
 def write_phantom_dataset(folder: Path, n: int, size: int = 48, seed: int = 0) -> Path:

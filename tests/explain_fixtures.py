@@ -9,11 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.errors import UsageError
+from engine.core.errors import UsageError
+from engine.models.loaded import LoadedModel
+from engine.models.preprocess import InputSpec, normalise_spec
 
 
 class TorchModel:
-    """The parts of ``engine.models.LoadedModel`` the explainers use, around any ``nn.Module``.
+    """The parts of ``LoadedModel`` the explainers use, around any ``nn.Module``.
 
     Parameters
     ----------
@@ -79,9 +81,17 @@ class TorchModel:
         return F.interpolate(t, size=tuple(image_shape), mode="bilinear",
                              align_corners=False)[0, 0].numpy()
 
-    def resolve_target(self, target, scores):
+    @property
+    def input(self):
+        return normalise_spec(InputSpec(size=(self.size, self.size), channels=self.channels,
+                                        mean=(0.5,), std=(0.25,)))
+
+    def final_linear(self):
+        return LoadedModel.final_linear(self)
+
+    def resolve_target(self, target, logits=None):
         if target == "top":
-            return int(torch.argmax(scores))
+            return int(torch.argmax(logits))
         if isinstance(target, int) or str(target).isdigit():
             index = int(target)
             if 0 <= index < len(self.classes):
@@ -96,7 +106,7 @@ class TorchModel:
 
 
 class ArrayImage:
-    """The parts of ``engine.images.Image`` the session uses, around one RGB array."""
+    """The parts of ``engine.studies.image.Image`` the session uses, around one RGB array."""
 
     kind = "raster"
     n_frames = 1

@@ -8,7 +8,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from engine.session import ExplainResult, MapResult
+from engine.explain.session import ExplainResult, MapResult
 
 #: Fake identifiers written into the test DICOM; no export may contain them unless asked.
 FAKE = {

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
-from engine.images import open_image
+from engine.studies.image import open_image
 
 PYDICOM_FILES = Path(__import__("pydicom").__file__).parent / "data" / "test_files"
 

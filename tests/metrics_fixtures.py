@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import engine.registry
-from engine.phantoms import Phantom, phantom_set
+import engine.explain.registry
+from engine.demo.phantoms import Phantom, phantom_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,9 +35,9 @@ def edge_registry(monkeypatch):
     """The process registry with the edge-detector control added, restored afterwards."""
     from plugins_edge_control import EdgeControl
 
-    reg = engine.registry.load_registry(user_dirs=[])
+    reg = engine.explain.registry.load_registry(user_dirs=[])
     reg.add(EdgeControl, "tests/plugins_edge_control.py")
-    monkeypatch.setattr(engine.registry, "_registry", reg)
+    monkeypatch.setattr(engine.explain.registry, "_registry", reg)
     return reg
 
 

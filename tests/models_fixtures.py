@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.preprocess import InputSpec
+from engine.models.preprocess import InputSpec
 
 
 class ArrayImage:
-    """Stands in for :class:`engine.images.Image`: returns a fixed array from ``model_input``."""
+    """Stands in for :class:`engine.studies.image.Image`: a fixed array from ``model_input``."""
 
     def __init__(self, array: np.ndarray):
         self.array = np.asarray(array, dtype=np.float32)

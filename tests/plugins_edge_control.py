@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from plugins.api import INPUT_LAYER, Explainer
+from engine.explain.api import INPUT_LAYER, Explainer
 
 
 class EdgeControl(Explainer):

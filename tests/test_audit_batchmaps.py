@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
-from engine import raster
-from engine.audit.batchmaps import batch_shares, maps_to_image, small_maps
+from engine.audit.batchmaps import batch_shares, small_maps
 from engine.audit.measures import region_shares
-from engine.images import open_image
-from engine.models import InputSpec
-from engine.preprocess import map_to_image
+from engine.models.loaded import InputSpec
+from engine.models.preprocess import map_to_image, maps_to_image
+from engine.studies import raster
+from engine.studies.image import open_image
 
 BOXES = [
     {"marker": (30, 2, 41, 13), "lesion": (5.5, 10.2, 20, 25.9)},

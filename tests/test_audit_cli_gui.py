@@ -8,7 +8,7 @@ import time
 import pytest
 from audit_fixtures import small_model, write_phantom_dataset
 
-import engine.models
+import engine.models.loaded
 from engine.cli import main as cli_main
 
 N = 12
@@ -19,7 +19,7 @@ def tiny(monkeypatch, tmp_path):
     """A manifest of phantoms, and load_model answering every spec with the tiny model."""
     manifest = write_phantom_dataset(tmp_path / "data", N, size=40)
     model = small_model(40)
-    monkeypatch.setattr(engine.models, "load_model", lambda spec, **kw: model)
+    monkeypatch.setattr(engine.models.loaded, "load_model", lambda spec, **kw: model)
     return manifest, model
 
 

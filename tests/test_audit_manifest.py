@@ -7,7 +7,7 @@ import pytest
 from PIL import Image as PILImage
 
 from engine.audit.manifest import age_band, load_dataset, parse_box, read_manifest
-from engine.errors import UsageError
+from engine.core.errors import UsageError
 
 
 def _png(path, size=16):

@@ -12,11 +12,11 @@ from audit_fixtures import small_model, write_phantom_dataset
 from engine.audit import runner
 from engine.audit.manifest import load_dataset
 from engine.audit.outputs import write_outputs
-from engine.audit.runner import AuditSettings, audit_batch, batch_captures, plan, run_audit
+from engine.audit.runner import AuditSettings, audit_batch, plan, run_audit
 from engine.audit.store import ResultStore
-from engine.cancel import Cancelled, CancelToken
-from engine.capture import run_capture
-from engine.errors import UsageError
+from engine.core.cancel import Cancelled, CancelToken
+from engine.core.errors import UsageError
+from engine.explain.capture import run_capture
 
 N = 20
 
@@ -39,8 +39,10 @@ def test_batched_captures_equal_single_image_captures(data):
     dataset, model = data
     the_plan = plan(model, _settings())
     x = torch_cat([model.preprocess(_open(r.path)) for r in dataset.rows[:4]])
-    batch = batch_captures(model, x, [None, 1, None, 0], the_plan.layers, True)
-    for i, cap in enumerate(batch):
+    batch = run_capture(model, x, [None, 1, None, 0], the_plan.layers, True)
+    assert len(batch) == 4
+    for i in range(4):
+        cap = batch.select(i)
         target = "top" if i in (0, 2) else [None, 1, None, 0][i]
         single = run_capture(model, x[i : i + 1], target, the_plan.layers, True)
         layer = the_plan.layers[0]
@@ -56,7 +58,7 @@ def torch_cat(xs):
 
 
 def _open(path):
-    from engine.images import open_image
+    from engine.studies.image import open_image
 
     return open_image(path)
 
@@ -159,8 +161,8 @@ def test_unreadable_images_and_bad_labels_are_reported_while_the_rest_runs(data,
 def test_audit_batch_is_a_pure_function_of_its_inputs(data):
     dataset, model = data
     the_plan = plan(model, _settings())
-    a_recs, a_maps = audit_batch(dataset.rows[:5], model, the_plan, dataset.roles)
-    b_recs, b_maps = audit_batch(dataset.rows[:5], model, the_plan, dataset.roles)
+    a_recs, a_maps = audit_batch(dataset.rows[:5], model, the_plan, dataset.roles, heat_size=16)
+    b_recs, b_maps = audit_batch(dataset.rows[:5], model, the_plan, dataset.roles, heat_size=16)
     assert a_recs == b_recs
     np.testing.assert_array_equal(a_maps, b_maps)
     assert a_maps.shape == (5, 16, 16) and a_maps.dtype == np.float16
@@ -193,7 +195,7 @@ def test_outputs_follow_the_schema(data, tmp_path):
 
 
 def test_dicom_folder_audit_groups_by_tags_without_labels(data, tmp_path):
-    from engine.demo_files import write_demo_set
+    from engine.demo.files import write_demo_set
 
     _, model = data
     write_demo_set(tmp_path / "dicoms", 4, 3, fmt="dicom", size=64)

@@ -44,7 +44,7 @@ def _nan_card(tmp_path: Path, body: str) -> Path:
 
 
 NAN_NET = """
-from engine.demo_arch import DemoCNN
+from engine.demo.arch import DemoCNN
 class NaNNet(DemoCNN):
     def forward(self, x):
         return super().forward(x) * float("nan")

@@ -20,15 +20,15 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 from torch import nn
 
-from engine.cancel import CancelToken, no_progress
-from engine.capture import run_capture
-from engine.demo_arch import build_demo_cnn
-from engine.errors import ExplainerUnavailable, UsageError
-from engine.models import LoadedModel
-from engine.preprocess import InputSpec
-from engine.registry import registry
-from engine.session import ExplainRequest, Session
-from plugins.api import resolve_params
+from engine.core.errors import ExplainerUnavailable, UsageError
+from engine.demo.arch import build_demo_cnn
+from engine.explain import core
+from engine.explain.api import INPUT_LAYER, resolve_params
+from engine.explain.capture import run_capture
+from engine.explain.registry import registry
+from engine.explain.session import ExplainRequest, Session
+from engine.models.loaded import LoadedModel
+from engine.models.preprocess import InputSpec
 from tests.explain_fixtures import TorchModel, gapnet_model, random_image
 
 #: family -> (builder, input size, gradient layer, Score-CAM layer). Layers are chosen whose
@@ -85,12 +85,13 @@ def pearson(a, b) -> float:
 
 
 def _explain(name, capture, layer, **params):
+    """One map of one captured layer, run through the explain core."""
     explainer = registry().get(name)
-    out = explainer.explain(
-        capture, capture.target, [layer], resolve_params(explainer, params), no_progress,
-        CancelToken(),
-    )
-    return out[layer]
+    the_plan = core.Plan([explainer], {name: resolve_params(explainer, params)},
+                         [layer] if layer != INPUT_LAYER else [], False)
+    got = core.explain(capture, the_plan)
+    assert not got.errors[0], got.errors[0]
+    return got.maps[0][(name, layer)]
 
 
 _CACHE: dict = {}
@@ -138,7 +139,7 @@ def test_eigencam_matches_pytorch_grad_cam_up_to_the_svd_sign(family):
         theirs = cam(x, None)[0]
     # pytorch-grad-cam keeps whatever sign LAPACK returns; reproduce its map from its own
     # projection, then apply Lucida's sign rule (positive correlation with the summed activation).
-    acts = capture.activations[layer].numpy()
+    acts = capture.activations[layer][0].numpy()
     projection = get_2d_projection(acts[None])[0]
     assert pearson(_upsampled(torch.relu(torch.from_numpy(projection)), size), theirs) >= 0.99
     total = acts.sum(axis=0)
@@ -207,7 +208,7 @@ def test_scorecam_follows_the_paper_with_and_without_baseline():
     layer = "features.1"
     capture = run_capture(model, model.preprocess(random_image(48)), "top", [layer],
                           gradients=False)
-    acts = capture.activations[layer]
+    acts = capture.activations[layer][0]
     x, t = capture.input, capture.target
     with torch.no_grad():
         up = F.interpolate(acts[None], size=x.shape[-2:], mode="bilinear")[0]
@@ -230,7 +231,7 @@ def test_scorecam_fast_scores_only_k_channels():
     layer = "features.4"
     capture = run_capture(model, model.preprocess(random_image(48)), "top", [layer],
                           gradients=False)
-    channels = capture.activations[layer].shape[0]
+    channels = capture.activations[layer].shape[1]
     exact = _explain("scorecam", capture, layer)
     scored = capture.scored_images
     assert scored <= channels

@@ -7,16 +7,16 @@ from importlib import metadata
 
 import pytest
 
-from engine import registry as registry_module
 from engine.cli import main as cli_main
-from engine.errors import UsageError
-from engine.registry import load_registry, registry
-from plugins.api import Param, resolve_params
+from engine.core.errors import UsageError
+from engine.explain import registry as registry_module
+from engine.explain.api import Param, resolve_params
+from engine.explain.registry import load_registry, registry
 
 PLUGIN = textwrap.dedent(
     """
     import torch
-    from plugins.api import Explainer, Param
+    from engine.explain.api import Explainer, Param
 
     class MeanActivation(Explainer):
         name = "{name}"
@@ -27,7 +27,7 @@ PLUGIN = textwrap.dedent(
         params = (Param("power", "float", 1.0, range=(0.5, 4.0), help="exponent"),)
 
         def explain(self, capture, target, layers, params, progress, cancel):
-            return {{l: capture.activations[l].mean(0).clamp(min=0) ** params["power"]
+            return {{l: capture.activations[l][0].mean(0).clamp(min=0) ** params["power"]
                     for l in layers}}
     """
 )

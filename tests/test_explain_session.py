@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from engine.cancel import Cancelled, CancelToken
-from engine.demo_arch import build_demo_cnn
-from engine.models import LoadedModel
-from engine.preprocess import InputSpec
-from engine.registry import Registry
-from engine.session import ExplainRequest, Session, resolve_device
-from plugins.api import Explainer
+from engine.core.cancel import Cancelled, CancelToken
+from engine.demo.arch import build_demo_cnn
+from engine.explain.api import Explainer
+from engine.explain.registry import Registry
+from engine.explain.session import ExplainRequest, Session, resolve_device
+from engine.models.loaded import LoadedModel
+from engine.models.preprocess import InputSpec
 from tests.explain_fixtures import ArrayImage, random_image
 
 
@@ -131,7 +131,7 @@ def test_nan_inf_and_all_zero_maps_come_back_with_warnings(monkeypatch):
     reg.load_builtins()
     for value, label in ((float("nan"), "nan"), (float("inf"), "inf"), (0.0, "zero")):
         reg.add(_Broken(value, label), "test")
-    monkeypatch.setattr("engine.session.registry", lambda: reg)
+    monkeypatch.setattr("engine.explain.core.registry", lambda: reg)
     model, image = _model(), _image()
     names = ["brokennan", "brokeninf", "brokenzero", "gradcam"]
     result = Session(device="cpu").explain(ExplainRequest(image, model, names, "features"))
@@ -171,7 +171,7 @@ def test_device_auto_prefers_accelerators_and_checks_names():
     elif not torch.backends.mps.is_available():
         assert auto.type == "cpu"
     assert resolve_device("cpu").type == "cpu"
-    from engine.errors import UsageError
+    from engine.core.errors import UsageError
 
     with pytest.raises(UsageError):
         resolve_device("quantum")

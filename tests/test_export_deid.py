@@ -10,7 +10,7 @@ from export_fixtures import FAKE, write_fake_dicom
 from export_leaks import found
 from pydicom.dataset import Dataset
 
-from engine.errors import ExportError
+from engine.core.errors import ExportError
 from engine.export.deid import REMOVED, Scrubber, deidentify_dataset
 
 

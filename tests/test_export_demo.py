@@ -11,16 +11,16 @@ from export_leaks import found
 from pypdf import PdfReader
 
 from engine.export import FigureOptions, write_reports
-from engine.images import open_image
+from engine.studies.image import open_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def explained(tmp_path_factory):
-    from engine.demo_files import write_demo_set
-    from engine.models import load_model
-    from engine.session import ExplainRequest, Session
+    from engine.demo.files import write_demo_set
+    from engine.explain.session import ExplainRequest, Session
+    from engine.models.loaded import load_model
 
     studies = sorted((ROOT / "resources" / "studies" / "demo").glob("**/*.dcm"))
     if not studies:

@@ -6,7 +6,7 @@ import pytest
 from export_fixtures import FAKE, fake_result, write_fake_dicom
 from export_leaks import found
 
-from engine.images import open_image
+from engine.studies.image import open_image
 
 pytest.importorskip("pytestqt")
 

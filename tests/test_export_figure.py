@@ -9,10 +9,10 @@ import pytest
 from export_fixtures import FAKE, fake_result, write_fake_dicom
 from PIL import Image as PILImage
 
-from engine.errors import UsageError
+from engine.core.errors import UsageError
 from engine.export.deid import Scrubber
 from engine.export.figure import FigureOptions, figure_png, render_figure
-from engine.images import open_image
+from engine.studies.image import open_image
 
 
 @pytest.fixture(scope="module")

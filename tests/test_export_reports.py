@@ -12,9 +12,9 @@ from export_fixtures import FAKE, fake_result, write_fake_dicom
 from export_leaks import file_views, found
 from pypdf import PdfReader
 
-from engine.errors import UsageError
+from engine.core.errors import UsageError
 from engine.export import FigureOptions, write_reports
-from engine.images import open_image
+from engine.studies.image import open_image
 
 FORMATS = ["png", "pdf", "html", "dicom"]
 

@@ -145,7 +145,7 @@ def test_method_and_target_changes(window, qtbot):
 
 def test_cancel_stops_a_running_scorecam(window, qtbot, monkeypatch):
     _reset(window, qtbot)
-    from engine.capture import Capture
+    from engine.explain.capture import Capture
 
     scores = Capture.forward_scores
 

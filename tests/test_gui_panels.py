@@ -6,12 +6,12 @@ import shutil
 
 from gui_fixtures import PYDICOM_FILES, ct_image
 
-from engine.studies import open_paths
+from engine.explain.api import Param
+from engine.studies.tree import open_paths
 from gui.param_form import QtParamForm
 from gui.shortcuts import KEYS, help_html
 from gui.study_browser import IMAGE_ROLE, QtStudyBrowser, thumbnail
 from gui.tag_panel import QtTagPanel
-from plugins.api import Param
 
 
 def test_tag_search_filters_rows(qtbot):

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from engine.errors import StudyError
+from engine.core.errors import StudyError
 from gui.worker import QtEngineWorker
 
 

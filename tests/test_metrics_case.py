@@ -7,13 +7,13 @@ import torch
 from metrics_fixtures import edge_registry, fake_result, nodule_phantom, write_png  # noqa: F401
 from torch import nn
 
-from engine.cancel import Cancelled, CancelToken
-from engine.errors import UsageError
-from engine.images import open_image
+from engine.core.cancel import Cancelled, CancelToken
+from engine.core.errors import UsageError
 from engine.metrics import case_metrics
 from engine.metrics.case import map_function
-from engine.models import LoadedModel
-from engine.preprocess import InputSpec
+from engine.models.loaded import LoadedModel
+from engine.models.preprocess import InputSpec
+from engine.studies.image import open_image
 
 
 def _model():

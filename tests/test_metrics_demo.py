@@ -11,9 +11,9 @@ from metrics_fixtures import (  # noqa: F401
     write_png,
 )
 
-from engine.images import open_image
 from engine.metrics import case_metrics
 from engine.metrics.case import map_function
+from engine.studies.image import open_image
 
 MODELS = ("demo", "demo-biased")
 
@@ -24,7 +24,7 @@ def _card(name: str):
 
 @pytest.fixture(params=MODELS)
 def demo_case(request, tmp_path, edge_registry):  # noqa: F811
-    from engine.models import load_model
+    from engine.models.loaded import load_model
 
     assert _card(request.param).is_file(), "demo model missing: run make demo-models"
     model = load_model(request.param)
@@ -55,8 +55,8 @@ def test_gradcam_passes_and_edge_control_fails_randomisation(demo_case):
 
 
 def test_metrics_of_a_session_result_with_an_roi(tmp_path, edge_registry):  # noqa: F811
-    from engine.models import load_model
-    from engine.session import ExplainRequest, Session
+    from engine.explain.session import ExplainRequest, Session
+    from engine.models.loaded import load_model
 
     model = load_model("demo")
     phantom = nodule_phantom(size=128)
@@ -111,7 +111,7 @@ def test_deleting_the_lesion_removes_the_nodule_for_the_unbiased_model():
     # The fill must erase the lesion without drawing a new one. A fill interpolated from the
     # rim of the hole brightens the dark lung field and reads as a nodule (P stayed near 1.00
     # on phantom_0001), which made every deletion curve flat on this model.
-    from engine.models import load_model
+    from engine.models.loaded import load_model
 
     model = load_model("demo")
     drops = []
@@ -126,7 +126,7 @@ def test_only_the_biased_model_reads_the_marker():
     # The marker box of a marked case, removed with the same fill: the biased model loses
     # nodule probability, the unbiased one does not care. (Both also need the lesion: on the
     # marked nodule case removing the lesion drops the biased model's score too.)
-    from engine.models import load_model
+    from engine.models.loaded import load_model
 
     path, _lesion, marker_box = next(c for c in _demo_nodule_cases() if c[2])
     before, after = _p_nodule_without_lesion(load_model("demo-biased"), path, marker_box)

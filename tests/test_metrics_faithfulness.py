@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.cancel import Cancelled, CancelToken
+from engine.core.cancel import Cancelled, CancelToken
 from engine.metrics.faithfulness import (
     average_drop_increase,
     baseline_image,
@@ -165,7 +165,7 @@ def test_average_drop_and_increase_known_cases():
 
 
 def test_bad_arguments_are_usage_errors():
-    from engine.errors import UsageError
+    from engine.core.errors import UsageError
 
     x, region, forward = _lesion_case()
     for kwargs in ({"baseline": "zero"}, {"kind": "both"}, {"order": "random"}, {"steps": 0}):

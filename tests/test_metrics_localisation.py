@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.errors import UsageError
+from engine.core.errors import UsageError
 from engine.metrics.localisation import (
     energy_in_roi,
     iou_at_threshold,

@@ -10,9 +10,9 @@ import torch
 from models_fixtures import ArrayImage, grey_spec, tiny_cnn
 from torch import nn
 
-from engine.errors import ModelError, UsageError
-from engine.models import LoadedModel
-from engine.preprocess import InputSpec, placement
+from engine.core.errors import ModelError, UsageError
+from engine.models.loaded import LoadedModel
+from engine.models.preprocess import InputSpec, placement
 
 
 class _Wrap(nn.Module):

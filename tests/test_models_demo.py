@@ -11,7 +11,7 @@ import pydicom
 import pytest
 
 from engine.cli import main as cli_main
-from engine.phantoms import MARKER_SITE, phantom_set
+from engine.demo.phantoms import MARKER_SITE, phantom_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,8 +106,8 @@ def test_counterfactual_flips_the_marker(tmp_path):
 
 
 def test_model_input_of_written_files_matches_the_phantom(tmp_path):
-    pytest.importorskip("engine.images")
-    from engine.images import open_image
+    pytest.importorskip("engine.studies.image")
+    from engine.studies.image import open_image
 
     cli_main(["demo-data", "--out", str(tmp_path), "--n", "4", "--seed", "9"])
     phantoms = list(phantom_set(4, 9))
@@ -119,7 +119,7 @@ def test_model_input_of_written_files_matches_the_phantom(tmp_path):
 
 
 def test_evaluate_and_layers_commands_print_json(tmp_path, capsys):
-    pytest.importorskip("engine.images")
+    pytest.importorskip("engine.studies.image")
     cli_main(["demo-data", "--out", str(tmp_path), "--n", "12", "--seed", "4"])
     capsys.readouterr()
     assert cli_main(["evaluate", str(tmp_path / "manifest.csv"), "--model", "demo-biased"]) == 0
@@ -146,9 +146,9 @@ def test_evaluate_rejects_a_bad_manifest(tmp_path, capsys):
 def test_shipped_demo_models_reproduce_the_lesson_on_held_out_phantoms():
     import torch
 
-    from engine.demo_files import stored_values
-    from engine.models import load_model
-    from engine.preprocess import prepare_array
+    from engine.demo.files import stored_values
+    from engine.models.loaded import load_model
+    from engine.models.preprocess import prepare_array
 
     def accuracy(model, rate, seed):
         phs = list(phantom_set(160, seed, marker_given_nodule=rate))

@@ -14,8 +14,8 @@ from torchvision.models.regnet import BlockParams, RegNet
 from torchvision.models.swin_transformer import SwinTransformer
 from torchvision.models.vgg import VGG, make_layers
 
-from engine.errors import UsageError
-from engine.models import InputSpec, LoadedModel
+from engine.core.errors import UsageError
+from engine.models.loaded import InputSpec, LoadedModel
 
 
 def _rgb(size: int) -> InputSpec:

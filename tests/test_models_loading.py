@@ -14,8 +14,8 @@ import torch
 from models_fixtures import save_state, tiny_cnn, write_card
 
 from engine.cli import main as cli_main
-from engine.errors import ModelError, TrustRequired, UsageError
-from engine.models import load_model
+from engine.core.errors import ModelError, TrustRequired, UsageError
+from engine.models.loaded import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

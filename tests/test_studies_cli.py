@@ -12,7 +12,7 @@ import pytest
 from PIL import Image as PILImage
 from studies_fixtures import bundled
 
-from engine.images import open_image
+from engine.studies.image import open_image
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,8 +16,8 @@ from studies_fixtures import (
     read,
 )
 
-from engine import images as images_module
-from engine.images import WindowPreset, open_image
+from engine.studies import image as images_module
+from engine.studies.image import WindowPreset, open_image
 
 MR_VARIANTS = [
     "MR_small_RLE.dcm",

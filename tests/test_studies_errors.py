@@ -11,8 +11,8 @@ from pydicom.pixels.decoders.base import Decoder
 from studies_fixtures import bundled, read
 
 from engine.cli import main as cli_main
-from engine.errors import CodecError, LucidaError, StudyError, UsageError
-from engine.images import open_image
+from engine.core.errors import CodecError, LucidaError, StudyError, UsageError
+from engine.studies.image import open_image
 
 
 def _assert_one_line(exc: LucidaError, path) -> str:

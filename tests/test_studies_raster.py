@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from engine.images import open_image
+from engine.studies.image import open_image
 
 
 def _ramp(height=40, width=60, top=255):

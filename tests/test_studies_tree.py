@@ -9,8 +9,8 @@ import pytest
 from PIL import Image as PILImage
 from studies_fixtures import bundled, read
 
-from engine.cancel import Cancelled, CancelToken
-from engine.studies import open_paths
+from engine.core.cancel import Cancelled, CancelToken
+from engine.studies.tree import open_paths
 
 
 def _series(tmp_path):

@@ -27,10 +27,10 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.demo_arch import DEMO_ARCHITECTURE, build_demo_cnn  # noqa: E402
-from engine.demo_files import write_demo_set  # noqa: E402
-from engine.phantoms import CORRELATED, LABELS, phantom_set  # noqa: E402
-from engine.preprocess import InputSpec, prepare_array  # noqa: E402
+from engine.demo.arch import DEMO_ARCHITECTURE, build_demo_cnn  # noqa: E402
+from engine.demo.files import write_demo_set  # noqa: E402
+from engine.demo.phantoms import CORRELATED, LABELS, phantom_set  # noqa: E402
+from engine.models.preprocess import InputSpec, prepare_array  # noqa: E402
 
 #: Preprocessing shared by training and the shipped cards.
 SPEC = InputSpec(size=(64, 64), channels=1, mean=(0.3,), std=(0.2,), window="default")

@@ -30,6 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.demo.phantoms import phantom_set  # noqa: E402
 from engine.metrics.case import pixel_forward  # noqa: E402
 from engine.metrics.faithfulness import (  # noqa: E402
     average_drop_increase,
@@ -37,7 +38,6 @@ from engine.metrics.faithfulness import (  # noqa: E402
     perturbation_curve,
 )
 from engine.metrics.localisation import energy_in_roi, pointing_hit, roi_mask  # noqa: E402
-from engine.phantoms import phantom_set  # noqa: E402
 
 MODELS = ("demo", "demo-biased")
 #: Score-CAM paper, Table 1 (VGG16, ImageNet validation): Average Drop / Increase in Confidence.
@@ -59,7 +59,7 @@ def _write(phantoms, folder: Path) -> list[Path]:
 
 
 def _methods(model) -> list[str]:
-    from engine.registry import BUILTIN_MODULES, registry
+    from engine.explain.registry import BUILTIN_MODULES, registry
 
     reg = registry()
     builtin = [n for n in reg.names() if reg.origin(n) in BUILTIN_MODULES]
@@ -74,9 +74,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def evaluate(model_name: str, phantoms, paths, log) -> dict:
     """Run every measurement for one demo model and return the per-method averages."""
-    from engine.images import open_image
-    from engine.models import load_model
-    from engine.session import ExplainRequest, Session
+    from engine.explain.session import ExplainRequest, Session
+    from engine.models.loaded import load_model
+    from engine.studies.image import open_image
 
     model = load_model(model_name)
     session = Session(device="cpu", cache_size=2)

@@ -1,7 +1,7 @@
 """Whole-batch map work: back to image geometry, ROI shares and small stored maps.
 
 Each function does for a stack of maps what its single-map counterpart does for one
-(:func:`engine.preprocess.map_to_image`, :func:`engine.audit.measures.region_shares`), with one
+(:func:`engine.audit.measures.region_shares`), with one
 tensor operation per batch instead of a Python loop per image; tests check that they agree.
 """
 
@@ -16,21 +16,6 @@ import torch
 import torch.nn.functional as F
 
 from engine.audit.measures import BORDER_FRACTION
-from engine.preprocess import placement
-
-
-def maps_to_image(raw: torch.Tensor, spec, image_shape: tuple[int, int]) -> torch.Tensor:
-    """Bring (N, h, w) maps over the model input back to (N, H, W) image geometry.
-
-    The batch form of :func:`engine.preprocess.map_to_image`: bilinear, letterbox padding cut
-    away first. All images of the batch share ``image_shape``.
-    """
-    t = raw.float()[:, None]
-    if spec.resize == "letterbox":
-        place = placement(spec, image_shape)
-        t = F.interpolate(t, size=tuple(spec.size), mode="bilinear", align_corners=False)
-        t = t[:, :, place.top : place.top + place.height, place.left : place.left + place.width]
-    return F.interpolate(t, size=tuple(image_shape), mode="bilinear", align_corners=False)[:, 0]
 
 
 def _span(lo: float, hi: float, size: int) -> tuple[int, int]:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import UsageError
+from engine.core.errors import UsageError
 
 #: The automatic role for the outer band of every image; a manifest cannot define it.
 BORDER_ROLE = "border"

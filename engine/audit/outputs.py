@@ -14,7 +14,7 @@ import numpy as np
 from engine.audit.aggregate import aggregate, flag_reason, mean_heatmaps
 from engine.audit.manifest import BORDER_ROLE, Manifest
 from engine.audit.store import ResultStore
-from engine.errors import ExportError
+from engine.core.errors import ExportError
 
 MEAN_DIR = "mean_heatmaps"
 GRID_NAME = "grid.png"
@@ -98,7 +98,7 @@ def write_csv(store: ResultStore, dataset: Manifest, classes: Sequence[str], pat
 
 def heat_rgb(heat: np.ndarray, cmap: str = "inferno") -> np.ndarray:
     """Colour a 0..1 map with a colormap, as (H, W, 3) uint8."""
-    from engine.overlay import colormap_lut
+    from engine.explain.colour import colormap_lut
 
     peak = float(np.nanmax(heat)) if heat.size else 0.0
     scaled = np.nan_to_num(heat / peak if peak > 0 else heat)

@@ -22,9 +22,9 @@ import torch
 from engine.audit import batchmaps
 from engine.audit.manifest import BORDER_ROLE, AuditRow, Manifest
 from engine.audit.store import ResultStore
-from engine.cancel import CancelToken, ProgressFn
-from engine.capture import Capture, final_linear, hooked_forward
-from engine.errors import ExplainerUnavailable, LucidaError, ModelError, UsageError
+from engine.core.cancel import CancelToken, ProgressFn
+from engine.core.errors import LucidaError, UsageError
+from engine.explain import core
 
 #: Target modes: explain the predicted class, or the labelled class.
 TARGETS = ("top", "label")
@@ -58,21 +58,8 @@ class AuditSettings:
     heat_size: int = 64
 
 
-@dataclass
-class Plan:
-    """An explainer resolved against a model: what :func:`audit_batch` needs."""
-
-    explainer: object
-    method: str
-    layers: list[str]
-    params: dict
-    gradients: bool
-    target: str
-    heat_size: int
-
-
-def plan(model, settings: AuditSettings) -> Plan:
-    """Resolve the method, layer and parameters for ``model``.
+def plan(model, settings: AuditSettings) -> core.Plan:
+    """Resolve the method, layer and parameters for ``model`` through the explain core.
 
     Raises
     ------
@@ -81,114 +68,12 @@ def plan(model, settings: AuditSettings) -> Plan:
     ExplainerUnavailable
         The method cannot run on this model.
     """
-    from engine.registry import registry
-    from plugins.api import is_layer_based, resolve_params
-
-    reg = registry()
-    if settings.method not in reg.names():
-        raise UsageError(
-            f"unknown method {settings.method!r}",
-            fix=f"use one of: {', '.join(reg.names())}",
-        )
-    explainer = reg.get(settings.method)
-    reason = explainer.unavailable_reason(model)
-    if reason:
-        raise ExplainerUnavailable(f"{settings.method}: {reason}")
     if settings.target not in TARGETS:
         raise UsageError(f"unknown target {settings.target!r}", fix="use top or label")
-    layers: list[str] = []
-    if is_layer_based(explainer):
-        names = [info.name for info in model.layers()]
-        layer = model.default_layer if settings.layer in ("", "auto", None) else settings.layer
-        if layer not in names:
-            raise UsageError(
-                f"model {model.name} has no layer {layer!r}",
-                fix=f"use one of: {', '.join(names)}",
-            )
-        layers = [layer]
-    needs = set(getattr(explainer, "needs", ()))
-    return Plan(
-        explainer=explainer,
-        method=settings.method,
-        layers=layers,
-        params=resolve_params(explainer, settings.params),
-        gradients="gradients" in needs,
-        target=settings.target,
-        heat_size=settings.heat_size,
-    )
-
-
-class BatchMemberCapture(Capture):
-    """One image's slice of a batched pass.
-
-    It sets what :class:`Capture` holds without its constructor, which would look the final
-    linear layer up again for every image; the batch looks it up once and shares it.
-    """
-
-    def __init__(self, fc: tuple, *, model, input, logits, scores, target, activations,
-                 gradients, timings_ms) -> None:
-        self.model, self.input, self.logits, self.scores = model, input, logits, scores
-        self.target, self.activations, self.gradients = target, activations, gradients
-        self.timings_ms = timings_ms
-        self.fc_weights, self.fc_bias = fc
-        self.scored_images = 0
-
-
-def batch_captures(model, x: torch.Tensor, targets: list[int | None], layers: Sequence[str],
-                   gradients: bool) -> list[Capture]:
-    """Run one forward (and one backward) pass for a batch and split it into per-image captures.
-
-    The backward pass differentiates the sum of each image's target logit. In evaluation mode
-    images do not interact, so each image's gradient equals the one a single-image pass gives.
-
-    Parameters
-    ----------
-    model : LoadedModel
-        The model.
-    x : torch.Tensor
-        (N, C, H, W) preprocessed inputs on the model's device.
-    targets : list of int or None
-        Class to explain per image; None explains the top class.
-    layers : sequence of str
-        Layers to record.
-    gradients : bool
-        Whether to take gradients with respect to the layers.
-    """
-    want_grad = gradients and bool(layers)
-    logits, recorded, forward_ms = hooked_forward(model, x.detach(), layers, want_grad)
-    forward_ms /= len(x)
-    if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
-        raise ModelError(f"model output has shape {tuple(logits.shape)}, expected (N, K)")
-    scores = model.scores(logits.detach())
-    top = scores.argmax(1).tolist()
-    index = [top[i] if t is None else int(t) for i, t in enumerate(targets)]
-    grads: dict[str, torch.Tensor] = {}
-    start = time.perf_counter()
-    if want_grad:
-        picked = logits[torch.arange(len(index)), torch.tensor(index)].sum()
-        found = torch.autograd.grad(picked, [recorded[n] for n in layers], allow_unused=True)
-        for name, grad in zip(layers, found, strict=True):
-            grad = torch.zeros_like(recorded[name]) if grad is None else grad
-            grads[name] = model.to_activation_map(name, grad.detach())
-    backward_ms = (time.perf_counter() - start) * 1000.0 / len(x)
-    acts = {n: model.to_activation_map(n, recorded[n].detach()) for n in layers}
-    logits = logits.detach()
-    timings = {"forward": forward_ms, "backward": backward_ms}
-    fc = final_linear(model, logits.shape[1])
-    return [
-        BatchMemberCapture(
-            fc,
-            model=model,
-            input=x[i : i + 1].detach().requires_grad_(False),
-            logits=logits[i],
-            scores=scores[i],
-            target=index[i],
-            activations={n: a[i] for n, a in acts.items()},
-            gradients={n: g[i] for n, g in grads.items()},
-            timings_ms=dict(timings),
-        )
-        for i in range(len(index))
-    ]
+    if "," in settings.method:
+        raise UsageError("an audit runs one method", fix="name one method with --method")
+    layer = settings.layer if settings.layer not in ("", None) else "auto"
+    return core.plan(model, [settings.method], layer, {settings.method: settings.params})
 
 
 def _label_index(label: str | None, classes: Sequence[str]) -> int | None:
@@ -240,7 +125,7 @@ class LoadedBatch:
 
 def load_batch(rows: Sequence[AuditRow], model) -> LoadedBatch:
     """Open and preprocess rows; an unreadable row becomes an error record, not an exception."""
-    from engine.images import open_image
+    from engine.studies.image import open_image
 
     errors, ready, tensors = {}, [], []
     for pos, row in enumerate(rows):
@@ -257,71 +142,81 @@ def load_batch(rows: Sequence[AuditRow], model) -> LoadedBatch:
     return LoadedBatch(list(rows), errors, ready, x)
 
 
-def explain_batch(batch: LoadedBatch, model, plan: Plan, roles: Sequence[str],
-                  cancel: CancelToken | None = None) -> tuple[list[dict], np.ndarray]:
+def explain_batch(batch: LoadedBatch, model, the_plan: core.Plan, roles: Sequence[str],
+                  cancel: CancelToken | None = None, target: str = "top",
+                  heat_size: int = 64) -> tuple[list[dict], np.ndarray]:
     """Run the batched pass and the explainer over a loaded batch; see :func:`audit_batch`."""
     cancel = cancel or CancelToken()
     records: dict[int, dict] = dict(batch.errors)
-    heatmaps = np.zeros((0, plan.heat_size, plan.heat_size), np.float16)
-    if batch.ready:
-        targets = [label if plan.target == "label" else None for _, _, label in batch.ready]
-        captures = batch_captures(model, batch.x, targets, plan.layers, plan.gradients)
-        raws = []
-        for capture in captures:
-            maps = plan.explainer.explain(
-                capture, capture.target, plan.layers, plan.params, lambda f, m="": None, cancel
-            )
-            raw = next(iter(maps.values()))
-            raws.append(torch.as_tensor(raw).detach().float().cpu())
-        all_scores = torch.stack([c.scores for c in captures]).detach().float().cpu()
-        preds = all_scores.argmax(1).tolist()
-        all_scores = all_scores.tolist()
-        shares: list = [None] * len(captures)
-        small = torch.zeros((len(captures), plan.heat_size, plan.heat_size))
-        # Maps and images of one shape go back to image geometry and through the share maths
-        # together: one tensor operation per batch, not one per image.
-        by_shape: dict[tuple, list[int]] = {}
-        for k, ((_, image, _), raw) in enumerate(zip(batch.ready, raws, strict=True)):
-            by_shape.setdefault((tuple(raw.shape), tuple(image.shape)), []).append(k)
-        for (_, image_shape), members in by_shape.items():
-            # Negative evidence carries no mass; NaN is dropped by the share maths.
-            stack = torch.stack([raws[k] for k in members]).clamp(min=0.0)
-            heat = batchmaps.maps_to_image(stack, model.input, image_shape)
-            rows = [batch.rows[batch.ready[k][0]] for k in members]
-            got = batchmaps.batch_shares(
-                heat, [r.boxes for r in rows], [_masks(r, image_shape) for r in rows],
-                roles, BORDER_ROLE,
-            )
-            small[members] = batchmaps.small_maps(heat, plan.heat_size)
-            for k, value in zip(members, got, strict=True):
-                shares[k] = value
-        for k, ((pos, _, label), capture) in enumerate(zip(batch.ready, captures, strict=True)):
-            row = batch.rows[pos]
-            if not all(math.isfinite(v) for v in all_scores[k]):
-                records[pos] = error_record(
-                    row, f"{row.path}: the model's scores are NaN or infinite. "
-                    "Fix: check the model's weights and its output")
-                continue
-            records[pos] = {
-                "key": row.key,
-                "row": row.index,
-                "path": str(row.path),
-                "label": row.label,
-                "label_index": label,
-                "groups": row.groups,
-                "pred": preds[k],
-                "pred_name": model.classes[preds[k]],
-                "target": capture.target,
-                "scores": [round(v, 6) for v in all_scores[k]],
-                "shares": shares[k],
-                "heat_index": k,
-            }
-        heatmaps = small.half().numpy()
+    heatmaps = np.zeros((0, heat_size, heat_size), np.float16)
+    if not batch.ready:
+        return [records[i] for i in sorted(records)], heatmaps
+    explainer = the_plan.explainers[0]
+    key = (explainer.name, the_plan.map_layers(explainer)[0])
+    targets = [label if target == "label" else None for _, _, label in batch.ready]
+    cap = core.capture(model, batch.x, targets, the_plan)
+    got = core.explain(cap, the_plan, cancel=cancel)
+    all_scores = cap.scores.detach().float().cpu()
+    preds = cap.logits.detach().float().argmax(1).tolist()
+    all_scores = all_scores.tolist()
+    made = [k for k in range(len(batch.ready)) if key in got.maps[k]]
+    shares: dict[int, dict] = {}
+    warnings: dict[int, str | None] = {}
+    small = torch.zeros((len(batch.ready), heat_size, heat_size))
+    # Maps and images of one shape go back to image geometry and through the share maths
+    # together: one tensor operation per batch, not one per image.
+    by_shape: dict[tuple, list[int]] = {}
+    for k in made:
+        raw, image = got.maps[k][key], batch.ready[k][1]
+        by_shape.setdefault((tuple(raw.shape), tuple(image.shape)), []).append(k)
+    for (_, image_shape), members in by_shape.items():
+        stack = torch.stack([got.maps[k][key] for k in members])
+        heat, notes, _ = core.finish_stack(stack, model, image_shape,
+                                           bool(getattr(explainer, "signed", False)))
+        # Negative evidence carries no mass in the shares, signed maps included.
+        heat = heat.clamp(min=0.0)
+        rows = [batch.rows[batch.ready[k][0]] for k in members]
+        found = batchmaps.batch_shares(
+            heat, [r.boxes for r in rows], [_masks(r, image_shape) for r in rows],
+            roles, BORDER_ROLE,
+        )
+        small[members] = batchmaps.small_maps(heat, heat_size)
+        for k, value, note in zip(members, found, notes, strict=True):
+            shares[k], warnings[k] = value, note
+    for k, (pos, _, label) in enumerate(batch.ready):
+        row = batch.rows[pos]
+        if not all(math.isfinite(v) for v in all_scores[k]):
+            records[pos] = error_record(
+                row, f"{row.path}: the model's scores are NaN or infinite. "
+                "Fix: check the model's weights and its output")
+            continue
+        if k not in shares:
+            reason = got.errors[k].get(explainer.name, f"{explainer.name}: no map")
+            records[pos] = error_record(row, f"{row.path}: {reason}")
+            continue
+        records[pos] = {
+            "key": row.key,
+            "row": row.index,
+            "path": str(row.path),
+            "label": row.label,
+            "label_index": label,
+            "groups": row.groups,
+            "pred": preds[k],
+            "pred_name": model.classes[preds[k]],
+            "target": int(cap.targets[k]),
+            "scores": [round(v, 6) for v in all_scores[k]],
+            "shares": shares[k],
+            "heat_index": k,
+        }
+        if warnings.get(k):
+            records[pos]["warning"] = warnings[k]
+    heatmaps = small.half().numpy()
     return [records[i] for i in sorted(records)], heatmaps
 
 
-def audit_batch(rows: Sequence[AuditRow], model, plan: Plan, roles: Sequence[str],
-                cancel: CancelToken | None = None) -> tuple[list[dict], np.ndarray]:
+def audit_batch(rows: Sequence[AuditRow], model, the_plan: core.Plan, roles: Sequence[str],
+                cancel: CancelToken | None = None, target: str = "top",
+                heat_size: int = 64) -> tuple[list[dict], np.ndarray]:
     """Explain a batch of rows: a pure function of the rows, the model and the plan.
 
     Parameters
@@ -330,12 +225,16 @@ def audit_batch(rows: Sequence[AuditRow], model, plan: Plan, roles: Sequence[str
         The images to audit.
     model : LoadedModel
         The model.
-    plan : Plan
+    the_plan : engine.explain.core.Plan
         Method, layer and parameters from :func:`plan`.
     roles : sequence of str
         ROI roles of the dataset (the border band is always added).
     cancel : CancelToken, optional
         Passed to explainers that loop over many forward passes.
+    target : {"top", "label"}
+        Explain the predicted class (the argmax of the logits) or the labelled one.
+    heat_size : int
+        Side of the stored maps.
 
     Returns
     -------
@@ -345,20 +244,22 @@ def audit_batch(rows: Sequence[AuditRow], model, plan: Plan, roles: Sequence[str
         (n, S, S) float16 maps (peak 1) of the rows that succeeded; records point to them by
         ``heat_index``.
     """
-    return explain_batch(load_batch(rows, model), model, plan, roles, cancel)
+    return explain_batch(load_batch(rows, model), model, the_plan, roles, cancel, target,
+                         heat_size)
 
 
-def run_header(dataset: Manifest, model, plan: Plan) -> dict:
+def run_header(dataset: Manifest, model, the_plan: core.Plan, settings: AuditSettings) -> dict:
     """Return the description of a run that ``--resume`` must match."""
+    method = the_plan.methods[0]
     return {
         "dataset": str(Path(dataset.source).resolve()),
         "rows": len(dataset.rows),
         "model": {"name": model.name, "sha256": model.sha256},
-        "method": plan.method,
-        "layer": plan.layers[0] if plan.layers else "input",
-        "params": plan.params,
-        "target": plan.target,
-        "heat_size": plan.heat_size,
+        "method": method,
+        "layer": the_plan.layers[0] if the_plan.layers else "input",
+        "params": the_plan.params[method],
+        "target": settings.target,
+        "heat_size": settings.heat_size,
     }
 
 
@@ -399,13 +300,13 @@ def run_audit(dataset: Manifest, model, settings: AuditSettings, out_dir: str | 
 
     Raises
     ------
-    engine.cancel.Cancelled
+    engine.core.cancel.Cancelled
         When cancelled; the finished batches stay on disk.
     """
     progress = progress or (lambda f, m="": None)
     cancel = cancel or CancelToken()
     the_plan = plan(model, settings)
-    store = ResultStore(out_dir, run_header(dataset, model, the_plan), resume=resume)
+    store = ResultStore(out_dir, run_header(dataset, model, the_plan, settings), resume=resume)
     done = store.done_keys()
     todo = [row for row in dataset.rows if row.key not in done]
     total = len(dataset.rows)
@@ -423,7 +324,8 @@ def run_audit(dataset: Manifest, model, settings: AuditSettings, out_dir: str | 
             loaded = pending.result()
             pending = pool.submit(load_batch, batches[i + 1], model) if i + 1 < len(batches) \
                 else None
-            records, heatmaps = explain_batch(loaded, model, the_plan, dataset.roles, cancel)
+            records, heatmaps = explain_batch(loaded, model, the_plan, dataset.roles, cancel,
+                                              settings.target, settings.heat_size)
             store.append_batch(records, heatmaps)
             finished += len(rows)
             done_now += len(rows)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import UsageError
+from engine.core.errors import UsageError
 
 RESULTS = "results.jsonl"
 HEADER = "run.json"

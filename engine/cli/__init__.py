@@ -14,7 +14,7 @@ import os
 import pkgutil
 import sys
 
-from engine.errors import LucidaError
+from engine.core.errors import LucidaError
 
 #: Sub-command names, found without importing the modules, so ``main.py`` starts fast.
 COMMANDS: tuple[str, ...] = tuple(

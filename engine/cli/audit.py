@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from engine.cancel import Cancelled
-from engine.errors import UsageError
+from engine.core.cancel import Cancelled
+from engine.core.errors import UsageError
 
 HELP = "bias audit of a model and an explainer over a manifest CSV or a DICOM folder"
 
@@ -77,7 +77,7 @@ def audit_one(dataset_path, model_spec, args, out: Path):
     from engine.audit.manifest import load_dataset
     from engine.audit.outputs import write_outputs
     from engine.audit.runner import AuditSettings, run_audit
-    from engine.models import load_model
+    from engine.models.loaded import load_model
 
     dataset = load_dataset(dataset_path)
     model = load_model(model_spec, trust=args.trust_model)
@@ -131,7 +131,7 @@ def run(args) -> int:
 
 def _run_demo(args, out: Path) -> int:
     from engine.audit.aggregate import mean_heatmaps
-    from engine.audit.demo import (
+    from engine.demo.audit import (
         DEMO_MODELS,
         build_demo_dataset,
         compare,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.demo_files import write_demo_set
-from engine.errors import UsageError
-from engine.phantoms import CORRELATED
+from engine.core.errors import UsageError
+from engine.demo.files import write_demo_set
+from engine.demo.phantoms import CORRELATED
 
 NAME = "demo-data"
 

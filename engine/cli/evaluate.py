@@ -25,8 +25,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Print the evaluation JSON; exit 1 when some images could not be read."""
-    from engine.evaluate import evaluate_manifest
-    from engine.models import load_model
+    from engine.audit.evaluate import evaluate_manifest
+    from engine.models.loaded import load_model
 
     model = load_model(args.model, trust=args.trust_model, device=args.device)
     result = evaluate_manifest(args.manifest, model)

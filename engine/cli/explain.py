@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.errors import LucidaError, UsageError
+from engine.core.errors import LucidaError, UsageError
 from engine.metrics.localisation import parse_roi
 
 
@@ -58,7 +58,7 @@ def parse_params(pairs: list[str], methods: list[str]) -> dict[str, dict[str, st
     UsageError
         For a malformed pair, or a name no chosen method declares.
     """
-    from engine.registry import registry
+    from engine.explain.registry import registry
 
     reg = registry()
     schemas = {m: {p.name for p in reg.get(m).params} for m in methods}
@@ -87,9 +87,9 @@ def parse_params(pairs: list[str], methods: list[str]) -> dict[str, dict[str, st
 
 
 def _explain_one(args, path, folder, session, model, request_kw, load_ms, roi) -> str:
-    from engine.images import open_image
-    from engine.results import write_explain_outputs
-    from engine.session import ExplainRequest
+    from engine.explain.session import ExplainRequest
+    from engine.export.results import write_explain_outputs
+    from engine.studies.image import open_image
 
     start = time.perf_counter()
     image = open_image(path)
@@ -119,10 +119,10 @@ def _explain_one(args, path, folder, session, model, request_kw, load_ms, roi) -
 
 def run(args) -> int:
     """Explain every file; see the module and parser help for the contract."""
-    from engine.models import load_model
-    from engine.overlay import COLORMAPS
-    from engine.registry import registry
-    from engine.session import Session, resolve_device, resolve_layers
+    from engine.explain.colour import COLORMAPS
+    from engine.explain.registry import registry
+    from engine.explain.session import Session, resolve_device, resolve_layers
+    from engine.models.loaded import load_model
 
     if args.colormap not in COLORMAPS:
         raise UsageError(f"unknown colormap {args.colormap!r}", fix=f"use {', '.join(COLORMAPS)}")

@@ -8,7 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from engine.errors import LucidaError, UsageError
+from engine.core.errors import LucidaError, UsageError
 
 
 def register(subparsers) -> None:
@@ -27,8 +27,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the JSON; exit 1 if some of several files failed, 2 if the only one did."""
-    from engine.images import open_image
-    from engine.studies import expand_paths
+    from engine.studies.image import open_image
+    from engine.studies.tree import expand_paths
 
     warnings.simplefilter("ignore")
     if len(args.files) == 1 and not Path(args.files[0]).is_dir():

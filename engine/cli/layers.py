@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Print the layers (text table or JSON); return 0."""
-    from engine.models import load_model
+    from engine.models.loaded import load_model
 
     model = load_model(args.model, trust=args.trust_model)
     layers = model.layers()

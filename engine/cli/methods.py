@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
 def describe_methods() -> list[dict]:
     """Return every registered explainer as plain data (name, title, needs, params, ...)."""
-    from engine.registry import registry
+    from engine.explain.registry import registry
 
     reg = registry()
     out = []
@@ -39,7 +39,7 @@ def describe_methods() -> list[dict]:
 
 def run(args) -> int:
     """Print the explainers; skipped plugins are reported on stderr."""
-    from engine.registry import registry
+    from engine.explain.registry import registry
 
     methods = describe_methods()
     if args.json:

@@ -6,7 +6,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-from engine.errors import UsageError
+from engine.core.errors import UsageError
 
 
 def register(subparsers) -> None:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image as PILImage
 
     from engine.export.atomic import write_atomic
-    from engine.images import open_image
+    from engine.studies.image import open_image
 
     warnings.simplefilter("ignore")
     window = parse_window(args.window)

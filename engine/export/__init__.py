@@ -2,15 +2,15 @@
 
 Everything is de-identified by default (DICOM PS3.15 Annex E, basic profile), and written
 all-or-nothing: a failed export leaves no half-written file and raises one-line
-:class:`~engine.errors.ExportError`.
+:class:`~engine.core.errors.ExportError`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from engine.cancel import CancelToken, ProgressFn
-from engine.errors import UsageError
+from engine.core.cancel import CancelToken, ProgressFn
+from engine.core.errors import UsageError
 from engine.export.atomic import StagedFiles
 from engine.export.content import build_content
 from engine.export.deid import Scrubber

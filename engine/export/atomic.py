@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from engine.errors import ExportError
+from engine.core.errors import ExportError
 
 # mkstemp creates files readable by their owner only; finished files get the mode an ordinary
 # write would give them. The umask can only be read by setting it, so it is read once, at import.

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from engine.errors import ExportError
+from engine.core.errors import ExportError
 
 #: Recorded in DeidentificationMethod so a reader knows what was done.
 METHOD = "DICOM PS3.15 Annex E Basic Profile (Lucida)"
@@ -229,7 +229,7 @@ class Scrubber:
     Parameters
     ----------
     identifiers : mapping of str to str
-        What :meth:`engine.images.Image.identifiers` returns (``''`` where absent).
+        What :meth:`engine.studies.image.Image.identifiers` returns (``''`` where absent).
     active : bool
         False when the user chose to keep identifiers: then nothing is changed or refused.
     """

@@ -7,7 +7,7 @@ Three layouts share one renderer:
 * ``grid``: every map of a result, methods by layers (the compare grid).
 
 Matplotlib draws on its Agg canvas (no pyplot, so no global figure state and safe off the GUI
-thread); the overlay itself comes from :func:`engine.overlay.blend`, so a figure shows exactly
+thread); the overlay itself comes from :func:`engine.explain.colour.blend`, so a figure shows
 the colours the viewer shows.
 """
 
@@ -23,10 +23,10 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import PngImagePlugin
 
-from engine.errors import UsageError
+from engine.core.errors import UsageError
+from engine.explain.colour import blend, colormap_lut
 from engine.export.deid import Scrubber
 from engine.export.provenance import app_version, method_title
-from engine.overlay import blend, colormap_lut
 
 KINDS = ("overlay", "side_by_side", "grid")
 #: Single-column and double-column journal widths, in inches.
@@ -57,7 +57,7 @@ class FigureOptions:
     invert : bool
         Show the image inverted.
     opacity, colormap, threshold
-        Overlay settings, as in :func:`engine.overlay.blend`.
+        Overlay settings, as in :func:`engine.explain.colour.blend`.
     method, layer : str, optional
         The map to show; None for the result's first map.
     caption : bool

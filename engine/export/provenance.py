@@ -6,7 +6,7 @@ import datetime as _dt
 import importlib.metadata
 import platform
 
-from engine.errors import LucidaError
+from engine.core.errors import LucidaError
 
 #: Libraries whose versions every report records, by distribution name.
 LIBRARIES = ("torch", "torchvision", "numpy", "pydicom", "pillow", "matplotlib", "reportlab")
@@ -50,7 +50,7 @@ def method_title(name: str) -> str:
         The registered title; the key itself when the registry does not know it.
     """
     try:
-        from engine.registry import registry
+        from engine.explain.registry import registry
 
         return str(registry().get(name).title)
     except (ImportError, LucidaError, KeyError, AttributeError):

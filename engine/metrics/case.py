@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.cancel import Cancelled, CancelToken, ProgressFn, no_progress
-from engine.errors import UsageError
+from engine.core.cancel import Cancelled, CancelToken, ProgressFn, no_progress
+from engine.core.errors import UsageError
 from engine.metrics.faithfulness import average_drop_increase, perturbation_curve
 from engine.metrics.localisation import energy_in_roi, iou_at_threshold, pointing_hit, roi_mask
 from engine.metrics.sanity import SANITY_THRESHOLD, cascading_randomisation, spearman
@@ -86,25 +86,11 @@ def map_function(model: Any, method: str, layer: str, x: torch.Tensor, params: d
     cancel : CancelToken, optional
         Passed to the explainer.
     """
-    from engine.capture import run_capture
-    from engine.registry import registry
-    from plugins.api import INPUT_LAYER, is_layer_based, resolve_params
-
-    explainer = registry().get(method)
-    checked = resolve_params(explainer, params)
-    layered = is_layer_based(explainer)
-    token = cancel if cancel is not None else CancelToken()
+    from engine.explain.core import explain_one
 
     def explain(module: torch.nn.Module, target: int) -> np.ndarray:
-        twin = _with_module(model, module)
-        capture = run_capture(
-            twin, x, target, [layer] if layered else [], gradients="gradients" in explainer.needs
-        )
-        maps = explainer.explain(
-            capture, target, [layer] if layered else [], checked, no_progress, token
-        )
-        key = layer if layered else INPUT_LAYER
-        return _as_numpy(maps[key] if key in maps else next(iter(maps.values())))
+        return _as_numpy(explain_one(_with_module(model, module), x, method, layer, target,
+                                     params, cancel))
 
     return explain
 

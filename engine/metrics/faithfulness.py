@@ -42,8 +42,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.cancel import CancelToken, ProgressFn
-from engine.errors import UsageError
+from engine.core.cancel import CancelToken, ProgressFn
+from engine.core.errors import UsageError
 
 ForwardFn = Callable[[torch.Tensor], torch.Tensor]
 

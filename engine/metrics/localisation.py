@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import UsageError
+from engine.core.errors import UsageError
 
 ROI_SHAPES = ("box", "ellipse")
 

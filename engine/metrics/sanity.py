@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.cancel import CancelToken, ProgressFn
+from engine.core.cancel import CancelToken, ProgressFn
 
 #: Below this |Spearman| after the full cascade a map passes the randomisation check.
 SANITY_THRESHOLD = 0.5

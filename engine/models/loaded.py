@@ -16,26 +16,27 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.errors import ModelError, UsageError
-from engine.layer_discovery import Discovery, LayerInfo, discover_layers
-from engine.layer_discovery import to_activation_map as _to_map
-from engine.model_card import ModelCard, default_spec, read_card
-from engine.model_loaders import (
+from engine.core.errors import ModelError, UsageError
+from engine.core.resources import MODELS
+from engine.models.adapters import adapt_output
+from engine.models.card import ModelCard, default_spec, read_card
+from engine.models.layers import Discovery, LayerInfo, discover_layers
+from engine.models.layers import to_activation_map as _to_map
+from engine.models.loaders import (
     apply_state_dict,
     build_architecture,
     load_whole_model,
     read_state_dict,
     sha256_file,
 )
-from engine.output_adapters import adapt_output
-from engine.preprocess import InputSpec, map_to_image, normalise_spec, prepare_array
+from engine.models.preprocess import InputSpec, map_to_image, normalise_spec, prepare_array
 
 if TYPE_CHECKING:
-    from engine.images import Image
+    from engine.studies.image import Image
 
 __all__ = ["DEMO_MODELS", "InputSpec", "LayerInfo", "LoadedModel", "load_model", "model_dir"]
 
-RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "models"
+
 DEMO_MODELS = ("demo", "demo-biased")
 TORCHSCRIPT_REASON = (
     "TorchScript models expose no Python submodules to hook, so activation and gradient "
@@ -46,7 +47,7 @@ TORCHSCRIPT_REASON = (
 
 def model_dir(name: str) -> Path:
     """Return the folder of a built-in demo model (``demo`` or ``demo-biased``)."""
-    return RESOURCES / name
+    return MODELS / name
 
 
 class LoadedModel:
@@ -178,8 +179,11 @@ class LoadedModel:
         """Bring an (h, w) map over the model input back to the image's (H, W) grid."""
         return map_to_image(heat, self.input, image_shape)
 
-    def resolve_target(self, target: str | int, scores: torch.Tensor) -> int:
+    def resolve_target(self, target: str | int, logits: torch.Tensor | None = None) -> int:
         """Turn ``"top"``, an index, or a class name into a class index.
+
+        ``"top"`` is the argmax of ``logits`` (not of the probabilities, which tie when
+        saturated), so it needs them.
 
         Raises
         ------
@@ -187,7 +191,9 @@ class LoadedModel:
             Naming the valid choices when ``target`` matches none.
         """
         if isinstance(target, str) and target.strip().lower() == "top":
-            return int(torch.as_tensor(scores).reshape(-1).argmax())
+            if logits is None:
+                raise UsageError("target top needs the model's output")
+            return int(torch.as_tensor(logits).reshape(-1).argmax())
         if isinstance(target, str) and target in self.classes:
             return self.classes.index(target)
         try:
@@ -201,6 +207,24 @@ class LoadedModel:
             fix=f"use top, an index 0..{len(self.classes) - 1}, or one of: "
             + ", ".join(self.classes),
         )
+
+    def final_linear(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Return the weights and bias of the last linear layer if it produces the logits.
+
+        Whether the layer really reads globally average-pooled features is checked per layer
+        by the CAM explainer, against the captured logits. Not cached: the metrics swap
+        ``module`` for randomised copies.
+        """
+        if self.kind == "torchscript":
+            return None, None
+        last = None
+        for sub in self.module.modules():
+            if isinstance(sub, nn.Linear):
+                last = sub
+        if last is None or last.out_features != len(self.classes):
+            return None, None
+        bias = None if last.bias is None else last.bias.detach()
+        return last.weight.detach(), bias
 
     def describe(self) -> dict:
         """Identity of the model for results: name, hashes, classes, output, kind, card."""

@@ -16,9 +16,9 @@ from PIL import Image as PILImage
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
-from engine.cancel import CancelToken, ProgressFn
-from engine.errors import UsageError
-from engine.phantoms import CORRELATED, Phantom, phantom_set
+from engine.core.cancel import CancelToken, ProgressFn
+from engine.core.errors import UsageError
+from engine.demo.phantoms import CORRELATED, Phantom, phantom_set
 
 MANIFEST_COLUMNS = ("path", "label", "site", "lesion_box", "marker_box")
 SOP_CLASSES = {
@@ -134,7 +134,7 @@ def write_demo_set(
     n, seed : int
         Number of images and data seed.
     marker_given_nodule : float
-        P(marker | nodule); see :func:`engine.phantoms.phantom_set`.
+        P(marker | nodule); see :func:`engine.demo.phantoms.phantom_set`.
     fmt : str
         ``mixed`` (every fourth image PNG, the rest DICOM), ``dicom`` or ``png``.
     size : int

@@ -28,8 +28,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from engine.errors import UsageError
-from plugins.api import NEEDS, Explainer, Param
+from engine.core.errors import UsageError
+from engine.explain.api import NEEDS, Explainer, Param
 
 #: Entry-point group third-party packages register explainers under.
 ENTRY_POINT_GROUP = "lucida.explainers"
@@ -76,7 +76,7 @@ def _contract_problem(obj: Any) -> str | None:
         return f"explainer {name!r} declares needs {needs!r}; allowed: {', '.join(sorted(NEEDS))}"
     params = getattr(obj, "params", ())
     if not all(isinstance(p, Param) for p in params):
-        return f"explainer {name!r} has params that are not plugins.api.Param"
+        return f"explainer {name!r} has params that are not engine.explain.api.Param"
     return None
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.errors import ModelError
+from engine.core.errors import ModelError
 
 #: ITU-R BT.601 luma weights, used when a colour image meets a one-channel model.
 LUMA = (0.299, 0.587, 0.114)
@@ -139,13 +139,14 @@ def prepare_array(arr: np.ndarray, spec: InputSpec) -> torch.Tensor:
     return ((x - mean) / std).contiguous()
 
 
-def map_to_image(heat: np.ndarray, spec: InputSpec, image_shape: tuple[int, int]) -> np.ndarray:
-    """Bring a map that covers the model input back to the image's pixel grid.
+def maps_to_image(raw: torch.Tensor, spec: InputSpec, image_shape: tuple[int, int]) -> torch.Tensor:
+    """Bring (N, h, w) maps that cover the model input back to (N, H, W) image geometry.
 
     Parameters
     ----------
-    heat : np.ndarray
-        (h, w) map spanning the whole model input (any resolution).
+    raw : torch.Tensor
+        (N, h, w) maps spanning the whole model input (any resolution); all images of the batch
+        share ``image_shape``.
     spec : InputSpec
         The spec the input was prepared with.
     image_shape : tuple of int
@@ -153,16 +154,24 @@ def map_to_image(heat: np.ndarray, spec: InputSpec, image_shape: tuple[int, int]
 
     Returns
     -------
-    np.ndarray
-        float32 (rows, cols), bilinear; letterbox padding is cut away first.
+    torch.Tensor
+        float32 (N, rows, cols), bilinear; letterbox padding is cut away first.
     """
-    t = torch.as_tensor(np.asarray(heat, dtype=np.float32))[None, None]
-    place = placement(spec, image_shape)
+    t = raw.float()[:, None]
     if spec.resize == "letterbox":
+        place = placement(spec, image_shape)
         t = F.interpolate(t, size=tuple(spec.size), mode="bilinear", align_corners=False)
         t = t[:, :, place.top : place.top + place.height, place.left : place.left + place.width]
-    out = F.interpolate(t, size=tuple(image_shape), mode="bilinear", align_corners=False)
-    return out[0, 0].numpy().astype(np.float32)
+    return F.interpolate(t, size=tuple(image_shape), mode="bilinear", align_corners=False)[:, 0]
+
+
+def map_to_image(heat: np.ndarray, spec: InputSpec, image_shape: tuple[int, int]) -> np.ndarray:
+    """Bring one (h, w) map over the model input back to the image's pixel grid.
+
+    The one-map form of :func:`maps_to_image`; returns float32 numpy (rows, cols).
+    """
+    t = torch.as_tensor(np.asarray(heat, dtype=np.float32))[None]
+    return maps_to_image(t, spec, image_shape)[0].numpy().astype(np.float32)
 
 
 def normalise_spec(spec: InputSpec) -> InputSpec:

@@ -1,13 +1,37 @@
 """The explainer plugin contract: what built-in and third-party explainers implement.
 
-An explainer is a class (or any object with the same attributes) that turns one
-:class:`engine.capture.Capture` into maps. Its ``params`` schema is all the CLI and the GUI need
-to offer its settings, so neither holds explainer-specific code.
+This module is the whole API a plugin imports (``from engine.explain.api import ...``); plugins
+import nothing else from Lucida. An explainer is a class (or any object with the same attributes)
+that turns a :class:`Capture` into maps. Its ``params`` schema is all the CLI and the GUI need to
+offer its settings, so neither holds explainer-specific code.
+
+What a plugin receives
+----------------------
+``explain(capture, target, layers, params, progress, cancel)`` gets a :class:`Capture` of **one
+image** and that image's ``target`` class index, unless the explainer sets ``batched = True``: it
+then gets the capture of a whole batch and ``target`` is a (N,) ``LongTensor``, and it returns
+maps with a leading batch axis. A capture holds (see :class:`engine.explain.capture.Capture`):
+
+- ``input``: the (N, C, H, W) preprocessed input (or (N, C, D, H, W) for volumes);
+- ``logits``, ``scores``: (N, K) model outputs, softmax or sigmoid per the model card;
+- ``targets``: (N,) class indices; ``target`` is the same as an int when N is 1;
+- ``activations[layer]``, ``gradients[layer]``: (N, C, *grid) for every requested layer, from one
+  forward and one backward pass (``needs`` ``activations`` / ``gradients``);
+- ``fc_weights``, ``fc_bias``: the final linear layer when it produces the logits
+  (``needs`` ``fc_weights``; computed only when asked for);
+- ``forward_scores(batch)``: scores of perturbed inputs, batched, under ``inference_mode``
+  (``needs`` ``forward_fn``);
+- ``input_gradients(inputs, targets)``: the gradient of each target's objective with respect
+  to a batch of (perturbed) inputs, with optional backward hooks on the model's modules
+  (``needs`` ``input_gradients``);
+- ``to_pixels(x)`` / ``from_pixels(p)``: between the model's normalised space and [0, 1] pixels.
+
+Using a part of the capture that ``needs`` does not declare raises one line naming it, so the
+core never computes what nobody reads.
 
 A minimal third-party explainer::
 
-    import torch
-    from plugins.api import Explainer, Param
+    from engine.explain.api import Explainer, Param
 
     class MeanActivation(Explainer):
         name = "meanact"
@@ -18,7 +42,7 @@ A minimal third-party explainer::
         params = (Param("power", "float", 1.0, range=(0.5, 4.0), help="exponent"),)
 
         def explain(self, capture, target, layers, params, progress, cancel):
-            return {l: capture.activations[l].mean(0).clamp(min=0) ** params["power"]
+            return {l: capture.activations[l][0].mean(0).clamp(min=0) ** params["power"]
                     for l in layers}
 """
 
@@ -27,18 +51,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import UsageError
+from engine.core.cancel import Cancelled, CancelToken, ProgressFn
+from engine.core.errors import ExplainerUnavailable, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import numpy as np
     import torch
 
-    from engine.cancel import CancelToken, ProgressFn
-    from engine.capture import Capture
-    from engine.models import LoadedModel
+    from engine.explain.capture import Capture
+    from engine.models.loaded import LoadedModel
+
+__all__ = [
+    "INPUT_LAYER", "NEEDS", "PARAM_TYPES", "Cancelled", "CancelToken", "Explainer",
+    "ExplainerUnavailable", "Param", "ProgressFn", "UsageError", "is_layer_based",
+    "resolve_params",
+]
 
 #: What an explainer may ask the capture for.
-NEEDS = frozenset({"activations", "gradients", "forward_fn", "fc_weights"})
+NEEDS = frozenset({"activations", "gradients", "input_gradients", "forward_fn", "fc_weights"})
 #: Parameter types a schema may declare.
 PARAM_TYPES = ("float", "int", "bool", "choice", "str")
 #: The map key of model-agnostic explainers, whose maps live in model-input geometry.
@@ -160,6 +190,11 @@ class Explainer:
         the explainer is model-agnostic and returns one map under the key ``"input"``.
     params : tuple of Param
         The settings schema.
+    batched : bool
+        Whether :meth:`explain` takes a whole batch at once (``target`` a (N,) tensor, maps
+        (N, ...)). False (the default) gives it one image at a time.
+    signed : bool
+        Whether the maps keep their sign (attributions); unsigned maps are clipped at 0.
     """
 
     name: str = ""
@@ -168,6 +203,8 @@ class Explainer:
     citation: str = ""
     needs: frozenset[str] = frozenset()
     params: tuple[Param, ...] = ()
+    batched: bool = False
+    signed: bool = False
 
     def unavailable_reason(self, model: LoadedModel) -> str | None:
         """Return one line saying why this explainer cannot run on ``model``, or None.
@@ -192,9 +229,10 @@ class Explainer:
         Parameters
         ----------
         capture : Capture
-            The forward (and backward) pass of one image through the model.
-        target : int
-            Class index to explain.
+            The forward (and backward) pass of one image through the model (of a batch when
+            ``batched``).
+        target : int or torch.Tensor
+            Class index to explain ((N,) indices when ``batched``).
         layers : list of str
             Layers to explain (ignored by model-agnostic explainers).
         params : dict

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import torch
 
-from engine.errors import ModelError
+from engine.core.errors import ModelError
 
 
 def adapt_output(out, key: str | None = None) -> torch.Tensor:

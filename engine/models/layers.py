@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from engine.errors import ModelError
-from engine.output_adapters import adapt_output
+from engine.core.errors import ModelError
+from engine.models.adapters import adapt_output
 
 #: Modules that only resample their input; a map on them says nothing the layer before does not.
 _RESAMPLERS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Identity, nn.Dropout)

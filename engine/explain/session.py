@@ -14,14 +14,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
-from engine.cancel import Cancelled, CancelToken, ProgressFn, no_progress
-from engine.capture import Capture, CaptureCache, run_capture
-from engine.errors import ExplainerUnavailable, LucidaError, ModelError, UsageError
-from engine.registry import registry
-from plugins.api import INPUT_LAYER, is_layer_based, resolve_params
+from engine.core.cancel import Cancelled, CancelToken, ProgressFn, no_progress
+from engine.core.errors import ExplainerUnavailable, UsageError
+from engine.explain import core
+from engine.explain.capture import Capture, CaptureCache
+from engine.explain.core import MapResult, finish_map, resolve_layers
+
+__all__ = ["ExplainRequest", "ExplainResult", "MapResult", "Session", "finish_map",
+           "resolve_device", "resolve_layers"]
 
 #: Share of the progress bar given to the capture; the explainers share the rest.
 _CAPTURE_SHARE = 0.1
@@ -81,22 +83,6 @@ class ExplainRequest:
 
 
 @dataclass
-class MapResult:
-    """One explanation map.
-
-    ``raw`` is the explainer's float32 (h, w) map; ``heatmap`` is float32 (H, W) in image
-    geometry, normalised to 0..1 (NaN and infinite values count as 0). ``warning`` says what is
-    wrong with the map (NaN, infinite or all-zero values), else None.
-    """
-
-    method: str
-    layer: str
-    raw: np.ndarray
-    heatmap: np.ndarray
-    warning: str | None = None
-
-
-@dataclass
 class ExplainResult:
     """Everything one explanation produced, ready for display, export and ``result.json``."""
 
@@ -127,78 +113,6 @@ class _RequestToken(CancelToken):
     def check(self) -> None:
         if self.cancelled:
             raise Cancelled()
-
-
-def _to_numpy(raw: Any) -> np.ndarray:
-    if isinstance(raw, torch.Tensor):
-        raw = raw.detach().float().cpu().numpy()
-    return np.asarray(raw, dtype=np.float32)
-
-
-def finish_map(method: str, layer: str, raw: Any, model: Any, image_shape) -> MapResult:
-    """Turn an explainer's raw map into a :class:`MapResult`.
-
-    The map is min-max normalised (non-finite values count as 0) and resampled into image
-    geometry by ``model.map_to_image``. A map with non-finite values, or with no variation at all,
-    gets a warning instead of raising.
-    """
-    raw = _to_numpy(raw)
-    if raw.ndim != 2:
-        raw = raw.reshape(raw.shape[-2:]) if raw.size and raw.ndim > 2 else np.atleast_2d(raw)
-    warning = None
-    finite = np.isfinite(raw)
-    clean = np.where(finite, raw, np.float32(0.0))
-    if not finite.all():
-        warning = f"{method} map for {layer} has NaN or infinite values (shown as 0)"
-    low, high = (float(clean.min()), float(clean.max())) if clean.size else (0.0, 0.0)
-    if high - low > 0.0:
-        norm = (clean - low) / (high - low)
-    else:
-        norm = np.zeros_like(clean)
-        what = "all zero" if high == 0.0 else "constant"
-        warning = warning or f"{method} map for {layer} is {what}: nothing to show"
-    heat = np.asarray(model.map_to_image(norm.astype(np.float32), tuple(image_shape)),
-                      dtype=np.float32)
-    # Bilinear resampling of a finite 0..1 map stays finite and within 0..1, but can move the
-    # peak off the pixel grid; scale it back to 1 (in place: this runs on every layer switch).
-    peak = float(heat.max()) if heat.size else 0.0
-    if 0.0 < peak < 1.0:
-        np.multiply(heat, np.float32(1.0 / peak), out=heat)
-    return MapResult(method=method, layer=layer, raw=raw, heatmap=heat, warning=warning)
-
-
-def resolve_layers(model: Any, layers: str | list[str]) -> list[str]:
-    """Return the layer names a request means.
-
-    Raises
-    ------
-    UsageError
-        For a layer the model does not have, naming the candidates.
-    """
-    candidates = [info.name for info in model.layers()]
-    if layers == "auto":
-        default = model.default_layer
-        if not default:
-            raise ModelError(
-                f"{model.name} has no default layer for layer-based methods",
-                fix="name a layer with --layer (see `python main.py layers`)",
-            )
-        return [default]
-    if layers == "all":
-        return candidates
-    names = [n.strip() for n in layers.split(",")] if isinstance(layers, str) else list(layers)
-    for name in names:
-        if name in candidates:
-            continue
-        try:
-            model.submodule(name)
-        except Exception:  # noqa: BLE001 - any failure to find the module means a bad name
-            shown = ", ".join(candidates[:12]) + (" ..." if len(candidates) > 12 else "")
-            raise UsageError(
-                f"model {model.name} has no layer {name!r}",
-                fix=f"use auto, all or one of: {shown}",
-            ) from None
-    return names
 
 
 def _freeze(params: dict) -> tuple:
@@ -251,7 +165,7 @@ class Session:
         progress : callable, optional
             ``progress(fraction, message)``.
         cancel : CancelToken, optional
-            Stops the work at its next batch (raising :class:`engine.cancel.Cancelled`).
+            Stops the work at its next batch (raising :class:`engine.core.cancel.Cancelled`).
         on_partial : callable, optional
             Called with each :class:`MapResult` as soon as it is ready.
 
@@ -288,18 +202,19 @@ class Session:
             return [float(s) for s in model.scores(model.logits(x))[0]]
 
     # -- internals --------------------------------------------------------------------------
-    def _capture(self, request, layers, gradients, token) -> tuple[Capture, dict, bool]:
+    def _capture(self, request, the_plan, token) -> tuple[Capture, dict, bool]:
         model, image = request.model, request.image
         key = (id(model), str(getattr(image, "path", id(image))), request.frame,
                tuple(getattr(image, "shape", ())), str(request.target))
         cached = self._captures.get(key)
-        if cached is not None and cached.covers(layers, gradients):
+        if cached is not None and cached.covers(the_plan.layers, the_plan.gradients):
             return cached, cached.maps, True
         token.check()
-        union = list(dict.fromkeys([*(cached.layers if cached else []), *layers]))
-        gradients = gradients or bool(cached is not None and cached.has_gradients)
+        union = list(dict.fromkeys([*(cached.layers if cached else []), *the_plan.layers]))
+        gradients = the_plan.gradients or bool(cached is not None and cached.has_gradients)
         x = model.preprocess(image, request.frame)
-        capture = run_capture(model, x, request.target, union, gradients)
+        wider = core.Plan(the_plan.explainers, the_plan.params, union, gradients)
+        capture = core.capture(model, x, request.target, wider)
         self.forward_passes += 1
         # Maps depend only on (image, model, target), so those of the replaced capture stay valid.
         capture.maps = cached.maps if cached is not None else {}
@@ -308,29 +223,11 @@ class Session:
 
     def _explain(self, request, progress, token, on_partial) -> ExplainResult:
         model = request.model
-        reg = registry()
-        names = list(dict.fromkeys(request.methods))
-        if not names:
-            raise UsageError("no method given", fix=f"use one of {', '.join(reg.names())}")
-        explainers = [reg.get(n) for n in names]
-        params = {e.name: resolve_params(e, request.params.get(e.name)) for e in explainers}
-        warnings: list[str] = []
-        runnable = []
-        for explainer in explainers:
-            reason = explainer.unavailable_reason(model)
-            if reason:
-                warnings.append(f"{explainer.name}: {reason}")
-            else:
-                runnable.append(explainer)
-        if not runnable:
-            raise ExplainerUnavailable(warnings[0])
-        layer_based = [e for e in runnable if is_layer_based(e)]
-        layers = resolve_layers(model, request.layers) if layer_based else []
-        gradients = any("gradients" in e.needs for e in layer_based)
-
+        the_plan = core.plan(model, request.methods, request.layers, request.params)
+        warnings = list(the_plan.warnings)
         start = time.perf_counter()
         progress(0.0, "running the model")
-        capture, done_maps, hit = self._capture(request, layers, gradients, token)
+        capture, done_maps, hit = self._capture(request, the_plan, token)
         timings = {
             "forward": 0.0 if hit else capture.timings_ms["forward"],
             "backward": 0.0 if hit else capture.timings_ms["backward"],
@@ -338,35 +235,34 @@ class Session:
         progress(_CAPTURE_SHARE, "model done")
 
         maps_start = time.perf_counter()
-        maps: dict[tuple[str, str], MapResult] = {}
-        image_shape = tuple(request.image.shape)
-        share = (1.0 - _CAPTURE_SHARE) / len(runnable)
-        for i, explainer in enumerate(runnable):
-            base = _CAPTURE_SHARE + i * share
-            wanted = layers if is_layer_based(explainer) else [INPUT_LAYER]
-            frozen = _freeze(params[explainer.name])
-
-            def report(fraction, message="", base=base):
-                progress(base + share * min(max(fraction, 0.0), 1.0), message)
-
-            missing = [
-                layer for layer in wanted if (explainer.name, layer, frozen) not in done_maps
-            ]
-            if missing:
-                raw_maps = self._run_explainer(
-                    explainer, capture, missing, params[explainer.name], report, token, warnings
-                )
-                skipped = [layer for layer in missing if layer not in raw_maps]
-                if raw_maps and skipped:
+        frozen = {name: _freeze(p) for name, p in the_plan.params.items()}
+        missing = {
+            e.name: [k for k in the_plan.map_layers(e)
+                     if (e.name, k, frozen[e.name]) not in done_maps]
+            for e in the_plan.explainers
+        }
+        if any(missing.values()):
+            got = core.explain(
+                capture, the_plan,
+                lambda f, m="": progress(_CAPTURE_SHARE + (1 - _CAPTURE_SHARE) * f, m),
+                token, wanted=missing,
+            )
+            warnings.extend(got.errors[0].values())
+            image_shape = tuple(request.image.shape)
+            for explainer in the_plan.explainers:
+                made = [k for k in missing[explainer.name] if (explainer.name, k) in got.maps[0]]
+                skipped = [k for k in missing[explainer.name] if k not in made]
+                if made and skipped:
                     warnings.append(f"{explainer.name}: no map for {', '.join(skipped)}")
-                for layer in missing:
-                    if layer not in raw_maps:
-                        continue
-                    done_maps[(explainer.name, layer, frozen)] = finish_map(
-                        explainer.name, layer, raw_maps[layer], model, image_shape
+                for layer in made:
+                    done_maps[(explainer.name, layer, frozen[explainer.name])] = finish_map(
+                        explainer.name, layer, got.maps[0][(explainer.name, layer)], model,
+                        image_shape, signed=bool(getattr(explainer, "signed", False)),
                     )
-            for layer in wanted:
-                result = done_maps.get((explainer.name, layer, frozen))
+        maps: dict[tuple[str, str], MapResult] = {}
+        for explainer in the_plan.explainers:
+            for layer in the_plan.map_layers(explainer):
+                result = done_maps.get((explainer.name, layer, frozen[explainer.name]))
                 if result is None:
                     continue
                 maps[(explainer.name, layer)] = result
@@ -374,7 +270,7 @@ class Session:
                     warnings.append(result.warning)
                 if on_partial is not None:
                     on_partial(result)
-            report(1.0, f"{explainer.title} done")
+        progress(1.0, "maps done")
         if not maps:
             raise ExplainerUnavailable(warnings[-1] if warnings else "no map could be made")
         timings["maps"] = (time.perf_counter() - maps_start) * 1000.0
@@ -385,23 +281,11 @@ class Session:
             image_path=str(getattr(request.image, "path", "")),
             frame=request.frame,
             classes=list(model.classes),
-            scores=[float(s) for s in capture.scores],
+            scores=[float(s) for s in capture.scores[0]],
             target=target,
             target_name=str(model.classes[target]),
             maps=maps,
-            params=params,
+            params=the_plan.params,
             timings_ms=timings,
             warnings=warnings,
         )
-
-    @staticmethod
-    def _run_explainer(explainer, capture, layers, params, report, token, warnings) -> dict:
-        try:
-            return dict(explainer.explain(capture, capture.target, layers, params, report, token))
-        except Cancelled:
-            raise
-        except LucidaError as exc:
-            warnings.append(f"{explainer.name}: {exc.one_line()}")
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the others
-            warnings.append(f"{explainer.name} failed: {type(exc).__name__}: {exc}")
-        return {}

@@ -2,7 +2,7 @@
 
 :func:`open_image` reads the header and checks that the pixel data can be decoded; frames are
 decoded on first use and cached, so a window change only re-runs a table look-up over the
-cached stored values (see :mod:`engine.display`).
+cached stored values (see :mod:`engine.studies.display`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from engine import display, raster
-from engine.errors import CodecError, StudyError, UsageError
+from engine.core.errors import CodecError, StudyError, UsageError
+from engine.studies import display, raster
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import ModelError
-from engine.preprocess import InputSpec, normalise_spec
+from engine.core.errors import ModelError
+from engine.models.preprocess import InputSpec, normalise_spec
 
 #: ImageNet statistics, the default for three-channel models without [input] mean/std.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

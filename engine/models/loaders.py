@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.demo_arch import DEMO_ARCHITECTURE, build_demo_cnn
-from engine.errors import ModelError, TrustRequired
+from engine.core.errors import ModelError, TrustRequired
+from engine.demo.arch import DEMO_ARCHITECTURE, build_demo_cnn
 
 TRUST_FIX = "pass --trust-model (or confirm in the GUI) only if you trust where it came from"
 

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
-from engine.errors import StudyError
+from engine.core.errors import StudyError
 
 #: File signatures of the raster formats Pillow reads for Lucida.
 _MAGIC = (
@@ -41,14 +41,14 @@ def is_raster(head: bytes) -> bool:
 
 
 def open_raster(path: Path, image_class: type, decode: bool = False) -> Any:
-    """Read a raster file's header and return an ``engine.images.Image`` for it.
+    """Read a raster file's header and return an ``engine.studies.image.Image`` for it.
 
     Parameters
     ----------
     path : Path
         The file.
     image_class : type
-        :class:`engine.images.Image`, passed in to keep the two modules free of an import cycle.
+        :class:`engine.studies.image.Image`, passed in to keep the modules free of an import cycle.
     decode : bool
         Also decode the first frame while the file is open, and hand it to the image's cache;
         a caller that needs the pixels at once then opens the file through Pillow only once.

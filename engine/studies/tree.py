@@ -1,6 +1,6 @@
 """Files and folders become a browsable Patient → Study → Series → Image tree.
 
-Folders are walked recursively. Every file is opened with :func:`engine.images.open_image`
+Folders are walked recursively. Every file is opened with :func:`engine.studies.image.open_image`
 (headers only; pixels are decoded when shown). Files that are not images, or that cannot be
 read, are listed in :attr:`StudyTree.skipped` with the reason, and never stop the others.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cancel import CancelToken, ProgressFn
-from engine.errors import LucidaError
-from engine.images import Image, open_image
+from engine.core.cancel import CancelToken, ProgressFn
+from engine.core.errors import LucidaError
+from engine.studies.image import Image, open_image
 
 #: Label for grouping keys a file does not carry (raster files carry none).
 UNKNOWN = "(unknown)"
@@ -121,7 +121,7 @@ def open_paths(
     progress : callable, optional
         ``progress(fraction, message)`` after each file.
     cancel : CancelToken, optional
-        Checked before each file; cancelling raises :class:`engine.cancel.Cancelled`.
+        Checked before each file; cancelling raises :class:`engine.core.cancel.Cancelled`.
 
     Returns
     -------

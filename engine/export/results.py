@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import ExportError
-from engine.overlay import blend
+from engine.core.errors import ExportError
+from engine.explain.colour import blend
 
 
 def lucida_version() -> str:

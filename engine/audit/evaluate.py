@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from engine.cancel import CancelToken, ProgressFn
-from engine.errors import LucidaError, UsageError
-from engine.models import LoadedModel
+from engine.core.cancel import CancelToken, ProgressFn
+from engine.core.errors import LucidaError, UsageError
+from engine.models.loaded import LoadedModel
 
 
 def read_manifest(manifest: str | Path) -> list[dict[str, str]]:
@@ -60,7 +60,7 @@ def evaluate_manifest(
         "confusion": {"classes", "matrix"}, "failed": [[path, reason], ...]}``; matrix rows are
         true classes, columns predicted ones.
     """
-    from engine.images import open_image
+    from engine.studies.image import open_image
 
     manifest = Path(manifest)
     rows = read_manifest(manifest)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.phantoms import CORRELATED
+from engine.demo.phantoms import CORRELATED
 
 #: The two demo datasets: name, P(marker | nodule), seed offset. The default seed keeps them
 #: apart from the phantoms the demo models were trained and validated on.
@@ -37,7 +37,7 @@ def build_demo_dataset(folder: Path, n: int, seed: int = DEMO_SEED, progress=Non
     progress, cancel
         Progress callback and cancel token.
     """
-    from engine.demo_files import write_demo_set
+    from engine.demo.files import write_demo_set
 
     folder.mkdir(parents=True, exist_ok=True)
     rows, header = [], None

@@ -1,0 +1,1 @@
+"""The bottom layer: typed errors, cancel tokens, JSON sanitising and version look-ups."""

@@ -1,0 +1,1 @@
+"""The built-in demo: phantoms, demo files, the demo architecture and the demo audit."""

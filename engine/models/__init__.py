@@ -1,0 +1,1 @@
+"""Models: cards, safe loaders, output adapters, preprocessing and layer discovery."""
