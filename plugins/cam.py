@@ -35,6 +35,7 @@ class CAM(Explainer):
         "Discriminative Localization. CVPR 2016. arXiv:1512.04150"
     )
     needs = frozenset({"activations", "fc_weights"})
+    units = "logit contribution"
 
     def unavailable_reason(self, model):
         """Refuse TorchScript models and models that do not end in a linear layer."""

@@ -26,6 +26,7 @@ class EigenCAM(Explainer):
         "IJCNN 2020. arXiv:2008.00299"
     )
     needs = frozenset({"activations"})
+    units = "activation projection"
     params = (
         Param(
             "center",

@@ -14,6 +14,7 @@ from engine.explain.api import Explainer
 
 class _GradientCAM(Explainer):
     """Shared loop over layers; subclasses define :meth:`reduce`."""
+    units = "logit gradient x activation"
 
     needs = frozenset({"activations", "gradients"})
     # Reductions over a batch axis cost what one image costs: the audit explains a batch at once.

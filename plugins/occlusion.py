@@ -32,6 +32,7 @@ class Occlusion(Explainer):
         "arXiv:1311.2901"
     )
     needs = frozenset({"forward_fn"})
+    units = "probability drop"
     params = (
         Param("patch", "int", 16, range=(1, 1024), help="side of the hidden square, input pixels"),
         Param("stride", "int", 8, range=(1, 1024), help="step between patch positions"),

@@ -36,6 +36,7 @@ class RISE(Explainer):
         "Black-box Models. BMVC 2018. arXiv:1806.07421"
     )
     needs = frozenset({"forward_fn"})
+    units = "mask-weighted probability"
     # p = 0.9 rather than the paper's 0.5 (chosen for ImageNet objects): hiding half of a
     # radiograph makes every mask out of distribution and saturates the score; keeping most of
     # it lets the small lesion's cells decide. Grid 8 gives cells of 8 px at 64 px input and

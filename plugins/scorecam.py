@@ -62,6 +62,7 @@ class ScoreCAM(Explainer):
         "2020. arXiv:1910.01279"
     )
     needs = frozenset({"activations", "forward_fn"})
+    units = "score x activation"
     params = (
         Param("mode", "choice", "exact", choices=("exact", "fast"),
               help="exact scores every channel; fast scores k clusters of similar channels"),

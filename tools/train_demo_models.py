@@ -60,6 +60,16 @@ def _tensors(n: int, seed: int, p_marker: float) -> tuple[torch.Tensor, torch.Te
     return torch.stack(xs), torch.tensor(ys)
 
 
+def input_stats(x: torch.Tensor) -> tuple[float, float]:
+    """Mean of the training inputs in [0, 1] pixel space, and the spread of per-image means.
+
+    The card records them so that an image far outside the training data is flagged as out of
+    distribution (see ``engine.models.intended_use``).
+    """
+    per_image = (x * SPEC.std[0] + SPEC.mean[0]).flatten(1).mean(1)
+    return float(per_image.mean()), float(per_image.std())
+
+
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     with torch.inference_mode():
@@ -103,6 +113,7 @@ def train_one(name: str, args: argparse.Namespace) -> dict:
     return {
         "val_accuracy": best[0], "state": best[1], "epoch": best[2], "epochs": epochs,
         "history": history,
+        "input_stats": input_stats(x_tr),
     }
 
 
@@ -137,6 +148,18 @@ resize = "{SPEC.resize}"
 
 [layers]
 default = "features"
+
+[intended_use]
+modalities = ["CR", "DX"]
+body_parts = ["CHEST"]
+photometric = ["MONOCHROME1", "MONOCHROME2"]
+min_size = [64, 64]
+description = "Demo only: nodule vs normal on synthetic chest-radiograph phantoms."
+
+[intended_use.input_stats]
+mean = {summary["input_stats"][0]:.4f}
+std = {summary["input_stats"][1]:.4f}
+max_z = 4.0
 
 [training]
 marker_given_nodule = {p_marker}

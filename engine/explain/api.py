@@ -195,6 +195,8 @@ class Explainer:
         (N, ...)). False (the default) gives it one image at a time.
     signed : bool
         Whether the maps keep their sign (attributions); unsigned maps are clipped at 0.
+    units : str
+        What a raw map value measures, shown on the colour bar of the absolute scale.
     """
 
     name: str = ""
@@ -205,6 +207,7 @@ class Explainer:
     params: tuple[Param, ...] = ()
     batched: bool = False
     signed: bool = False
+    units: str = "a.u."
 
     def unavailable_reason(self, model: LoadedModel) -> str | None:
         """Return one line saying why this explainer cannot run on ``model``, or None.

@@ -22,6 +22,9 @@ Example::
 
     [layers]
     default = "layer4"
+    [intended_use]                          # optional; see engine.models.intended_use
+    modalities = ["CR", "DX"]
+    body_parts = ["CHEST"]
 
 Instead of ``architecture`` + ``weights``, a card may name a whole-model file with
 ``model = "net.pt2"`` (torch.export), a TorchScript file, or a pickled module (trusted only).
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.core.errors import ModelError
+from engine.models.intended_use import IntendedUse, parse
 from engine.models.preprocess import InputSpec, normalise_spec
 
 #: ImageNet statistics, the default for three-channel models without [input] mean/std.
@@ -58,6 +62,7 @@ class ModelCard:
     input: InputSpec | None = None
     default_layer: str | None = None
     description: str = ""
+    intended_use: IntendedUse | None = None
 
 
 def default_spec(channels: int = 3, size: tuple[int, int] = (224, 224)) -> InputSpec:
@@ -138,6 +143,8 @@ def read_card(path: str | Path) -> ModelCard:
         raise _fail(path, "the card names an architecture but no weights", 'add weights = "..."')
     if "input" in data:
         card.input = _input_spec(path, data["input"])
+    if "intended_use" in data:
+        card.intended_use = parse(path, data["intended_use"])
     return card
 
 

@@ -20,6 +20,8 @@ from engine.core.errors import ModelError, UsageError
 from engine.core.resources import MODELS
 from engine.models.adapters import adapt_output
 from engine.models.card import ModelCard, default_spec, read_card
+from engine.models.intended_use import IntendedUse, UseCheck
+from engine.models.intended_use import check as check_use
 from engine.models.layers import Discovery, LayerInfo, discover_layers
 from engine.models.layers import to_activation_map as _to_map
 from engine.models.loaders import (
@@ -71,6 +73,7 @@ class LoadedModel:
         card_path: str | None = None,
         output_key: str | None = None,
         card_default_layer: str | None = None,
+        intended_use: IntendedUse | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
@@ -84,6 +87,7 @@ class LoadedModel:
         self.card_path = card_path
         self.output_key = output_key
         self._card_default_layer = card_default_layer
+        self.intended_use = intended_use
         self.layer_methods_reason = TORCHSCRIPT_REASON if kind == "torchscript" else None
 
     @classmethod
@@ -225,6 +229,19 @@ class LoadedModel:
             return None, None
         bias = None if last.bias is None else last.bias.detach()
         return last.weight.detach(), bias
+
+    def check_use(self, image: Image, frame: int = 0) -> UseCheck:
+        """Check ``image`` against the card's intended use (see :mod:`engine.models.intended_use`).
+
+        The model input is compared with the training statistics only when the card has them.
+        """
+        pixels = None
+        use = self.intended_use
+        if use is not None and use.input_mean is not None:
+            x = self.preprocess(image, frame)
+            pixels = (x.float().cpu() * torch.tensor(self.input.std).view(1, -1, 1, 1)
+                      + torch.tensor(self.input.mean).view(1, -1, 1, 1)).numpy()
+        return check_use(use, image, pixels)
 
     def describe(self) -> dict:
         """Identity of the model for results: name, hashes, classes, output, kind, card."""
@@ -377,6 +394,7 @@ def _from_card(card: ModelCard, trust: bool, device) -> LoadedModel:
         module, name=card.name, classes=classes, input=spec, output=card.output, kind=kind,
         device=device, files=files, sha256=digest, card_path=str(card.path),
         output_key=card.output_key, card_default_layer=card.default_layer,
+        intended_use=card.intended_use,
     )
     if card.default_layer and model.layer_methods_reason is None:
         model.submodule(card.default_layer)  # a typo in the card fails here, not mid-explain
