@@ -285,7 +285,9 @@ class MapResult:
     signed : bool
         Whether the map keeps its sign.
     scale : float
-        The raw value that maps to 1 (the peak, or the largest magnitude): the map's units.
+        The raw value that maps to 1 (the peak, or the largest magnitude), in ``units``.
+    units : str
+        What a raw value measures (the explainer's ``units``).
     """
 
     method: str
@@ -295,6 +297,7 @@ class MapResult:
     warning: str | None = None
     signed: bool = False
     scale: float = 1.0
+    units: str = "a.u."
 
 
 def finish_stack(raw: torch.Tensor, model: Any, image_shape: tuple[int, ...],
@@ -346,7 +349,7 @@ def finish_stack(raw: torch.Tensor, model: Any, image_shape: tuple[int, ...],
 
 
 def finish_map(method: str, layer: str, raw: Any, model: Any, image_shape,
-               signed: bool = False) -> MapResult:
+               signed: bool = False, units: str = "a.u.") -> MapResult:
     """Finish one raw map into a :class:`MapResult` (the one-map form of :func:`finish_stack`)."""
     t = _as_tensor(raw)
     if t.ndim != 2:
@@ -355,7 +358,7 @@ def finish_map(method: str, layer: str, raw: Any, model: Any, image_shape,
                                           f"{method} map for {layer}")
     return MapResult(method=method, layer=layer, raw=t.numpy().astype(np.float32),
                      heatmap=heat[0].numpy(), warning=warnings[0], signed=signed,
-                     scale=float(scales[0]))
+                     scale=float(scales[0]), units=units)
 
 
 def explain_one(model: Any, x: torch.Tensor, method: str, layer: str, target: int,

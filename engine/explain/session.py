@@ -97,6 +97,7 @@ class ExplainResult:
     params: dict
     timings_ms: dict
     warnings: list[str]
+    intended_use: dict = field(default_factory=dict)
 
 
 class _RequestToken(CancelToken):
@@ -258,6 +259,7 @@ class Session:
                     done_maps[(explainer.name, layer, frozen[explainer.name])] = finish_map(
                         explainer.name, layer, got.maps[0][(explainer.name, layer)], model,
                         image_shape, signed=bool(getattr(explainer, "signed", False)),
+                        units=str(getattr(explainer, "units", "a.u.")),
                     )
         maps: dict[tuple[str, str], MapResult] = {}
         for explainer in the_plan.explainers:
@@ -276,6 +278,10 @@ class Session:
         timings["maps"] = (time.perf_counter() - maps_start) * 1000.0
         timings["total"] = (time.perf_counter() - start) * 1000.0
         target = capture.target
+        check = getattr(model, "check_use", None)
+        use = check(request.image, request.frame).as_dict() if check is not None else {}
+        if use.get("status") == "mismatch":
+            warnings.append(use["message"])
         return ExplainResult(
             model=model.describe(),
             image_path=str(getattr(request.image, "path", "")),
@@ -288,4 +294,5 @@ class Session:
             params=the_plan.params,
             timings_ms=timings,
             warnings=warnings,
+            intended_use=use,
         )
