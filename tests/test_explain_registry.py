@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import textwrap
-from importlib import metadata
 
 import pytest
 
 from engine.cli import main as cli_main
 from engine.core.errors import UsageError
-from engine.explain import registry as registry_module
 from engine.explain.api import Param, resolve_params
 from engine.explain.registry import load_registry, registry
 
@@ -45,18 +43,6 @@ def test_builtins_have_the_contract_keys_and_citations():
         assert all(isinstance(p, Param) for p in e.params)
     with pytest.raises(UsageError, match="gradcam"):
         reg.get("nope")
-
-
-def test_entry_point_plugin_is_registered(tmp_path, monkeypatch):
-    (tmp_path / "lucida_meanact.py").write_text(PLUGIN.format(name="meanact"))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    ep = metadata.EntryPoint(name="meanact", value="lucida_meanact:MeanActivation",
-                             group="lucida.explainers")
-    monkeypatch.setattr(registry_module.metadata, "entry_points",
-                        lambda group=None: [ep] if group == "lucida.explainers" else [])
-    reg = load_registry(user_dirs=[])
-    assert "meanact" in reg.names() and reg.errors == []
-    assert "entry point meanact" in reg.origin("meanact")
 
 
 def test_folder_plugins_load_and_broken_ones_are_skipped(tmp_path, monkeypatch, capsys):

@@ -1,0 +1,164 @@
+"""Every registered explainer runs through every path: ``explain``, the audit and the metrics.
+
+The registry is read at test time, so a method added later is covered without editing this file;
+a plugin in the user folder and a really installed entry-point package are covered too.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from audit_fixtures import small_model, write_phantom_dataset
+
+from engine.audit.manifest import load_dataset
+from engine.audit.runner import AuditSettings, run_audit
+from engine.cli import main as cli_main
+from engine.core.resources import DEMO_STUDY
+from engine.explain.registry import registry
+from engine.explain.session import ExplainRequest, Session
+from engine.metrics.case import case_metrics
+from engine.models.loaded import load_model
+from engine.studies.image import open_image
+
+#: Parameters that keep the perturbation methods quick on 64-pixel demo inputs; every other
+#: method runs with its defaults.
+QUICK = {
+    "scorecam": {"mode": "fast", "k": 4},
+    "occlusion": {"patch": 16, "stride": 16},
+    "rise": {"n_masks": 64},
+}
+
+PLUGIN = textwrap.dedent(
+    '''
+    from engine.explain.api import Explainer
+
+    class {cls}(Explainer):
+        name = "{name}"
+        title = "{cls}"
+        description = "Positive part of the channel-summed gradient times activation."
+        citation = "-"
+        needs = frozenset({{"activations", "gradients"}})
+
+        def explain(self, capture, target, layers, params, progress, cancel):
+            return {{l: (capture.activations[l][0] * capture.gradients[l][0]).sum(0).clamp(min=0)
+                    for l in layers}}
+    '''
+)
+
+
+def _names() -> list[str]:
+    return registry().names()
+
+
+def _quick(name: str) -> dict:
+    return dict(QUICK.get(name, {}))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("every")
+    return load_dataset(write_phantom_dataset(folder / "data", 6, size=40))
+
+
+@pytest.mark.parametrize("name", _names())
+def test_method_runs_through_explain(name, tmp_path):
+    image = DEMO_STUDY / "phantom_0001.dcm"
+    params = [f"--param={k}={v}" for k, v in _quick(name).items()]
+    code = cli_main(["explain", str(image), "--model", "demo", "--method", name,
+                     "--out", str(tmp_path), *params])
+    assert code == 0
+    result = json.loads((tmp_path / "phantom_0001" / "result.json").read_text())
+    assert result["method"] in (name, [name])
+    maps = sorted((tmp_path / "phantom_0001").glob(f"heatmap_{name}_*.npy"))
+    assert maps, f"{name} wrote no heatmap"
+    heat = np.load(maps[0])
+    assert heat.shape == open_image(image).shape and np.isfinite(heat).all()
+
+
+@pytest.mark.parametrize("name", _names())
+def test_method_runs_through_the_audit(name, dataset, tmp_path):
+    store = run_audit(dataset, small_model(40), AuditSettings(method=name, params=_quick(name),
+                                                              batch_size=4, heat_size=16),
+                      tmp_path)
+    records = list(store.records())
+    assert len(records) == len(dataset.rows)
+    failed = [r for r in records if "error" in r]
+    assert not failed, failed[0]["error"]
+    assert all(r["shares"]["border"] is None or 0.0 <= r["shares"]["border"] <= 1.0
+               for r in records)
+
+
+@pytest.mark.parametrize("name", _names())
+def test_method_runs_through_the_trust_metrics(name):
+    model = load_model("demo")
+    image = open_image(DEMO_STUDY / "phantom_0001.dcm")
+    session = Session(device="cpu")
+    result = session.explain(ExplainRequest(image, model, [name], params={name: _quick(name)}))
+    (method, layer), = result.maps
+    metrics = case_metrics(session, result, image, model, method, layer, roi=(10, 10, 60, 60),
+                           cascade_steps=1)
+    for key in ("deletion_auc", "insertion_auc", "average_drop", "sanity_spearman",
+                "energy_in_roi"):
+        assert np.isfinite(metrics[key]), (name, key)
+    assert 0.0 <= metrics["deletion_auc"] <= 1.0
+
+
+def test_user_folder_plugin_runs_through_every_path(tmp_path, monkeypatch, dataset):
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "folder_plugin.py").write_text(PLUGIN.format(cls="FolderGxA", name="foldergxa"))
+    monkeypatch.setenv("LUCIDA_USER_PLUGINS", str(folder))
+    try:
+        assert "foldergxa" in registry(reload=True).names()
+        test_method_runs_through_explain("foldergxa", tmp_path / "explain")
+        test_method_runs_through_the_audit("foldergxa", dataset, tmp_path / "audit")
+        test_method_runs_through_the_trust_metrics("foldergxa")
+    finally:
+        monkeypatch.setenv("LUCIDA_USER_PLUGINS", "")
+        registry(reload=True)
+
+
+def test_installed_entry_point_package_runs_end_to_end(tmp_path, monkeypatch):
+    """A real package, installed by pip, registers through the ``lucida.explainers`` group."""
+    src = tmp_path / "src"
+    (src / "lucida_gxa").mkdir(parents=True)
+    (src / "lucida_gxa" / "__init__.py").write_text(PLUGIN.format(cls="PackagedGxA",
+                                                                  name="packagedgxa"))
+    (src / "pyproject.toml").write_text(textwrap.dedent(
+        """
+        [build-system]
+        requires = ["setuptools>=68"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "lucida-gxa"
+        version = "1.0"
+
+        [project.entry-points."lucida.explainers"]
+        packagedgxa = "lucida_gxa:PackagedGxA"
+
+        [tool.setuptools]
+        packages = ["lucida_gxa"]
+        """
+    ))
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "--target", str(site), str(src)],
+        check=True, capture_output=True,
+    )
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        reg = registry(reload=True)
+        assert "packagedgxa" in reg.names(), reg.errors
+        assert "entry point packagedgxa" in reg.origin("packagedgxa")
+        test_method_runs_through_explain("packagedgxa", tmp_path / "explain")
+        test_method_runs_through_the_trust_metrics("packagedgxa")
+    finally:
+        monkeypatch.undo()
+        registry(reload=True)
