@@ -10,6 +10,7 @@ import pytest
 
 import engine.explain.registry
 from engine.demo.phantoms import Phantom, phantom_set
+from engine.explain.core import finish_map
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,13 +43,14 @@ def edge_registry(monkeypatch):
 
 
 def fake_result(model, image, maps: dict, target: int) -> SimpleNamespace:
-    """An ExplainResult-shaped object holding raw maps, for tests that bypass the session."""
-    entries = {}
-    for (method, layer), raw in maps.items():
-        heat = model.map_to_image(raw, image.shape)
-        lo, hi = float(heat.min()), float(heat.max())
-        heat = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
-        entries[(method, layer)] = SimpleNamespace(method=method, layer=layer, raw=raw,
-                                                   heatmap=heat, warning=None)
+    """An ExplainResult-shaped object holding raw maps finished by the core's own step.
+
+    For tests that build raw maps themselves (a known lesion box, a randomised model) instead
+    of running a session; the maps go through :func:`engine.explain.core.finish_map`.
+    """
+    entries = {
+        (method, layer): finish_map(method, layer, raw, model, image.shape)
+        for (method, layer), raw in maps.items()
+    }
     return SimpleNamespace(maps=entries, target=target, target_name=model.classes[target],
                            classes=model.classes, params={}, frame=0)
