@@ -16,8 +16,9 @@ from studies_fixtures import (
     read,
 )
 
-from engine.studies import image as images_module
-from engine.studies.image import WindowPreset, open_image
+from engine.studies import dicom_io
+from engine.studies.image import open_image
+from engine.studies.windows import WindowPreset
 
 MR_VARIANTS = [
     "MR_small_RLE.dcm",
@@ -276,13 +277,13 @@ def test_presentation_lut_sequence_applied_after_voi(tmp_path):
 
 def test_window_change_reuses_decoded_frame(monkeypatch):
     calls = []
-    real = images_module.pixel_array
+    real = dicom_io.pixel_array
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(images_module, "pixel_array", counting)
+    monkeypatch.setattr(dicom_io, "pixel_array", counting)
     image = open_image(bundled("CT_small.dcm"))
     renders = [image.render(window=(c, 400)) for c in (-200, 0, 40, 300)]
     image.model_input(window="minmax")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import threading
 import warnings
 from collections import OrderedDict
@@ -18,64 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
-from pydicom.dataelem import RawDataElement
-from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
-from pydicom.uid import (
-    UID,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-)
+from pydicom.pixels import apply_color_lut
 
-from engine.core.errors import CodecError, StudyError, UsageError
-from engine.studies import display, raster
-
-
-@dataclass(frozen=True)
-class WindowPreset:
-    """A display window: centre and width in modality units, and the VOI function.
-
-    ``function`` is ``LINEAR``, ``LINEAR_EXACT`` or ``SIGMOID`` (PS3.3 C.11.2.1), or ``LUT`` for
-    item ``lut_index`` of the file's *VOI LUT Sequence*; a LUT preset's centre and width describe
-    the LUT's input range so a viewer can start adjusting from it.
-    """
-
-    center: float
-    width: float
-    name: str = ""
-    function: str = "LINEAR"
-    lut_index: int | None = None
-
-
-#: Photometric interpretations Lucida displays; anything else is refused with a clear line.
-GREY_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
-COLOUR_PHOTOMETRICS = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
-
-#: The pip package that decodes each compressed transfer syntax when no installed plugin can.
-CODEC_PACKAGES = {
-    "1.2.840.10008.1.2.4.50": "python-gdcm",
-    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg",
-    "1.2.840.10008.1.2.4.57": "python-gdcm",
-    "1.2.840.10008.1.2.4.70": "python-gdcm",
-    "1.2.840.10008.1.2.4.80": "python-gdcm",
-    "1.2.840.10008.1.2.4.81": "python-gdcm",
-    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.201": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.202": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.5": "pylibjpeg-rle",
-}
-#: Packages covering what the default plugins refuse (12-bit JPEG, some JPEG-LS variants).
-CODEC_FALLBACK_PACKAGES = {
-    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg",
-    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg",
-    "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg",
-    "1.2.840.10008.1.2.4.70": "pylibjpeg-libjpeg",
-    "1.2.840.10008.1.2.4.80": "pyjpegls",
-    "1.2.840.10008.1.2.4.81": "pyjpegls",
-}
+from engine.core.errors import StudyError, UsageError
+from engine.studies import dicom_io, display, raster
+from engine.studies.decode_errors import TRUNCATED_FIX, reraise_fatal, short_reason
+from engine.studies.windows import WindowPreset, read_presets
 
 #: Keywords :meth:`Image.identifiers` reports (removed by de-identifying exports).
 IDENTIFIER_KEYWORDS = (
@@ -95,16 +42,8 @@ IDENTIFIER_KEYWORDS = (
     "SOPInstanceUID",
 )
 
-_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
-_DICOMDIR_SOP = "1.2.840.10008.1.3.10"
-#: Pixel data above this size stays on disk until a frame is decoded.
-_DEFER_SIZE = "256 KB"
-#: Refuse headers that claim absurd sizes (mostly corruption) before anything is allocated.
-_MAX_DECODED_BYTES = 8 << 30
 #: Decoded frames kept per image; the least recently used go first.
 _CACHE_BYTES = 768 << 20
-
-_TRUNCATED_FIX = "the file is truncated or corrupt; copy or export it again"
 
 
 @dataclass
@@ -189,7 +128,7 @@ class Image:
         self._check_frame(frame)
         if self.kind != "dicom" or self.is_color:
             return []
-        return self._run(frame, lambda: _presets(display.frame_dataset(self.dataset, frame)))
+        return self._run(frame, lambda: read_presets(display.frame_dataset(self.dataset, frame)))
 
     @property
     def default_window(self) -> WindowPreset | None:
@@ -426,9 +365,9 @@ class Image:
         except (StudyError, UsageError):
             raise
         except BaseException as exc:  # noqa: BLE001 - corrupt values surface as many types
-            _reraise_fatal(exc)
+            reraise_fatal(exc)
             raise StudyError(
-                f"frame {frame} cannot be displayed ({_short(exc)})",
+                f"frame {frame} cannot be displayed ({short_reason(exc)})",
                 path=self.path,
                 fix="the file's display values (LUTs, rescale) are invalid; export it again",
             ) from None
@@ -451,7 +390,7 @@ class Image:
     def _decode(self, frame: int) -> _Frame:
         if self.kind == "raster":
             return self._raster_frame(raster.read_frame(self.path, frame, self.is_color))
-        arr = _decode_dicom(self, frame)
+        arr = dicom_io.decode_frame(self.dataset, self.path, frame, self.shape)
         ds = self.dataset
         if self.is_color:
             if self.photometric == "PALETTE COLOR":
@@ -463,7 +402,7 @@ class Image:
                 raise StudyError(
                     f"frame {frame} decoded to shape {rgb.shape}, not colour",
                     path=self.path,
-                    fix=_TRUNCATED_FIX,
+                    fix=TRUNCATED_FIX,
                 )
             return _Frame(raw=display.colour_to_uint8(rgb, bits))
         if arr.ndim != 2:
@@ -523,60 +462,6 @@ def _modality_key(fds) -> tuple:
     )
 
 
-def _reraise_fatal(exc: BaseException) -> None:
-    """Let interrupts and exits through; everything else from a decoder is bad data.
-
-    Decoder plugins written in Rust raise ``PanicException``, a BaseException, on corrupt
-    input, so catching Exception alone is not enough.
-    """
-    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
-        raise exc
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
-def _presets(fds) -> list[WindowPreset]:
-    """Read the VOI LUT Sequence items, then the window centre/width pairs, of a frame."""
-    presets: list[WindowPreset] = []
-    for i, item in enumerate(fds.get("VOILUTSequence") or []):
-        try:
-            entries, first, _bits = (int(v) for v in item.LUTDescriptor)
-        except (AttributeError, TypeError, ValueError):
-            continue
-        entries = entries or 2**16
-        name = str(item.get("LUTExplanation") or f"VOI LUT {i + 1}")
-        presets.append(WindowPreset(first + entries / 2.0, float(entries), name, "LUT", i))
-    centers = _floats(fds.get("WindowCenter"))
-    widths = _floats(fds.get("WindowWidth"))
-    names = fds.get("WindowCenterWidthExplanation")
-    names = [] if names is None else [names] if isinstance(names, str) else list(names)
-    function = str(fds.get("VOILUTFunction") or "LINEAR").strip().upper()
-    if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
-        function = "LINEAR"
-    for i, (center, width) in enumerate(zip(centers, widths, strict=False)):
-        if not (math.isfinite(center) and math.isfinite(width)) or width <= 0:
-            continue
-        name = str(names[i]).strip() if i < len(names) and names[i] else f"window {i + 1}"
-        presets.append(WindowPreset(center, width, name, function))
-    return presets
-
-
-def _floats(value) -> list[float]:
-    if value is None or value == "":
-        return []
-    items = [value] if isinstance(value, int | float | str) else list(value)
-    out = []
-    for item in items:
-        try:
-            out.append(float(item))
-        except (TypeError, ValueError):
-            out.append(float("nan"))
-    return out
-
-
 def open_image(path: str | os.PathLike, *, decode: bool = False) -> Image:
     """Open a DICOM or raster (PNG, JPEG, TIFF, BMP) file for display.
 
@@ -621,198 +506,7 @@ def open_image(path: str | os.PathLike, *, decode: bool = False) -> Image:
     if len(head) < 132 or head[128:132] != b"DICM":
         if raster.is_raster(head):
             return raster.open_raster(path, Image, decode=decode)
-    image = _open_dicom(path)
+    image = Image(**dicom_io.read_header(path))
     if decode:
         image._frame(0)
     return image
-
-
-def _open_dicom(path: Path) -> Image:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=True, defer_size=_DEFER_SIZE)
-            # Touch every top-level element now, so corrupt values fail here, not later.
-            keywords = [elem.keyword for elem in ds if elem.tag.group != 0x7FE0]
-    except BaseException as exc:  # noqa: BLE001 - pydicom raises many types on corrupt bytes
-        _reraise_fatal(exc)
-        raise StudyError(
-            f"cannot be read as DICOM ({_short(exc)})", path=path, fix=_TRUNCATED_FIX
-        ) from None
-    pixel_keyword = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
-    known = {"SOPClassUID", "Modality", "StudyInstanceUID", "Rows", "PatientID"}
-    if pixel_keyword is None and not known.intersection(keywords):
-        raise StudyError(
-            "is not a DICOM or image file",
-            path=path,
-            fix="open DICOM files or PNG, JPEG, TIFF or BMP images",
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return _dicom_image(path, ds, pixel_keyword)
-    except (StudyError, UsageError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - invalid header values raise many types
-        raise StudyError(
-            f"has an invalid image header ({_short(exc)})", path=path, fix=_TRUNCATED_FIX
-        ) from None
-
-
-def _dicom_image(path: Path, ds, pixel_keyword: str | None) -> Image:
-    sop = str(ds.get("SOPClassUID", "") or "")
-    if sop == _DICOMDIR_SOP:
-        raise StudyError(
-            "is a DICOMDIR index, not an image", path=path, fix="open the folder that holds it"
-        )
-    if pixel_keyword is None:
-        kind = UID(sop).name if sop else str(ds.get("Modality") or "object")
-        raise StudyError(
-            f"holds no image ({kind} has no pixel data)",
-            path=path,
-            fix="open an image object; this one has nothing to display",
-        )
-    for keyword in ("Rows", "Columns", "BitsAllocated"):
-        value = ds.get(keyword)
-        if not isinstance(value, int) or value <= 0:
-            raise StudyError(
-                f"has no valid {keyword} for its pixel data", path=path, fix=_TRUNCATED_FIX
-            )
-    samples = int(ds.get("SamplesPerPixel") or 1)
-    photometric = str(ds.get("PhotometricInterpretation") or "").strip().upper()
-    if not photometric:
-        photometric = "MONOCHROME2" if samples == 1 else "RGB"
-        ds.PhotometricInterpretation = photometric
-    if photometric not in GREY_PHOTOMETRICS + COLOUR_PHOTOMETRICS:
-        raise StudyError(
-            f"photometric interpretation {photometric!r} is not supported",
-            path=path,
-            fix="convert the image to MONOCHROME2, RGB or YBR_FULL (e.g. gdcmconv or dcmconv)",
-        )
-    is_color = photometric in COLOUR_PHOTOMETRICS
-    if samples not in (1, 3) or (samples == 3) != (is_color and photometric != "PALETTE COLOR"):
-        raise StudyError(
-            f"Samples per Pixel {samples} does not fit {photometric}", path=path, fix=_TRUNCATED_FIX
-        )
-    frames = ds.get("NumberOfFrames")
-    try:
-        n_frames = max(1, int(frames)) if frames not in (None, "") else 1
-    except (TypeError, ValueError):
-        n_frames = 1
-    rows, cols, bits = int(ds.Rows), int(ds.Columns), int(ds.BitsAllocated)
-    if rows * cols * samples * n_frames * bits / 8 > _MAX_DECODED_BYTES:
-        raise StudyError(
-            f"claims {n_frames} frame(s) of {rows}x{cols}, too large to display",
-            path=path,
-            fix=_TRUNCATED_FIX,
-        )
-    syntax = _transfer_syntax(ds)
-    if pixel_keyword == "PixelData":
-        _check_decoder(path, syntax)
-        if not syntax.is_compressed and photometric != "YBR_FULL_422":
-            expected = math.ceil(rows * cols * samples * n_frames * bits / 8)
-            available = _stored_length(path, ds)
-            if available is not None and available < expected:
-                raise StudyError(
-                    f"pixel data is truncated ({available} of {expected} bytes)",
-                    path=path,
-                    fix=_TRUNCATED_FIX,
-                )
-    details = {
-        "transfer_syntax": syntax.name,
-        "transfer_syntax_uid": str(syntax),
-        "sop_class": UID(sop).name if sop else "",
-        "bits_allocated": bits,
-        "bits_stored": int(ds.get("BitsStored") or bits),
-        "signed": bool(ds.get("PixelRepresentation") or 0),
-        "series_description": str(ds.get("SeriesDescription") or ""),
-    }
-    return Image(
-        path=path,
-        kind="dicom",
-        n_frames=n_frames,
-        shape=(rows, cols),
-        is_color=is_color,
-        photometric=photometric,
-        modality=str(ds.get("Modality") or "OT").strip() or "OT",
-        dataset=ds,
-        details=details,
-    )
-
-
-def _transfer_syntax(ds) -> UID:
-    """The dataset's transfer syntax, inferred from how it was read when the meta lacks it."""
-    meta = getattr(ds, "file_meta", None)
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
-    if syntax:
-        return UID(str(syntax))
-    implicit, little = ds.original_encoding
-    syntax = (
-        ExplicitVRBigEndian
-        if little is False
-        else ImplicitVRLittleEndian
-        if implicit
-        else ExplicitVRLittleEndian
-    )
-    ds.ensure_file_meta()
-    ds.file_meta.TransferSyntaxUID = syntax
-    return syntax
-
-
-def _check_decoder(path: Path, syntax: UID) -> None:
-    try:
-        decoder = get_decoder(syntax)
-    except NotImplementedError:
-        raise CodecError(
-            f"no decoder exists for transfer syntax {syntax.name or syntax}",
-            path=path,
-            fix="convert the file to an uncompressed transfer syntax (e.g. gdcmconv --raw)",
-        ) from None
-    if not decoder.is_available:
-        package = CODEC_PACKAGES.get(str(syntax), "pylibjpeg")
-        raise CodecError(
-            f"no installed decoder for {syntax.name}",
-            path=path,
-            fix=f"pip install {package}",
-        )
-
-
-def _stored_length(path: Path, ds) -> int | None:
-    """Bytes of native pixel data actually present, without loading deferred data."""
-    elem = ds.get_item(0x7FE00010, keep_deferred=True)
-    if isinstance(elem, RawDataElement) and elem.value is None:
-        if elem.length == 0xFFFFFFFF:
-            return None
-        return max(0, min(elem.length, os.path.getsize(path) - elem.value_tell))
-    value = elem.value
-    return len(value) if isinstance(value, bytes | bytearray) else None
-
-
-def _decode_dicom(image: Image, frame: int) -> np.ndarray:
-    syntax = _transfer_syntax(image.dataset)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            arr = pixel_array(image.dataset, index=frame)
-    except BaseException as exc:  # noqa: BLE001 - decoders raise many types on corrupt data
-        _reraise_fatal(exc)
-        text = _short(exc)
-        unsupported = re.search(r"(does not support|not supported)[^\n:]*", str(exc))
-        if unsupported:
-            package = CODEC_FALLBACK_PACKAGES.get(str(syntax), CODEC_PACKAGES.get(str(syntax)))
-            raise CodecError(
-                f"no installed decoder handles this {syntax.name} data "
-                f"(installed plugins: {unsupported.group(0).strip()})",
-                path=image.path,
-                fix=f"pip install {package}" if package else "convert the file with gdcmconv",
-            ) from None
-        raise StudyError(
-            f"frame {frame} cannot be decoded ({text})", path=image.path, fix=_TRUNCATED_FIX
-        ) from None
-    if arr.shape[:2] != image.shape:
-        raise StudyError(
-            f"frame {frame} decoded to {arr.shape[:2]}, not {image.shape}",
-            path=image.path,
-            fix=_TRUNCATED_FIX,
-        )
-    return arr

@@ -17,6 +17,7 @@ from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
 from engine.core.errors import StudyError
+from engine.studies.decode_errors import reraise_fatal
 
 #: File signatures of the raster formats Pillow reads for Lucida.
 _MAGIC = (
@@ -117,8 +118,7 @@ def _pillow_errors(path: Path, what: str):
     except StudyError:
         raise
     except BaseException as exc:  # noqa: BLE001 - Pillow raises many types on corrupt files
-        if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
-            raise
+        reraise_fatal(exc)
         raise StudyError(f"{what} ({exc})", path=path, fix=_FIX) from None
 
 

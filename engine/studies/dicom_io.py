@@ -1,0 +1,246 @@
+"""Reading DICOM files: the header checked up front, then one frame's pixel data on request.
+
+:func:`read_header` reads and checks everything but the pixel data (deferred when large), so a
+file that cannot be displayed fails when it is opened, with one line naming the file and the
+fix; :func:`decode_frame` decodes one frame through pydicom's pixel plugins.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.pixels import pixel_array
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from engine.core.errors import StudyError, UsageError
+from engine.studies.codecs import check_decoder, unsupported_error
+from engine.studies.decode_errors import TRUNCATED_FIX, reraise_fatal, short_reason
+
+#: Photometric interpretations Lucida displays; anything else is refused with a clear line.
+GREY_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
+COLOUR_PHOTOMETRICS = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_DICOMDIR_SOP = "1.2.840.10008.1.3.10"
+#: Pixel data above this size stays on disk until a frame is decoded.
+_DEFER_SIZE = "256 KB"
+#: Refuse headers that claim absurd sizes (mostly corruption) before anything is allocated.
+_MAX_DECODED_BYTES = 8 << 30
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """Read a DICOM file's header and check that its pixel data can be displayed.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Returns
+    -------
+    dict
+        The keyword arguments of :class:`engine.studies.image.Image` (``kind`` is
+        ``"dicom"``; ``dataset`` holds the header with the pixel data possibly deferred).
+
+    Raises
+    ------
+    StudyError
+        The file cannot be read as DICOM, holds no image, or its image header is invalid.
+    CodecError
+        No installed plugin decodes its transfer syntax.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True, defer_size=_DEFER_SIZE)
+            # Touch every top-level element now, so corrupt values fail here, not later.
+            keywords = [elem.keyword for elem in ds if elem.tag.group != 0x7FE0]
+    except BaseException as exc:  # noqa: BLE001 - pydicom raises many types on corrupt bytes
+        reraise_fatal(exc)
+        raise StudyError(
+            f"cannot be read as DICOM ({short_reason(exc)})", path=path, fix=TRUNCATED_FIX
+        ) from None
+    pixel_keyword = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
+    known = {"SOPClassUID", "Modality", "StudyInstanceUID", "Rows", "PatientID"}
+    if pixel_keyword is None and not known.intersection(keywords):
+        raise StudyError(
+            "is not a DICOM or image file",
+            path=path,
+            fix="open DICOM files or PNG, JPEG, TIFF or BMP images",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _image_header(path, ds, pixel_keyword)
+    except (StudyError, UsageError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - invalid header values raise many types
+        raise StudyError(
+            f"has an invalid image header ({short_reason(exc)})", path=path, fix=TRUNCATED_FIX
+        ) from None
+
+
+def _image_header(path: Path, ds, pixel_keyword: str | None) -> dict[str, Any]:
+    sop = str(ds.get("SOPClassUID", "") or "")
+    if sop == _DICOMDIR_SOP:
+        raise StudyError(
+            "is a DICOMDIR index, not an image", path=path, fix="open the folder that holds it"
+        )
+    if pixel_keyword is None:
+        kind = UID(sop).name if sop else str(ds.get("Modality") or "object")
+        raise StudyError(
+            f"holds no image ({kind} has no pixel data)",
+            path=path,
+            fix="open an image object; this one has nothing to display",
+        )
+    for keyword in ("Rows", "Columns", "BitsAllocated"):
+        value = ds.get(keyword)
+        if not isinstance(value, int) or value <= 0:
+            raise StudyError(
+                f"has no valid {keyword} for its pixel data", path=path, fix=TRUNCATED_FIX
+            )
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    photometric = str(ds.get("PhotometricInterpretation") or "").strip().upper()
+    if not photometric:
+        photometric = "MONOCHROME2" if samples == 1 else "RGB"
+        ds.PhotometricInterpretation = photometric
+    if photometric not in GREY_PHOTOMETRICS + COLOUR_PHOTOMETRICS:
+        raise StudyError(
+            f"photometric interpretation {photometric!r} is not supported",
+            path=path,
+            fix="convert the image to MONOCHROME2, RGB or YBR_FULL (e.g. gdcmconv or dcmconv)",
+        )
+    is_color = photometric in COLOUR_PHOTOMETRICS
+    if samples not in (1, 3) or (samples == 3) != (is_color and photometric != "PALETTE COLOR"):
+        raise StudyError(
+            f"Samples per Pixel {samples} does not fit {photometric}", path=path, fix=TRUNCATED_FIX
+        )
+    frames = ds.get("NumberOfFrames")
+    try:
+        n_frames = max(1, int(frames)) if frames not in (None, "") else 1
+    except (TypeError, ValueError):
+        n_frames = 1
+    rows, cols, bits = int(ds.Rows), int(ds.Columns), int(ds.BitsAllocated)
+    if rows * cols * samples * n_frames * bits / 8 > _MAX_DECODED_BYTES:
+        raise StudyError(
+            f"claims {n_frames} frame(s) of {rows}x{cols}, too large to display",
+            path=path,
+            fix=TRUNCATED_FIX,
+        )
+    syntax = transfer_syntax(ds)
+    if pixel_keyword == "PixelData":
+        check_decoder(path, syntax)
+        if not syntax.is_compressed and photometric != "YBR_FULL_422":
+            expected = math.ceil(rows * cols * samples * n_frames * bits / 8)
+            available = _stored_length(path, ds)
+            if available is not None and available < expected:
+                raise StudyError(
+                    f"pixel data is truncated ({available} of {expected} bytes)",
+                    path=path,
+                    fix=TRUNCATED_FIX,
+                )
+    details = {
+        "transfer_syntax": syntax.name,
+        "transfer_syntax_uid": str(syntax),
+        "sop_class": UID(sop).name if sop else "",
+        "bits_allocated": bits,
+        "bits_stored": int(ds.get("BitsStored") or bits),
+        "signed": bool(ds.get("PixelRepresentation") or 0),
+        "series_description": str(ds.get("SeriesDescription") or ""),
+    }
+    return {
+        "path": path,
+        "kind": "dicom",
+        "n_frames": n_frames,
+        "shape": (rows, cols),
+        "is_color": is_color,
+        "photometric": photometric,
+        "modality": str(ds.get("Modality") or "OT").strip() or "OT",
+        "dataset": ds,
+        "details": details,
+    }
+
+
+def transfer_syntax(ds) -> UID:
+    """The dataset's transfer syntax, inferred from how it was read when the meta lacks it."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax:
+        return UID(str(syntax))
+    implicit, little = ds.original_encoding
+    syntax = (
+        ExplicitVRBigEndian
+        if little is False
+        else ImplicitVRLittleEndian
+        if implicit
+        else ExplicitVRLittleEndian
+    )
+    ds.ensure_file_meta()
+    ds.file_meta.TransferSyntaxUID = syntax
+    return syntax
+
+
+def _stored_length(path: Path, ds) -> int | None:
+    """Bytes of native pixel data actually present, without loading deferred data."""
+    elem = ds.get_item(0x7FE00010, keep_deferred=True)
+    if isinstance(elem, RawDataElement) and elem.value is None:
+        if elem.length == 0xFFFFFFFF:
+            return None
+        return max(0, min(elem.length, os.path.getsize(path) - elem.value_tell))
+    value = elem.value
+    return len(value) if isinstance(value, bytes | bytearray) else None
+
+
+def decode_frame(ds, path: Path, frame: int, shape: tuple[int, int]):
+    """Decode one frame's pixel data as stored (palette indices, YBR converted to RGB).
+
+    Parameters
+    ----------
+    ds : pydicom.dataset.Dataset
+        The header :func:`read_header` returned.
+    path : Path
+        The file, for messages.
+    frame : int
+        Zero-based frame index.
+    shape : (int, int)
+        The (rows, columns) the header promises.
+
+    Returns
+    -------
+    numpy.ndarray
+        (rows, columns) or (rows, columns, 3).
+
+    Raises
+    ------
+    CodecError
+        The installed plugins all refuse this variant of the transfer syntax.
+    StudyError
+        The data is corrupt or decodes to another size.
+    """
+    syntax = transfer_syntax(ds)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = pixel_array(ds, index=frame)
+    except BaseException as exc:  # noqa: BLE001 - decoders raise many types on corrupt data
+        reraise_fatal(exc)
+        missing = unsupported_error(exc, path, syntax)
+        if missing is not None:
+            raise missing from None
+        raise StudyError(
+            f"frame {frame} cannot be decoded ({short_reason(exc)})", path=path, fix=TRUNCATED_FIX
+        ) from None
+    if arr.shape[:2] != tuple(shape):
+        raise StudyError(
+            f"frame {frame} decoded to {arr.shape[:2]}, not {tuple(shape)}",
+            path=path,
+            fix=TRUNCATED_FIX,
+        )
+    return arr
+
