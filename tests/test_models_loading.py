@@ -107,7 +107,9 @@ def test_torch_export_file(tmp_path):
     program = torch.export.export(net, (torch.randn(1, 1, 40, 40),))
     path = tmp_path / "net.pt2"
     torch.export.save(program, path)
-    model = load_model(path)
+    with pytest.raises(TrustRequired, match="torch.export archive"):
+        load_model(path)
+    model = load_model(path, trust=True)
     assert model.kind == "export"
     assert model.input.size == (40, 40) and model.input.channels == 1
     x = torch.randn(1, 1, 40, 40)
@@ -122,7 +124,9 @@ def test_torchscript_predicts_but_explains_why_layers_are_unavailable(tmp_path):
     net = tiny_cnn(in_channels=3).eval()
     path = tmp_path / "net.ts"
     torch.jit.save(torch.jit.trace(net, torch.randn(1, 3, 32, 32)), path)
-    model = load_model(path)
+    with pytest.raises(TrustRequired, match="TorchScript archive"):
+        load_model(path)
+    model = load_model(path, trust=True)
     assert model.kind == "torchscript"
     x = torch.randn(1, 3, 224, 224)
     assert torch.allclose(model.logits(x), net(x), atol=1e-5)

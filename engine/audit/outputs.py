@@ -70,7 +70,7 @@ def write_csv(store: ResultStore, dataset: Manifest, classes: Sequence[str], pat
     """Write audit.csv: one row per image (failed images carry their error)."""
     roles = [*dataset.roles, BORDER_ROLE]
     cols = ["path", "row", "label", "pred", "correct", *[f"score_{c}" for c in classes],
-            *dataset.group_columns, *[f"share_{r}" for r in roles], "flag", "error"]
+            *dataset.group_columns, *[f"share_{r}" for r in roles], "flag", "intended_use", "error"]
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=cols)
         writer.writeheader()
@@ -93,6 +93,10 @@ def write_csv(store: ResultStore, dataset: Manifest, classes: Sequence[str], pat
                 share = rec["shares"].get(r)
                 row[f"share_{r}"] = "" if share is None else f"{share:.4f}"
             row["flag"] = flag_reason(rec["shares"]) or ""
+            use = rec.get("intended_use") or {}
+            # The badge line on a mismatch, else the status (match, or unknown without a card).
+            row["intended_use"] = use.get("message", "") if use.get("status") == "mismatch" \
+                else use.get("status", "")
             writer.writerow(row)
 
 

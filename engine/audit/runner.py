@@ -121,25 +121,28 @@ class LoadedBatch:
     errors: dict[int, dict]
     ready: list[tuple[int, object, int | None]]  # (position, image, label index)
     x: torch.Tensor | None
+    intended_use: dict[int, dict] = field(default_factory=dict)  # per position
 
 
 def load_batch(rows: Sequence[AuditRow], model) -> LoadedBatch:
     """Open and preprocess rows; an unreadable row becomes an error record, not an exception."""
     from engine.studies.image import open_image
 
-    errors, ready, tensors = {}, [], []
+    errors, ready, tensors, uses = {}, [], [], {}
     for pos, row in enumerate(rows):
         try:
             image = open_image(row.path, decode=True)
             label = _label_index(row.label, model.classes)
-            tensors.append(model.preprocess(image))
+            x = model.preprocess(image)
+            tensors.append(x)
             ready.append((pos, image, label))
+            uses[pos] = model.check_use(image, x=x).as_dict()
         except LucidaError as exc:
             errors[pos] = error_record(row, exc.one_line())
         except Exception as exc:  # noqa: BLE001 - one broken file must not stop the audit
             errors[pos] = error_record(row, f"cannot read the image ({type(exc).__name__}: {exc})")
     x = torch.cat(tensors, 0) if tensors else None
-    return LoadedBatch(list(rows), errors, ready, x)
+    return LoadedBatch(list(rows), errors, ready, x, uses)
 
 
 def explain_batch(batch: LoadedBatch, model, the_plan: core.Plan, roles: Sequence[str],
@@ -207,6 +210,7 @@ def explain_batch(batch: LoadedBatch, model, the_plan: core.Plan, roles: Sequenc
             "scores": [round(v, 6) for v in all_scores[k]],
             "shares": shares[k],
             "heat_index": k,
+            "intended_use": batch.intended_use.get(pos, {}),
         }
         if warnings.get(k):
             records[pos]["warning"] = warnings[k]

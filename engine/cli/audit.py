@@ -41,6 +41,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-pdf", action="store_true", help="skip report.pdf")
     p.add_argument("--trust-model", action="store_true",
                    help="allow model files that can run code when loaded")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
     p.add_argument("--demo", action="store_true",
                    help="audit both demo models on generated correlated and counterfactual sets")
     p.add_argument("--n", type=int, default=200, help="--demo: images per set (default 200)")
@@ -77,10 +78,12 @@ def audit_one(dataset_path, model_spec, args, out: Path):
     from engine.audit.manifest import load_dataset
     from engine.audit.outputs import write_outputs
     from engine.audit.runner import AuditSettings, run_audit
+    from engine.explain.session import resolve_device
     from engine.models.loaded import load_model
 
     dataset = load_dataset(dataset_path)
-    model = load_model(model_spec, trust=args.trust_model)
+    model = load_model(model_spec, trust=args.trust_model,
+                       device=str(resolve_device(getattr(args, "device", "auto"))))
     settings = AuditSettings(
         method=args.method or "gradcam",
         layer=args.layer,

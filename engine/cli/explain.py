@@ -119,17 +119,19 @@ def _explain_one(args, path, folder, session, model, request_kw, load_ms, roi) -
 
 def run(args) -> int:
     """Explain every file; see the module and parser help for the contract."""
+    from engine.explain import core
     from engine.explain.colour import COLORMAPS
     from engine.explain.registry import registry
-    from engine.explain.session import Session, resolve_device, resolve_layers
+    from engine.explain.session import Session, resolve_device
     from engine.models.loaded import load_model
 
     if args.colormap not in COLORMAPS:
         raise UsageError(f"unknown colormap {args.colormap!r}", fix=f"use {', '.join(COLORMAPS)}")
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     reg = registry()
-    explainers = [reg.get(m) for m in methods]
-    if not explainers:
+    for name in methods:
+        reg.get(name)  # an unknown method is a usage error before the model loads
+    if not methods:
         raise UsageError("--method is empty", fix=f"use one of {', '.join(reg.names())}")
     params = parse_params(args.param, methods)
     roi = None if args.roi is None else parse_roi(args.roi)
@@ -141,10 +143,9 @@ def run(args) -> int:
     start = time.perf_counter()
     model = load_model(args.model, trust=args.trust_model, device=str(device))
     load_ms = (time.perf_counter() - start) * 1000.0
-    if any({"activations", "gradients"} & set(e.needs) for e in explainers) and not all(
-        e.unavailable_reason(model) for e in explainers
-    ):
-        resolve_layers(model, args.layer)  # an unknown layer is a usage error before any work
+    # Unknown layers and parameters, or methods that cannot run on this model, are usage
+    # errors before any image is read.
+    core.plan(model, methods, args.layer, params)
     session = Session(device=str(device))
     request_kw = {"methods": methods, "layers": args.layer, "target": args.target,
                   "params": params}

@@ -230,15 +230,16 @@ class LoadedModel:
         bias = None if last.bias is None else last.bias.detach()
         return last.weight.detach(), bias
 
-    def check_use(self, image: Image, frame: int = 0) -> UseCheck:
+    def check_use(self, image: Image, frame: int = 0, x: torch.Tensor | None = None) -> UseCheck:
         """Check ``image`` against the card's intended use (see :mod:`engine.models.intended_use`).
 
-        The model input is compared with the training statistics only when the card has them.
+        The model input (``x`` when the caller already has it) is compared with the training
+        statistics only when the card has them.
         """
         pixels = None
         use = self.intended_use
         if use is not None and use.input_mean is not None:
-            x = self.preprocess(image, frame)
+            x = self.preprocess(image, frame) if x is None else x
             pixels = (x.float().cpu() * torch.tensor(self.input.std).view(1, -1, 1, 1)
                       + torch.tensor(self.input.mean).view(1, -1, 1, 1)).numpy()
         return check_use(use, image, pixels)

@@ -297,6 +297,13 @@ def load_whole_model(path: Path, *, trust: bool, device: torch.device):
     if not path.is_file():
         raise ModelError("model file not found", path=path, fix="check the path")
     fmt = file_format(path)
+    if fmt in ("torchscript", "export") and not trust:
+        # PyTorch's security policy counts both archive formats as code: loading runs
+        # serialised programs (and torch.export archives may unpickle constants).
+        raise TrustRequired(
+            f"is a {'TorchScript' if fmt == 'torchscript' else 'torch.export'} archive, which "
+            "PyTorch counts as code", path=path, fix=TRUST_FIX,
+        )
     if fmt == "torchscript":
         try:
             with warnings.catch_warnings():
