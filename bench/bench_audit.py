@@ -33,28 +33,24 @@ MEMORY_SIZES = (200, 2000)
 def per_image_loop(dataset, model, method: str = "gradcam") -> float:
     """Audit ``dataset`` one image at a time; return images per second.
 
-    Each image goes through the engine's single-image path: decode (read in one pass, as the
-    batched audit reads it), single-image capture, the explainer, the map back to the image and
-    the ROI shares. This is faster per image than the batched code run on batches of one.
+    Each image goes through the explain core as a batch of one: decode (read in one pass, as
+    the batched audit reads it), capture, the explainer, the finish step and the ROI shares.
+    This is faster per image than the batched code run on batches of one.
     """
     from engine.audit.manifest import BORDER_ROLE
     from engine.audit.measures import region_shares
     from engine.audit.runner import AuditSettings, plan
-    from engine.core.cancel import CancelToken
-    from engine.explain.capture import run_capture
+    from engine.explain import core
     from engine.studies.image import open_image
 
     the_plan = plan(model, AuditSettings(method=method))
-    token = CancelToken()
+    (key,) = [(e.name, the_plan.map_layers(e)[0]) for e in the_plan.explainers]
     start = time.perf_counter()
     for row in dataset.rows:
         image = open_image(row.path, decode=True)
-        capture = run_capture(model, model.preprocess(image), "top", the_plan.layers, True)
-        maps = the_plan.explainer.explain(capture, capture.target, the_plan.layers,
-                                          the_plan.params, lambda f, m="": None, token)
-        raw = next(iter(maps.values()))
-        raw = raw.detach().float().numpy() if hasattr(raw, "detach") else raw
-        heat = model.map_to_image(raw.clip(min=0), image.shape)
+        capture = core.capture(model, model.preprocess(image), "top", the_plan)
+        raw = core.explain(capture, the_plan).maps[0][key]
+        heat = core.finish_map(*key, raw, model, image.shape).heatmap
         region_shares(heat, row.boxes, border=BORDER_ROLE)
     return len(dataset.rows) / (time.perf_counter() - start)
 
