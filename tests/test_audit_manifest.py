@@ -67,7 +67,7 @@ def test_manifest_without_path_column_or_with_reserved_role_is_a_usage_error(tmp
 def test_parse_box_accepts_commas_and_empty_cells():
     assert parse_box("1,2,3,4") == (1.0, 2.0, 3.0, 4.0)
     assert parse_box("  ") is None
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="four numbers"):
         parse_box("a b c d")
 
 
@@ -93,3 +93,33 @@ def test_dicom_folder_groups_come_from_tags(tmp_path):
     assert m.rows[0].groups["AgeBand"] == "40-59" and m.rows[1].groups["AgeBand"] == "60-79"
     assert {"Manufacturer", "PatientSex", "AgeBand"} <= set(m.group_columns)
     assert all(r.label is None for r in m.rows)
+
+
+def test_labelled_manifest_needs_a_label_column_and_labels(tmp_path):
+    _png(tmp_path / "a.png")
+    (tmp_path / "m.csv").write_text("path,site\na.png,A\n")
+    with pytest.raises(UsageError, match="path and label"):
+        read_manifest(tmp_path / "m.csv", labelled=True)
+    (tmp_path / "n.csv").write_text("path,label\na.png,\na.png,normal\n")
+    m = read_manifest(tmp_path / "n.csv", labelled=True)
+    assert [p.reason for p in m.problems] == ["no label"] and len(m.rows) == 1
+
+
+def test_evaluate_reads_the_manifest_like_the_audit_so_masks_are_not_groups(tmp_path):
+    import csv
+
+    from engine.audit.evaluate import evaluate_manifest
+    from engine.demo.files import write_demo_set
+    from engine.models.loaded import load_model
+
+    manifest = write_demo_set(tmp_path, 4, 3, size=64)
+    _png(tmp_path / "lung.png", 64)
+    with manifest.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with manifest.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*rows[0], "lung_mask"])
+        writer.writeheader()
+        writer.writerows({**r, "lung_mask": "lung.png"} for r in rows)
+    result = evaluate_manifest(manifest, load_model("demo"))
+    assert result["n"] == 4 and result["failed"] == []
+    assert {name.split("=")[0] for name in result["by_group"]} == {"site"}

@@ -9,10 +9,11 @@ import pytest
 from export_fixtures import FAKE, fake_result, write_fake_dicom
 
 import engine.export as export
+from engine.core import atomic
+from engine.core.atomic import StagedFiles, write_atomic
 from engine.core.cancel import Cancelled, CancelToken
 from engine.core.errors import ExportError
-from engine.export import FigureOptions, atomic, write_reports
-from engine.export.atomic import StagedFiles, write_atomic
+from engine.export import FigureOptions, write_reports
 from engine.studies.image import open_image
 
 

@@ -1,35 +1,21 @@
 """Scoring a model on a labelled manifest: accuracy overall, per group, and a confusion matrix.
 
-A manifest is a CSV with at least ``path`` and ``label`` columns; paths are relative to the
-manifest's folder. Every other column except ``*_box`` columns (``site``, for example) defines
-groups named ``column=value``.
+The manifest is read by :func:`engine.audit.manifest.read_manifest`: ``path`` and ``label``
+columns, paths relative to the manifest's folder, and group columns (``site``, for example)
+that define groups named ``column=value``. Region-of-interest columns (``*_box``, ``*_mask``)
+are not groups. A bad row is reported under ``failed`` and the others are scored.
 """
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import torch
 
+from engine.audit.manifest import read_manifest
 from engine.core.cancel import CancelToken, ProgressFn
 from engine.core.errors import LucidaError, UsageError
 from engine.models.loaded import LoadedModel
-
-
-def read_manifest(manifest: str | Path) -> list[dict[str, str]]:
-    """Read a manifest CSV into rows; UsageError if it lacks ``path`` or ``label``."""
-    manifest = Path(manifest)
-    try:
-        with open(manifest, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise UsageError(f"cannot read the manifest ({exc})", path=manifest,
-                         fix="give a CSV file with path and label columns") from None
-    if not rows or not {"path", "label"} <= set(rows[0]):
-        raise UsageError("the manifest needs a header with path and label columns and rows",
-                         path=manifest, fix="write path,label[,site,...] then one row per image")
-    return rows
 
 
 def evaluate_manifest(
@@ -63,15 +49,16 @@ def evaluate_manifest(
     from engine.studies.image import open_image
 
     manifest = Path(manifest)
-    rows = read_manifest(manifest)
-    unknown = sorted({r["label"] for r in rows} - set(model.classes))
+    dataset = read_manifest(manifest, labelled=True)
+    rows = dataset.rows
+    unknown = sorted({r.label for r in rows} - set(model.classes))
     if unknown:
         raise UsageError(
             f"labels {', '.join(unknown)} are not classes of model {model.name}",
             path=manifest, fix="use labels among: " + ", ".join(model.classes),
         )
-    group_cols = [c for c in rows[0] if c not in ("path", "label") and not c.endswith("_box")]
-    done, failed, inputs = [], [], []
+    failed = [[p.path, p.one_line()] for p in dataset.problems]
+    done, inputs = [], []
     preds: list[int] = []
 
     def flush():
@@ -86,16 +73,15 @@ def evaluate_manifest(
     for i, row in enumerate(rows):
         if cancel is not None:
             cancel.check()
-        path = manifest.parent / row["path"]
         try:
-            inputs.append(model.preprocess(open_image(path)))
+            inputs.append(model.preprocess(open_image(row.path)))
             done.append(row)
         except LucidaError as exc:
-            failed.append([str(path), exc.one_line()])
+            failed.append([str(row.path), exc.one_line()])
         if len(inputs) >= batch:
             flush()
         if progress is not None:
-            progress((i + 1) / len(rows), row["path"])
+            progress((i + 1) / len(rows), row.path.name)
     flush()
     k = len(model.classes)
     matrix = [[0] * k for _ in range(k)]
@@ -103,17 +89,17 @@ def evaluate_manifest(
     scored = []
     for row, pred in zip(done, preds, strict=True):
         if pred < 0:
-            path = manifest.parent / row["path"]
+            path = row.path
             failed.append([str(path), f"{path}: the model's scores are NaN or infinite. "
                                       "Fix: check the model's weights and its output"])
         else:
             scored.append((row, pred))
     done = [row for row, _ in scored]
     for row, pred in scored:
-        truth = model.classes.index(row["label"])
+        truth = model.classes.index(row.label)
         matrix[truth][pred] += 1
-        for col in group_cols:
-            hit = groups.setdefault(f"{col}={row[col]}", [0, 0])
+        for col, value in row.groups.items():
+            hit = groups.setdefault(f"{col}={value}", [0, 0])
             hit[0] += 1
             hit[1] += int(truth == pred)
     correct = sum(matrix[i][i] for i in range(k))

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.core import boxes
+from engine.core.boxes import Box
 from engine.core.errors import UsageError
 
 #: The automatic role for the outer band of every image; a manifest cannot define it.
@@ -21,8 +23,6 @@ BORDER_ROLE = "border"
 DICOM_GROUP_TAGS = ("Manufacturer", "InstitutionName", "ViewPosition", "PatientSex")
 #: Upper edges of the age bands (years) for the ``AgeBand`` group of a DICOM folder.
 AGE_BANDS = (18, 40, 60, 80)
-
-Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -67,35 +67,26 @@ class Manifest:
 
 
 def parse_box(text: str) -> Box | None:
-    """Parse ``"x0 y0 x1 y1"`` (spaces or commas) into a box, or ``None`` for an empty cell.
+    """Parse a ``<role>_box`` cell (see :func:`engine.core.boxes.parse_box`); None when empty.
 
     Raises
     ------
-    ValueError
-        If the cell is not four numbers with ``x1 > x0`` and ``y1 > y0``.
+    UsageError
+        If the cell is not four numbers with ``0 <= x0 < x1`` and ``0 <= y0 < y1``.
     """
-    text = text.strip()
-    if not text:
-        return None
-    parts = [p for p in re.split(r"[\s,;]+", text) if p]
-    if len(parts) != 4:
-        raise ValueError(f"box {text!r} is not four numbers 'x0 y0 x1 y1'")
-    try:
-        x0, y0, x1, y1 = (float(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"box {text!r} is not four numbers 'x0 y0 x1 y1'") from None
-    if not (x1 > x0 and y1 > y0) or min(x0, y0) < 0:
-        raise ValueError(f"box {text!r} needs 0 <= x0 < x1 and 0 <= y0 < y1")
-    return (x0, y0, x1, y1)
+    return boxes.parse_box(text) if text.strip() else None
 
 
-def read_manifest(path: str | Path) -> Manifest:
+def read_manifest(path: str | Path, *, labelled: bool = False) -> Manifest:
     """Read a manifest CSV; rows with problems are reported, not fatal.
 
     Parameters
     ----------
     path : str or Path
         The CSV file.
+    labelled : bool
+        Every row needs a label (scoring a model); the file must have a ``label`` column and
+        a row without a label is a problem.
 
     Returns
     -------
@@ -105,7 +96,7 @@ def read_manifest(path: str | Path) -> Manifest:
     Raises
     ------
     UsageError
-        If the file cannot be read or has no ``path`` column.
+        If the file cannot be read or lacks a ``path`` (or, ``labelled``, ``label``) column.
     """
     path = Path(path)
     try:
@@ -117,13 +108,16 @@ def read_manifest(path: str | Path) -> Manifest:
         raise UsageError(
             f"cannot read the manifest ({exc})", path=path, fix="pass a UTF-8 CSV file"
         ) from None
-    if not header or "path" not in [h.strip() for h in header]:
+    header = [h.strip() for h in header or []]
+    required = ("path", "label") if labelled else ("path",)
+    missing = [c for c in required if c not in header]
+    if missing:
         raise UsageError(
-            "the manifest has no 'path' column",
+            f"the manifest has no {' or '.join(repr(c) for c in missing)} column; it needs "
+            f"{' and '.join(required)} columns",
             path=path,
             fix="add a header row with path,label and any group or <role>_box columns",
         )
-    header = [h.strip() for h in header]
     box_cols = {h: h[: -len("_box")] for h in header if h.endswith("_box")}
     mask_cols = {h: h[: -len("_mask")] for h in header if h.endswith("_mask")}
     for col, role in {**box_cols, **mask_cols}.items():
@@ -150,6 +144,8 @@ def read_manifest(path: str | Path) -> Manifest:
             continue
         rec = {h: c.strip() for h, c in zip(header, cells, strict=True)}
         row, reason = _row_from_record(rec, number, root, box_cols, mask_cols, group_cols)
+        if row is not None and labelled and row.label is None:
+            row, reason = None, "no label"
         if row is None:
             problems.append(RowProblem(number, rec.get("path", ""), reason))
         else:
@@ -169,8 +165,8 @@ def _row_from_record(rec, number, root, box_cols, mask_cols, group_cols):
     for col, role in box_cols.items():
         try:
             box = parse_box(rec[col])
-        except ValueError as exc:
-            return None, f"column {col}: {exc}"
+        except UsageError as exc:
+            return None, f"column {col}: {exc.one_line()}"
         if box is not None:
             boxes[role] = box
     masks = {}

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     from PIL import Image as PILImage
 
-    from engine.export.atomic import write_atomic
+    from engine.core.atomic import write_atomic
     from engine.studies.image import open_image
 
     warnings.simplefilter("ignore")

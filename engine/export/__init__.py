@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.core.atomic import StagedFiles
 from engine.core.cancel import CancelToken, ProgressFn
 from engine.core.errors import UsageError
-from engine.export.atomic import StagedFiles
+from engine.core.jsonsafe import json_bytes
 from engine.export.content import build_content
 from engine.export.deid import Scrubber
 from engine.export.dicom_sc import secondary_capture
@@ -24,7 +25,6 @@ from engine.export.figure import (
 )
 from engine.export.report_html import report_html
 from engine.export.report_pdf import report_pdf
-from engine.export.sidecar import sidecar_json
 
 __all__ = ["FORMATS", "FigureOptions", "RenderedFigure", "render_figure", "write_reports"]
 
@@ -186,7 +186,7 @@ def write_reports(
     if "html" in wanted:
         step("writing the HTML report")
         outputs.append(("html", report_html(content, figures)))
-    outputs.append(("json", sidecar_json(content)))
+    outputs.append(("json", json_bytes(content)))
 
     for kind, data in outputs:
         scrubber.check(data, str(Path(out_dir) / FILE_NAMES[kind]))

@@ -6,15 +6,16 @@ everything the report shows, and that de-identification is decided in one place.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from engine.core.jsonsafe import jsonable
+from engine.core.versions import app_version, library_versions
 from engine.export.deid import BASIC_PROFILE_CODE, METHOD, Scrubber
 from engine.export.figure import DISCLAIMER, FigureOptions, probability_text, window_used
-from engine.export.provenance import app_version, library_versions, method_title, timestamp
+from engine.export.provenance import method_title, timestamp
 
 #: Identifiers shown in the case section only when the user keeps them, in this order.
 CASE_FIELDS = (
@@ -29,34 +30,6 @@ CASE_FIELDS = (
     ("ReferringPhysicianName", "Referring physician"),
     ("InstitutionName", "Institution"),
 )
-
-
-def jsonable(obj: Any) -> Any:
-    """Return ``obj`` with numpy values, tuples and non-finite floats made JSON-safe.
-
-    Parameters
-    ----------
-    obj : object
-        Nested dicts, lists, numbers, strings and numpy arrays or scalars.
-
-    Returns
-    -------
-    object
-        Plain Python: arrays become lists, NaN and infinities become None.
-    """
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return jsonable(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, str | int | float | bool) or obj is None:
-        return obj
-    return str(obj)
 
 
 def _case_path(image, result, keep: bool, scrubber: Scrubber) -> str:

@@ -10,8 +10,8 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
+from engine.core.versions import app_version
 from engine.export.deid import deidentify_dataset, mark_deidentified
-from engine.export.provenance import app_version
 
 #: Secondary Capture Image Storage.
 SC_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"

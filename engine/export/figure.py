@@ -24,9 +24,10 @@ from PIL import Image as PILImage
 from PIL import PngImagePlugin
 
 from engine.core.errors import UsageError
+from engine.core.versions import app_version
 from engine.explain.colour import blend, colormap_lut
 from engine.export.deid import Scrubber
-from engine.export.provenance import app_version, method_title
+from engine.export.provenance import method_title
 
 KINDS = ("overlay", "side_by_side", "grid")
 #: Single-column and double-column journal widths, in inches.

@@ -1,34 +1,13 @@
-"""What a report records about how it was made: versions, method titles, timestamps."""
+"""What a report records about how it was made: method titles and timestamps.
+
+Versions come from :mod:`engine.core.versions`.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
-import platform
 
 from engine.core.errors import LucidaError
-
-#: Libraries whose versions every report records, by distribution name.
-LIBRARIES = ("torch", "torchvision", "numpy", "pydicom", "pillow", "matplotlib", "reportlab")
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def app_version() -> str:
-    """Return Lucida's version, from the installed package metadata."""
-    return _version("lucida")
-
-
-def library_versions() -> dict[str, str]:
-    """Return Python's and each recorded library's version."""
-    out = {"python": platform.python_version()}
-    out.update({name: _version(name) for name in LIBRARIES})
-    return out
 
 
 def timestamp() -> str:

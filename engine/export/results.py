@@ -7,23 +7,16 @@ Under ``OUT/<stem>/``: ``image.png`` (the image as the viewer shows it),
 
 from __future__ import annotations
 
-import json
-from importlib import metadata
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.core.errors import ExportError
+from engine.core.atomic import StagedFiles
+from engine.core.jsonsafe import json_bytes
+from engine.core.versions import app_version
 from engine.explain.colour import blend
-
-
-def lucida_version() -> str:
-    """Return the installed Lucida version (``0+unknown`` when run from an uninstalled tree)."""
-    try:
-        return metadata.version("lucida")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def file_key(method: str, layer: str) -> str:
@@ -50,7 +43,7 @@ def result_json(result: Any, timings_ms: dict, metrics: dict | None = None,
     methods = list(dict.fromkeys(m for m, _ in result.maps))
     layers = list(dict.fromkeys(layer for _, layer in result.maps))
     content = {
-        "version": lucida_version(),
+        "version": app_version(),
         "image": str(result.image_path) if keep_identifiers
         else Path(str(result.image_path)).name,
         "frame": result.frame,
@@ -81,20 +74,6 @@ def result_json(result: Any, timings_ms: dict, metrics: dict | None = None,
     return content
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
 def write_explain_outputs(
     result: Any,
     image: Any,
@@ -121,29 +100,26 @@ def write_explain_outputs(
     """
     from PIL import Image as PILImage
 
-    written = []
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
+    def png(rgb: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        PILImage.fromarray(rgb).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def npy(heat: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        np.save(buffer, heat.astype(np.float32))
+        return buffer.getvalue()
+
+    # Staged together and renamed into place at the end: a failed or interrupted run leaves
+    # the previous files (or none), never a result.json that points at missing maps.
+    with StagedFiles(folder) as staged:
         rgb = image.render(result.frame)
-        path = folder / "image.png"
-        PILImage.fromarray(rgb).save(path)
-        written.append(path)
+        staged.add("image.png", png(rgb))
         for m in result.maps.values():
             key = file_key(m.method, m.layer)
-            path = folder / f"heatmap_{key}.npy"
-            np.save(path, m.heatmap.astype(np.float32))
-            written.append(path)
-            path = folder / f"overlay_{key}.png"
-            PILImage.fromarray(blend(rgb, m.heatmap, cmap=cmap, opacity=opacity)).save(path)
-            written.append(path)
-        path = folder / "result.json"
-        content = _jsonable(result_json(result, timings_ms, metrics, keep_identifiers))
-        path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-        written.append(path)
-    except OSError as exc:
-        raise ExportError(
-            f"cannot write explanation files ({exc.strerror or exc})",
-            path=getattr(exc, "filename", None) or folder,
-            fix="choose an --out folder you can write to",
-        ) from None
-    return written
+            staged.add(f"heatmap_{key}.npy", npy(m.heatmap))
+            overlay = blend(rgb, m.heatmap, cmap=cmap, opacity=opacity)
+            staged.add(f"overlay_{key}.png", png(overlay))
+        staged.add("result.json", json_bytes(result_json(result, timings_ms, metrics,
+                                                         keep_identifiers)))
+        return staged.commit()

@@ -14,28 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+# The one box parser lives in the bottom layer; re-exported for the CLI's --roi.
+from engine.core.boxes import parse_roi as parse_roi
 from engine.core.errors import UsageError
 
 ROI_SHAPES = ("box", "ellipse")
-
-
-def parse_roi(text: str) -> tuple[int, int, int, int]:
-    """Parse ``"X0,Y0,X1,Y1"`` into a box.
-
-    Raises
-    ------
-    UsageError
-        If the text is not four integers with ``x0 < x1`` and ``y0 < y1``.
-    """
-    try:
-        x0, y0, x1, y1 = (int(round(float(v))) for v in text.split(","))
-    except ValueError:
-        raise UsageError(
-            f"--roi {text!r} is not four numbers", fix="write it as X0,Y0,X1,Y1 in pixels"
-        ) from None
-    if x1 <= x0 or y1 <= y0:
-        raise UsageError(f"--roi {text!r} is empty", fix="X1 must exceed X0 and Y1 must exceed Y0")
-    return x0, y0, x1, y1
 
 
 def roi_mask(
