@@ -120,3 +120,30 @@ def test_cancel_writes_nothing(case, tmp_path):
             figure_options=FigureOptions(dpi=50),
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_explain_outputs_are_published_together_or_not_at_all(case, tmp_path, monkeypatch):
+    import json
+
+    from engine.export.results import write_explain_outputs
+
+    image, result = case
+    (tmp_path / "result.json").write_text('{"previous": true}')
+    real_write = os.write
+
+    def fail_on_result_json(fd, data):
+        # Everything before result.json is staged fine; then the disk fills up.
+        if bytes(data[:1]) == b"{":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(atomic.os, "write", fail_on_result_json)
+    with pytest.raises(ExportError, match="No space left"):
+        write_explain_outputs(result, image, tmp_path, {"load": 1.0})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+    assert json.loads((tmp_path / "result.json").read_text()) == {"previous": True}
+    monkeypatch.undo()
+    written = write_explain_outputs(result, image, tmp_path, {"load": 1.0})
+    assert [p.name for p in written][-1] == "result.json"
+    assert {p.name for p in tmp_path.iterdir()} == {p.name for p in written}
+    assert json.loads((tmp_path / "result.json").read_text())["timings_ms"]["load"] == 1.0

@@ -1,10 +1,13 @@
-"""What an audit writes: audit.json, audit.csv, mean heatmaps and report.pdf."""
+"""What an audit writes: audit.json, audit.csv, mean heatmaps and report.pdf.
+
+Every file is built in memory and published all-or-nothing (:mod:`engine.core.atomic`), so a
+failed or interrupted write never leaves a half-written audit next to the results.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,21 +17,12 @@ import numpy as np
 from engine.audit.aggregate import aggregate, flag_reason, mean_heatmaps
 from engine.audit.manifest import BORDER_ROLE, Manifest
 from engine.audit.store import ResultStore
+from engine.core.atomic import StagedFiles
 from engine.core.errors import ExportError
+from engine.core.jsonsafe import json_bytes, jsonable
 
 MEAN_DIR = "mean_heatmaps"
 GRID_NAME = "grid.png"
-
-
-def _clean(obj):
-    """Replace NaN/inf by None so audit.json is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 def _safe(name: str) -> str:
@@ -45,7 +39,7 @@ def summarise_run(store: ResultStore, dataset: Manifest, model, header: dict) ->
     """
     agg = aggregate(store.records(), model.classes, dataset.roles)
     problems = [{"path": p.path, "reason": p.one_line()} for p in dataset.problems]
-    return _clean(
+    return jsonable(
         {
             "n": agg["n"],
             "model": {"name": model.name, "sha256": model.sha256},
@@ -66,12 +60,12 @@ def summarise_run(store: ResultStore, dataset: Manifest, model, header: dict) ->
     )
 
 
-def write_csv(store: ResultStore, dataset: Manifest, classes: Sequence[str], path: Path) -> None:
-    """Write audit.csv: one row per image (failed images carry their error)."""
+def audit_csv(store: ResultStore, dataset: Manifest, classes: Sequence[str]) -> bytes:
+    """Return audit.csv: one row per image (failed images carry their error)."""
     roles = [*dataset.roles, BORDER_ROLE]
     cols = ["path", "row", "label", "pred", "correct", *[f"score_{c}" for c in classes],
             *dataset.group_columns, *[f"share_{r}" for r in roles], "flag", "intended_use", "error"]
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with io.StringIO(newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=cols)
         writer.writeheader()
         for p in dataset.problems:
@@ -98,6 +92,7 @@ def write_csv(store: ResultStore, dataset: Manifest, classes: Sequence[str], pat
             row["intended_use"] = use.get("message", "") if use.get("status") == "mismatch" \
                 else use.get("status", "")
             writer.writerow(row)
+        return fh.getvalue().encode("utf-8")
 
 
 def heat_rgb(heat: np.ndarray, cmap: str = "inferno") -> np.ndarray:
@@ -136,19 +131,26 @@ def grid_figure(cells: dict[tuple[str, str], tuple[np.ndarray, int]], title: str
     return fig
 
 
-def write_mean_heatmaps(store: ResultStore, classes: Sequence[str], size: int, folder: Path,
-                        title: str = "") -> dict:
-    """Write one PNG per (class, group) and ``grid.png``; return the cells."""
+def mean_heatmap_pngs(store: ResultStore, classes: Sequence[str], size: int,
+                      title: str = "") -> dict[str, bytes]:
+    """Return the mean-heatmap files: one PNG per (class, group) and ``grid.png``, by name."""
     from PIL import Image as PILImage
 
     cells = mean_heatmaps(store.heatmaps(), classes, (size, size))
-    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
     for (cls, group), (heat, _) in cells.items():
         big = PILImage.fromarray(heat_rgb(heat)).resize((256, 256), PILImage.BILINEAR)
-        big.save(folder / f"{_safe(cls)}__{_safe(group)}.png")
+        files[f"{_safe(cls)}__{_safe(group)}.png"] = _png(big.save)
     if cells:
-        grid_figure(cells, title).savefig(folder / GRID_NAME)
-    return cells
+        files[GRID_NAME] = _png(grid_figure(cells, title).savefig)
+    return files
+
+
+def _png(save) -> bytes:
+    """Return what ``save(buffer, format="png")`` writes."""
+    buf = io.BytesIO()
+    save(buf, format="png")
+    return buf.getvalue()
 
 
 def _bar_chart(entries: list[tuple[str, float, float, float]], ylabel: str, title: str):
@@ -169,13 +171,11 @@ def _bar_chart(entries: list[tuple[str, float, float, float]], ylabel: str, titl
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return _png(fig.savefig)
 
 
-def write_pdf(audit: dict, grid_png: Path | None, path: Path) -> None:
-    """Write report.pdf: summary, verdicts, charts, tables, the mean-heatmap grid and flags."""
+def audit_pdf(audit: dict, grid_png: bytes | None) -> bytes:
+    """Return report.pdf: summary, verdicts, charts, tables, the mean-heatmap grid and flags."""
     from xml.sax.saxutils import escape
 
     from reportlab.lib import colors
@@ -231,14 +231,14 @@ def write_pdf(audit: dict, grid_png: Path | None, path: Path) -> None:
             rows.append([role, g, str(s["n"]), _fmt(s["mean"]),
                          f"{_fmt(s['ci95'][0])}–{_fmt(s['ci95'][1])}"])
     story.append(_table(rows, colors, TableStyle))
-    if grid_png is not None and grid_png.is_file():
+    if grid_png is not None:
         from PIL import Image as PILImage
 
-        with PILImage.open(grid_png) as im:
+        with PILImage.open(io.BytesIO(grid_png)) as im:
             w, h = im.size
         story.append(Paragraph("Mean heatmaps (class × group)", styles["Heading2"]))
         scale = min(17 * cm / w, 20 * cm / h)
-        story.append(Image(str(grid_png), width=w * scale, height=h * scale))
+        story.append(Image(io.BytesIO(grid_png), width=w * scale, height=h * scale))
     story.append(Paragraph(f"Flagged images ({len(audit['flagged'])})", styles["Heading2"]))
     for item in audit["flagged"][:40]:
         story.append(Paragraph(escape(f"{item['path']}: {item['reason'].replace('`', '')}"),
@@ -247,7 +247,9 @@ def write_pdf(audit: dict, grid_png: Path | None, path: Path) -> None:
         story.append(Paragraph(f"Skipped ({len(audit['errors'])})", styles["Heading2"]))
         for item in audit["errors"][:40]:
             story.append(Paragraph(escape(item["reason"]), styles["Code"]))
-    SimpleDocTemplate(str(path), pagesize=A4, title="Lucida bias audit").build(story)
+    buf = io.BytesIO()
+    SimpleDocTemplate(buf, pagesize=A4, title="Lucida bias audit").build(story)
+    return buf.getvalue()
 
 
 def _fmt(x) -> str:
@@ -283,14 +285,21 @@ def write_outputs(store: ResultStore, dataset: Manifest, model, header: dict,
     out = Path(out_dir)
     try:
         audit = summarise_run(store, dataset, model, header)
-        (out / "audit.json").write_text(json.dumps(audit, indent=2, allow_nan=False))
-        write_csv(store, dataset, model.classes, out / "audit.csv")
-        cells = write_mean_heatmaps(store, model.classes, header["heat_size"], out / MEAN_DIR,
-                                    title=f"{model.name} · {header['method']}")
+        heatmaps = mean_heatmap_pngs(store, model.classes, header["heat_size"],
+                                     title=f"{model.name} · {header['method']}")
+        files = {"audit.json": json_bytes(audit), "audit.csv": audit_csv(store, dataset,
+                                                                        model.classes)}
         if pdf:
-            grid = out / MEAN_DIR / GRID_NAME if cells else None
-            write_pdf(audit, grid, out / "report.pdf")
+            files["report.pdf"] = audit_pdf(audit, heatmaps.get(GRID_NAME))
     except OSError as exc:
         raise ExportError(f"cannot write the audit ({exc})", path=out,
                           fix="choose a writable --out folder") from None
+    with StagedFiles(out / MEAN_DIR) as staged:
+        for name, data in heatmaps.items():
+            staged.add(name, data)
+        staged.commit()
+    with StagedFiles(out) as staged:
+        for name, data in files.items():
+            staged.add(name, data)
+        staged.commit()
     return audit

@@ -15,15 +15,17 @@ duplicates nothing.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from engine.core.atomic import write_atomic
 from engine.core.errors import UsageError
+from engine.core.jsonsafe import json_bytes
 
 RESULTS = "results.jsonl"
 HEADER = "run.json"
@@ -52,9 +54,10 @@ class ResultStore:
             self.dir.mkdir(parents=True, exist_ok=True)
             if resume and header_path.is_file():
                 stored = json.loads(header_path.read_text())
-                if stored != json.loads(json.dumps(header)):
-                    diff = sorted(k for k in header.keys() | stored.keys()
-                                  if stored.get(k) != json.loads(json.dumps(header)).get(k))
+                current = json.loads(json_bytes(header))
+                if stored != current:
+                    diff = sorted(k for k in current.keys() | stored.keys()
+                                  if stored.get(k) != current.get(k))
                     raise UsageError(
                         f"the run in this folder differs ({', '.join(diff)})",
                         path=self.dir,
@@ -65,7 +68,7 @@ class ResultStore:
             else:
                 self.results.unlink(missing_ok=True)
                 shutil.rmtree(self.heat_dir, ignore_errors=True)
-                header_path.write_text(json.dumps(header, indent=2))
+                write_atomic(header_path, json_bytes(header))
             self.heat_dir.mkdir(exist_ok=True)
         except OSError as exc:
             raise UsageError(
@@ -104,10 +107,9 @@ class ResultStore:
         if heatmaps is not None and len(heatmaps):
             name = f"batch_{self._next_batch:06d}.npy"
             self._next_batch += 1
-            tmp = self.heat_dir / (name + ".tmp")
-            with tmp.open("wb") as fh:
-                np.save(fh, np.asarray(heatmaps, dtype=np.float16))
-            os.replace(tmp, self.heat_dir / name)
+            buf = io.BytesIO()
+            np.save(buf, np.asarray(heatmaps, dtype=np.float16))
+            write_atomic(self.heat_dir / name, buf.getvalue())
             for rec in records:
                 if "heat_index" in rec:
                     rec["heat"] = [name, rec.pop("heat_index")]
