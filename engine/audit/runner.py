@@ -25,6 +25,8 @@ from engine.audit.store import ResultStore
 from engine.core.cancel import CancelToken, ProgressFn
 from engine.core.errors import LucidaError, UsageError
 from engine.explain import core
+from engine.models.intended_use import IntendedUse, check_input
+from engine.models.preprocess import InputSpec, prepare_array
 
 #: Target modes: explain the predicted class, or the labelled class.
 TARGETS = ("top", "label")
@@ -113,18 +115,42 @@ def error_record(row: AuditRow, reason: str) -> dict:
     return {"key": row.key, "row": row.index, "path": str(row.path), "error": reason}
 
 
+@dataclass(frozen=True)
+class InputRecipe:
+    """How to turn an image into one model's input, without the model's weights.
+
+    Reading and preprocessing need only the card's input spec, intended use and classes, so
+    decode workers (threads here, Ray tasks on a cluster) get this small picklable object and
+    never the model.
+    """
+
+    spec: InputSpec
+    intended_use: IntendedUse | None
+    classes: tuple[str, ...]
+
+    @classmethod
+    def from_model(cls, model) -> InputRecipe:
+        """The recipe of a loaded model."""
+        return cls(model.input, getattr(model, "intended_use", None), tuple(model.classes))
+
+    def prepare(self, image) -> tuple[torch.Tensor, dict]:
+        """Return the (1, C, H, W) CPU model input and the intended-use check of ``image``."""
+        x = prepare_array(image.model_input(0, window=self.spec.window), self.spec)
+        return x, check_input(self.intended_use, image, x, self.spec).as_dict()
+
+
 @dataclass
 class LoadedBatch:
     """Rows of a batch read and preprocessed: what the model pass needs, and the failures."""
 
     rows: list[AuditRow]
     errors: dict[int, dict]
-    ready: list[tuple[int, object, int | None]]  # (position, image, label index)
+    ready: list[tuple[int, tuple[int, ...], int | None]]  # (position, image shape, label index)
     x: torch.Tensor | None
     intended_use: dict[int, dict] = field(default_factory=dict)  # per position
 
 
-def load_batch(rows: Sequence[AuditRow], model) -> LoadedBatch:
+def load_batch(rows: Sequence[AuditRow], recipe: InputRecipe) -> LoadedBatch:
     """Open and preprocess rows; an unreadable row becomes an error record, not an exception."""
     from engine.studies.image import open_image
 
@@ -132,11 +158,10 @@ def load_batch(rows: Sequence[AuditRow], model) -> LoadedBatch:
     for pos, row in enumerate(rows):
         try:
             image = open_image(row.path, decode=True)
-            label = _label_index(row.label, model.classes)
-            x = model.preprocess(image)
+            label = _label_index(row.label, recipe.classes)
+            x, uses[pos] = recipe.prepare(image)
             tensors.append(x)
-            ready.append((pos, image, label))
-            uses[pos] = model.check_use(image, x=x).as_dict()
+            ready.append((pos, tuple(image.shape), label))
         except LucidaError as exc:
             errors[pos] = error_record(row, exc.one_line())
         except Exception as exc:  # noqa: BLE001 - one broken file must not stop the audit
@@ -157,7 +182,7 @@ def explain_batch(batch: LoadedBatch, model, the_plan: core.Plan, roles: Sequenc
     explainer = the_plan.explainers[0]
     key = (explainer.name, the_plan.map_layers(explainer)[0])
     targets = [label if target == "label" else None for _, _, label in batch.ready]
-    cap = core.capture(model, batch.x, targets, the_plan)
+    cap = core.capture(model, batch.x.to(model.device), targets, the_plan)
     got = core.explain(cap, the_plan, cancel=cancel)
     all_scores = cap.scores.detach().float().cpu()
     preds = cap.logits.detach().float().argmax(1).tolist()
@@ -170,8 +195,8 @@ def explain_batch(batch: LoadedBatch, model, the_plan: core.Plan, roles: Sequenc
     # together: one tensor operation per batch, not one per image.
     by_shape: dict[tuple, list[int]] = {}
     for k in made:
-        raw, image = got.maps[k][key], batch.ready[k][1]
-        by_shape.setdefault((tuple(raw.shape), tuple(image.shape)), []).append(k)
+        raw, image_shape = got.maps[k][key], batch.ready[k][1]
+        by_shape.setdefault((tuple(raw.shape), image_shape), []).append(k)
     for (_, image_shape), members in by_shape.items():
         stack = torch.stack([got.maps[k][key] for k in members])
         heat, notes, _ = core.finish_stack(stack, model, image_shape,
@@ -248,7 +273,8 @@ def audit_batch(rows: Sequence[AuditRow], model, the_plan: core.Plan, roles: Seq
         (n, S, S) float16 maps (peak 1) of the rows that succeeded; records point to them by
         ``heat_index``.
     """
-    return explain_batch(load_batch(rows, model), model, the_plan, roles, cancel, target,
+    return explain_batch(load_batch(rows, InputRecipe.from_model(model)), model, the_plan, roles,
+                         cancel, target,
                          heat_size)
 
 
@@ -322,11 +348,12 @@ def run_audit(dataset: Manifest, model, settings: AuditSettings, out_dir: str | 
     batches = [todo[i : i + step] for i in range(0, len(todo), step)]
     # Reading and decoding the next batch overlaps the model pass of this one.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-load") as pool:
-        pending = pool.submit(load_batch, batches[0], model) if batches else None
+        recipe = InputRecipe.from_model(model)
+        pending = pool.submit(load_batch, batches[0], recipe) if batches else None
         for i, rows in enumerate(batches):
             cancel.check()
             loaded = pending.result()
-            pending = pool.submit(load_batch, batches[i + 1], model) if i + 1 < len(batches) \
+            pending = pool.submit(load_batch, batches[i + 1], recipe) if i + 1 < len(batches) \
                 else None
             records, heatmaps = explain_batch(loaded, model, the_plan, dataset.roles, cancel,
                                               settings.target, settings.heat_size)

@@ -185,3 +185,18 @@ def check(use: IntendedUse | None, image: Any, model_input: np.ndarray | None = 
     this = " ".join(p for p in (modality if not raster else "", part.lower()) if p) or "an image"
     message = f"model is for {use.summary()}; this is {this}: " + ", ".join(problems)
     return UseCheck(MISMATCH, message, problems, ood)
+
+
+def check_input(use: IntendedUse | None, image: Any, x: Any, spec: Any) -> UseCheck:
+    """:func:`check` with the model input ``x`` as the model sees it (normalised by ``spec``).
+
+    ``x`` is a (1, C, H, W) tensor normalised with ``spec.mean``/``spec.std``; it is brought
+    back to [0, 1] pixel space only when the card records training input statistics.
+    """
+    pixels = None
+    if use is not None and use.input_mean is not None and x is not None:
+        arr = np.asarray(x.detach().float().cpu().numpy() if hasattr(x, "detach") else x)
+        shape = (1, -1) + (1,) * (arr.ndim - 2)
+        pixels = arr * np.asarray(spec.std, np.float32).reshape(shape) \
+            + np.asarray(spec.mean, np.float32).reshape(shape)
+    return check(use, image, pixels)

@@ -20,8 +20,7 @@ from engine.core.errors import ModelError, UsageError
 from engine.core.resources import MODELS
 from engine.models.adapters import adapt_output
 from engine.models.card import ModelCard, default_spec, read_card
-from engine.models.intended_use import IntendedUse, UseCheck
-from engine.models.intended_use import check as check_use
+from engine.models.intended_use import IntendedUse, UseCheck, check_input
 from engine.models.layers import Discovery, LayerInfo, discover_layers
 from engine.models.layers import to_activation_map as _to_map
 from engine.models.loaders import (
@@ -236,13 +235,10 @@ class LoadedModel:
         The model input (``x`` when the caller already has it) is compared with the training
         statistics only when the card has them.
         """
-        pixels = None
         use = self.intended_use
-        if use is not None and use.input_mean is not None:
-            x = self.preprocess(image, frame) if x is None else x
-            pixels = (x.float().cpu() * torch.tensor(self.input.std).view(1, -1, 1, 1)
-                      + torch.tensor(self.input.mean).view(1, -1, 1, 1)).numpy()
-        return check_use(use, image, pixels)
+        if use is not None and use.input_mean is not None and x is None:
+            x = self.preprocess(image, frame)
+        return check_input(use, image, x, self.input)
 
     def describe(self) -> dict:
         """Identity of the model for results: name, hashes, classes, output, kind, card."""
