@@ -214,3 +214,24 @@ def test_raster_image_exports_too(tmp_path):
     assert [p.name for p in written] == ["figure.png", "figure_sc.dcm", "report.pdf", "report.json"]
     ds = pydicom.dcmread(tmp_path / "out" / "figure_sc.dcm")
     assert ds.Modality == "OT" and ds.PatientIdentityRemoved == "YES"
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_pdf_and_html_show_the_same_case_rows(case, keep):
+    import html
+    import re
+
+    from engine.export.content import case_rows, prediction_rows
+
+    _image, _result, out = case
+    files = {p.suffix: p for p in out[keep]}
+    content = json.loads(files[".json"].read_text())
+    # Compared without white space: the PDF wraps long paths inside a table cell.
+    pdf = "".join("".join(page.extract_text().split()) for page in PdfReader(files[".pdf"]).pages)
+    page = "".join(html.unescape(re.sub(r"<[^>]+>", " ", files[".html"].read_text())).split())
+    rows = case_rows(content)
+    assert ("Identifiers" in dict(rows)) != keep
+    for label, value in rows + [(name, p) for name, p, _ in prediction_rows(content)]:
+        for text in (label, value):
+            assert "".join(str(text).split()) in pdf, text
+            assert "".join(str(text).split()) in page, text

@@ -86,6 +86,73 @@ def summary_rows(content: dict) -> list[tuple[str, str]]:
     ]
 
 
+def notice_text(content: dict) -> str:
+    """Return the boxed notice at the top of a report: disclaimer and identifier status."""
+    text = content["disclaimer"]
+    if content["deidentified"]:
+        return text + f" Patient identifiers removed ({content['deidentification']['method']})."
+    return text + " This report contains patient identifiers: handle it as a patient record."
+
+
+def case_rows(content: dict) -> list[tuple[str, str]]:
+    """Return the case section as (label, value) pairs: identifiers only when kept."""
+    case = content["case"]
+    if case.get("patient"):
+        rows = [(label, str(case["patient"].get(key) or "")) for key, label in CASE_FIELDS]
+        rows.append(("File", case.get("path", case["file"])))
+    else:
+        rows = [("Identifiers", "removed (de-identified export)"), ("File", case["file"])]
+    return rows + [
+        ("Modality", case["modality"]),
+        ("Photometric interpretation", case["photometric"]),
+        ("Image size", f"{case['size'][1]} × {case['size'][0]} pixels"),
+        ("Frame", f"{case['frame'] + 1} of {case['frames']}"),
+    ]
+
+
+def prediction_rows(content: dict) -> list[tuple[str, str, bool]]:
+    """Return (class, probability text, is the explained target), most probable first."""
+    return [
+        (name, probability_text(p), name == content["target"])
+        for name, p in sorted(content["prediction"].items(), key=lambda kv: -kv[1])
+    ]
+
+
+def param_rows(content: dict) -> list[tuple[str, str, str]]:
+    """Return (method title, parameter, value) once each; one "defaults" row when none is set."""
+    params = content.get("params") or {}
+    rows: list[tuple[str, str, str]] = []
+    for m in content["maps"]:
+        for key, value in (params.get(m["method"]) or {}).items():
+            row = (m["title"], key, format_value(value))
+            if row not in rows:
+                rows.append(row)
+    return rows or [("all", "—", "defaults (no parameters set)")]
+
+
+def display_text(content: dict) -> str:
+    """Return one sentence naming the layers and the display settings the figures use."""
+    disp = content["display"]
+    window = (
+        "n/a (colour image)" if not disp["window"] else "C {:g} / W {:g}".format(*disp["window"])
+    )
+    layers = ", ".join(dict.fromkeys(m["layer"] for m in content["maps"]))
+    return (
+        f"Layers: {layers}. Display: colour map {disp['colormap']}, opacity "
+        f"{disp['opacity']:.2f}, threshold {disp['threshold']:.2f}, window {window}"
+        f"{', inverted' if disp['invert'] else ''}."
+    )
+
+
+def format_value(value) -> str:
+    """Format a parameter or timing value for a report table."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if value is None:
+        return "—"
+    return str(value)
+
+
 #: Keys of a metrics dict that name what was measured rather than a measurement.
 _CONTEXT_KEYS = {"method", "layer", "target", "target_name", "summary", "warnings"}
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from engine.export.content import CASE_FIELDS, metric_rows, summary_rows
-from engine.export.figure import probability_text
+from engine.export.content import (
+    case_rows,
+    display_text,
+    format_value,
+    metric_rows,
+    notice_text,
+    param_rows,
+    prediction_rows,
+    summary_rows,
+)
 
 _CSS = """
 body{font:14px/1.45 -apple-system,'Segoe UI',Helvetica,Arial,sans-serif;color:#1b1b1b;
@@ -27,10 +35,6 @@ footer{margin-top:28px;color:#666;font-size:11px;border-top:1px solid #b8c4d0;pa
 
 def _e(value) -> str:
     return escape("—" if value is None or value == "" else str(value))
-
-
-def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else _e(value)
 
 
 def _rows(rows, head=None, mono=()) -> str:
@@ -62,7 +66,7 @@ def report_html(content: dict, figures: list[tuple[bytes, str, str | None]]) -> 
     bytes
         UTF-8 HTML with no external references.
     """
-    case, model, disp = content["case"], content["model"], content["display"]
+    model = content["model"]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -73,37 +77,16 @@ def report_html(content: dict, figures: list[tuple[bytes, str, str | None]]) -> 
         f'<p class="sub">Generated {_e(content["generated"])} by Lucida '
         f"{_e(content['version'])}</p>",
     ]
-    notice = content["disclaimer"]
-    if content["deidentified"]:
-        notice += f" Patient identifiers removed ({content['deidentification']['method']})."
-    else:
-        notice += " This report contains patient identifiers: handle it as a patient record."
-    parts.append(f'<p class="notice">{_e(notice)}</p>')
+    parts.append(f'<p class="notice">{_e(notice_text(content))}</p>')
     parts.append(_rows(summary_rows(content)))
-
-    rows = []
-    if case.get("patient"):
-        rows += [(label, case["patient"].get(key)) for key, label in CASE_FIELDS]
-        rows.append(("File", case.get("path", case["file"])))
-    else:
-        rows += [("Identifiers", "Removed (de-identified export)"), ("File", case["file"])]
-    rows += [
-        ("Modality", case["modality"]),
-        ("Photometric interpretation", case["photometric"]),
-        ("Image size", f"{case['size'][1]} × {case['size'][0]} pixels"),
-        ("Frame", f"{case['frame'] + 1} of {case['frames']}"),
-    ]
-    parts += ["<h2>Case</h2>", _rows(rows, ("Item", "Value"))]
+    parts += ["<h2>Case</h2>", _rows(case_rows(content), ("Item", "Value"))]
 
     parts.append(f"<h2>Prediction ({_e(model.get('output') or 'scores')})</h2><table>")
     parts.append("<tr><th>Class</th><th>Probability</th><th></th></tr>")
-    for name, p in sorted(content["prediction"].items(), key=lambda kv: -kv[1]):
-        is_target = name == content["target"]
+    for name, p, is_target in prediction_rows(content):
         mark = "explained target" if is_target else ""
         cls = ' class="target"' if is_target else ""
-        parts.append(
-            f"<tr{cls}><td>{_e(name)}</td><td>{_e(probability_text(p))}</td><td>{mark}</td></tr>"
-        )
+        parts.append(f"<tr{cls}><td>{_e(name)}</td><td>{_e(p)}</td><td>{mark}</td></tr>")
     parts.append("</table>")
 
     parts.append("<h2>Explanations</h2>")
@@ -115,24 +98,10 @@ def report_html(content: dict, figures: list[tuple[bytes, str, str | None]]) -> 
             f"<figcaption><b>Figure {n}.</b> {_e(caption)}{warn}</figcaption></figure>"
         )
 
-    params = content.get("params") or {}
-    prow = []
-    for m in content["maps"]:
-        for key, value in (params.get(m["method"]) or {}).items():
-            if (m["title"], key, _fmt(value)) not in prow:
-                prow.append((m["title"], key, _fmt(value)))
-    window = (
-        "n/a (colour image)" if not disp["window"] else "C {:g} / W {:g}".format(*disp["window"])
-    )
-    layers = ", ".join(dict.fromkeys(m["layer"] for m in content["maps"]))
     parts += [
         "<h2>Explainer parameters</h2>",
-        _rows(
-            prow or [("all", "—", "defaults (no parameters set)")], ("Method", "Parameter", "Value")
-        ),
-        f"<p>Layers: {_e(layers)}. Display: colour map {_e(disp['colormap'])}, opacity "
-        f"{disp['opacity']:.2f}, threshold {disp['threshold']:.2f}, window {_e(window)}"
-        f"{', inverted' if disp['invert'] else ''}.</p>",
+        _rows(param_rows(content), ("Method", "Parameter", "Value")),
+        f"<p>{_e(display_text(content))}</p>",
     ]
 
     about, rows, summary = metric_rows(content.get("metrics"))
@@ -161,7 +130,7 @@ def report_html(content: dict, figures: list[tuple[bytes, str, str | None]]) -> 
     ]
     timings = content.get("timings_ms") or {}
     if timings:
-        text = ", ".join(f"{k} {_fmt(v)} ms" for k, v in timings.items())
+        text = ", ".join(f"{k} {format_value(v)} ms" for k, v in timings.items())
         parts.append(f"<p>Compute time: {_e(text)}.</p>")
     for warning in content.get("warnings") or []:
         parts.append(f'<p class="warn">Warning: {_e(warning)}</p>')

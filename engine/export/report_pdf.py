@@ -26,8 +26,16 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from engine.export.content import CASE_FIELDS, metric_rows, summary_rows
-from engine.export.figure import probability_text
+from engine.export.content import (
+    case_rows,
+    display_text,
+    format_value,
+    metric_rows,
+    notice_text,
+    param_rows,
+    prediction_rows,
+    summary_rows,
+)
 
 # Images go in as binary Flate streams. ASCII85 text encoding would make them 25% bigger, and
 # without reportlab's optional C accelerator it takes seconds per figure.
@@ -121,14 +129,6 @@ def _table(rows, widths, header: bool = True, mono_cols=(), styles=None) -> Tabl
     return table
 
 
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if value is None:
-        return "—"
-    return str(value)
-
-
 def _footer(content: dict):
     label = "De-identified" if content["deidentified"] else "CONTAINS PATIENT IDENTIFIERS"
 
@@ -205,12 +205,7 @@ def report_pdf(content: dict, figures: list[tuple[bytes, str, str | None]]) -> b
 
 
 def _notice(content: dict, st, width) -> Table:
-    text = content["disclaimer"]
-    if content["deidentified"]:
-        text += f" Patient identifiers removed ({content['deidentification']['method']})."
-    else:
-        text += " This report contains patient identifiers: handle it as a patient record."
-    box = Table([[_p(text, st["notice"])]], colWidths=[width], hAlign="LEFT")
+    box = Table([[_p(notice_text(content), st["notice"])]], colWidths=[width], hAlign="LEFT")
     box.setStyle(
         TableStyle(
             [
@@ -257,30 +252,15 @@ def _summary(content: dict, st, width) -> Table:
 
 
 def _case_section(content: dict, st, width) -> list:
-    case = content["case"]
-    pairs = []
-    if case.get("patient"):
-        pairs += [(label, case["patient"].get(key)) for key, label in CASE_FIELDS]
-        pairs.append(("File", case.get("path", case["file"])))
-    else:
-        pairs += [("Identifiers", "removed (de-identified export)"), ("File", case["file"])]
-    pairs += [
-        ("Modality", case["modality"]),
-        ("Photometric", case["photometric"]),
-        ("Image size", f"{case['size'][1]} × {case['size'][0]} pixels"),
-        ("Frame", f"{case['frame'] + 1} of {case['frames']}"),
-    ]
-    return [_p("Case", st["h2"]), _pairs(pairs, st, width, shade=False)]
+    return [_p("Case", st["h2"]), _pairs(case_rows(content), st, width, shade=False)]
 
 
 def _prediction_section(content: dict, st, width) -> list:
+    predictions = prediction_rows(content)
     rows = [["Class", "Probability", ""]]
-    for name, p in sorted(content["prediction"].items(), key=lambda kv: -kv[1]):
-        rows.append(
-            [name, probability_text(p), "explained target" if name == content["target"] else ""]
-        )
+    rows += [[name, p, "explained target" if target else ""] for name, p, target in predictions]
     table = _table(rows, [0.4 * width, 0.25 * width, 0.35 * width], styles=st)
-    target_row = 1 + [r[0] for r in rows[1:]].index(content["target"])
+    target_row = 1 + [target for _, _, target in predictions].index(True)
     table.setStyle(
         TableStyle([("BACKGROUND", (0, target_row), (-1, target_row), colors.HexColor("#fdf0d5"))])
     )
@@ -305,28 +285,12 @@ def _figure_section(content: dict, figures, st, width) -> list:
 
 
 def _params_section(content: dict, st, width) -> list:
-    rows = [["Method", "Parameter", "Value"]]
-    params = content.get("params") or {}
-    for m in content["maps"]:
-        for key, value in (params.get(m["method"]) or {}).items():
-            rows.append([m["title"], key, _fmt(value)])
-    rows = [r for i, r in enumerate(rows) if r not in rows[:i]]
-    if len(rows) == 1:
-        rows.append(["all", "—", "defaults (no parameters set)"])
-    disp = content["display"]
-    window = (
-        "n/a (colour image)" if not disp["window"] else "C {:g} / W {:g}".format(*disp["window"])
-    )
-    shown = (
-        f"colour map {disp['colormap']}, opacity {disp['opacity']:.2f}, threshold "
-        f"{disp['threshold']:.2f}, window {window}{', inverted' if disp['invert'] else ''}"
-    )
-    layers = ", ".join(dict.fromkeys(m["layer"] for m in content["maps"]))
+    rows = [["Method", "Parameter", "Value"], *param_rows(content)]
     return [
         _p("Explainer parameters", st["h2"]),
         _table(rows, [0.3 * width, 0.3 * width, 0.4 * width], styles=st),
         Spacer(1, 3),
-        _p(f"Layers: {layers}. Display: {shown}.", st["small"]),
+        _p(display_text(content), st["small"]),
     ]
 
 
@@ -384,7 +348,7 @@ def _software_section(content: dict, st, width) -> list:
         _table(rows, [0.2 * width, 0.3 * width] * 2, styles=st),
     ]
     if timings:
-        text = ", ".join(f"{k} {_fmt(v)} ms" for k, v in timings.items())
+        text = ", ".join(f"{k} {format_value(v)} ms" for k, v in timings.items())
         out += [Spacer(1, 3), _p(f"Compute time: {text}.", st["small"])]
     for warning in content.get("warnings") or []:
         out.append(_p(f"Warning: {warning}", st["warn"]))
