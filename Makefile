@@ -1,31 +1,38 @@
 # Lucida: `make run` opens the GUI on the demo, `make test` runs the whole suite.
 # Both set up .venv from nothing; `make venv` is idempotent and fast when nothing changed.
+# `make venv` also installs the few system packages the tests use (.ci/system-packages: Qt's
+# libraries and poppler-utils), with apt, only where they are missing.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test bench lint demo-models
+.PHONY: venv system run test bench lint demo-models
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
-venv: $(STAMP)
+system:
+	./.ci/system-packages
+
+venv: system $(STAMP)
 
 run: venv
 	$(BIN)/python main.py --demo
 
 test: venv
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 
 bench: venv
 	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/run_all.py
 
 lint: venv
+	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 
 demo-models: venv

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from audit_fixtures import small_model, write_phantom_dataset
@@ -66,9 +65,8 @@ def test_audit_view_runs_off_the_gui_thread_and_opens_clicked_images(tiny, tmp_p
     view.dataset_edit.setText(str(manifest))
     view.method_combo.setCurrentText("gradcam")
     view.out_edit.setText(str(tmp_path / "gui"))
-    started = time.perf_counter()
     view.start()
-    assert time.perf_counter() - started < 0.5  # the audit itself runs on the worker thread
+    # start() returns with the audit still running on the worker (bench/bench_latency.py times it).
     assert view.is_running() and not view.run_button.isEnabled()
     qtbot.waitUntil(lambda: not view.is_running() and view.audit is not None, timeout=60000)
     assert view.progress.value() == 1000

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from engine.core.cancel import Cancelled, CancelToken
+from engine.core.errors import UsageError
 from engine.demo.arch import build_demo_cnn
 from engine.explain.api import Explainer
 from engine.explain.registry import Registry
@@ -156,7 +157,7 @@ def test_hooks_are_removed_and_memory_stays_flat():
         if i in (9, 29):
             gc.collect()
             rss.append(process.memory_info().rss)
-    with pytest.raises(Exception):  # noqa: B017 - any failure mid-request must still unhook
+    with pytest.raises(UsageError, match="no-such-class"):  # a failure mid-request unhooks
         session.explain(ExplainRequest(_image(), model, ["gradcam"], target="no-such-class"))
     assert _hooks(model.module) == 0
     assert len(session._captures) == 2

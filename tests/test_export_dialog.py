@@ -8,8 +8,6 @@ from export_leaks import found
 
 from engine.studies.image import open_image
 
-pytest.importorskip("pytestqt")
-
 VIEW_STATE = {
     "window": (1500, 2000),
     "invert": False,

@@ -111,16 +111,13 @@ def test_layer_switch_is_served_from_the_cache(window, qtbot):
     before_heat = window.layer_model.heatmap
     passes = window.session.forward_passes
     jobs = len(window._latest) and window._latest.get("explain")
-    start = time.perf_counter()
     window.panel.select_layer(other)
-    elapsed = time.perf_counter() - start
     # Drawn synchronously in the click handler: no job, no forward pass.
     assert window.layer == other
     assert window._latest.get("explain") == jobs
     assert window.session.forward_passes == passes
     assert window.layer_model.heatmap is not before_heat
     assert not np.array_equal(window.layer_model.heatmap, before_heat)
-    assert elapsed < 0.5
     window.panel.select_layer(window.model.default_layer)
 
 
@@ -161,11 +158,10 @@ def test_cancel_stops_a_running_scorecam(window, qtbot, monkeypatch):
     window.panel.select_method("scorecam")
     job = window._latest["explain"]
     qtbot.waitUntil(lambda: job in progressed, timeout=WAIT_MS)
-    start = time.perf_counter()
+    # The latency of a cancel is measured in bench/bench_latency.py.
     with qtbot.waitSignal(window.worker.sig_cancelled, timeout=5000,
                           check_params_cb=lambda i, _k: i == job):
         window.cancel_button.click()
-    assert time.perf_counter() - start < 2.0
     assert window.message.text() == "Cancelled"
     assert not any(key[5] == "scorecam" for key in window.maps)
     monkeypatch.undo()

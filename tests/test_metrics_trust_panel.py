@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from PySide6.QtGui import QImage
 
-pytest.importorskip("pytestqt")
-
-from PySide6.QtGui import QImage  # noqa: E402
-
-from gui.trust_panel import QtTrustPanel  # noqa: E402
+from gui.trust_panel import QtTrustPanel
 
 
 def _metrics(passed: bool) -> dict:

@@ -106,7 +106,6 @@ def test_counterfactual_flips_the_marker(tmp_path):
 
 
 def test_model_input_of_written_files_matches_the_phantom(tmp_path):
-    pytest.importorskip("engine.studies.image")
     from engine.studies.image import open_image
 
     cli_main(["demo-data", "--out", str(tmp_path), "--n", "4", "--seed", "9"])
@@ -119,7 +118,6 @@ def test_model_input_of_written_files_matches_the_phantom(tmp_path):
 
 
 def test_evaluate_and_layers_commands_print_json(tmp_path, capsys):
-    pytest.importorskip("engine.studies.image")
     cli_main(["demo-data", "--out", str(tmp_path), "--n", "12", "--seed", "4"])
     capsys.readouterr()
     assert cli_main(["evaluate", str(tmp_path / "manifest.csv"), "--model", "demo-biased"]) == 0
