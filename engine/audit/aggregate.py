@@ -138,9 +138,10 @@ def aggregate(records: Iterable[dict], classes: Sequence[str], roles: Sequence[s
         "accuracy": accuracy,
         "classification": classification,
         "roi_share": roi_share,
-        "flagged": flagged,
+        # Sorted, so that the order in which an engine finished the images does not show.
+        "flagged": sorted(flagged, key=lambda f: f["path"]),
         "verdicts": verdicts(roi_share),
-        "errors": errors,
+        "errors": sorted(errors, key=lambda e: e["path"]),
     }
 
 

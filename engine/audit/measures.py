@@ -134,7 +134,8 @@ def bootstrap_ci(
     """Return a percentile bootstrap confidence interval for the mean of ``values``.
 
     NaN values are dropped first. Resamples are drawn in chunks so memory stays bounded for
-    large datasets. The same ``values`` and ``seed`` always give the same interval.
+    large datasets. The same values and ``seed`` always give the same interval, in whatever
+    order the values come (engines that finish images in different orders agree).
 
     Returns
     -------
@@ -142,7 +143,7 @@ def bootstrap_ci(
         ``(lo, hi)``; ``(nan, nan)`` for no values, ``(v, v)`` for one.
     """
     x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
+    x = np.sort(x[np.isfinite(x)])
     n = x.size
     if n == 0:
         return (float("nan"), float("nan"))

@@ -269,8 +269,11 @@ def _table(rows, colors, table_style):
 
 
 def write_outputs(store: ResultStore, dataset: Manifest, model, header: dict,
-                  out_dir: str | Path, *, pdf: bool = True) -> dict:
+                  out_dir: str | Path, *, pdf: bool = True, engine: dict | None = None) -> dict:
     """Write audit.json, audit.csv, mean_heatmaps/ and (optionally) report.pdf.
+
+    ``engine`` (which engine ran the audit: local or Ray, its version and worker count) is
+    recorded in audit.json.
 
     Returns
     -------
@@ -285,6 +288,8 @@ def write_outputs(store: ResultStore, dataset: Manifest, model, header: dict,
     out = Path(out_dir)
     try:
         audit = summarise_run(store, dataset, model, header)
+        if engine is not None:
+            audit["engine"] = dict(engine)
         heatmaps = mean_heatmap_pngs(store, model.classes, header["heat_size"],
                                      title=f"{model.name} · {header['method']}")
         files = {"audit.json": json_bytes(audit), "audit.csv": audit_csv(store, dataset,

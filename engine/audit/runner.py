@@ -301,6 +301,42 @@ def _eta(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+class Throughput:
+    """Images done, images per second and the ETA of a run, for progress lines.
+
+    Parameters
+    ----------
+    total : int
+        Images in the dataset.
+    finished : int
+        Images already done before this run started (a resumed run).
+    """
+
+    def __init__(self, total: int, finished: int) -> None:
+        self.total, self.finished, self.done_now = total, finished, 0
+        self.start = time.perf_counter()
+
+    @property
+    def fraction(self) -> float:
+        """Share of the dataset done."""
+        return self.finished / max(self.total, 1)
+
+    def add(self, n: int) -> str:
+        """Count ``n`` more images done and return the progress line."""
+        self.finished += n
+        self.done_now += n
+        elapsed = time.perf_counter() - self.start
+        rate = self.done_now / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.finished) / rate if rate > 0 else 0.0
+        return f"{self.finished}/{self.total} images, {rate:.1f} images/s, ETA {_eta(eta)}"
+
+
+def todo_rows(dataset: Manifest, store: ResultStore) -> list[AuditRow]:
+    """The rows of ``dataset`` that ``store`` has no record for yet."""
+    done = store.done_keys()
+    return [row for row in dataset.rows if row.key not in done]
+
+
 def run_audit(dataset: Manifest, model, settings: AuditSettings, out_dir: str | Path, *,
               resume: bool = False, progress: ProgressFn | None = None,
               cancel: CancelToken | None = None) -> ResultStore:
@@ -337,13 +373,9 @@ def run_audit(dataset: Manifest, model, settings: AuditSettings, out_dir: str | 
     cancel = cancel or CancelToken()
     the_plan = plan(model, settings)
     store = ResultStore(out_dir, run_header(dataset, model, the_plan, settings), resume=resume)
-    done = store.done_keys()
-    todo = [row for row in dataset.rows if row.key not in done]
-    total = len(dataset.rows)
-    finished = total - len(todo)
-    start = time.perf_counter()
-    done_now = 0
-    progress(finished / max(total, 1), f"{finished}/{total} images")
+    todo = todo_rows(dataset, store)
+    meter = Throughput(len(dataset.rows), len(dataset.rows) - len(todo))
+    progress(meter.fraction, f"{meter.finished}/{meter.total} images")
     step = max(1, int(settings.batch_size))
     batches = [todo[i : i + step] for i in range(0, len(todo), step)]
     # Reading and decoding the next batch overlaps the model pass of this one.
@@ -358,13 +390,6 @@ def run_audit(dataset: Manifest, model, settings: AuditSettings, out_dir: str | 
             records, heatmaps = explain_batch(loaded, model, the_plan, dataset.roles, cancel,
                                               settings.target, settings.heat_size)
             store.append_batch(records, heatmaps)
-            finished += len(rows)
-            done_now += len(rows)
-            elapsed = time.perf_counter() - start
-            rate = done_now / elapsed if elapsed > 0 else 0.0
-            eta = (total - finished) / rate if rate > 0 else 0.0
-            progress(
-                finished / max(total, 1),
-                f"{finished}/{total} images, {rate:.1f} images/s, ETA {_eta(eta)}",
-            )
+            message = meter.add(len(rows))
+            progress(meter.fraction, message)
     return store

@@ -37,7 +37,17 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out; finished images are not redone")
-    p.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
+    p.add_argument("--batch-size", "--batch", type=int, default=16,
+                   help="images per batch (default 16)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="run here (default) or on a Ray cluster (pip install 'lucida[ray]')")
+    p.add_argument("--address", default=None,
+                   help="--engine ray: auto or HOST:PORT of a running cluster; default: start "
+                   "a local Ray instance")
+    p.add_argument("--workers", type=int, default=2,
+                   help="--engine ray: actors, each loading the model once (default 2)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0,
+                   help="--engine ray: GPUs per actor (default 0: CPU)")
     p.add_argument("--no-pdf", action="store_true", help="skip report.pdf")
     p.add_argument("--trust-model", action="store_true",
                    help="allow model files that can run code when loaded")
@@ -93,11 +103,28 @@ def audit_one(dataset_path, model_spec, args, out: Path):
     )
     for problem in dataset.problems:
         print(f"skipped {problem.one_line()}", file=sys.stderr)
-    store = run_audit(dataset, model, settings, out, resume=args.resume,
-                      progress=_progress_printer())
+    if getattr(args, "engine", "local") == "ray":
+        store, engine = _run_ray(dataset, model, model_spec, settings, args, out)
+    else:
+        store = run_audit(dataset, model, settings, out, resume=args.resume,
+                          progress=_progress_printer())
+        engine = {"name": "local", "workers": 1}
     header = json.loads((out / "run.json").read_text())
-    audit = write_outputs(store, dataset, model, header, out, pdf=not args.no_pdf)
+    audit = write_outputs(store, dataset, model, header, out, pdf=not args.no_pdf, engine=engine)
     return audit, store, model
+
+
+def _run_ray(dataset, model, model_spec, settings, args, out: Path):
+    try:
+        from engine.audit.ray_engine import engine_info, run_audit_ray
+    except ImportError:
+        raise UsageError("--engine ray needs Ray",
+                         fix="pip install 'lucida[ray]' (or pip install 'ray[data]')") from None
+    store = run_audit_ray(dataset, model, model_spec, settings, out, trust=args.trust_model,
+                          resume=args.resume, progress=_progress_printer(),
+                          address=args.address, workers=args.workers,
+                          gpus_per_worker=args.gpus_per_worker)
+    return store, engine_info(args.workers, args.address)
 
 
 def _summary(audit: dict, out: Path) -> None:
