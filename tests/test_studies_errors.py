@@ -11,7 +11,7 @@ from pydicom.pixels.decoders.base import Decoder
 from studies_fixtures import bundled, read
 
 from engine.cli import main as cli_main
-from engine.core.errors import CodecError, LucidaError, StudyError, UsageError
+from engine.core.errors import CodecError, LucidaError, NotAnImage, StudyError, UsageError
 from engine.studies.image import open_image
 
 
@@ -31,9 +31,31 @@ def test_truncated_file_is_study_error():
 @pytest.mark.parametrize("name", ["rtplan.dcm", "test-SR.dcm", "waveform_ecg.dcm"])
 def test_objects_without_pixel_data(name):
     path = bundled(name)
-    with pytest.raises(StudyError) as info:
+    with pytest.raises(NotAnImage) as info:
         open_image(path)
     assert "holds no image" in _assert_one_line(info.value, path)
+
+
+@pytest.mark.parametrize(
+    "name", ["MR_small_RLE.dcm", "SC_rgb_jpeg_gdcm.dcm", "JPEG2000.dcm", "CT_small.dcm"]
+)
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.98])
+def test_truncated_pixel_data_is_called_truncated(tmp_path, name, keep):
+    data = bundled(name).read_bytes()
+    path = tmp_path / name
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(StudyError) as info:
+        open_image(path).render()
+    assert not isinstance(info.value, NotAnImage)
+    line = _assert_one_line(info.value, path)
+    assert "pixel data is" in line and "truncated" in line and "not a DICOM" not in line
+
+
+def test_text_read_as_dicom_is_not_an_image(tmp_path):
+    path = tmp_path / "notes"
+    path.write_bytes(b"Patient list\n" + bytes(range(256)) * 3)
+    with pytest.raises(NotAnImage, match="not a DICOM or image file"):
+        open_image(path)
 
 
 def test_unsupported_photometric(tmp_path):

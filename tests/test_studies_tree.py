@@ -10,7 +10,7 @@ from PIL import Image as PILImage
 from studies_fixtures import bundled, read
 
 from engine.core.cancel import Cancelled, CancelToken
-from engine.studies.tree import open_paths
+from engine.studies.tree import FAILED, SKIPPED, open_paths
 
 
 def _series(tmp_path):
@@ -41,6 +41,9 @@ def test_folder_tree_sorted_with_bad_files_skipped(tmp_path):
     )
     skipped = {path.name: reason for path, reason in tree.skipped}
     assert set(skipped) == {"plan.dcm", "broken.dcm", "notes.txt", "missing.dcm"}
+    kinds = {p.path.name: p.kind for p in tree.problems}
+    assert kinds == {"plan.dcm": "skipped", "notes.txt": "skipped", "broken.dcm": "failed",
+                     "missing.dcm": "failed"}
     assert "no pixel data" in skipped["plan.dcm"]
     assert "truncated" in skipped["broken.dcm"]
     assert "not a DICOM or image file" in skipped["notes.txt"]
@@ -86,3 +89,60 @@ def test_cancel_stops_opening(tmp_path):
     token.cancel()
     with pytest.raises(Cancelled):
         open_paths([tmp_path], cancel=token)
+
+
+def _presentation_state(path):
+    """A grayscale softcopy presentation state: a DICOM object with no pixel data."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.11.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
+    ds.Modality, ds.PatientID, ds.StudyInstanceUID = "PR", "P1", generate_uid()
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_objects_without_images_are_skipped_and_broken_images_failed(tmp_path):
+    for name in ("test-SR.dcm", "rtplan.dcm", "waveform_ecg.dcm", "MR_truncated.dcm"):
+        shutil.copy(bundled(name), tmp_path / name)
+    _presentation_state(tmp_path / "gsps.dcm")
+    tree = open_paths([tmp_path])
+    kinds = {p.path.name: p.kind for p in tree.problems}
+    assert kinds == {"test-SR.dcm": SKIPPED, "rtplan.dcm": SKIPPED, "waveform_ecg.dcm": SKIPPED,
+                     "gsps.dcm": SKIPPED, "MR_truncated.dcm": FAILED}
+    reasons = {p.path.name: p.reason for p in tree.problems}
+    assert "Grayscale Softcopy Presentation State" in reasons["gsps.dcm"]
+    assert "ECG" in reasons["waveform_ecg.dcm"] and "SR" in reasons["test-SR.dcm"]
+    assert [p.path.name for p in tree.failed] == ["MR_truncated.dcm"]
+    assert tree.all_images() == []
+
+
+def test_a_dicomdir_opens_as_the_index_of_its_images(tmp_path):
+    index = bundled("dicomdirtests/DICOMDIR")
+    tree = open_paths([index])
+    assert tree.problems == []
+    images = tree.all_images()
+    assert len(images) == 31 and all(i.path.is_relative_to(index.parent) for i in images)
+    assert {p.id for p in tree.patients} == {"77654033", "98890234"}
+    # Its folder walked as well as the index itself: every image once.
+    both = open_paths([index, index.parent / "77654033"])
+    assert len(both.all_images()) == 31
+
+
+def test_a_dicomdir_naming_missing_files_reports_them(tmp_path):
+    src = bundled("dicomdirtests/DICOMDIR").parent
+    shutil.copy(src / "DICOMDIR", tmp_path / "DICOMDIR")
+    shutil.copytree(src / "77654033", tmp_path / "77654033")
+    tree = open_paths([tmp_path / "DICOMDIR"])
+    copied = [p for p in (tmp_path / "77654033").rglob("*") if p.is_file()]
+    assert len(tree.all_images()) == len(copied)
+    missing = [p for p in tree.problems if "but missing" in p.reason]
+    assert missing and all(p.kind == FAILED for p in missing)
+    assert len(tree.all_images()) + len(missing) == 31

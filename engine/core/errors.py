@@ -40,6 +40,14 @@ class StudyError(LucidaError):
     """An image file that cannot be read or displayed."""
 
 
+class NotAnImage(StudyError):
+    """A readable file that holds nothing to display: skipped, not a failure.
+
+    Structured reports, RT plans, waveforms (ECG), presentation states, a DICOMDIR index, or a
+    file that is neither DICOM nor an image (a README in a study folder).
+    """
+
+
 class CodecError(StudyError):
     """Compressed pixel data for which no decoder plugin is installed."""
 

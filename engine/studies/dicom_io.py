@@ -18,7 +18,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.pixels import pixel_array
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from engine.core.errors import StudyError, UsageError
+from engine.core.errors import NotAnImage, StudyError, UsageError
 from engine.studies.codecs import check_decoder, unsupported_error
 from engine.studies.decode_errors import TRUNCATED_FIX, reraise_fatal, short_reason
 
@@ -27,7 +27,24 @@ GREY_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
 COLOUR_PHOTOMETRICS = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
-_DICOMDIR_SOP = "1.2.840.10008.1.3.10"
+#: Media Storage Directory Storage: a DICOMDIR.
+DICOMDIR_SOP = "1.2.840.10008.1.3.10"
+#: Elements that say a file read by force really is DICOM.
+_KNOWN = frozenset({"SOPClassUID", "Modality", "StudyInstanceUID", "Rows", "PatientID"})
+#: What pydicom warns when a file ends inside an element it is reading.
+_EOF_WARNING = "End of file reached"
+
+
+class DicomdirIndex(NotAnImage):
+    """A DICOMDIR: an index of a file-set, not an image; ``dataset`` holds its records."""
+
+    def __init__(self, path: Path, dataset) -> None:
+        super().__init__(
+            "is a DICOMDIR index, not an image",
+            path=path,
+            fix="open the DICOMDIR or its folder as a study: its images are listed",
+        )
+        self.dataset = dataset
 #: Pixel data above this size stays on disk until a frame is decoded.
 _DEFER_SIZE = "256 KB"
 #: Refuse headers that claim absurd sizes (mostly corruption) before anything is allocated.
@@ -50,30 +67,26 @@ def read_header(path: Path) -> dict[str, Any]:
 
     Raises
     ------
+    NotAnImage
+        The file holds no image (SR, RT Plan, ECG, presentation state, a non-DICOM file).
+    DicomdirIndex
+        The file is a DICOMDIR; the exception carries its dataset.
     StudyError
-        The file cannot be read as DICOM, holds no image, or its image header is invalid.
+        The file cannot be read as DICOM, is truncated, or its image header is invalid.
     CodecError
         No installed plugin decodes its transfer syntax.
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=True, defer_size=_DEFER_SIZE)
-            # Touch every top-level element now, so corrupt values fail here, not later.
-            keywords = [elem.keyword for elem in ds if elem.tag.group != 0x7FE0]
-    except BaseException as exc:  # noqa: BLE001 - pydicom raises many types on corrupt bytes
-        reraise_fatal(exc)
-        raise StudyError(
-            f"cannot be read as DICOM ({short_reason(exc)})", path=path, fix=TRUNCATED_FIX
-        ) from None
+    ds, keywords, ended_early = _read(path, defer_size=_DEFER_SIZE)
+    if ended_early:
+        raise _truncated(path, ended_early)
+    meta = getattr(ds, "file_meta", None)
+    if str(ds.get("SOPClassUID") or (meta or {}).get("MediaStorageSOPClassUID") or "") == (
+        DICOMDIR_SOP
+    ):
+        raise DicomdirIndex(path, ds)
     pixel_keyword = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
-    known = {"SOPClassUID", "Modality", "StudyInstanceUID", "Rows", "PatientID"}
-    if pixel_keyword is None and not known.intersection(keywords):
-        raise StudyError(
-            "is not a DICOM or image file",
-            path=path,
-            fix="open DICOM files or PNG, JPEG, TIFF or BMP images",
-        )
+    if pixel_keyword is None and not _KNOWN.intersection(keywords):
+        raise _not_dicom(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -86,15 +99,87 @@ def read_header(path: Path) -> dict[str, Any]:
         ) from None
 
 
+def _read(path: Path, **options) -> tuple[Any, list[str], tuple | bool]:
+    """Read a file with pydicom; also say whether it ended inside an element.
+
+    pydicom reads a file that ends early without an error: it warns when it ran out of bytes
+    looking for a delimiter (and may then return an empty dataset: an encapsulated pixel data
+    element without its end delimiter loses every element read), and silently keeps a last
+    value that is shorter than its length says.
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path, force=True, **options)
+            cut = _cut_value(path, ds)
+            # Touch every top-level element now, so corrupt values fail here, not later.
+            keywords = [elem.keyword for elem in ds if elem.tag.group != 0x7FE0]
+    except BaseException as exc:  # noqa: BLE001 - pydicom raises many types on corrupt bytes
+        reraise_fatal(exc)
+        raise StudyError(
+            f"cannot be read as DICOM ({short_reason(exc)})", path=path, fix=TRUNCATED_FIX
+        ) from None
+    ended_early = cut or any(_EOF_WARNING in str(w.message) for w in caught)
+    return ds, keywords, ended_early
+
+
+def _cut_value(path: Path, ds) -> tuple[int, int, int] | None:
+    """``(tag, bytes present, length)`` when the last element is shorter than it says."""
+    if not len(ds):
+        return None
+    elem = ds.get_item(max(ds.keys()), keep_deferred=True)
+    if not isinstance(elem, RawDataElement) or elem.length == 0xFFFFFFFF:
+        return None
+    if elem.value is None:  # deferred: still on disk
+        present = max(0, os.path.getsize(path) - elem.value_tell)
+    elif isinstance(elem.value, bytes | bytearray):
+        present = len(elem.value)
+    else:
+        return None
+    return (int(elem.tag), present, elem.length) if present < elem.length else None
+
+
+def _not_dicom(path: Path) -> NotAnImage:
+    return NotAnImage(
+        "is not a DICOM or image file",
+        path=path,
+        fix="open DICOM files or PNG, JPEG, TIFF or BMP images",
+    )
+
+
+def _truncated(path: Path, cut: tuple | bool) -> StudyError:
+    """Say where a file that ends early was cut: in its pixel data, or before it.
+
+    Bytes that are not DICOM at all (a text file read by force) also "end early"; those are
+    not a DICOM file, not a truncated one.
+    """
+    header, keywords, header_cut = _read(path, stop_before_pixels=True)
+    if not _KNOWN.intersection(keywords):
+        return _not_dicom(path)
+    if not header_cut and "Rows" in header and "Columns" in header:
+        how = "the file ends before its pixel data does"
+        if isinstance(cut, tuple) and cut[0] >> 16 == 0x7FE0:
+            how = f"{cut[1]} of {cut[2]} bytes"
+        return StudyError(f"pixel data is truncated ({how})", path=path, fix=TRUNCATED_FIX)
+    return StudyError(
+        "is truncated (the file ends inside its DICOM header)", path=path, fix=TRUNCATED_FIX
+    )
+
+
 def _image_header(path: Path, ds, pixel_keyword: str | None) -> dict[str, Any]:
     sop = str(ds.get("SOPClassUID", "") or "")
-    if sop == _DICOMDIR_SOP:
+    kind = UID(sop).name if sop else str(ds.get("Modality") or "object")
+    if pixel_keyword is None and (
+        "Image Storage" in kind or all(k in ds for k in ("Rows", "Columns", "BitsAllocated"))
+    ):
+        # An image object, or an image header, without its pixels: the file stops early.
         raise StudyError(
-            "is a DICOMDIR index, not an image", path=path, fix="open the folder that holds it"
+            f"pixel data is missing from this {kind} (the file is truncated)",
+            path=path,
+            fix=TRUNCATED_FIX,
         )
     if pixel_keyword is None:
-        kind = UID(sop).name if sop else str(ds.get("Modality") or "object")
-        raise StudyError(
+        raise NotAnImage(
             f"holds no image ({kind} has no pixel data)",
             path=path,
             fix="open an image object; this one has nothing to display",

@@ -1,14 +1,19 @@
 """Files and folders become a browsable Patient → Study → Series → Image tree.
 
 Folders are walked recursively. Every file is opened with :func:`engine.studies.image.open_image`
-(headers only; pixels are decoded when shown). Files that are not images, or that cannot be
-read, are listed in :attr:`StudyTree.skipped` with the reason, and never stop the others.
+(headers only; pixels are decoded when shown). A DICOMDIR is read as the index it is, through
+pydicom's ``FileSet``: the images it references join the tree. Files that hold no image (a
+structured report, an RT plan, an ECG, a presentation state, a README) are *skipped*; images
+that cannot be read have *failed*. Both are listed in :attr:`StudyTree.problems` with the
+reason, and never stop the others.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +21,25 @@ from pathlib import Path
 import numpy as np
 
 from engine.core.cancel import CancelToken, ProgressFn
-from engine.core.errors import LucidaError
+from engine.core.errors import LucidaError, NotAnImage
+from engine.studies.dicom_io import DicomdirIndex
 from engine.studies.image import Image, open_image
 
 #: Label for grouping keys a file does not carry (raster files carry none).
 UNKNOWN = "(unknown)"
+#: How pydicom's FileSet names a record whose file is missing.
+_MISSING_RECORD = re.compile(r"referenced SOP Instance .* does not exist: (.+)$")
+#: Kinds of :class:`FileProblem`: a file that holds no image, or an image that cannot be read.
+SKIPPED, FAILED = "skipped", "failed"
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """A file that was not opened, why, and whether that is a failure or only a skip."""
+
+    path: Path
+    reason: str
+    kind: str  # SKIPPED or FAILED
 
 
 @dataclass
@@ -59,7 +78,17 @@ class StudyTree:
     """Everything opened from a selection of files and folders."""
 
     patients: list[Patient] = field(default_factory=list)
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    problems: list[FileProblem] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> list[tuple[Path, str]]:
+        """Every file that was not opened, as (path, reason), skipped or failed alike."""
+        return [(p.path, p.reason) for p in self.problems]
+
+    @property
+    def failed(self) -> list[FileProblem]:
+        """The images that could not be read (not the files that hold no image)."""
+        return [p for p in self.problems if p.kind == FAILED]
 
     def all_images(self) -> list[Image]:
         """Every image, in tree order (patient, study, series, then display order)."""
@@ -128,21 +157,55 @@ def open_paths(
     StudyTree
         Series are sorted by Instance Number, then by position along the slice normal, then by
         file name. Multi-frame instances are one image with ``n_frames`` frames. Files that are
-        not displayable images are in ``skipped`` with the reason.
+        not displayable images are in ``problems`` with the reason; those that hold no image
+        are ``skipped``, images that cannot be read have ``failed``.
     """
-    files, skipped = expand_paths(paths)
+    files, missing = expand_paths(paths)
+    problems = [FileProblem(path, reason, FAILED) for path, reason in missing]
+    seen = {f.resolve() for f in files}
     images: list[Image] = []
-    for i, path in enumerate(files):
+    i = 0
+    while i < len(files):
+        path = files[i]
+        i += 1
         if cancel is not None:
             cancel.check()
         try:
             images.append(open_image(path))
+        except DicomdirIndex as index:
+            listed, absent = _indexed_files(index.dataset, path)
+            new = [f for f in listed if f.resolve() not in seen]
+            seen.update(f.resolve() for f in new)
+            files.extend(new)
+            problems += [FileProblem(f, f"listed in {path} but missing", FAILED) for f in absent]
         except LucidaError as exc:
             reason = exc.message + (f" ({exc.fix})" if exc.fix else "")
-            skipped.append((path, reason))
+            kind = SKIPPED if isinstance(exc, NotAnImage) else FAILED
+            problems.append(FileProblem(path, reason, kind))
         if progress is not None:
-            progress((i + 1) / len(files), path.name)
-    return StudyTree(patients=_group(images), skipped=skipped)
+            progress(i / len(files), path.name)
+    return StudyTree(patients=_group(images), problems=problems)
+
+
+def _indexed_files(dataset, path: Path) -> tuple[list[Path], list[Path]]:
+    """The files a DICOMDIR references, in its order: (present, missing).
+
+    pydicom's FileSet leaves out records whose file is missing, with a warning naming it.
+    """
+    from pydicom.fileset import FileSet
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            present = [Path(instance.path) for instance in FileSet(dataset)]
+    except Exception:  # noqa: BLE001 - a corrupt index lists nothing; its folder is walked
+        return [], []
+    missing = [
+        Path(match.group(1).strip())
+        for w in caught
+        if (match := _MISSING_RECORD.search(str(w.message)))
+    ]
+    return present, missing
 
 
 def _text(image: Image, keyword: str) -> str:
