@@ -48,7 +48,7 @@ class Occlusion(Explainer):
         batch_size = int(params.get("batch_size", 32))
         ph, pw = min(patch, height), min(patch, width)
         boxes = [(r, c) for r in _starts(height, ph, stride) for c in _starts(width, pw, stride)]
-        reference = float(capture.scores[0, target])
+        reference = float(capture.reference_scores()[0])
         total = torch.zeros(height, width, device=x.device)
         count = torch.zeros(height, width, device=x.device)
         for start in range(0, len(boxes), batch_size):
@@ -57,7 +57,7 @@ class Occlusion(Explainer):
             batch = x.repeat(len(chunk), 1, 1, 1)
             for i, (r, c) in enumerate(chunk):
                 batch[i, :, r : r + ph, c : c + pw] = 0.0
-            drops = reference - capture.forward_scores(batch, batch_size)[:, target]
+            drops = reference - capture.target_scores(batch, target, batch_size)
             for (r, c), drop in zip(chunk, drops.tolist(), strict=True):
                 total[r : r + ph, c : c + pw] += drop
                 count[r : r + ph, c : c + pw] += 1.0

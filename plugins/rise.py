@@ -78,7 +78,7 @@ class RISE(Explainer):
             masks = masks.to(x.device)[:, None]
             # I . M in pixel space, written in the model's normalised space.
             masked = torch.lerp(black, x, masks)
-            scores = capture.forward_scores(masked, batch_size)[:, target].to(masks)
+            scores = capture.target_scores(masked, target, batch_size).to(masks)
             weighted += torch.einsum("n,nhw->hw", scores, masks[:, 0])
             coverage += masks[:, 0].sum(0)
             total += float(scores.sum())

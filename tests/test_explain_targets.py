@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from engine.core.errors import UsageError
 from engine.explain import core
 from engine.explain.capture import run_capture
 from tests.explain_fixtures import TorchModel, random_image
@@ -57,3 +61,28 @@ def test_densenet_activation_is_the_post_relu_tensor_the_classifier_pools():
                                                           torch.ones(1))
     expected = torch.relu(torch.einsum("c,chw->hw", w, a))
     torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_versus_explains_the_difference_of_two_logits(tmp_path):
+    from engine.cli import main as cli_main
+    from engine.core.resources import DEMO_STUDY
+
+    model = TorchModel(torchvision.models.resnet18(weights=None, num_classes=3).eval(),
+                       ["a", "b", "c"], size=64, layers=["layer4"])
+    x = model.preprocess(random_image(64))
+    cap = run_capture(model, x, 0, ["layer4"], gradients=True, versus="c")
+    a = run_capture(model, x, 0, ["layer4"], gradients=True)
+    c = run_capture(model, x, 2, ["layer4"], gradients=True)
+    # Gradients are linear: d(logit_a - logit_c) = d logit_a - d logit_c.
+    torch.testing.assert_close(cap.gradients["layer4"],
+                               a.gradients["layer4"] - c.gradients["layer4"])
+    # Perturbation methods track p_a - p_c.
+    probs = model.scores(model.logits(x))[0]
+    assert float(cap.reference_scores()[0]) == pytest.approx(float(probs[0] - probs[2]))
+    with pytest.raises(UsageError, match="target itself"):
+        run_capture(model, x, 2, ["layer4"], versus="c")
+    out = tmp_path / "cli"
+    assert cli_main(["explain", str(DEMO_STUDY / "phantom_0001.dcm"), "--model", "demo",
+                     "--target", "nodule", "--versus", "normal", "--out", str(out)]) == 0
+    result = json.loads((out / "phantom_0001" / "result.json").read_text())
+    assert result["target"] == "nodule" and result["versus"] == "normal"

@@ -27,6 +27,9 @@ def register(subparsers) -> None:
                    help="layers for layer-based methods (see `python main.py layers`)")
     p.add_argument("--target", default="top", metavar="top|INDEX|CLASSNAME",
                    help="class to explain; default the top-scoring class")
+    p.add_argument("--versus", default=None, metavar="INDEX|CLASSNAME",
+                   help="contrastive target: explain logit(target) - logit(versus), what makes "
+                   "the model say the target rather than this class")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--param", action="append", default=[], metavar="[METHOD.]NAME=VALUE",
                    help="explainer parameter from its schema (see `python main.py methods`); "
@@ -148,7 +151,9 @@ def run(args) -> int:
     core.plan(model, methods, args.layer, params)
     session = Session(device=str(device))
     request_kw = {"methods": methods, "layers": args.layer, "target": args.target,
-                  "params": params}
+                  "params": params, "versus": args.versus}
+    if args.versus is not None:
+        model.resolve_target(args.versus)  # an unknown class is a usage error up front
     out = Path(args.out)
     failures: list[str] = []
     used: set[str] = set()

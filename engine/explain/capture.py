@@ -49,6 +49,10 @@ class Capture:
     needs : frozenset of str or None
         What the explainer holding this view declared; None allows everything (the core's own
         view). Reading an undeclared part raises :class:`engine.core.errors.UsageError`.
+    versus : int or None
+        For a contrastive target, the class whose logit is subtracted: the capture then
+        explains ``logit[target] - logit[versus]`` (and perturbation methods track
+        ``p[target] - p[versus]``).
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class Capture:
         gradients: dict[str, torch.Tensor],
         timings_ms: dict[str, float],
         needs: frozenset[str] | None = None,
+        versus: int | None = None,
     ) -> None:
         self.model = model
         self.input = input
@@ -72,6 +77,7 @@ class Capture:
         self.gradients = gradients
         self.timings_ms = timings_ms
         self.needs = needs
+        self.versus = versus
         #: Inputs scored or differentiated on behalf of explainers (their perturbation work).
         self.scored_images = 0
         # oneDNN's CPU convolutions run ~10% faster on NHWC (channels-last) batches; a model that
@@ -175,11 +181,45 @@ class Capture:
         return mean, std
 
     def objective(self, logits: torch.Tensor, targets: torch.Tensor | int) -> torch.Tensor:
-        """Return the (N,) quantity explained for each row of ``logits``: its target logit."""
-        idx = torch.as_tensor(targets, device=logits.device).reshape(-1).long()
-        if idx.numel() == 1 and logits.shape[0] != 1:
-            idx = idx.expand(logits.shape[0])
-        return logits.gather(1, idx[:, None])[:, 0]
+        """Return the (N,) quantity explained for each row of ``logits``.
+
+        The target logit, or for a contrastive target the target logit minus the ``versus``
+        class's (see :func:`objective`).
+        """
+        return objective(logits, targets, self.versus)
+
+    def reference_scores(self) -> torch.Tensor:
+        """(N,) what :meth:`target_scores` gives for the captured inputs themselves."""
+        out = self.scores.gather(1, self.targets.to(self.scores.device)[:, None])[:, 0]
+        return out - self.scores[:, self.versus] if self.versus is not None else out
+
+    def target_scores(self, batch: torch.Tensor, targets: torch.Tensor | int | None = None,
+                      batch_size: int = DEFAULT_BATCH) -> torch.Tensor:
+        """Score many inputs by what perturbation methods track, without gradients.
+
+        Parameters
+        ----------
+        batch : torch.Tensor
+            (M, C, *spatial) inputs in the model's preprocessed space.
+        targets : int or torch.Tensor, optional
+            Class per input (or one for all); defaults to this capture's target.
+        batch_size : int
+            Largest number of inputs sent to the model at once.
+
+        Returns
+        -------
+        torch.Tensor
+            (M,) post-softmax (or sigmoid) probability of the target, minus that of the
+            ``versus`` class for a contrastive target.
+        """
+        idx = torch.as_tensor(self.targets if targets is None else targets).reshape(-1).long()
+        scores = self.forward_scores(batch, batch_size)
+        idx = idx.to(scores.device).expand(scores.shape[0]) if idx.numel() == 1 else \
+            idx.to(scores.device)
+        out = scores.gather(1, idx[:, None])[:, 0]
+        if self.versus is not None:
+            out = out - scores[:, self.versus]
+        return out
 
     def forward_scores(self, batch: torch.Tensor, batch_size: int = DEFAULT_BATCH) -> torch.Tensor:
         """Score many inputs with the model, without gradients.
@@ -275,6 +315,22 @@ class Capture:
             except RuntimeError:
                 self._channels_last = False
         return self.model.logits(chunk)
+
+
+def objective(logits: torch.Tensor, targets: torch.Tensor | int,
+              versus: int | None = None) -> torch.Tensor:
+    """The (N,) quantity explained per row of (N, K) logits.
+
+    ``logit[target]``; with ``versus``, ``logit[target] - logit[versus]`` (the contrastive
+    target of ``--target A --versus B``: what makes the model say A rather than B).
+    """
+    idx = torch.as_tensor(targets, device=logits.device).reshape(-1).long()
+    if idx.numel() == 1 and logits.shape[0] != 1:
+        idx = idx.expand(logits.shape[0])
+    out = logits.gather(1, idx[:, None])[:, 0]
+    if versus is not None:
+        out = out - logits[:, int(versus)]
+    return out
 
 
 def _copy(capture: Capture) -> Capture:
@@ -411,6 +467,7 @@ def run_capture(
     target: Any = "top",
     layers: Sequence[str] = (),
     gradients: bool = True,
+    versus: Any = None,
 ) -> Capture:
     """Run one forward pass hooking ``layers`` and, if asked, one backward pass for the targets.
 
@@ -427,6 +484,9 @@ def run_capture(
         Layers to record; may be empty for model-agnostic explainers.
     gradients : bool
         Whether to take the gradient of each input's target logit with respect to every layer.
+    versus : str or int, optional
+        A class (name or index) whose logit is subtracted from the target's (a contrastive
+        target).
 
     Returns
     -------
@@ -448,6 +508,10 @@ def run_capture(
         raise ModelError(f"model output has shape {tuple(logits.shape)}, expected ({n}, K)")
     scores = model.scores(logits.detach())
     targets = resolve_targets(model, target, logits)
+    versus = None if versus is None else int(model.resolve_target(versus))
+    if versus is not None and bool((targets == versus).any()):
+        raise UsageError(f"--versus {model.classes[versus]} is the target itself",
+                         fix="name two different classes")
     missing = [name for name in layers if name not in recorded]
     if missing:
         raise ModelError(
@@ -457,7 +521,7 @@ def run_capture(
     raw_grads: dict[str, torch.Tensor] = {}
     start = time.perf_counter()
     if want_grad:
-        picked = logits.gather(1, targets.to(logits.device)[:, None]).sum()
+        picked = objective(logits, targets.to(logits.device), versus).sum()
         found = torch.autograd.grad(picked, [recorded[n] for n in layers], allow_unused=True)
         for name, grad in zip(layers, found, strict=True):
             if grad is None:  # the layer does not feed the logits
@@ -475,6 +539,7 @@ def run_capture(
         activations=activations,
         gradients=grads,
         timings_ms={"forward": forward_ms / n, "backward": backward_ms / n},
+        versus=versus,
     )
 
 

@@ -70,7 +70,8 @@ class ExplainRequest:
 
     ``layers`` is ``"auto"`` (the model's default layer), ``"all"`` (every candidate layer), a
     comma-separated string or a list of names. ``target`` is ``"top"``, a class index or a class
-    name. ``params`` maps a method name to its parameter values.
+    name. ``params`` maps a method name to its parameter values. ``versus`` names a second
+    class for a contrastive target: the maps then explain ``logit[target] - logit[versus]``.
     """
 
     image: Any
@@ -80,6 +81,7 @@ class ExplainRequest:
     target: str | int = "top"
     frame: int = 0
     params: dict[str, dict] = field(default_factory=dict)
+    versus: str | int | None = None
 
 
 @dataclass
@@ -98,6 +100,7 @@ class ExplainResult:
     timings_ms: dict
     warnings: list[str]
     intended_use: dict = field(default_factory=dict)
+    versus: str | None = None
 
 
 class _RequestToken(CancelToken):
@@ -206,7 +209,7 @@ class Session:
     def _capture(self, request, the_plan, token) -> tuple[Capture, dict, bool]:
         model, image = request.model, request.image
         key = (id(model), str(getattr(image, "path", id(image))), request.frame,
-               tuple(getattr(image, "shape", ())), str(request.target))
+               tuple(getattr(image, "shape", ())), str(request.target), str(request.versus))
         cached = self._captures.get(key)
         if cached is not None and cached.covers(the_plan.layers, the_plan.gradients):
             return cached, cached.maps, True
@@ -215,7 +218,7 @@ class Session:
         gradients = the_plan.gradients or bool(cached is not None and cached.has_gradients)
         x = model.preprocess(image, request.frame)
         wider = core.Plan(the_plan.explainers, the_plan.params, union, gradients)
-        capture = core.capture(model, x, request.target, wider)
+        capture = core.capture(model, x, request.target, wider, request.versus)
         self.forward_passes += 1
         # Maps depend only on (image, model, target), so those of the replaced capture stay valid.
         capture.maps = cached.maps if cached is not None else {}
@@ -295,4 +298,5 @@ class Session:
             timings_ms=timings,
             warnings=warnings,
             intended_use=use,
+            versus=None if capture.versus is None else str(model.classes[capture.versus]),
         )
