@@ -73,16 +73,30 @@ def test_ct_windows_match_pydicom(window):
     assert_close_8bit(np.rint(unit * 255), expected)
 
 
-def test_ct_without_window_uses_robust_default_from_data():
+def test_ct_without_window_opens_at_soft_tissue():
     ds = read("CT_small.dcm")
     image = open_image(bundled("CT_small.dcm"))
     assert image.presets == []
     window = image.default_window
-    assert window.name == "auto" and window.function == "LINEAR_EXACT"
+    assert (window.center, window.width, window.name) == (40.0, 400.0, "soft tissue")
     hu = apply_modality_lut(ds.pixel_array, ds)
     assert np.allclose(image.modality_frame(), hu)
+    expected = pydicom_window_8bit(hu, ds, 40, 400, "LINEAR")
+    assert_close_8bit(_grey(image.render()), expected)
+
+
+def test_other_images_without_window_use_a_robust_default_from_data(tmp_path):
+    ds = read("MR_small.dcm")
+    for keyword in ("WindowCenter", "WindowWidth", "WindowCenterWidthExplanation"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    image = open_image(_write(ds, tmp_path / "mr.dcm"))
+    assert image.presets == []
+    window = image.default_window
+    assert window.name == "auto" and window.function == "LINEAR_EXACT"
+    values = apply_modality_lut(ds.pixel_array, ds)
     grey = _grey(image.render())
-    expected = pydicom_window_8bit(hu, ds, window.center, window.width, window.function)
+    expected = pydicom_window_8bit(values, ds, window.center, window.width, window.function)
     assert_close_8bit(grey, expected)
     # 0.5th-99.5th percentile: only the tails clip to black and white.
     assert (grey == 0).mean() < 0.02 and (grey == 255).mean() < 0.02
@@ -303,3 +317,15 @@ def test_info_and_identifiers():
     assert ids["PatientName"] == str(read("MR_small.dcm").PatientName)
     assert set(ids) >= {"PatientID", "PatientBirthDate", "AccessionNumber"}
     assert all(isinstance(v, str) for v in ids.values())
+
+
+def test_default_window_is_one_per_image_so_cine_does_not_flicker():
+    image = open_image(bundled("rtdose.dcm"))
+    assert image.n_frames == 15 and image.presets_for(3) == []
+    ranges = {float(np.ptp(image.modality_frame(f))) for f in (0, 7, 14)}
+    assert len(ranges) > 1, "the frames differ, so per-frame windows would differ too"
+    windows = {image.default_window_for(f) for f in range(image.n_frames)}
+    assert len(windows) == 1
+    # The same whichever frame is shown first.
+    other = open_image(bundled("rtdose.dcm"))
+    assert other.default_window_for(9) == image.default_window_for(0)

@@ -42,6 +42,8 @@ IDENTIFIER_KEYWORDS = (
     "SOPInstanceUID",
 )
 
+#: The window a CT opens at when the file carries none: soft tissue, in Hounsfield units.
+SOFT_TISSUE = WindowPreset(40.0, 400.0, "soft tissue", "LINEAR")
 #: Decoded frames kept per image; the least recently used go first.
 _CACHE_BYTES = 768 << 20
 
@@ -107,6 +109,7 @@ class Image:
         self._details = details
         self._frames: OrderedDict[int, _Frame] = OrderedDict()
         self._defaults: dict[int, WindowPreset | None] = {}
+        self._fallback: WindowPreset | None = None
         self._domains: dict[tuple, np.ndarray] = {}
         self._lock = threading.RLock()
 
@@ -136,7 +139,13 @@ class Image:
         return self.default_window_for(0)
 
     def default_window_for(self, frame: int) -> WindowPreset | None:
-        """The file's first preset for `frame`, else a robust window from its data.
+        """The window `frame` opens at.
+
+        The file's first preset for the frame; without one, one window for the whole image:
+        soft tissue (40/400 HU) for CT, the full range for 8-bit pictures, else a robust window
+        over frames sampled across the image. Only a file that gives its frames windows of
+        their own (enhanced multi-frame objects) changes window from frame to frame, so cine
+        does not flicker.
 
         Returns None for colour images, which are shown as stored.
         """
@@ -145,23 +154,35 @@ class Image:
         with self._lock:
             if frame not in self._defaults:
                 presets = self.presets_for(frame)
-                if presets:
-                    self._defaults[frame] = presets[0]
-                elif self.kind == "raster" and self._details.get("bits") == 8:
-                    # 8-bit pictures are shown as stored: 0 black, 255 white.
-                    self._defaults[frame] = WindowPreset(127.5, 255.0, "full range", "LINEAR_EXACT")
-                else:
-                    self._defaults[frame] = self.auto_window(frame)
+                self._defaults[frame] = presets[0] if presets else self._image_window()
             return self._defaults[frame]
+
+    def _image_window(self) -> WindowPreset:
+        """The fallback window, shared by every frame without a preset of its own."""
+        if self._fallback is None:
+            if self.modality == "CT" and self.kind == "dicom":
+                self._fallback = SOFT_TISSUE
+            elif self.kind == "raster" and self._details.get("bits") == 8:
+                # 8-bit pictures are shown as stored: 0 black, 255 white.
+                self._fallback = WindowPreset(127.5, 255.0, "full range", "LINEAR_EXACT")
+            else:
+                frames = sorted({0, self.n_frames // 2, self.n_frames - 1})
+                self._fallback = self._robust_window(frames)
+        return self._fallback
 
     def auto_window(self, frame: int = 0) -> WindowPreset:
         """A window spanning the 0.5th to 99.5th percentile of the frame's modality values."""
-        state = self._frame(frame)
-        if state.index is not None:
-            sample = state.domain[display.values_sample(state.index)]
-        else:
-            sample = display.values_sample(self.modality_frame(frame))
-        center, width = display.robust_window(sample)
+        return self._robust_window([frame])
+
+    def _robust_window(self, frames: list[int]) -> WindowPreset:
+        samples = []
+        for frame in frames:
+            state = self._frame(frame)
+            if state.index is not None:
+                samples.append(state.domain[display.values_sample(state.index)])
+            else:
+                samples.append(display.values_sample(self.modality_frame(frame)))
+        center, width = display.robust_window(np.concatenate(samples))
         return WindowPreset(center, width, "auto", "LINEAR_EXACT")
 
     # -- pixels ------------------------------------------------------------------------------
