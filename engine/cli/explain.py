@@ -44,6 +44,9 @@ def register(subparsers) -> None:
                    help="region of interest in image pixels (pointing game, energy in ROI)")
     p.add_argument("--report", metavar="pdf,html,dicom",
                    help="also write reports in these formats")
+    p.add_argument("--send", metavar="NODE",
+                   help="file the results into the patient's study on this PACS node "
+                   "(needs --keep-identifiers; see `python main.py pacs`)")
     p.add_argument("--keep-identifiers", action="store_true",
                    help="keep patient identifiers in reports and the full image path in "
                    "result.json (by default only the file name is stored)")
@@ -115,9 +118,19 @@ def _explain_one(args, path, folder, session, model, request_kw, load_ms, roi) -
         write_reports(result, image, folder, args.report,
                       keep_identifiers=args.keep_identifiers, metrics=metrics,
                       figure_options={"colormap": args.colormap})
+    filed = ""
+    if args.send:
+        from engine.pacs.filing import file_into_study
+
+        filed = "\n" + file_into_study(result, image, folder, args.send_node, metrics=metrics,
+                                       colormap=args.colormap)
+    else:
+        from engine.export.export_kind import record_research
+
+        record_research(folder, keep_identifiers=args.keep_identifiers)
     top = result.scores[result.target]
     return (f"{path}: {result.target_name} ({top:.3f}), {len(result.maps)} map(s) -> {folder}"
-            + "".join(f"\n  warning: {w}" for w in result.warnings))
+            + "".join(f"\n  warning: {w}" for w in result.warnings) + filed)
 
 
 def run(args) -> int:
@@ -142,6 +155,10 @@ def run(args) -> int:
         from engine.export import _parse_formats
 
         _parse_formats(args.report)  # a bad --report fails before anything is written
+    if args.send:
+        from engine.pacs.filing import check_send
+
+        args.send_node = check_send(args.send, keep_identifiers=args.keep_identifiers)
     device = resolve_device(args.device)
     start = time.perf_counter()
     model = load_model(args.model, trust=args.trust_model, device=str(device))

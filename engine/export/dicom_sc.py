@@ -96,6 +96,8 @@ def secondary_capture(
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.Modality = "OT"
+    # General Series: Laterality is type 2C (paired body parts); empty when unknown.
+    ds.Laterality = src.get("Laterality", "")
     ds.SeriesNumber = 9001
     ds.SeriesDescription = series_description
     ds.InstanceNumber = 1

@@ -1,0 +1,157 @@
+"""The DICOM objects of one explanation, for either kind of export, never confused.
+
+* **Research export** (:data:`RESEARCH`): de-identified after PS3.15 Annex E with new UIDs; the
+  objects point at a de-identified stand-in of the source, never at the patient's instances.
+* **File to the patient's study** (:data:`PATIENT_STUDY`): the patient and study identifiers
+  and the StudyInstanceUID are kept, each object gets a new series, and the objects reference
+  the source instance (Source Image Sequence, Referenced Series), ready to send to a PACS.
+
+Objects: the annotated figure as a Secondary Capture, every heatmap as a Parametric Map, and a
+Comprehensive SR that references the source image and the maps.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from engine.core.errors import UsageError
+from engine.export.deid import deidentify_dataset
+from engine.export.dicom_pm import parametric_map
+from engine.export.dicom_sc import secondary_capture
+from engine.export.dicom_sr import explanation_sr
+from engine.export.results import file_key
+
+#: The research export: de-identified, new UIDs.
+RESEARCH = "research"
+#: Filing into the patient's study: identifiers and StudyInstanceUID kept, new series.
+PATIENT_STUDY = "patient-study"
+KINDS = (RESEARCH, PATIENT_STUDY)
+
+
+@dataclass
+class DicomObject:
+    """One object to write or send."""
+
+    name: str
+    dataset: Dataset
+
+    def to_bytes(self) -> bytes:
+        """The object as a DICOM Part 10 file."""
+        buffer = io.BytesIO()
+        pydicom.dcmwrite(buffer, self.dataset, enforce_file_format=True)
+        return buffer.getvalue()
+
+
+def source_header(image) -> Dataset:
+    """The explained image's DICOM header without its pixels.
+
+    Raises
+    ------
+    UsageError
+        For a raster image, which has no DICOM header to refer to.
+    """
+    dataset = getattr(image, "dataset", None)
+    if dataset is None or "SOPInstanceUID" not in dataset:
+        raise UsageError(
+            "the Parametric Map and SR need a DICOM source image, and this image is not DICOM",
+            path=getattr(image, "path", None),
+            fix="explain a DICOM file, or export the figure (png, pdf, dicom) only")
+    header = Dataset()
+    for elem in dataset:
+        if elem.tag.group != 0x7FE0:
+            header.add(elem)
+    if getattr(dataset, "file_meta", None) is not None:
+        header.file_meta = dataset.file_meta
+    return header
+
+
+def research_source(image) -> Dataset:
+    """A de-identified stand-in of the source header (new UIDs, a dummy patient)."""
+    header = deidentify_dataset(source_header(image))
+    # Annex E allows a dummy value; a random token links to nothing.
+    header.PatientName = "Anonymous"
+    header.PatientID = f"ANON-{secrets.token_hex(6).upper()}"
+    return header
+
+
+def explanation_objects(
+    result,
+    image,
+    *,
+    kind: str,
+    metrics: dict | None = None,
+    figure_rgb=None,
+    derivation: str = "",
+    source: Dataset | None = None,
+) -> list[DicomObject]:
+    """Build the Parametric Maps and the SR (and the Secondary Capture, given a figure).
+
+    Parameters
+    ----------
+    result : ExplainResult
+        The explanation.
+    image : Image
+        The explained DICOM image.
+    kind : str
+        :data:`RESEARCH` or :data:`PATIENT_STUDY`.
+    metrics : dict, optional
+        Trust metrics, recorded in the SR.
+    figure_rgb : numpy.ndarray, optional
+        The annotated figure; when given, a Secondary Capture comes first.
+    derivation : str
+        The Secondary Capture's Derivation Description.
+    source : pydicom.Dataset, optional
+        The header the objects refer to; by default the image's own (filing) or a
+        de-identified stand-in (research).
+
+    Returns
+    -------
+    list of DicomObject
+        ``sc.dcm`` (with a figure), ``pm_<method>_<layer>.dcm`` per map, then ``sr.dcm``.
+
+    Raises
+    ------
+    UsageError
+        For an unknown kind or a raster image.
+    ExportError
+        If an object cannot be built.
+    """
+    if kind not in KINDS:
+        raise UsageError(f"unknown export kind {kind!r}", fix=f"use {' or '.join(KINDS)}")
+    if source is None:
+        source = source_header(image) if kind == PATIENT_STUDY else research_source(image)
+    objects: list[DicomObject] = []
+    if figure_rgb is not None:
+        objects.append(DicomObject("sc.dcm", _filed_sc(figure_rgb, image, source, kind,
+                                                       derivation)))
+    pm_series = generate_uid()
+    maps = []
+    for number, item in enumerate(result.maps.values(), 1):
+        pm = parametric_map(item.heatmap, source, method=item.method, layer=item.layer,
+                            signed=item.signed, scale=item.scale, units=item.units,
+                            series_uid=pm_series, instance_number=number, frame=result.frame)
+        maps.append(pm)
+        objects.append(DicomObject(f"pm_{file_key(item.method, item.layer)}.dcm", pm))
+    sr = explanation_sr(result, source, maps, series_uid=generate_uid(), metrics=metrics,
+                        frame=result.frame)
+    objects.append(DicomObject("sr.dcm", sr))
+    return objects
+
+
+def _filed_sc(rgb, image, source: Dataset, kind: str, derivation: str) -> Dataset:
+    keep = kind == PATIENT_STUDY
+    data = secondary_capture(rgb, image.dataset if keep else source, keep_identifiers=keep,
+                             derivation=derivation)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    # The Secondary Capture builder starts a new study; filed and research objects belong
+    # to the study of the source they describe (the real one, or its stand-in).
+    ds.StudyInstanceUID = source.StudyInstanceUID
+    if not keep:
+        ds.PatientName, ds.PatientID = source.PatientName, source.PatientID
+    return ds

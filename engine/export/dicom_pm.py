@@ -1,0 +1,173 @@
+"""The heatmap as a DICOM Parametric Map (float32), built and checked by highdicom.
+
+Viewers that overlay parametric maps (OHIF, Weasis, 3D Slicer) show it over the source image.
+The Real World Value Mapping names the method and the layer, and says what 1 stands for in the
+explainer's own units.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from engine.core.errors import ExportError
+from engine.core.versions import app_version
+
+#: Parametric Map Storage.
+PM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.30"
+#: Series Number of the maps Lucida writes (the Secondary Capture uses 9001, the SR 9003).
+PM_SERIES_NUMBER = 9002
+_GEOMETRY = ("FrameOfReferenceUID", "ImageOrientationPatient", "ImagePositionPatient",
+             "PixelSpacing")
+_SINGLE_FRAME_CLASS = "1.2.840.10008.5.1.4.1.1.7"
+_MULTIFRAME = ("NumberOfFrames", "PerFrameFunctionalGroupsSequence",
+               "SharedFunctionalGroupsSequence", "FrameIncrementPointer")
+
+
+def _geometry_source(source: Dataset) -> tuple[Dataset, bool]:
+    """Return a header highdicom can place the map with, and whether it is the source's own.
+
+    A single-frame image in patient coordinates is used as it is. Other images (projection
+    X-rays, secondary captures, one frame of a multi-frame image) carry no plane geometry for a
+    single frame, so the map gets a frame of reference of its own, pixel-aligned with the source:
+    identity orientation, origin at the first pixel, the source's pixel spacing.
+    """
+    multiframe = int(source.get("NumberOfFrames", 1) or 1) > 1
+    if not multiframe and all(k in source for k in _GEOMETRY):
+        return source, True
+    own = copy.deepcopy(source)
+    spacing = source.get("PixelSpacing") or source.get("ImagerPixelSpacing") or [1.0, 1.0]
+    for keyword in _MULTIFRAME + _GEOMETRY + ("SliceThickness", "ImagerPixelSpacing"):
+        if keyword in own:
+            delattr(own, keyword)
+    own.FrameOfReferenceUID = generate_uid()
+    own.PositionReferenceIndicator = ""
+    own.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    own.ImagePositionPatient = [0.0, 0.0, 0.0]
+    own.PixelSpacing = [float(spacing[0]), float(spacing[1])]
+    own.SliceThickness = 1.0
+    # highdicom reads a multi-frame class as needing functional groups; the copy is one frame,
+    # and the references are pointed back at the real class afterwards.
+    own.SOPClassUID = _SINGLE_FRAME_CLASS
+    return own, False
+
+
+def parametric_map(
+    heatmap: np.ndarray,
+    source: Dataset,
+    *,
+    method: str,
+    layer: str,
+    signed: bool,
+    scale: float,
+    units: str,
+    series_uid: str,
+    instance_number: int = 1,
+    frame: int = 0,
+    series_number: int = PM_SERIES_NUMBER,
+) -> Dataset:
+    """Build a Parametric Map of one heatmap over its source image.
+
+    Parameters
+    ----------
+    heatmap : numpy.ndarray
+        (rows, cols) float32 map in the source's pixel grid: 0..1, or -1..1 when signed.
+    source : pydicom.Dataset
+        The explained image's header (pixels are not needed). Patient, study and the reference
+        to it are copied from here, so pass a de-identified copy for a research export.
+    method, layer : str
+        The explainer and the layer the map belongs to; named in the Real World Value Mapping.
+    signed : bool
+        Whether the map keeps its sign.
+    scale : float
+        The explainer's raw value that maps to 1, in ``units``.
+    units : str
+        What the explainer's raw values measure.
+    series_uid : str
+        Series Instance UID of the new series.
+    instance_number : int
+        Instance Number inside that series.
+    frame : int
+        Frame of a multi-frame source that was explained (0-based).
+    series_number : int
+        Series Number.
+
+    Returns
+    -------
+    highdicom.pm.ParametricMap
+        The map (a pydicom Dataset), Explicit VR Little Endian, FloatPixelData.
+
+    Raises
+    ------
+    ExportError
+        If the map does not fit the source, or highdicom refuses the object.
+    """
+    heat = np.ascontiguousarray(heatmap, dtype=np.float32)
+    rows, cols = int(source.get("Rows", 0)), int(source.get("Columns", 0))
+    if heat.ndim != 2 or heat.shape != (rows, cols):
+        raise ExportError(
+            f"the {method} map is {heat.shape}, but the source image is {(rows, cols)}",
+            fix="export maps in the image's geometry (the heatmap, not the raw map)",
+        )
+    geometry, as_is = _geometry_source(source)
+    low = -1.0 if signed else 0.0
+    explanation = (f"{method} at layer {layer}; 1 = {scale:.6g} {units}"
+                   + ("; signed" if signed else ""))
+    mapping = hd.pm.RealWorldValueMapping(
+        lut_label=method[:16],
+        lut_explanation=explanation[:64],
+        unit=codes.UCUM.NoUnits,
+        value_range=(low, 1.0),
+        slope=1.0,
+        intercept=0.0,
+    )
+    voi = hd.VOILUTTransformation(window_center=(low + 1.0) / 2, window_width=1.0 - low)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pm = hd.pm.ParametricMap(
+                source_images=[geometry],
+                pixel_array=heat,
+                series_instance_uid=series_uid,
+                series_number=series_number,
+                sop_instance_uid=generate_uid(),
+                instance_number=instance_number,
+                manufacturer="Lucida",
+                manufacturer_model_name="Lucida",
+                software_versions=app_version(),
+                device_serial_number="0",
+                contains_recognizable_visual_features=False,
+                real_world_value_mappings=[mapping],
+                voi_lut_transformations=[voi],
+                content_label="HEATMAP",
+                content_description=f"{method} {layer}"[:64],
+            )
+    except (ValueError, TypeError, AttributeError, RuntimeError) as exc:
+        raise ExportError(f"cannot build the Parametric Map of {method} / {layer} ({exc})",
+                          fix="report this with the source image") from exc
+    if not as_is:
+        _reference_source(pm, source, frame)
+    # General Series: Laterality is type 2C, present (empty when unknown) for paired organs.
+    pm.Laterality = source.get("Laterality", "")
+    return pm
+
+
+def _reference_source(pm: Dataset, source: Dataset, frame: int) -> None:
+    """Point the references made from a geometry copy at the real source class and frame."""
+    frames = int(source.get("NumberOfFrames", 1) or 1)
+    groups = list(pm.SharedFunctionalGroupsSequence) + list(pm.PerFrameFunctionalGroupsSequence)
+    items = [ref for group in groups
+             for derivation in group.get("DerivationImageSequence", [])
+             for ref in derivation.get("SourceImageSequence", [])]
+    items += [ref for series in pm.get("ReferencedSeriesSequence", [])
+              for ref in series.get("ReferencedInstanceSequence", [])]
+    for ref in items:
+        ref.ReferencedSOPClassUID = source.SOPClassUID
+        if frames > 1 and "PurposeOfReferenceCodeSequence" in ref:
+            ref.ReferencedFrameNumber = frame + 1

@@ -1,0 +1,282 @@
+"""PACS nodes, read from a TOML file (``~/.config/lucida/pacs.toml`` or ``LUCIDA_PACS_CONFIG``).
+
+A node is either a DICOMweb endpoint (``dicomweb = "https://..."``) or a DIMSE peer
+(``ae_title``, ``host``, ``port``). Secrets never live in the file: a bearer token is named by
+``token_env`` and read from the environment when a connection opens, and nothing in this package
+prints or logs it. A key that looks like a secret (``token``, ``password``, a URL with a password)
+is refused, so a slip is caught before it is committed to a dotfiles repository.
+
+Example::
+
+    [cache]
+    max_mb = 2048                                  # size limit of the retrieve cache
+
+    [nodes.orthanc-web]
+    dicomweb = "https://pacs.example.org/dicom-web"
+    token_env = "PACS_TOKEN"
+    ca_bundle = "/etc/ssl/certs/hospital-ca.pem"
+
+    [nodes.orthanc-dimse]
+    ae_title = "ORTHANC"
+    host = "127.0.0.1"
+    port = 4242
+    calling_ae = "LUCIDA"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from engine.pacs.errors import PacsError
+
+#: Environment variable naming the node file, instead of the default location.
+CONFIG_ENV = "LUCIDA_PACS_CONFIG"
+#: Lucida's own AE title when a node does not give ``calling_ae``.
+DEFAULT_CALLING_AE = "LUCIDA"
+#: Default size limit of the retrieve cache, in MB.
+DEFAULT_CACHE_MB = 4096
+
+_NODE_KEYS = {
+    "dicomweb", "token_env", "ca_bundle", "verify_tls",
+    "ae_title", "host", "port", "calling_ae", "tls", "tls_cert", "tls_key",
+    "timeout", "retries", "backoff",
+}
+_SECRET_KEYS = {"token", "password", "passwd", "secret", "authorization", "api_key", "bearer"}
+_CACHE_KEYS = {"max_mb", "folder"}
+
+
+def config_path() -> Path:
+    """Return the node file: ``$LUCIDA_PACS_CONFIG``, else ``~/.config/lucida/pacs.toml``."""
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "lucida" / "pacs.toml"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One PACS node.
+
+    Attributes
+    ----------
+    name : str
+        The name under ``[nodes.NAME]``.
+    dicomweb : str
+        Base URL of the DICOMweb service (QIDO-RS, WADO-RS, STOW-RS); empty for DIMSE nodes.
+    token_env : str
+        Environment variable holding a bearer token; empty for none.
+    ca_bundle : str
+        CA certificates (PEM) to verify the server's TLS certificate with; empty for the
+        system's.
+    verify_tls : bool
+        Verify the server certificate (DICOMweb over https, DIMSE over TLS).
+    ae_title, host, port : str, str, int
+        The DIMSE peer.
+    calling_ae : str
+        Lucida's own AE title, which the PACS must know for C-GET and C-STORE.
+    tls : bool
+        DIMSE over TLS.
+    tls_cert, tls_key : str
+        Client certificate and key files for mutual TLS (paths, never the key itself).
+    timeout : float
+        Seconds to wait for the connection and for each answer.
+    retries : int
+        Further attempts of a send after a connection fault (rejections are not retried).
+    backoff : float
+        Seconds before the first retry; doubled before each next one.
+    """
+
+    name: str
+    dicomweb: str = ""
+    token_env: str = ""
+    ca_bundle: str = ""
+    verify_tls: bool = True
+    ae_title: str = ""
+    host: str = ""
+    port: int = 0
+    calling_ae: str = DEFAULT_CALLING_AE
+    tls: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    timeout: float = 30.0
+    retries: int = 3
+    backoff: float = 0.5
+
+    @property
+    def protocol(self) -> str:
+        """``"dicomweb"`` or ``"dimse"``."""
+        return "dicomweb" if self.dicomweb else "dimse"
+
+    @property
+    def label(self) -> str:
+        """The node as messages name it: ``pacs node NAME``."""
+        return f"pacs node {self.name}"
+
+    @property
+    def address(self) -> str:
+        """Where the node is, for messages (a URL, or ``AE@host:port``)."""
+        if self.dicomweb:
+            return self.dicomweb
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+    def token(self) -> str | None:
+        """Return the bearer token from the environment, or None when the node has none.
+
+        Raises
+        ------
+        PacsError
+            If ``token_env`` names a variable that is not set.
+        """
+        if not self.token_env:
+            return None
+        value = os.environ.get(self.token_env)
+        if not value:
+            raise PacsError(
+                f"token_env names {self.token_env}, which is not set",
+                path=self.label,
+                fix=f"export {self.token_env} with the bearer token before running Lucida",
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class PacsConfig:
+    """Every node of the file, and the retrieve cache's settings."""
+
+    nodes: dict[str, Node] = field(default_factory=dict)
+    cache_folder: Path | None = None
+    cache_max_mb: float = DEFAULT_CACHE_MB
+    path: Path | None = None
+
+    def node(self, name: str) -> Node:
+        """Return the node called ``name``.
+
+        Raises
+        ------
+        PacsError
+            If there is no such node; the message lists the known ones.
+        """
+        if name in self.nodes:
+            return self.nodes[name]
+        known = ", ".join(sorted(self.nodes)) or "none"
+        raise PacsError(
+            f"no PACS node named {name!r} (known: {known})",
+            path=self.path,
+            fix=f"add a [nodes.{name}] table to the file, or set {CONFIG_ENV}",
+        )
+
+
+def _bad(path: Path, message: str, fix: str) -> PacsError:
+    return PacsError(message, path=path, fix=fix)
+
+
+def _node(path: Path, name: str, table: dict) -> Node:
+    if not isinstance(table, dict):
+        raise _bad(path, f"[nodes.{name}] is not a table", f"write [nodes.{name}] with keys")
+    secret = sorted(k for k in table if k.lower() in _SECRET_KEYS)
+    if secret:
+        raise _bad(path, f"node {name} holds a secret ({secret[0]}) in the file",
+                   "remove it and name an environment variable with token_env instead")
+    unknown = sorted(set(table) - _NODE_KEYS)
+    if unknown:
+        raise _bad(path, f"node {name} has unknown key {unknown[0]!r}",
+                   f"use only {', '.join(sorted(_NODE_KEYS))}")
+    url = str(table.get("dicomweb", "") or "")
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise _bad(path, f"node {name}: dicomweb {url!r} is not an http(s) URL",
+                       "write e.g. dicomweb = \"https://pacs.example.org/dicom-web\"")
+        if parts.password:
+            raise _bad(path, f"node {name}: the dicomweb URL holds a password",
+                       "remove it and name an environment variable with token_env instead")
+        if table.get("host") or table.get("port"):
+            raise _bad(path, f"node {name} names both a dicomweb URL and a DIMSE host",
+                       "split it into two nodes, one per protocol")
+    else:
+        missing = [k for k in ("ae_title", "host", "port") if not table.get(k)]
+        if missing:
+            raise _bad(path, f"node {name} has neither dicomweb nor {', '.join(missing)}",
+                       "give dicomweb = URL, or ae_title, host and port")
+    try:
+        node = Node(
+            name=name,
+            dicomweb=url.rstrip("/"),
+            token_env=str(table.get("token_env", "")),
+            ca_bundle=str(Path(str(table["ca_bundle"])).expanduser())
+            if table.get("ca_bundle") else "",
+            verify_tls=bool(table.get("verify_tls", True)),
+            ae_title=str(table.get("ae_title", "")),
+            host=str(table.get("host", "")),
+            port=int(table.get("port", 0)),
+            calling_ae=str(table.get("calling_ae", DEFAULT_CALLING_AE)),
+            tls=bool(table.get("tls", False)),
+            tls_cert=str(table.get("tls_cert", "")),
+            tls_key=str(table.get("tls_key", "")),
+            timeout=float(table.get("timeout", 30.0)),
+            retries=int(table.get("retries", 3)),
+            backoff=float(table.get("backoff", 0.5)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise _bad(path, f"node {name} has a value of the wrong type ({exc})",
+                   "port, retries are integers; timeout, backoff are numbers") from exc
+    for title in (node.ae_title, node.calling_ae):
+        if title and not (len(title) <= 16 and title.isascii() and "\\" not in title):
+            raise _bad(path, f"node {name}: AE title {title!r} is not valid",
+                       "use at most 16 ASCII characters")
+    if node.timeout <= 0 or node.retries < 0 or node.backoff < 0:
+        raise _bad(path, f"node {name}: timeout, retries or backoff is out of range",
+                   "use timeout > 0, retries >= 0 and backoff >= 0")
+    return node
+
+
+def load_config(path: Path | str | None = None) -> PacsConfig:
+    """Read the node file.
+
+    Parameters
+    ----------
+    path : Path or str, optional
+        The file; by default :func:`config_path`.
+
+    Returns
+    -------
+    PacsConfig
+        The nodes and cache settings (no nodes when the file does not exist).
+
+    Raises
+    ------
+    PacsError
+        For a file that cannot be read or parsed, or a node that is incomplete, unknown keys,
+        or a secret written into the file.
+    """
+    path = Path(path) if path is not None else config_path()
+    if not path.exists():
+        return PacsConfig(path=path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _bad(path, f"cannot read the PACS node file ({exc})", "check the file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise _bad(path, f"the PACS node file is not valid TOML ({exc})",
+                   "fix the syntax; see the README's PACS section") from exc
+    unknown = sorted(set(data) - {"nodes", "cache"})
+    if unknown:
+        raise _bad(path, f"unknown table [{unknown[0]}]", "use [nodes.NAME] and [cache]")
+    nodes = {name: _node(path, name, table) for name, table in data.get("nodes", {}).items()}
+    cache = data.get("cache", {})
+    bad = sorted(set(cache) - _CACHE_KEYS)
+    if bad:
+        raise _bad(path, f"[cache] has unknown key {bad[0]!r}", "use max_mb and folder")
+    try:
+        max_mb = float(cache.get("max_mb", DEFAULT_CACHE_MB))
+    except (TypeError, ValueError) as exc:
+        raise _bad(path, "[cache] max_mb is not a number", "write e.g. max_mb = 2048") from exc
+    if max_mb <= 0:
+        raise _bad(path, "[cache] max_mb must be positive", "write e.g. max_mb = 2048")
+    folder = Path(str(cache["folder"])).expanduser() if cache.get("folder") else None
+    return PacsConfig(nodes=nodes, cache_folder=folder, cache_max_mb=max_mb, path=path)

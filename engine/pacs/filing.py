@@ -1,0 +1,134 @@
+"""File an explanation into the patient's study: build the objects, keep a copy, send them.
+
+This is the explicit, identified kind of export (:data:`engine.export.dicom_objects.
+PATIENT_STUDY`): the Secondary Capture, the Parametric Maps and the SR keep the patient and
+study identifiers and the StudyInstanceUID, get new series, reference the source instance, and
+go to a PACS node with STOW-RS or C-STORE. A copy is kept under ``<folder>/patient_study/`` so
+the send can be checked and repeated (same SOP Instance UIDs: the PACS keeps one copy), and
+``result.json`` records what the PACS confirmed, and only that, as sent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.core.atomic import StagedFiles
+from engine.core.errors import UsageError
+from engine.export.dicom_objects import PATIENT_STUDY, explanation_objects
+from engine.export.export_kind import record_export
+from engine.export.figure import FigureOptions, render_figure
+from engine.pacs.config import Node, load_config
+from engine.pacs.errors import PacsError
+from engine.pacs.send import send_datasets
+
+#: Sub-folder holding the identified objects of a filed explanation.
+FILED_FOLDER = "patient_study"
+
+
+def check_send(node_name: str, *, keep_identifiers: bool, config_path=None) -> Node:
+    """Check, before any work, that ``explain --send NODE`` can file into the patient's study.
+
+    Parameters
+    ----------
+    node_name : str
+        The node to send to.
+    keep_identifiers : bool
+        Whether the run keeps identifiers (``--keep-identifiers``).
+    config_path : Path, optional
+        The node file (default: :func:`engine.pacs.config.config_path`).
+
+    Returns
+    -------
+    Node
+
+    Raises
+    ------
+    UsageError
+        If the run de-identifies: a de-identified object cannot be filed into a study.
+    PacsError
+        If the node is unknown or the node file is bad.
+    """
+    if not keep_identifiers:
+        raise UsageError(
+            "--send files the results into the patient's study, which needs the patient's "
+            "identifiers, but this run de-identifies its outputs (a research export)",
+            fix="add --keep-identifiers to file into the study on purpose, or drop --send "
+            "for a de-identified research export")
+    return load_config(config_path).node(node_name)
+
+
+def file_into_study(result, image, folder: Path | str, node: Node, *,
+                    metrics: dict | None = None, colormap: str = "jet") -> str:
+    """Build, keep and send the objects of one explained DICOM image to its study on ``node``.
+
+    Parameters
+    ----------
+    result : ExplainResult
+        The explanation.
+    image : Image
+        The explained image (DICOM).
+    folder : Path or str
+        The image's output folder, holding its ``result.json``.
+    node : Node
+        Where to send.
+    metrics : dict, optional
+        Trust metrics, recorded in the SR.
+    colormap : str
+        Colormap of the figure in the Secondary Capture.
+
+    Returns
+    -------
+    str
+        One line saying what was filed where.
+
+    Raises
+    ------
+    UsageError
+        For a raster image, which has no study to file into.
+    PacsError
+        If the send failed; ``result.json`` then says ``"sent": false`` and lists the
+        instances the PACS confirmed, if any.
+    """
+    folder = Path(folder)
+    if getattr(image, "dataset", None) is None:
+        raise UsageError("is not a DICOM image, so it has no study to file into",
+                         path=image.path, fix="explain a DICOM image, or drop --send")
+    figure = render_figure(result, image, FigureOptions(colormap=colormap))
+    objects = explanation_objects(result, image, kind=PATIENT_STUDY, metrics=metrics,
+                                  figure_rgb=figure.rgb,
+                                  derivation=f"Lucida {figure.caption}")
+    with StagedFiles(folder / FILED_FOLDER) as staged:
+        for obj in objects:
+            staged.add(obj.name, obj.to_bytes())
+        staged.commit()
+    source = image.dataset
+    record = {
+        "kind": PATIENT_STUDY,
+        "node": node.name,
+        "protocol": node.protocol,
+        "study_uid": str(source.StudyInstanceUID),
+        "source_sop_uid": str(source.SOPInstanceUID),
+        "folder": FILED_FOLDER,
+        "instances": [
+            {"file": obj.name, "sop_class_uid": str(obj.dataset.SOPClassUID),
+             "sop_instance_uid": str(obj.dataset.SOPInstanceUID),
+             "series_instance_uid": str(obj.dataset.SeriesInstanceUID)}
+            for obj in objects
+        ],
+    }
+    try:
+        report = send_datasets(node, [obj.dataset for obj in objects])
+    except PacsError as exc:
+        stored = set(getattr(exc, "stored", []))
+        for item in record["instances"]:
+            item["stored"] = item["sop_instance_uid"] in stored
+        record.update(sent=False, error=exc.one_line())
+        record_export(folder, record)
+        raise
+    for item in record["instances"]:
+        item["stored"] = item["sop_instance_uid"] in report.stored
+    record.update(sent=True, attempts=report.attempts)
+    record_export(folder, record)
+    return (f"  filed {len(objects)} objects (Secondary Capture, "
+            f"{len(objects) - 2} Parametric Map(s), SR) into study {source.StudyInstanceUID} "
+            f"on {node.name} ({node.protocol})")
