@@ -329,3 +329,32 @@ def test_default_window_is_one_per_image_so_cine_does_not_flicker():
     # The same whichever frame is shown first.
     other = open_image(bundled("rtdose.dcm"))
     assert other.default_window_for(9) == image.default_window_for(0)
+
+
+def _big_endian_twin(name: str, path) -> str:
+    """Write `name` again as Explicit VR Big Endian: OW values (LUTs, pixels) byte-swapped."""
+    from pydicom.filewriter import dcmwrite
+    from pydicom.uid import ExplicitVRBigEndian
+
+    ds = read(name)
+    for keyword in ("RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableData",
+                    "BluePaletteColorLookupTableData", "PixelData"):
+        if ds[keyword].VR == "OW":
+            ds[keyword].value = np.frombuffer(ds[keyword].value, "<u2").astype(">u2").tobytes()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    dcmwrite(path, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+    return str(path)
+
+
+def test_big_endian_palette_with_16_bit_entries_renders_like_its_little_endian_twin(tmp_path):
+    from pydicom.pixels import apply_color_lut
+
+    ds = read("examples_palette.dcm")
+    assert ds.RedPaletteColorLookupTableDescriptor[2] == 16
+    little = open_image(bundled("examples_palette.dcm")).render()
+    big = open_image(_big_endian_twin("examples_palette.dcm", tmp_path / "be.dcm"))
+    assert big.info()["transfer_syntax"] == "Explicit VR Big Endian"
+    assert np.array_equal(big.render(), little)
+    expected = apply_color_lut(ds.pixel_array, ds).astype(np.float64) * 255.0 / 65535.0
+    assert_close_8bit(little, expected)
+    assert big.render().mean() > 10, "not black"

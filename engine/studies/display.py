@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut, apply_voi
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi
 
 #: Window functions of the VOI LUT module, plus ``LUT`` for a VOI LUT Sequence item.
 WINDOW_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID", "LUT")
@@ -327,3 +327,46 @@ def colour_to_uint8(rgb: np.ndarray, bits: int) -> np.ndarray:
     scale = np.float32(255.0 / (2.0 ** max(1, bits) - 1))
     out = rgb.astype(np.float32) * scale + np.float32(0.5)
     return np.ascontiguousarray(out.clip(0, 255).astype(np.uint8))
+
+
+#: The palette colour LUT elements :func:`palette_rgb` reads.
+_PALETTE_KEYWORDS = tuple(
+    f"{colour}PaletteColorLookupTable{part}"
+    for colour in ("Red", "Green", "Blue", "Alpha")
+    for part in ("Descriptor", "Data")
+)
+
+
+def palette_rgb(indices: np.ndarray, ds: Dataset, little_endian: bool) -> np.ndarray:
+    """Look palette indices up in the file's colour LUTs, read in the file's byte order.
+
+    pydicom keeps LUT Data (OW) as the file's raw bytes and reads 16-bit entries in the
+    machine's byte order, so on a big endian file every entry comes out byte-swapped (a red
+    of 0xFF00 becomes 0x00FF: nearly black). The entries are swapped back first.
+
+    Parameters
+    ----------
+    indices : numpy.ndarray
+        Stored pixel values (palette indices).
+    ds : pydicom.dataset.Dataset
+        The image's dataset, with its Palette Color Lookup Table module.
+    little_endian : bool
+        The byte order of the file's transfer syntax.
+
+    Returns
+    -------
+    numpy.ndarray
+        (..., 3) or (..., 4) uint8 or uint16, as :func:`pydicom.pixels.apply_color_lut`.
+    """
+    if little_endian or "RedPaletteColorLookupTableData" not in ds:
+        return apply_color_lut(indices, ds)
+    entries = int(ds.RedPaletteColorLookupTableDescriptor[0]) or 2**16
+    native = Dataset()
+    for keyword in _PALETTE_KEYWORDS:
+        if keyword not in ds:
+            continue
+        value = ds[keyword].value
+        if keyword.endswith("Data") and isinstance(value, bytes) and len(value) == 2 * entries:
+            value = np.frombuffer(value, dtype=">u2").astype("<u2").tobytes()
+        setattr(native, keyword, value)
+    return apply_color_lut(indices, native)

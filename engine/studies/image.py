@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydicom.pixels import apply_color_lut
 
 from engine.core.errors import StudyError, UsageError
 from engine.studies import dicom_io, display, raster
@@ -415,7 +414,8 @@ class Image:
         ds = self.dataset
         if self.is_color:
             if self.photometric == "PALETTE COLOR":
-                rgb = self._run(frame, apply_color_lut, arr, ds)
+                little = dicom_io.transfer_syntax(ds).is_little_endian
+                rgb = self._run(frame, display.palette_rgb, arr, ds, little)
                 bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
             else:
                 rgb, bits = arr, int(ds.get("BitsStored") or ds.BitsAllocated)
