@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -13,6 +15,8 @@ SCREENSHOT_TIMEOUT_MS = 180_000
 ERROR_GRACE_MS = 2_000
 #: Pause between the first drawn map and the grab, so late layout passes settle.
 SCREENSHOT_SETTLE_MS = 400
+#: Screen a screenshot is taken on when there is no display (Qt's offscreen platform).
+SCREENSHOT_SCREEN = (1440, 900)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         hits an error and nothing is drawn, 1 if nothing was drawn in time.
     """
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.screenshot is not None:
+        _virtual_screen()
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -107,6 +113,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot is not None:
         _arm_screenshot(app, window, args.screenshot, QTimer)
     return int(app.exec())
+
+
+def _virtual_screen() -> None:
+    """Without a display, give Qt's offscreen platform a desktop-sized screen for screenshots.
+
+    Its default screen is 800 × 800, and the window never grows beyond its screen.
+    """
+    if os.environ.get("QT_QPA_PLATFORM") != "offscreen":
+        return
+    width, height = SCREENSHOT_SCREEN
+    config = Path(tempfile.mkdtemp(prefix="lucida-screen-")) / "screen.json"
+    config.write_text(json.dumps({"screens": [{"name": "screenshot", "x": 0, "y": 0,
+                                               "width": width, "height": height,
+                                               "logicalDpi": 96, "dpr": 1}]}))
+    os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={config}"
 
 
 def _arm_screenshot(app, window, out: Path, timer_cls) -> None:

@@ -1,8 +1,9 @@
-"""The Audit view: run a bias audit off the GUI thread and browse its results.
+"""The Audit view: run a bias audit on the window's worker and browse its results.
 
-The view holds no audit logic: a :class:`QtAuditThread` calls the engine's ``run_audit`` and
-``write_outputs`` and sends progress and the finished ``audit.json`` back with queued signals;
-the table, charts and heatmap grid are read from the files the engine wrote.
+The view holds no audit logic: a background job on the review window's one worker calls the
+engine's ``run_audit`` and ``write_outputs`` with the model (and the trust) the user chose; the
+table, charts and heatmap grid are read from the files the engine wrote. The review window's own
+work goes first: the audit pauses after its current batch and resumes by itself.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
-from PySide6.QtCore import QRectF, Qt, QThread, Signal
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -35,64 +36,40 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.audit.aggregate import is_shortcut
-from engine.audit.manifest import BORDER_ROLE
-from engine.core.cancel import Cancelled, CancelToken
-from engine.core.errors import LucidaError
-
 #: Columns of audit.csv shown in the table, in order, when present.
 TABLE_LEAD = ("path", "label", "pred", "correct")
 
 
-class QtAuditThread(QThread):
-    """Runs one audit on its own thread; never touches widgets.
+def audit_job(dataset_spec: str, model_spec: str, trust: bool, device: str, method: str,
+              layer: str, out_dir: str, resume: bool):
+    """Return the worker function of one audit.
 
-    Signals
-    -------
-    sig_progress(float fraction, str message)
-    sig_finished(object audit, str out_dir)
-    sig_failed(str one_line)
-    sig_cancelled()
+    It is a background job: the review window's own work preempts it after the current batch,
+    and it runs again later, resuming the batches already stored, with the dataset and model it
+    loaded the first time.
     """
+    loaded: dict = {}
 
-    sig_progress = Signal(float, str)
-    sig_finished = Signal(object, str)
-    sig_failed = Signal(str)
-    sig_cancelled = Signal()
-
-    def __init__(self, dataset: str, model: str, method: str, layer: str, out_dir: str,
-                 resume: bool = False, parent=None) -> None:
-        super().__init__(parent)
-        self.dataset, self.model, self.method = dataset, model, method
-        self.layer, self.out_dir, self.resume = layer or "auto", out_dir, resume
-        self.cancel_token = CancelToken()
-
-    def run(self) -> None:
-        """Load, audit and write outputs (on this thread), reporting through signals."""
+    def run(progress, cancel, _partial):
         from engine.audit import AuditSettings, load_dataset, run_audit, write_outputs
-        from engine.models.loaded import load_model
+        from engine.explain.session import resolve_device
+        from engine.models import loaded as models
 
-        try:
-            dataset = load_dataset(self.dataset)
-            model = load_model(self.model)
-            store = run_audit(
-                dataset, model, AuditSettings(method=self.method, layer=self.layer),
-                self.out_dir, resume=self.resume,
-                progress=lambda f, m="": self.sig_progress.emit(float(f), str(m)),
-                cancel=self.cancel_token,
-            )
-            self.cancel_token.check()
-            self.sig_progress.emit(1.0, "writing audit.json, audit.csv, heatmaps and report.pdf")
-            header = json.loads((Path(self.out_dir) / "run.json").read_text())
-            audit = write_outputs(store, dataset, model, header, self.out_dir)
-        except Cancelled:
-            self.sig_cancelled.emit()
-        except LucidaError as exc:
-            self.sig_failed.emit(exc.one_line())
-        except Exception as exc:  # noqa: BLE001 - a worker thread must report, never die silently
-            self.sig_failed.emit(f"internal error ({type(exc).__name__}: {exc})")
-        else:
-            self.sig_finished.emit(audit, str(self.out_dir))
+        if not loaded:
+            loaded["dataset"] = load_dataset(dataset_spec)
+            loaded["model"] = models.load_model(model_spec, trust=trust,
+                                                device=str(resolve_device(device)))
+            loaded["resume"] = resume
+        dataset, model = loaded["dataset"], loaded["model"]
+        store = run_audit(dataset, model, AuditSettings(method=method, layer=layer or "auto"),
+                          out_dir, resume=loaded["resume"], progress=progress, cancel=cancel)
+        loaded["resume"] = True  # a preempted run picks up its stored batches
+        cancel.check()
+        progress(1.0, "writing audit.json, audit.csv, heatmaps and report.pdf")
+        header = json.loads((Path(out_dir) / "run.json").read_text())
+        return write_outputs(store, dataset, model, header, out_dir), str(out_dir)
+
+    return run
 
 
 class QtBarChart(QWidget):
@@ -153,16 +130,34 @@ class QtAuditView(QWidget):
     Signals
     -------
     sig_open_image(str path, str method, str layer)
-        A table row was clicked: open this image with this method's overlay.
+        A table row was clicked: open this image with this method's overlay, with the audited
+        model (:attr:`audited_model`).
+
+    Parameters
+    ----------
+    jobs : gui.jobs.JobRouter, optional
+        The review window's router; without one (the view on its own) the view makes a worker.
+    model_choice : callable, optional
+        Returns ``(spec, trusted, device)`` of the window's model, offered first.
     """
 
     sig_open_image = Signal(str, str, str)
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, jobs=None, model_choice=None, parent=None) -> None:
         super().__init__(parent)
-        self.thread: QtAuditThread | None = None
+        self._own_worker = None
+        if jobs is None:
+            from gui.jobs import JobRouter
+            from gui.worker import QtEngineWorker
+
+            self._own_worker = QtEngineWorker(self)
+            jobs = JobRouter(self._own_worker, lambda: (0, 0), self)
+        self.jobs = jobs
+        self._model_choice = model_choice or (lambda: (None, False, "auto"))
         self.audit: dict | None = None
         self.out_dir: Path | None = None
+        #: The model spec of the audit shown (rows open with it).
+        self.audited_model: str | None = None
 
         self.dataset_edit = QLineEdit()
         self.dataset_edit.setPlaceholderText("manifest.csv or a DICOM folder")
@@ -178,6 +173,11 @@ class QtAuditView(QWidget):
         self.model_combo = QComboBox()
         self.model_combo.setEditable(True)
         self.model_combo.addItems(["demo", "demo-biased"])
+        spec = self._model_choice()[0]
+        if spec and self.model_combo.findText(spec) < 0:
+            self.model_combo.insertItem(0, spec)
+        if spec:
+            self.model_combo.setCurrentText(spec)
         self.method_combo = QComboBox()
         self.method_combo.addItems(self._method_names())
         self.method_combo.setCurrentText("gradcam")
@@ -248,69 +248,69 @@ class QtAuditView(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.tabs, 1)
 
-    @staticmethod
-    def _method_names() -> list[str]:
-        try:
-            from engine.explain.registry import registry
-
-            return registry().names()
-        except Exception:  # noqa: BLE001 - the view still opens if plugins are broken
-            return ["gradcam"]
+    def _method_names(self) -> list[str]:
+        window = self.jobs.parent()
+        names = list(getattr(window, "explainers", {}) or ())
+        return names or ["gradcam"]
 
     # -- running --------------------------------------------------------------------------
     def is_running(self) -> bool:
-        """Whether an audit is in progress."""
-        return self.thread is not None and self.thread.isRunning()
+        """Whether an audit is in progress (or waiting for the worker)."""
+        return self.jobs.is_pending("audit")
 
-    def start(self) -> None:
-        """Start the audit described by the form on a background thread."""
+    def start(self) -> int | None:
+        """Start the audit described by the form on the worker (as a background job)."""
         if self.is_running():
-            return
+            return None
         dataset = self.dataset_edit.text().strip()
         if not dataset:
             self.status.setText("Choose a manifest CSV or a DICOM folder first.")
-            return
-        self.thread = QtAuditThread(
-            dataset, self.model_combo.currentText().strip(), self.method_combo.currentText(),
-            self.layer_edit.text().strip(), self.out_edit.text().strip(),
-            resume=self.resume_box.isChecked(), parent=self,
-        )
-        self.thread.sig_progress.connect(self._on_progress)
-        self.thread.sig_finished.connect(self._on_finished)
-        self.thread.sig_failed.connect(self._on_failed)
-        self.thread.sig_cancelled.connect(self._on_cancelled)
+            return None
+        spec = self.model_combo.currentText().strip()
+        window_spec, window_trust, device = self._model_choice()
+        trust = window_trust and spec == window_spec
+        fn = audit_job(dataset, spec, trust, device, self.method_combo.currentText(),
+                       self.layer_edit.text().strip(), self.out_edit.text().strip(),
+                       self.resume_box.isChecked())
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        self.status.setText("Starting…")
-        self.thread.start()
+        self.status.setText("Starting… (the review window's own work goes first)")
+        return self.jobs.submit("audit", fn, background=True, on_done=self._on_finished,
+                                on_failed=self._on_failed, on_cancelled=self._on_cancelled,
+                                on_progress=self._on_progress, spec=spec)
 
     def cancel(self) -> None:
         """Ask the running audit to stop after its current batch (finished work is kept)."""
-        if self.thread is not None:
-            self.thread.cancel_token.cancel()
+        if self.is_running():
             self.status.setText("Cancelling after the current batch…")
+            self.jobs.cancel("audit")  # a queued audit reports its cancellation at once
 
     def _done(self) -> None:
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+        if self._own_worker is not None:
+            self._own_worker.stop()  # a view on its own leaves no thread behind
 
-    def _on_progress(self, fraction: float, message: str) -> None:
+    def _on_progress(self, fraction: float, message: str, _context: dict) -> None:
         self.progress.setValue(int(round(1000 * fraction)))
-        self.status.setText(message)
+        if message:
+            self.status.setText(message)
 
-    def _on_failed(self, line: str) -> None:
+    def _on_failed(self, line: str, _context: dict) -> None:
         self._done()
         self.status.setText(f"Audit failed: {line}")
 
-    def _on_cancelled(self) -> None:
+    def _on_cancelled(self, _context: dict) -> None:
         self._done()
         self.resume_box.setChecked(True)
         self.status.setText("Cancelled. Finished images are kept; run again to resume.")
 
-    def _on_finished(self, audit: dict, out_dir: str) -> None:
+    def _on_finished(self, outcome: tuple, context: dict) -> None:
+        audit, out_dir = outcome
         self._done()
         self.progress.setValue(1000)
+        self.audited_model = context["spec"]
         self.show_results(out_dir, audit)
 
     # -- results --------------------------------------------------------------------------
@@ -330,6 +330,11 @@ class QtAuditView(QWidget):
         self.role_combo.clear()
         roles = list(self.audit["roi_share"])
         self.role_combo.addItems(roles)
+        # Imported here, not with the view: engine.audit imports torch, which the worker has
+        # loaded by the time results are shown.
+        from engine.audit.aggregate import is_shortcut
+        from engine.audit.manifest import BORDER_ROLE
+
         # Open on the shortcut role people look for first (marker, text), else the border.
         shortcut = [r for r in roles if is_shortcut(r) and r != BORDER_ROLE]
         self.role_combo.setCurrentText(shortcut[0] if shortcut else BORDER_ROLE)
@@ -440,7 +445,7 @@ class QtAuditView(QWidget):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         """Stop a running audit before the view goes away."""
-        if self.is_running():
-            self.thread.cancel_token.cancel()
-            self.thread.wait(5000)
+        self.cancel()
+        if self._own_worker is not None:
+            self._own_worker.stop()
         super().closeEvent(event)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from gui.overlay_layer import OverlayLayer
-from gui.viewer import QtImageViewer
+from gui.viewer import QtImageViewer, qimage_from_array
 
 #: Display settings a cell copies from the main overlay layer.
 SHARED_SETTINGS = ("opacity", "colormap", "threshold", "scale", "visible")
+#: Cells built per pass of the event loop (each pass stays well under a frame's time).
+CELLS_PER_PASS = 2
 
 
 class QtCompareCell(QWidget):
@@ -26,9 +29,13 @@ class QtCompareCell(QWidget):
         self.title.setStyleSheet(
             "background: #202226; color: #e8e8e8; padding: 3px; font-weight: 600;"
         )
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.viewer = QtImageViewer(OverlayLayer(self))
+        self.viewer.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.viewer.setMinimumSize(0, 0)
         layout.addWidget(self.title)
         layout.addWidget(self.viewer, 1)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
 
     def set_status(self, text: str) -> None:
         """Append a short state (computing, unavailable) to the title."""
@@ -38,6 +45,9 @@ class QtCompareCell(QWidget):
 
 class QtCompareGrid(QWidget):
     """Cells for every (method, layer) pair; all cells share zoom, pan and overlay settings.
+
+    A new grid is built a few cells per pass of the event loop, each cell showing the image
+    rendered once for all of them, so building a large grid never stalls the GUI thread.
 
     Parameters
     ----------
@@ -54,7 +64,15 @@ class QtCompareGrid(QWidget):
         self._grid.setSpacing(2)
         self._syncing = False
         self._spec: tuple | None = None
+        self._todo: list[tuple] = []  # cells still to build: (row, col, method, layer, title)
+        self._built: list = []  # called once every cell is built
+        self._maps: dict[tuple[str, str], tuple] = {}  # maps that arrived before their cell
+        self._status: dict[str, str] = {}  # per-method states for cells not built yet
+        self._build_args: tuple = ()
         settings.sig_changed.connect(self._mirror)
+        # The grid takes the room it is given; its cells must never make the window grow.
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setMinimumSize(0, 0)
 
     def set_grid(self, image, frame: int, methods: list[tuple[str, str]], layers: list[str],
                  window=None, invert: bool = False) -> bool:
@@ -73,40 +91,87 @@ class QtCompareGrid(QWidget):
             for cell in self.cells.values():
                 cell.viewer.layer.heatmap = None
                 cell.set_status("computing…")
+            self._maps.clear()
+            self._status.clear()
             return False
         self._spec = spec
+        self.clear()
+        self._spec = spec
+        rendered = None if image is None else QPixmap.fromImage(qimage_from_array(
+            image.render(frame, window=window, invert=invert)))
+        self._build_args = (image, frame, window, invert, rendered)
+        self._todo = [(row, col, method, layer, f"{title} · {layer}")
+                      for row, (method, title) in enumerate(methods)
+                      for col, layer in enumerate(layers)]
+        self._build_some()
+        return True
+
+    def clear(self) -> None:
+        """Remove every cell."""
         for cell in self.cells.values():
             self._grid.removeWidget(cell)
             cell.deleteLater()
         self.cells.clear()
-        for row, (method, title) in enumerate(methods):
-            for col, layer in enumerate(layers):
-                cell = QtCompareCell(method, layer, f"{title} · {layer}")
-                for name in SHARED_SETTINGS:
-                    setattr(cell.viewer.layer, name, getattr(self.settings, name))
-                cell.viewer.set_image(image, frame, window, invert)
-                cell.viewer.sig_view_changed.connect(
-                    lambda v=cell.viewer: self._sync_from(v)
-                )
-                cell.set_status("computing…")
-                self._grid.addWidget(cell, row, col)
-                self.cells[(method, layer)] = cell
-        return True
+        self._maps.clear()
+        self._status.clear()
+        self._todo = []
+        self._spec = None
 
-    def set_map(self, method: str, layer: str, heatmap, warning: str | None = None) -> None:
+    def complete(self) -> bool:
+        """Whether every cell of the grid is built."""
+        return not self._todo
+
+    def when_built(self, fn) -> None:
+        """Call ``fn`` once every cell is built and has had a pass of the event loop to paint."""
+        if self._todo:
+            self._built.append(fn)
+        else:
+            QTimer.singleShot(0, fn)
+
+    def _build_some(self) -> None:
+        image, frame, window, invert, rendered = self._build_args
+        for _ in range(min(CELLS_PER_PASS, len(self._todo))):
+            row, col, method, layer, title = self._todo.pop(0)
+            cell = QtCompareCell(method, layer, title)
+            for name in SHARED_SETTINGS:
+                setattr(cell.viewer.layer, name, getattr(self.settings, name))
+            cell.viewer.set_image(image, frame, window, invert, rendered=rendered)
+            cell.viewer.sig_view_changed.connect(lambda v=cell.viewer: self._sync_from(v))
+            cell.set_status(self._status.get(method, "computing…"))
+            self._grid.addWidget(cell, row, col)
+            self.cells[(method, layer)] = cell
+            if (method, layer) in self._maps:
+                self._apply(cell, *self._maps.pop((method, layer)))
+        if self._todo:
+            QTimer.singleShot(0, self._build_some)
+            return
+        waiting, self._built = self._built, []
+        for fn in waiting:
+            QTimer.singleShot(0, fn)
+
+    def set_map(self, method: str, layer: str, map_result, info=None) -> None:
         """Show a finished map in its cell (``layer`` is ignored by a cell of a model-agnostic
         method, which receives its map under the key ``"input"``)."""
-        targets = [c for (m, lay), c in self.cells.items()
-                   if m == method and (lay == layer or layer == "input")]
-        for cell in targets:
-            cell.viewer.layer.heatmap = heatmap
-            cell.set_status(warning or "")
+        keys = list(self.cells) + [(row[2], row[3]) for row in self._todo]
+        for key in keys:
+            if key[0] == method and (key[1] == layer or layer == "input"):
+                cell = self.cells.get(key)
+                if cell is None:
+                    self._maps[key] = (map_result, info)
+                else:
+                    self._apply(cell, map_result, info)
+
+    def _apply(self, cell, map_result, info) -> None:
+        image, frame = self._build_args[:2]
+        cell.viewer.layer.set_map(map_result.heatmap, info, owner=(str(image.path), frame))
+        cell.set_status(map_result.warning or "")
 
     def set_status(self, method: str, text: str) -> None:
         """Put a state on every cell of one method (e.g. why it is unavailable)."""
         for (m, _lay), cell in self.cells.items():
             if m == method:
                 cell.set_status(text)
+        self._status[method] = text
 
     def set_window(self, center: float, width: float) -> None:
         """Apply a window to every cell."""

@@ -59,6 +59,7 @@ class QtExplainPanel(QWidget):
         super().__init__(parent)
         self._explainers: dict[str, object] = {}
         self._model = None
+        self._reasons: dict[str, str | None] = {}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
 
@@ -154,9 +155,15 @@ class QtExplainPanel(QWidget):
         self.method_combo.blockSignals(False)
         self._show_method(self.current_method())
 
-    def set_model(self, model, label: str | None = None) -> None:
-        """Show a loaded model: its name and files, its layers with shapes and default."""
+    def set_model(self, model, label: str | None = None, reasons: dict | None = None) -> None:
+        """Show a loaded model: its name and files, its layers with shapes and default.
+
+        ``reasons`` maps a method name to why it cannot run on this model (judged on the
+        worker); the method note shows it.
+        """
         self._model = model
+        if reasons is not None:
+            self._reasons = dict(reasons)
         if label is not None:
             index = self.model_combo.findData(label)
             if index < 0:
@@ -222,6 +229,10 @@ class QtExplainPanel(QWidget):
         for i in range(self.compare_layers.count()):
             if self.compare_layers.item(i).data(LAYER_ROLE) in picks:
                 self.compare_layers.item(i).setCheckState(Qt.CheckState.Checked)
+
+    def clear_prediction(self) -> None:
+        """Show no prediction (the image shown has none yet, or cannot be shown)."""
+        self.prediction.clear()
 
     def set_prediction(self, classes: list[str], scores: list[float], target: int) -> None:
         """Show every class probability; the explained target is bold and marked."""
@@ -309,9 +320,7 @@ class QtExplainPanel(QWidget):
             return
         self.params.set_params(getattr(explainer, "params", ()))
         note = getattr(explainer, "description", "")
-        reason = None
-        if self._model is not None and hasattr(explainer, "unavailable_reason"):
-            reason = explainer.unavailable_reason(self._model)
+        reason = self._reasons.get(name) if self._model is not None else None
         if reason:
             note = f"⚠ Not available for this model: {reason}"
         self.method_note.setText(note)

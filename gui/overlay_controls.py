@@ -17,45 +17,90 @@ from engine.explain.colour import COLORMAPS
 from gui.overlay_layer import OverlayLayer
 from gui.viewer import qimage_from_array
 
-SCALE_LABELS = {"image": "Per image (min–max)", "fixed": "Fixed [0, 1]"}
+SCALE_LABELS = {
+    "absolute": "Absolute (shared units)",
+    "image": "Per image (min–max)",
+    "fixed": "Fixed [0, 1]",
+}
+SCALE_TIPS = {
+    "absolute": "Raw values in the explainer's units against one maximum shared by the maps "
+                "being compared (classes, images, compare cells): weak evidence looks faint.",
+    "image": "Each map stretched to its own minimum and maximum: even a map with almost no "
+             "evidence looks strong.",
+    "fixed": "Each map as the engine scaled it (its own peak is 1).",
+}
+
+
+def format_number(value: float) -> str:
+    """Three significant digits, with a real minus sign."""
+    return f"{value:.3g}".replace("-", "−")
 
 
 class QtColorbar(QWidget):
-    """A horizontal colour bar of the layer's colormap, labelled with the scale's ends."""
+    """A horizontal colour bar of the layer's colours, labelled with numbers and units.
+
+    The ends carry the raw values (in the map's units) that the scale draws there; a signed map
+    gets the diverging colours and a marked 0 in the middle.
+    """
 
     def __init__(self, layer: OverlayLayer, parent=None) -> None:
         super().__init__(parent)
         self.layer = layer
-        self.setMinimumHeight(34)
+        self.setMinimumHeight(50)
         layer.sig_changed.connect(self._changed)
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        return QSize(200, 34)
+        return QSize(200, 50)
 
     def _changed(self, name: str) -> None:
         if name in ("colormap", "threshold", "scale", "heatmap"):
             self.update()
 
-    def labels(self) -> tuple[str, str]:
-        """Return the texts at the low and high ends of the bar."""
-        if self.layer.scale == "fixed":
-            return "0", "1"
-        return "low", "high"
+    def labels(self) -> tuple[str, ...]:
+        """Return the texts at the low end, the middle (signed maps only) and the high end."""
+        low, high = self.layer.bar_range()
+        if self.layer.info.signed:
+            return format_number(low), "0", "+" + format_number(high)
+        return format_number(low), format_number(high)
+
+    def units(self) -> str:
+        """The caption under the bar: the units, and what the scale's 1 is."""
+        info = self.layer.info
+        text = info.units
+        if self.layer.scale == "absolute":
+            text += " · shared maximum"
+        if info.signed:
+            text += " · − against the class, + for it"
+        return text
 
     def paintEvent(self, _event) -> None:  # noqa: N802 - Qt override
-        strip = qimage_from_array(self.layer.lut()[None, :, :])
+        strip = qimage_from_array(self.layer.bar_lut()[None, :, :])
         painter = QPainter(self)
         bar = QRectF(4, 2, self.width() - 8, 14)
         painter.drawImage(bar, strip)
-        if self.layer.threshold > 0:
+        threshold = self.layer.threshold
+        if threshold > 0:
             # Grey out the part of the scale that is not drawn.
-            cut = bar.adjusted(0, 0, -(1 - self.layer.threshold) * bar.width(), 0)
+            if self.layer.info.signed:
+                half = bar.width() / 2
+                cut = QRectF(bar.center().x() - threshold * half, bar.top(),
+                             2 * threshold * half, bar.height())
+            else:
+                cut = bar.adjusted(0, 0, -(1 - threshold) * bar.width(), 0)
             painter.fillRect(cut, QColor(40, 40, 40, 170))
         painter.setPen(self.palette().windowText().color())
-        low, high = self.labels()
+        labels = self.labels()
         text_rect = QRectF(4, 17, self.width() - 8, 16)
-        painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft, low)
-        painter.drawText(text_rect, Qt.AlignmentFlag.AlignRight, high)
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft, labels[0])
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignRight, labels[-1])
+        if len(labels) == 3:
+            centre = bar.center().x()
+            painter.drawLine(int(centre), int(bar.bottom()), int(centre), int(bar.bottom()) + 3)
+            painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter, labels[1])
+        units = QRectF(4, 33, self.width() - 8, 16)
+        painter.setPen(self.palette().mid().color())
+        painter.drawText(units, Qt.AlignmentFlag.AlignHCenter, painter.fontMetrics().elidedText(
+            self.units(), Qt.TextElideMode.ElideRight, int(units.width())))
         painter.end()
 
 
@@ -99,6 +144,8 @@ class QtOverlayControls(QWidget):
         self.scale_combo = QComboBox()
         for key, label in SCALE_LABELS.items():
             self.scale_combo.addItem(label, key)
+            self.scale_combo.setItemData(self.scale_combo.count() - 1, SCALE_TIPS[key],
+                                         Qt.ItemDataRole.ToolTipRole)
         self.scale_combo.currentIndexChanged.connect(
             lambda i: setattr(layer, "scale", self.scale_combo.itemData(i))
         )

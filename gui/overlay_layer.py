@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from engine.explain.colour import COLORMAPS, colormap_lut, heat_rgba
+from engine.explain.colour import COLORMAPS, colormap_lut, diverging_lut, heat_rgba, signed_rgba
 
-#: How the heatmap's values map onto the colormap.
-SCALES = ("image", "fixed")
+#: How the heatmap's values map onto the colormap: stretched to the map's own range, as the
+#: engine scaled it (peak 1), or in the explainer's own units against a maximum shared by the
+#: maps being compared, so a map with little evidence looks faint.
+SCALES = ("image", "fixed", "absolute")
+
+
+@dataclass(frozen=True)
+class MapInfo:
+    """What the colour bar needs to label a map: its raw scale, units and sign."""
+
+    scale: float = 1.0
+    units: str = "a.u."
+    signed: bool = False
 
 
 class OverlayLayer(QObject):
@@ -31,9 +44,13 @@ class OverlayLayer(QObject):
         self._colormap = "jet"
         # Below a fifth of the range a jet map only tints the whole image blue; hide that.
         self._threshold = 0.2
-        self._scale = "image"
+        self._scale = "absolute"
         self._visible = True
         self._heatmap: np.ndarray | None = None
+        self._info = MapInfo()
+        self._shared: float | None = None  # raw maximum shared by the compared maps
+        self._owner: tuple | None = None  # (image path, frame) the map belongs to
+        self._range = (0.0, 0.0, 0.0)  # min, max and largest magnitude of the heatmap
         self._luts: dict[str, np.ndarray] = {}
 
     # -- validated properties -------------------------------------------------------------
@@ -74,7 +91,8 @@ class OverlayLayer(QObject):
 
     @property
     def scale(self) -> str:
-        """``"image"`` stretches the map's own min..max; ``"fixed"`` uses [0, 1] as given."""
+        """``"image"`` stretches the map's own min..max; ``"fixed"`` uses [0, 1] as given;
+        ``"absolute"`` shows raw values against the shared maximum (:meth:`set_map`)."""
         return self._scale
 
     @scale.setter
@@ -94,14 +112,65 @@ class OverlayLayer(QObject):
 
     @property
     def heatmap(self) -> np.ndarray | None:
-        """The heatmap in image geometry, float32 (H, W), or None when there is none."""
+        """The heatmap in image geometry, float32 (H, W), or None when there is none.
+
+        Setting it directly gives a map of no stated units, owned by no image; the window uses
+        :meth:`set_map`.
+        """
         return self._heatmap
 
     @heatmap.setter
     def heatmap(self, value: np.ndarray | None) -> None:
-        # Arrays are compared by identity: a new map is always a change.
-        self._heatmap = None if value is None else np.asarray(value, dtype=np.float32)
+        self.set_map(value)
+
+    @property
+    def info(self) -> MapInfo:
+        """Raw scale, units and sign of the current map."""
+        return self._info
+
+    @property
+    def owner(self) -> tuple | None:
+        """``(image path, frame)`` the current map belongs to, or None when unstated."""
+        return self._owner
+
+    @property
+    def shared_max(self) -> float:
+        """The raw value drawn at full strength by the absolute scale."""
+        own = self._info.scale * self._range[2]
+        return float(self._shared) if self._shared and self._shared > 0 else own
+
+    def set_map(self, heatmap: np.ndarray | None, info: MapInfo | None = None,
+                owner: tuple | None = None, shared_max: float | None = None) -> None:
+        """Show a new map (arrays compare by identity: a new map is always a change).
+
+        Parameters
+        ----------
+        heatmap : numpy.ndarray or None
+            ``MapResult.heatmap``: (H, W) in [0, 1], or [-1, 1] when signed.
+        info : MapInfo, optional
+            Its raw scale (``MapResult.scale``), units and sign.
+        owner : tuple, optional
+            ``(image path, frame)``: a viewer draws the map only over that frame.
+        shared_max : float, optional
+            Largest raw magnitude among the maps being compared (the absolute scale's 1).
+        """
+        self._heatmap = None if heatmap is None else np.asarray(heatmap, dtype=np.float32)
+        self._info = info or MapInfo()
+        self._owner = owner
+        self._shared = shared_max
+        if self._heatmap is None:
+            self._range = (0.0, 0.0, 0.0)
+        else:
+            finite = np.nan_to_num(self._heatmap, nan=0.0, posinf=0.0, neginf=0.0)
+            lo, hi = float(finite.min()), float(finite.max())
+            self._range = (lo, hi, max(abs(lo), abs(hi)))
         self.sig_changed.emit("heatmap")
+
+    def set_shared_max(self, value: float | None) -> None:
+        """Change the absolute scale's shared maximum (new maps joined the comparison)."""
+        if value != self._shared:
+            self._shared = value
+            self.sig_changed.emit("heatmap")
 
     def _set(self, name: str, value) -> None:
         if getattr(self, f"_{name}") == value:
@@ -116,22 +185,74 @@ class OverlayLayer(QObject):
             self._luts[self._colormap] = colormap_lut(self._colormap)
         return self._luts[self._colormap]
 
+    def _affine(self) -> tuple[float, float]:
+        """``(offset, gain)`` with ``scaled = (heatmap - offset) * gain`` for the scale."""
+        lo, hi, peak = self._range
+        if self._scale == "image":
+            if self._info.signed:
+                return 0.0, 1.0 / peak if peak > 0 else 0.0
+            return lo, 1.0 / (hi - lo) if hi > lo else 0.0
+        if self._scale == "absolute":
+            shared = self.shared_max
+            return 0.0, self._info.scale / shared if shared > 0 else 0.0
+        return 0.0, 1.0
+
     def scaled(self) -> np.ndarray | None:
-        """Return the heatmap mapped to [0, 1] by the current scale (NaN becomes 0)."""
+        """Return the heatmap mapped by the current scale: [0, 1], or [-1, 1] when signed.
+
+        NaN becomes 0.
+        """
         if self._heatmap is None:
             return None
         heat = np.nan_to_num(self._heatmap, nan=0.0, posinf=0.0, neginf=0.0)
-        if self._scale == "image":
-            lo, hi = float(heat.min()), float(heat.max())
-            heat = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
-        return np.clip(heat, 0.0, 1.0)
+        offset, gain = self._affine()
+        heat = (heat - np.float32(offset)) * np.float32(gain)
+        return np.clip(heat, -1.0 if self._info.signed else 0.0, 1.0)
+
+    def value_at(self, row: int, col: int) -> tuple[float, float] | None:
+        """Return ``(scaled, raw)`` heat at one pixel, or None without a map there.
+
+        One pixel's worth of work, so the pixel readout can follow the mouse.
+        """
+        heat = self._heatmap
+        if heat is None or not (0 <= row < heat.shape[0] and 0 <= col < heat.shape[1]):
+            return None
+        value = float(heat[row, col])
+        if not np.isfinite(value):
+            value = 0.0
+        offset, gain = self._affine()
+        low = -1.0 if self._info.signed else 0.0
+        return min(max((value - offset) * gain, low), 1.0), value * self._info.scale
+
+    def bar_range(self) -> tuple[float, float]:
+        """Raw values (in ``info.units``) at the colour bar's two ends."""
+        lo, hi, peak = self._range
+        scale = self._info.scale
+        if self._scale == "absolute":
+            top = self.shared_max
+        elif self._scale == "image":
+            if not self._info.signed:
+                return lo * scale, hi * scale
+            top = peak * scale
+        else:
+            top = scale
+        return (-top if self._info.signed else 0.0), top
 
     def rgba(self) -> np.ndarray | None:
-        """Return the overlay as RGBA uint8 (H, W, 4), or None (see ``heat_rgba``)."""
+        """Return the overlay as RGBA uint8 (H, W, 4), or None (see ``heat_rgba``).
+
+        Signed maps use the diverging colour map centred at 0, whatever ``colormap`` says.
+        """
         heat = self.scaled()
         if heat is None:
             return None
+        if self._info.signed:
+            return signed_rgba(heat, self._opacity, self._threshold)
         return heat_rgba(heat, self._colormap, self._opacity, self._threshold)
+
+    def bar_lut(self) -> np.ndarray:
+        """The (256, 3) colours of the colour bar: the diverging map for signed maps."""
+        return diverging_lut() if self._info.signed else self.lut()
 
     def state(self) -> dict:
         """Return the display settings as a plain dict (used by exports and settings)."""

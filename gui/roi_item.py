@@ -11,7 +11,7 @@ import math
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import QGraphicsItem
+from PySide6.QtWidgets import QApplication, QGraphicsItem, QGraphicsView
 
 #: Shapes an ROI can have, as ``case_metrics(roi_shape=...)`` names them.
 ROI_SHAPES = ("box", "ellipse")
@@ -113,3 +113,100 @@ class QtRoiItem(QGraphicsItem):
         dashes.setCosmetic(True)
         painter.setPen(dashes)
         draw(self._rect)
+
+
+class RoiDrawingMixin:
+    """ROI state and drawing for a graphics view that shows one image (see ``QtImageViewer``).
+
+    The view provides ``image``, ``sig_roi_changed`` and ``sig_roi_tool_changed``, and calls
+    :meth:`_init_roi` once its scene exists; its mouse handlers start, drag and finish a drawing
+    through ``_roi_start``, :meth:`_drag_roi` and :meth:`_finish_roi`.
+    """
+
+    def _init_roi(self) -> None:
+        self._roi_item = QtRoiItem()
+        self.scene().addItem(self._roi_item)
+        self._roi: Roi | None = None
+        self.roi_tool: str | None = None  # the shape a left drag draws, or None (pan)
+        self._roi_start: QPointF | None = None  # scene point where the drawing drag began
+        self._roi_press = QPointF()  # the same point on screen
+
+    def roi(self) -> Roi | None:
+        """Return the ROI as ``((x0, y0, x1, y1), shape)`` in image pixels, or None."""
+        return self._roi
+
+    def set_roi(self, roi: tuple[int, int, int, int] | None, shape: str = "box") -> None:
+        """Show ``roi`` (x0, y0, x1, y1; image pixels, end-exclusive) and announce it.
+
+        Raises
+        ------
+        ValueError
+            If ``shape`` is not one of ``ROI_SHAPES`` or the box is empty.
+        """
+        if roi is None:
+            self.clear_roi()
+            return
+        if shape not in ROI_SHAPES:
+            raise ValueError(f"ROI shape must be one of {', '.join(ROI_SHAPES)}, not {shape!r}")
+        x0, y0, x1, y1 = (int(v) for v in roi)
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"empty ROI {roi}: x1 > x0 and y1 > y0 are needed")
+        self._roi = ((x0, y0, x1, y1), shape)
+        self._roi_item.set_geometry((x0, y0, x1, y1), shape)
+        self._roi_item.setVisible(True)
+        self.sig_roi_changed.emit(self._roi)
+
+    def clear_roi(self) -> None:
+        """Remove the ROI (announced as None when there was one)."""
+        had = self._roi is not None
+        self._roi = None
+        self._roi_item.setVisible(False)
+        if had:
+            self.sig_roi_changed.emit(None)
+
+    def set_roi_tool(self, shape: str | None) -> None:
+        """Make left drag draw a ``"box"`` or ``"ellipse"`` ROI, or pan again (None or "")."""
+        shape = shape or None
+        if shape is not None and shape not in ROI_SHAPES:
+            raise ValueError(f"ROI shape must be one of {', '.join(ROI_SHAPES)}, not {shape!r}")
+        if shape == self.roi_tool:
+            return
+        self._abort_roi_drag()
+        self.roi_tool = shape
+        drawing = shape is not None
+        self.setDragMode(QGraphicsView.DragMode.NoDrag if drawing
+                         else QGraphicsView.DragMode.ScrollHandDrag)
+        if drawing:
+            self.viewport().setCursor(Qt.CursorShape.CrossCursor)
+        else:
+            self.viewport().unsetCursor()
+        self.sig_roi_tool_changed.emit(shape or "")
+
+    def _abort_roi_drag(self) -> None:
+        """Drop a drawing drag in progress and show the ROI that was there before it."""
+        if self._roi_start is None:
+            return
+        self._roi_start = None
+        if self._roi is not None:
+            self._roi_item.set_geometry(self._roi[0], self._roi[1])
+        self._roi_item.setVisible(self._roi is not None)
+
+    def _drag_roi(self, pos: QPointF) -> None:
+        box = roi_from_points(self._roi_start, self.mapToScene(pos.toPoint()),
+                              tuple(self.image.shape))
+        if box is not None:
+            self._roi_item.set_geometry(box, self.roi_tool)
+            self._roi_item.setVisible(True)
+
+    def _finish_roi(self, pos: QPointF) -> None:
+        start, self._roi_start = self._roi_start, None
+        box = roi_from_points(start, self.mapToScene(pos.toPoint()), tuple(self.image.shape))
+        clicked = (pos - self._roi_press).manhattanLength() < QApplication.startDragDistance()
+        if box is None or clicked:
+            # A click, or a drag outside the image, keeps the ROI there was: a stray click
+            # must not replace it with a one-pixel ROI.
+            if self._roi is not None:
+                self._roi_item.set_geometry(self._roi[0], self._roi[1])
+            self._roi_item.setVisible(self._roi is not None)
+            return
+        self.set_roi(box, self.roi_tool)

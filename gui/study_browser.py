@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
@@ -12,6 +14,7 @@ from gui.viewer import qimage_from_array
 #: Thumbnail edge in pixels.
 THUMB = 56
 IMAGE_ROLE = Qt.ItemDataRole.UserRole
+HINT = "Drop DICOM or image files here, or use File ▸ Open."
 
 
 def thumbnail(image, size: int = THUMB) -> np.ndarray:
@@ -63,17 +66,29 @@ class QtStudyBrowser(QWidget):
         self.tree.setIndentation(12)
         self.tree.itemClicked.connect(self._clicked)
         self.tree.itemActivated.connect(self._clicked)
-        self.hint = QLabel("Drop DICOM or image files here, or use File ▸ Open.")
+        self._items: dict[str, QTreeWidgetItem] = {}
+        self.hint = QLabel(HINT)
         self.hint.setWordWrap(True)
         self.hint.setStyleSheet("color: palette(mid);")
         layout.addWidget(self.tree, 1)
         layout.addWidget(self.hint)
         self.setAcceptDrops(True)
 
+    def set_reading(self, paths: list[str] | None, fraction: float = 0.0, name: str = "") -> None:
+        """Say what is being read (``None`` when reading is over)."""
+        if paths is None:
+            self.hint.setText(HINT)
+            self.hint.setVisible(self.tree.topLevelItemCount() == 0)
+            return
+        what = Path(paths[0]).name + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
+        self.hint.setText(f"Reading {what}: {fraction:.0%}" + (f" ({name})" if name else ""))
+        self.hint.setVisible(True)
+
     def set_tree(self, tree, thumbnails: dict[str, np.ndarray] | None = None) -> None:
         """Show a ``StudyTree`` (patients -> studies -> series -> images)."""
         thumbnails = thumbnails or {}
         self.tree.clear()
+        self._items = {}
         for patient in tree.patients:
             name = (patient.name or "Anonymous").replace("^", " ").strip()
             p_item = QTreeWidgetItem([name])
@@ -96,13 +111,22 @@ class QtStudyBrowser(QWidget):
                         if not series.description:
                             title = f"{series.modality} {images[0].path.name}".strip()
                         s_item.addChild(self._image_item(images[0], title, thumbnails))
+                        self._items[str(images[0].path)] = s_item.child(s_item.childCount() - 1)
                         continue
                     se_item = QTreeWidgetItem([f"{title} ({len(images)})"])
                     s_item.addChild(se_item)
                     for image in images:
                         se_item.addChild(self._image_item(image, image.path.name, thumbnails))
+                        self._items[str(image.path)] = se_item.child(se_item.childCount() - 1)
         self.tree.expandAll()
         self.hint.setVisible(self.tree.topLevelItemCount() == 0)
+
+    def set_thumbnails(self, thumbnails: dict[str, np.ndarray]) -> None:
+        """Give the listed images their thumbnails (``{path: RGB array}``)."""
+        for path, thumb in thumbnails.items():
+            item = self._items.get(path)
+            if item is not None:
+                item.setIcon(0, QIcon(QPixmap.fromImage(qimage_from_array(thumb))))
 
     @staticmethod
     def _image_item(image, title: str, thumbnails: dict) -> QTreeWidgetItem:

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPixmap, QTransform
-from PySide6.QtWidgets import (
-    QApplication,
-    QGraphicsPixmapItem,
-    QGraphicsScene,
-    QGraphicsView,
-)
+from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
+from PySide6.QtWidgets import QGraphicsPixmapItem
 
 from gui.overlay_layer import OverlayLayer
-from gui.roi_item import ROI_SHAPES, QtRoiItem, Roi, roi_from_points
+from gui.roi_item import RoiDrawingMixin
+from gui.zoom_view import QtZoomView
 
 #: Standard CT windows (name, centre, width) bound to keys 1-5.
 CT_PRESETS: tuple[tuple[str, float, float], ...] = (
@@ -23,10 +19,6 @@ CT_PRESETS: tuple[tuple[str, float, float], ...] = (
     ("Brain", 40.0, 80.0),
     ("Abdomen", 60.0, 400.0),
 )
-
-#: Wheel zoom per notch, and the zoom range a user can reach.
-ZOOM_STEP = 1.2
-ZOOM_RANGE = (0.05, 64.0)
 
 
 def qimage_from_array(array: np.ndarray) -> QImage:
@@ -38,7 +30,7 @@ def qimage_from_array(array: np.ndarray) -> QImage:
     return QImage(array.data, width, height, channels * width, fmt).copy()
 
 
-class QtImageViewer(QGraphicsView):
+class QtImageViewer(RoiDrawingMixin, QtZoomView):
     """Shows one frame of an ``engine.studies.image.Image`` with a bound ``OverlayLayer`` over it.
 
     Left drag pans, the wheel zooms around the cursor, right drag changes window (horizontal)
@@ -58,9 +50,13 @@ class QtImageViewer(QGraphicsView):
     """
 
     sig_window_changed = Signal(float, float)
+    #: A new frame is on screen (after a change of frame).
     sig_frame_changed = Signal(int)
+    #: The first frame of a new image is on screen.
+    sig_frame_shown = Signal(int)
+    #: Cine playback started (True) or stopped (False).
+    sig_cine_changed = Signal(bool)
     sig_pixel_info = Signal(str)
-    sig_view_changed = Signal()
     #: ``((x0, y0, x1, y1), shape)`` in image pixels, end-exclusive, or None when cleared.
     sig_roi_changed = Signal(object)
     #: The ROI tool now in use: ``"box"``, ``"ellipse"`` or ``""`` (pan).
@@ -68,68 +64,122 @@ class QtImageViewer(QGraphicsView):
 
     def __init__(self, layer: OverlayLayer | None = None, parent=None) -> None:
         super().__init__(parent)
-        self.setScene(QGraphicsScene(self))
-        self.setBackgroundBrush(QColor(12, 12, 14))
-        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-        # Zoom anchors itself in zoom_by(); Qt's own anchor uses the last mouse *move*.
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
-        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
-        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setMouseTracking(True)
-        self.setFrameShape(QGraphicsView.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self._image_item = QGraphicsPixmapItem()
-        self._image_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self._overlay_item = QGraphicsPixmapItem()
         self._overlay_item.setZValue(1)
-        self.scene().addItem(self._image_item)
         self.scene().addItem(self._overlay_item)
-        self._roi_item = QtRoiItem()
-        self.scene().addItem(self._roi_item)
-        self._roi: Roi | None = None
-        self.roi_tool: str | None = None  # the shape a left drag draws, or None (pan)
-        self._roi_start: QPointF | None = None  # scene point where the drawing drag began
-        self._roi_press = QPointF()  # the same point on screen
+        self._init_roi()
         self.image = None
         self.frame = 0
         self.window: tuple[float, float] | None = None
         self._window_arg = None  # what render() gets: None (file default), a preset or (c, w)
         self.invert = False
-        self._fit_pending = True
         self._wl_anchor: tuple[QPointF, tuple[float, float]] | None = None
         self._cine = QTimer(self)
         self._cine.setInterval(100)
         self._cine.timeout.connect(self._cine_step)
         self.layer = layer or OverlayLayer(self)
         self.layer.sig_changed.connect(self._refresh_overlay)
+        self._ready = lambda _frame: True
+        self._request = lambda _frame: None
+        self._pending_frame: int | None = None
+        self._wanted_window = None
+        self._rendered: QPixmap | None = None
+        self._message = ""  # shown in place of the image (loading, or why it cannot be shown)
+        self._failed = False
+        self._last_pos: QPointF | None = None  # where the mouse last was, for the readout
 
     # -- image and display pipeline -------------------------------------------------------
+    def set_frame_source(self, ready, request) -> None:
+        """Decode frames elsewhere: ``ready(frame)`` says whether a frame is decoded, and
+        ``request(frame)`` asks for it, after which :meth:`frame_ready` is to be called.
+
+        Without a source the viewer decodes frames itself (standalone use, tests).
+        """
+        self._ready, self._request = ready, request
+
     def set_image(self, image, frame: int = 0, window: tuple[float, float] | None = None,
-                  invert: bool = False) -> None:
+                  invert: bool = False, rendered: QPixmap | None = None) -> None:
         """Show ``image`` at ``frame``, fitted to the view, rendered once.
 
-        ``window`` (centre, width) defaults to the file's own; ``invert`` to no inversion.
+        ``window`` (centre, width) defaults to the file's own; ``invert`` to no inversion;
+        ``rendered`` is the frame already rendered with them elsewhere (the compare grid renders
+        once for all its cells). With a frame source, nothing is drawn until the frame is
+        decoded.
         """
+        self._rendered = rendered
         self.image = image
         self.frame = max(0, min(int(frame), image.n_frames - 1))
-        self.window = self._default_window()
-        if window is not None and not image.is_color:
-            self.window = self._window_arg = (float(window[0]), float(window[1]))
+        self._pending_frame = None
+        self._window_arg = None
+        self.window = None
+        self._wanted_window = window
         self.invert = bool(invert)
+        self._message = ""
+        self._failed = False
         self.layer.heatmap = None
         self._roi_start = None
         self.clear_roi()  # an ROI marks pixels of one image; another image has other anatomy
+        self._image_item.setPixmap(QPixmap())
         self._fit_pending = True
-        self._render()
+        if self._ready(self.frame):
+            self._first_render()
+            self.sig_frame_shown.emit(self.frame)
+        else:
+            self._message = f"Loading {image.path.name}…"
+            self.viewport().update()
+            self._request(self.frame)
+
+    def _first_render(self) -> None:
+        self.window = self._default_window()
+        window = self._wanted_window
+        if window is not None and not self.image.is_color:
+            self.window = self._window_arg = (float(window[0]), float(window[1]))
+        self._message = ""
+        rendered, self._rendered = self._rendered, None
+        if rendered is not None:
+            self._show_pixmap(rendered)
+        else:
+            self._render()
         self.fit()
+        self._refresh_overlay()
+
+    def frame_ready(self, frame: int) -> None:
+        """A frame of the current image was decoded: show it if it is the one wanted."""
+        if self.image is None:
+            return
+        if self._failed:
+            return
+        if self._image_item.pixmap().isNull() and frame == self.frame:
+            self._first_render()
+            self.sig_frame_shown.emit(frame)
+        elif frame == self._pending_frame:
+            self._pending_frame = None
+            self._show_frame(frame)
+
+    def show_message(self, text: str) -> None:
+        """Show no image, only ``text`` in the middle of the view (why it cannot be shown)."""
+        self._message = text
+        self._failed = True
+        self._pending_frame = None
+        self._image_item.setPixmap(QPixmap())
+        self.layer.heatmap = None
+        self._refresh_overlay()
+        self.viewport().update()
+
+    def message(self) -> str:
+        """The text shown in place of the image, or ``""``."""
+        return self._message
 
     def clear(self) -> None:
         """Show nothing."""
         self.image = None
+        self._message = ""
+        self._failed = False
         self._image_item.setPixmap(QPixmap())
         self.layer.heatmap = None
         self.clear_roi()
+        self.viewport().update()
 
     def _default_window(self) -> tuple[float, float] | None:
         self._window_arg = None  # the file's own default for each frame, function included
@@ -142,10 +192,13 @@ class QtImageViewer(QGraphicsView):
         return (float(preset.center), float(preset.width))
 
     def _render(self) -> None:
-        if self.image is None:
+        if self.image is None or self._message:
             return
         rgb = self.image.render(self.frame, window=self._window_arg, invert=self.invert)
-        self._image_item.setPixmap(QPixmap.fromImage(qimage_from_array(rgb)))
+        self._show_pixmap(QPixmap.fromImage(qimage_from_array(rgb)))
+
+    def _show_pixmap(self, pixmap: QPixmap) -> None:
+        self._image_item.setPixmap(pixmap)
         # A margin of one image size on each side lets the zoom keep any point under the
         # cursor, and lets a pan move an edge of the image to the middle of the view.
         rect = QRectF(self._image_item.pixmap().rect())
@@ -160,14 +213,32 @@ class QtImageViewer(QGraphicsView):
         """Return the overlay pixmap as drawn (RGBA)."""
         return self._overlay_item.pixmap().toImage()
 
-    def _refresh_overlay(self, _name: str = "") -> None:
-        rgba = self.layer.rgba() if self.layer.visible else None
-        if rgba is None or self.image is None or rgba.shape[:2] != tuple(self.image.shape):
+    def _refresh_overlay(self, name: str = "") -> None:
+        layer = self.layer
+        owner = None if self.image is None else (str(self.image.path), self.frame)
+        rgba = layer.rgba() if layer.visible and not self._image_item.pixmap().isNull() \
+            else None
+        if rgba is None or rgba.shape[:2] != tuple(self.image.shape) or (
+                layer.owner is not None and layer.owner != owner):
             self._overlay_item.setPixmap(QPixmap())
             self._overlay_item.setVisible(False)
+        else:
+            self._overlay_item.setPixmap(QPixmap.fromImage(qimage_from_array(rgba)))
+            self._overlay_item.setVisible(True)
+        if name == "heatmap":
+            self._report_last_pixel()
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
+        super().drawForeground(painter, rect)
+        if not self._message:
             return
-        self._overlay_item.setPixmap(QPixmap.fromImage(qimage_from_array(rgba)))
-        self._overlay_item.setVisible(True)
+        painter.save()
+        painter.resetTransform()
+        area = QRectF(self.viewport().rect()).adjusted(24, 24, -24, -24)
+        painter.setPen(QColor(235, 235, 235))
+        painter.drawText(area, int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap),
+                         self._message)
+        painter.restore()
 
     # -- window / level -------------------------------------------------------------------
     def set_window(self, center: float, width: float) -> None:
@@ -212,194 +283,67 @@ class QtImageViewer(QGraphicsView):
                 own.append((label, p))
         return own + [(f"{name}  ({c:g} / {w:g})", (c, w)) for name, c, w in CT_PRESETS]
 
-    # -- region of interest ---------------------------------------------------------------
-    def roi(self) -> Roi | None:
-        """Return the ROI as ``((x0, y0, x1, y1), shape)`` in image pixels, or None."""
-        return self._roi
-
-    def set_roi(self, roi: tuple[int, int, int, int] | None, shape: str = "box") -> None:
-        """Show ``roi`` (x0, y0, x1, y1; image pixels, end-exclusive) and announce it.
-
-        Raises
-        ------
-        ValueError
-            If ``shape`` is not one of ``ROI_SHAPES`` or the box is empty.
-        """
-        if roi is None:
-            self.clear_roi()
-            return
-        if shape not in ROI_SHAPES:
-            raise ValueError(f"ROI shape must be one of {', '.join(ROI_SHAPES)}, not {shape!r}")
-        x0, y0, x1, y1 = (int(v) for v in roi)
-        if x1 <= x0 or y1 <= y0:
-            raise ValueError(f"empty ROI {roi}: x1 > x0 and y1 > y0 are needed")
-        self._roi = ((x0, y0, x1, y1), shape)
-        self._roi_item.set_geometry((x0, y0, x1, y1), shape)
-        self._roi_item.setVisible(True)
-        self.sig_roi_changed.emit(self._roi)
-
-    def clear_roi(self) -> None:
-        """Remove the ROI (announced as None when there was one)."""
-        had = self._roi is not None
-        self._roi = None
-        self._roi_item.setVisible(False)
-        if had:
-            self.sig_roi_changed.emit(None)
-
-    def set_roi_tool(self, shape: str | None) -> None:
-        """Make left drag draw a ``"box"`` or ``"ellipse"`` ROI, or pan again (None or "")."""
-        shape = shape or None
-        if shape is not None and shape not in ROI_SHAPES:
-            raise ValueError(f"ROI shape must be one of {', '.join(ROI_SHAPES)}, not {shape!r}")
-        if shape == self.roi_tool:
-            return
-        self._abort_roi_drag()
-        self.roi_tool = shape
-        drawing = shape is not None
-        self.setDragMode(QGraphicsView.DragMode.NoDrag if drawing
-                         else QGraphicsView.DragMode.ScrollHandDrag)
-        if drawing:
-            self.viewport().setCursor(Qt.CursorShape.CrossCursor)
-        else:
-            self.viewport().unsetCursor()
-        self.sig_roi_tool_changed.emit(shape or "")
-
-    def _abort_roi_drag(self) -> None:
-        """Drop a drawing drag in progress and show the ROI that was there before it."""
-        if self._roi_start is None:
-            return
-        self._roi_start = None
-        if self._roi is not None:
-            self._roi_item.set_geometry(self._roi[0], self._roi[1])
-        self._roi_item.setVisible(self._roi is not None)
-
-    def _drag_roi(self, pos: QPointF) -> None:
-        box = roi_from_points(self._roi_start, self.mapToScene(pos.toPoint()),
-                              tuple(self.image.shape))
-        if box is not None:
-            self._roi_item.set_geometry(box, self.roi_tool)
-            self._roi_item.setVisible(True)
-
-    def _finish_roi(self, pos: QPointF) -> None:
-        start, self._roi_start = self._roi_start, None
-        box = roi_from_points(start, self.mapToScene(pos.toPoint()), tuple(self.image.shape))
-        clicked = (pos - self._roi_press).manhattanLength() < QApplication.startDragDistance()
-        if box is None or clicked:
-            # A click, or a drag outside the image, keeps the ROI there was: a stray click
-            # must not replace it with a one-pixel ROI.
-            if self._roi is not None:
-                self._roi_item.set_geometry(self._roi[0], self._roi[1])
-            self._roi_item.setVisible(self._roi is not None)
-            return
-        self.set_roi(box, self.roi_tool)
-
     # -- frames and cine ------------------------------------------------------------------
     def set_frame(self, frame: int) -> None:
-        """Show another frame of a multi-frame image (clamped to the valid range)."""
-        if self.image is None:
+        """Show another frame of a multi-frame image (clamped to the valid range).
+
+        A frame that is not decoded yet is asked for; the view keeps the frame it shows (and
+        says so in :attr:`frame`) until the new one arrives, so pixels and frame number always
+        agree.
+        """
+        if self.image is None or self._failed:
             return
         frame = max(0, min(int(frame), self.image.n_frames - 1))
         if frame == self.frame:
+            self._pending_frame = None
             return
+        if not self._ready(frame):
+            self._pending_frame = frame
+            self._request(frame)
+            return
+        self._pending_frame = None
+        self._show_frame(frame)
+
+    def _show_frame(self, frame: int) -> None:
         self.frame = frame
         if self._window_arg is None:
             self.window = self._default_window()
         self._render()
+        self._refresh_overlay()
         self.sig_frame_changed.emit(frame)
+        self._report_last_pixel()
 
     def step_frame(self, delta: int) -> None:
         """Move ``delta`` frames, wrapping around at the ends."""
         if self.image is not None and self.image.n_frames > 1:
-            self.set_frame((self.frame + delta) % self.image.n_frames)
+            start = self.frame if self._pending_frame is None else self._pending_frame
+            self.set_frame((start + delta) % self.image.n_frames)
+
+    def is_playing(self) -> bool:
+        """Whether cine is running."""
+        return self._cine.isActive()
 
     def toggle_cine(self) -> bool:
         """Start or stop playing the frames; return whether cine is now running."""
         if self._cine.isActive() or self.image is None or self.image.n_frames < 2:
             self._cine.stop()
+            self.sig_cine_changed.emit(False)
             return False
         self._cine.start()
+        self.sig_cine_changed.emit(True)
         return True
 
     def _cine_step(self) -> None:
-        self.step_frame(1)
-
-    # -- zoom and pan ---------------------------------------------------------------------
-    def zoom(self) -> float:
-        """Return the current scale factor (screen pixels per image pixel)."""
-        return self.transform().m11()
-
-    def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
-        """Zoom by ``factor`` keeping the scene point under ``anchor`` (viewport coordinates,
-        default the view centre) where it is on screen."""
-        anchor = QPointF(self.viewport().rect().center()) if anchor is None else anchor
-        fixed = self.mapToScene(anchor.toPoint())
-        target = min(max(self.zoom() * factor, ZOOM_RANGE[0]), ZOOM_RANGE[1])
-        self.scale(target / self.zoom(), target / self.zoom())
-        moved = self.mapFromScene(fixed) - anchor.toPoint()
-        self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + moved.x())
-        self.verticalScrollBar().setValue(self.verticalScrollBar().value() + moved.y())
-        self._fit_pending = False
-        self.sig_view_changed.emit()
-
-    def fit(self) -> None:
-        """Fit the whole image in the view."""
-        if self.image is None:
-            return
-        self.fitInView(self._image_item, Qt.AspectRatioMode.KeepAspectRatio)
-        self._fit_pending = True
-        self.sig_view_changed.emit()
-
-    def one_to_one(self) -> None:
-        """Show one image pixel per screen pixel."""
-        self.setTransform(QTransform())
-        self._fit_pending = False
-        self.sig_view_changed.emit()
-
-    def fitted(self) -> bool:
-        """Whether the view fits the image (and keeps fitting it when resized)."""
-        return self._fit_pending
-
-    def view_state(self) -> tuple[QTransform, QPointF, bool]:
-        """Return (transform, scene point at the view centre, fitted) for syncing viewers."""
-        center = self.mapToScene(self.viewport().rect().center())
-        return self.transform(), center, self._fit_pending
-
-    def apply_view_state(self, transform: QTransform, center: QPointF, fitted: bool) -> None:
-        """Adopt another viewer's zoom and centre without echoing it back.
-
-        A fitted source leaves this viewer fitting itself, so cells of another size stay whole.
-        """
-        self.blockSignals(True)
-        try:
-            if fitted:
-                self.fitInView(self._image_item, Qt.AspectRatioMode.KeepAspectRatio)
-            else:
-                self.setTransform(transform)
-                self.centerOn(center)
-            self._fit_pending = fitted
-        finally:
-            self.blockSignals(False)
+        # Cine plays decoded frames only: a frame still being decoded holds the playback.
+        if self._pending_frame is None:
+            self.step_frame(1)
 
     # -- events ---------------------------------------------------------------------------
-    def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802 - Qt override
-        # A virtual rather than the scroll bars' valueChanged signals: two Python slot calls
-        # per pan step are avoided, and nothing is emitted while signals are blocked.
-        super().scrollContentsBy(dx, dy)
-        if not self.signalsBlocked():
-            self.sig_view_changed.emit()
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        super().resizeEvent(event)
-        if self._fit_pending:
-            self.fit()
-
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override
         if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
             self.step_frame(-1 if event.angleDelta().y() > 0 else 1)
             return
-        steps = event.angleDelta().y() / 120.0
-        if steps:
-            self.zoom_by(ZOOM_STEP**steps, event.position())
+        self.zoom_wheel(event)
 
     def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt override
         if event.button() == Qt.MouseButton.RightButton and self.window is not None:
@@ -422,6 +366,7 @@ class QtImageViewer(QGraphicsView):
             # so the gesture feels the same for CT (thousands of HU) and 8-bit images.
             step = max(width, 1.0) / 256.0
             self.set_window(center + delta.y() * step, max(width + delta.x() * step, 1.0))
+            self._report_pixel(event.position())
             event.accept()
             return
         if self._roi_start is not None and self.image is not None:
@@ -462,8 +407,18 @@ class QtImageViewer(QGraphicsView):
             return
         super().keyPressEvent(event)
 
+    def _report_last_pixel(self) -> None:
+        if self._last_pos is not None:
+            self._report_pixel(self._last_pos)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self._last_pos = None
+        super().leaveEvent(event)
+
     def _report_pixel(self, pos: QPointF) -> None:
-        if self.image is None:
+        """Announce the value under ``pos``: one pixel's worth of work, never a whole frame."""
+        self._last_pos = QPointF(pos)
+        if self.image is None or self._image_item.pixmap().isNull():
             return
         scene = self.mapToScene(pos.toPoint())
         row, col = int(np.floor(scene.y())), int(np.floor(scene.x()))
@@ -471,13 +426,14 @@ class QtImageViewer(QGraphicsView):
         if not (0 <= row < rows and 0 <= col < cols):
             self.sig_pixel_info.emit("")
             return
+        # Decoded on the worker with the frame, so this is a look-up in a cached array.
         value = self.image.modality_frame(self.frame)[row, col]
         if np.ndim(value):
             text = "RGB " + ", ".join(str(int(v)) for v in value)
         else:
             unit = " HU" if self.image.modality == "CT" else ""
             text = f"{float(value):.6g}{unit}"
-        heat = self.layer.scaled()
-        if heat is not None and heat.shape == (rows, cols):
-            text += f"   heat {heat[row, col]:.2f}"
+        heat = self.layer.value_at(row, col) if self._overlay_item.isVisible() else None
+        if heat is not None:
+            text += f"   heat {heat[0]:.2f} ({heat[1]:.3g} {self.layer.info.units})"
         self.sig_pixel_info.emit(f"x {col}  y {row}   {text}")

@@ -5,6 +5,11 @@ thread. A new job of a kind supersedes the stale one of the same kind (a queued 
 a running one is cancelled), so clicking through methods never piles up work. Results, partial
 results, progress, errors and cancellations come back as signals carrying the job id; since the
 receivers live on the GUI thread, Qt queues them there.
+
+Background jobs (frame prefetch, thumbnails, a bias audit) run only while no other job waits.
+When one arrives, the running background job is preempted at its next cancel check and queued
+again, to run from the start once the queue is free; such jobs are written to pick up where they
+stopped (decoded frames stay decoded, an audit resumes its finished batches).
 """
 
 from __future__ import annotations
@@ -37,7 +42,10 @@ class Job:
     id: int
     kind: str
     fn: Callable
+    background: bool = False
     cancel: CancelToken = field(default_factory=CancelToken)
+    #: Set when the token was cancelled only to make room for other work.
+    preempted: bool = False
 
 
 class QtEngineWorker(QThread):
@@ -77,35 +85,57 @@ class QtEngineWorker(QThread):
         self._cores_shared = False
 
     # -- GUI-thread API -------------------------------------------------------------------
-    def submit(self, kind: str, fn: Callable) -> int:
+    def submit(self, kind: str, fn: Callable, background: bool = False) -> int:
         """Queue ``fn(progress, cancel, on_partial)``, superseding older jobs of ``kind``.
+
+        Parameters
+        ----------
+        kind : str
+            Jobs of one kind supersede each other.
+        fn : callable
+            The work, run on the worker thread.
+        background : bool
+            Run only while nothing else waits, and yield to any other job (see the module
+            docstring); ``fn`` must then be safe to run again from the start.
 
         Returns
         -------
         int
             The job id the signals will carry.
         """
-        job = Job(next(self._ids), kind, fn)
+        job = Job(next(self._ids), kind, fn, background)
         with self._lock:
-            for stale in [j for j in self._queue if j.kind == kind]:
+            dropped = [j for j in self._queue if j.kind == kind]
+            for stale in dropped:
                 self._queue.remove(stale)
-                self.sig_cancelled.emit(stale.id, stale.kind)
-            if self._running is not None and self._running.kind == kind:
-                self._running.cancel.cancel()
+            running = self._running
+            if running is not None and running.kind == kind:
+                running.preempted = False
+                running.cancel.cancel()
+            elif running is not None and running.background and not background:
+                running.preempted = True
+                running.cancel.cancel()
             self._queue.append(job)
             self._lock.notify()
+        # Announced outside the lock: a receiver may call back into the worker (even stop it).
+        for stale in dropped:
+            self.sig_cancelled.emit(stale.id, stale.kind)
         if not self.isRunning():
+            self._stopping = False  # a stopped worker starts again for new work
             self.start()
         return job.id
 
     def cancel(self, kind: str | None = None) -> None:
         """Cancel the running job and drop queued ones (of ``kind`` only, if given)."""
         with self._lock:
-            for stale in [j for j in self._queue if kind is None or j.kind == kind]:
+            dropped = [j for j in self._queue if kind is None or j.kind == kind]
+            for stale in dropped:
                 self._queue.remove(stale)
-                self.sig_cancelled.emit(stale.id, stale.kind)
             if self._running is not None and (kind is None or self._running.kind == kind):
+                self._running.preempted = False
                 self._running.cancel.cancel()
+        for stale in dropped:
+            self.sig_cancelled.emit(stale.id, stale.kind)
 
     def busy(self) -> bool:
         """Whether a job is running or queued."""
@@ -137,13 +167,29 @@ class QtEngineWorker(QThread):
                     self._lock.wait()
                 if self._stopping:
                     return
-                job = self._running = self._queue.pop(0)
+                job = self._running = self._next_job()
             self._run_job(job)
             with self._lock:
                 self._running = None
                 idle = not self._queue
             if idle:
                 self.sig_idle.emit()
+
+    def _next_job(self) -> Job:
+        """Pop the first foreground job, else the first background one (lock held)."""
+        index = next((i for i, j in enumerate(self._queue) if not j.background), 0)
+        return self._queue.pop(index)
+
+    def _requeue(self, job: Job) -> bool:
+        """Queue a preempted job again with a fresh token; False if it was cancelled since."""
+        with self._lock:
+            if not job.preempted or self._stopping or any(j.kind == job.kind
+                                                          for j in self._queue):
+                return False
+            job.preempted = False
+            job.cancel = CancelToken()
+            self._queue.append(job)
+            return True
 
     def _share_cores(self) -> None:
         """Leave one core to the GUI thread so painting keeps up while torch computes.
@@ -174,14 +220,15 @@ class QtEngineWorker(QThread):
             job.cancel.check()
             result = job.fn(progress, job.cancel, on_partial)
         except Cancelled:
-            self.sig_cancelled.emit(job.id, job.kind)
+            if not self._requeue(job):
+                self.sig_cancelled.emit(job.id, job.kind)
         except LucidaError as exc:
             self.sig_failed.emit(job.id, job.kind, exc.one_line())
         except Exception as exc:  # noqa: BLE001 - the app must survive any engine failure
             text = " ".join(f"internal error ({type(exc).__name__}: {exc})".split())
             self.sig_failed.emit(job.id, job.kind, text)
         else:
-            if job.cancel.cancelled:
+            if job.cancel.cancelled and not job.preempted:
                 self.sig_cancelled.emit(job.id, job.kind)
             else:
                 self.sig_finished.emit(job.id, job.kind, result)

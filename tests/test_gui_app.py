@@ -110,11 +110,11 @@ def test_layer_switch_is_served_from_the_cache(window, qtbot):
     other = next(n for n in names if n != window.layer)
     before_heat = window.layer_model.heatmap
     passes = window.session.forward_passes
-    jobs = len(window._latest) and window._latest.get("explain")
+    jobs = window.jobs.latest("explain")
     window.panel.select_layer(other)
     # Drawn synchronously in the click handler: no job, no forward pass.
     assert window.layer == other
-    assert window._latest.get("explain") == jobs
+    assert window.jobs.latest("explain") == jobs
     assert window.session.forward_passes == passes
     assert window.layer_model.heatmap is not before_heat
     assert not np.array_equal(window.layer_model.heatmap, before_heat)
@@ -156,7 +156,7 @@ def test_cancel_stops_a_running_scorecam(window, qtbot, monkeypatch):
     progressed = []
     window.worker.sig_progress.connect(lambda i, f, m: progressed.append(i))
     window.panel.select_method("scorecam")
-    job = window._latest["explain"]
+    job = window.jobs.latest("explain")
     qtbot.waitUntil(lambda: job in progressed, timeout=WAIT_MS)
     # The latency of a cancel is measured in bench/bench_latency.py.
     with qtbot.waitSignal(window.worker.sig_cancelled, timeout=5000,
@@ -203,12 +203,12 @@ def test_pickled_model_needs_trust_confirmation(window, qtbot, tmp_path):
     torch.save(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                              nn.Flatten(), nn.Linear(4, 2)).eval(), path)
     asked = []
-    window.confirm_trust = lambda message: asked.append(message) or False
+    window.confirm_trust = lambda name, message: asked.append(message) or False
     demo = window.model
     with qtbot.waitSignal(window.sig_error, timeout=WAIT_MS) as blocker:
         window.load_model(str(path))
     assert asked and "full.pt" in blocker.args[0] and window.model is demo
-    window.confirm_trust = lambda message: True
+    window.confirm_trust = lambda name, message: True
     with qtbot.waitSignal(window.sig_map_drawn, timeout=WAIT_MS):
         window.load_model(str(path))
     assert window.model.name == "full"
@@ -224,6 +224,8 @@ def test_compare_mode_shows_methods_by_layers(window, qtbot):
     window.panel.set_compare_selection(["gradcam", "layercam"], layers)
     window.set_compare(True)
     assert window.stack.currentWidget() is window.compare
+    # Cells are built a few per pass of the event loop, so the GUI never stalls building them.
+    qtbot.waitUntil(window.compare.complete, timeout=5000)
     assert len(window.compare.cells) == 4
     qtbot.waitUntil(lambda: all(c.viewer.layer.heatmap is not None
                                 for c in window.compare.cells.values()), timeout=WAIT_MS)

@@ -18,7 +18,7 @@ import torch
 from engine.core.cancel import Cancelled, CancelToken, ProgressFn, no_progress
 from engine.core.errors import UsageError
 from engine.metrics.faithfulness import average_drop_increase, perturbation_curve
-from engine.metrics.localisation import energy_in_roi, iou_at_threshold, pointing_hit, roi_mask
+from engine.metrics.localisation import roi_metrics
 from engine.metrics.sanity import SANITY_THRESHOLD, cascading_randomisation, spearman
 
 #: Spearman correlation with another class's map above which the map is called class-blind.
@@ -291,15 +291,7 @@ def case_metrics(
             )
 
     if roi is not None:
-        heat = _as_numpy(mres.heatmap)
-        mask = roi_mask(heat.shape, roi, roi_shape)
-        out.update(
-            roi=list(roi),
-            roi_shape=roi_shape,
-            pointing_hit=pointing_hit(heat, mask),
-            energy_in_roi=energy_in_roi(heat, mask),
-            iou_at_half=iou_at_threshold(heat, mask, 0.5),
-        )
+        out.update(roi_metrics(_as_numpy(mres.heatmap), roi, roi_shape))
     out["summary"] = summary_line(target_name, p0, p10, deletion.auc, lerf.auc, sanity_out)
     out["warnings"] = warnings
     out["timings_ms"] = timings

@@ -121,3 +121,36 @@ def iou_at_threshold(saliency, mask: np.ndarray, threshold: float = 0.5) -> floa
     region = (s - lo) / (hi - lo) >= threshold
     union = np.logical_or(region, mask).sum()
     return float(np.logical_and(region, mask).sum() / union) if union else 0.0
+
+
+def roi_metrics(saliency, roi: tuple[int, int, int, int], shape: str = "box") -> dict:
+    """Every ROI measure of one map: the ROI keys of ``case_metrics``.
+
+    Parameters
+    ----------
+    saliency : array-like
+        (H, W) map in image geometry.
+    roi : (x0, y0, x1, y1)
+        Region of interest in pixels, end-exclusive.
+    shape : {"box", "ellipse"}
+        Region shape within its box.
+
+    Returns
+    -------
+    dict
+        ``roi``, ``roi_shape``, ``pointing_hit``, ``energy_in_roi`` and ``iou_at_half``.
+
+    Raises
+    ------
+    UsageError
+        If the ROI lies outside the map or the shape is unknown.
+    """
+    s = _clean(saliency)
+    mask = roi_mask(s.shape, roi, shape)
+    return {
+        "roi": [int(v) for v in roi],
+        "roi_shape": shape,
+        "pointing_hit": pointing_hit(s, mask),
+        "energy_in_roi": energy_in_roi(s, mask),
+        "iou_at_half": iou_at_threshold(s, mask, 0.5),
+    }

@@ -1,0 +1,117 @@
+"""The window's actions, menus and toolbar, bound to the keys of ``gui.shortcuts``."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QComboBox, QLabel, QToolBar
+
+from gui.model_loading import DEVICES
+from gui.shortcuts import KEYS
+from gui.viewer import CT_PRESETS
+
+#: Labels of the device choices.
+DEVICE_LABELS = {"auto": "Automatic (CUDA, then MPS, then CPU)", "cpu": "CPU",
+                 "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
+
+
+def build_actions(window) -> None:
+    """Create every action, menu and the toolbar of ``window``.
+
+    Sets ``window.actions_by_id``, ``recent_menu``, ``tools_menu``, ``device_actions``,
+    ``preset_combo`` and ``frame_label``.
+    """
+    window.actions_by_id = {}
+
+    def act(action_id: str, text: str, slot, checkable: bool = False) -> QAction:
+        action = QAction(text, window)
+        key = KEYS.get(action_id, ("", ""))[0]
+        if key:
+            action.setShortcut(QKeySequence(key))
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        window.addAction(action)  # shortcuts work while any child has focus
+        window.actions_by_id[action_id] = action
+        return action
+
+    menu = window.menuBar().addMenu("&File")
+    menu.addAction(act("open", "&Open…", window.files.open_dialog))
+    window.recent_menu = menu.addMenu("Open &recent")
+    window.files.fill_recent()
+    menu.addSeparator()
+    menu.addAction(act("export", "&Export report…", window.open_export))
+    menu.addSeparator()
+    menu.addAction(act("quit", "&Quit", window.close))
+
+    menu = window.menuBar().addMenu("&View")
+    menu.addAction(act("overlay", "Show &heatmap", window.toggle_overlay, True))
+    window.actions_by_id["overlay"].setChecked(True)
+    menu.addAction(act("compare", "&Compare mode", window.set_compare, True))
+    menu.addSeparator()
+    menu.addAction(act("fit", "&Fit", window.fit))
+    menu.addAction(act("actual", "&Actual size", window.actual_size))
+    menu.addAction(act("reset", "&Reset view", window.reset_view))
+    menu.addAction(act("invert", "&Invert", window.set_invert, True))
+    windows = menu.addMenu("&Window presets")
+    for n, (name, center, width) in enumerate(CT_PRESETS, start=1):
+        windows.addAction(act(f"preset{n}", f"{name} ({center:g} / {width:g})",
+                              lambda _c=False, n=n: window.ct_preset(n)))
+    menu.addSeparator()
+    menu.addAction(act("prev", "Previous frame", lambda: window.viewer.step_frame(-1)))
+    menu.addAction(act("next", "Next frame", lambda: window.viewer.step_frame(1)))
+    menu.addAction(act("cine", "Play / stop cine", window.viewer.toggle_cine))
+    menu.addAction(act("opacity_down", "Opacity −10 %", lambda: window.nudge_opacity(-0.1)))
+    menu.addAction(act("opacity_up", "Opacity +10 %", lambda: window.nudge_opacity(0.1)))
+    menu.addSeparator()
+    devices = menu.addMenu("Compute &device")
+    group = QActionGroup(window)
+    window.device_actions = {}
+    for choice in DEVICES:
+        action = QAction(DEVICE_LABELS[choice], window, checkable=True)
+        action.setChecked(choice == window.device_choice)
+        action.triggered.connect(lambda _c=False, choice=choice: window.set_device(choice))
+        group.addAction(action)
+        devices.addAction(action)
+        window.device_actions[choice] = action
+    menu.addSeparator()
+    for dock in window.docks.values():
+        menu.addAction(dock.toggleViewAction())
+    menu.addAction("Reset layout", window.reset_layout)
+
+    window.tools_menu = window.menuBar().addMenu("&Tools")
+    window.tools_menu.addAction(act("cancel", "Cancel running work", window.escape))
+    roi_menu = window.tools_menu.addMenu("&Region of interest")
+    window.roi_tools = QActionGroup(window)
+    window.roi_tools.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
+    for shape in ("box", "ellipse"):
+        action = act(f"roi_{shape}", f"Draw {shape} ROI",
+                     lambda on, shape=shape: window.roi_tool_toggled(shape, on), True)
+        action.setToolTip(f"Drag on the image to draw a {shape} region of interest; "
+                          "Esc returns to panning")
+        window.roi_tools.addAction(action)
+        roi_menu.addAction(action)
+    roi_menu.addAction(act("roi_clear", "Clear ROI", window.clear_roi))
+    window.tools_menu.addAction("&Trust metrics for this map", window.open_trust_panel)
+    window.tools_menu.addAction("Bias &audit", window.open_audit_view)
+    window.tools_menu.addAction("Describe this &model file…", window.describe_model)
+
+    menu = window.menuBar().addMenu("&Help")
+    menu.addAction(act("help", "&Shortcuts", window.show_help))
+    menu.addAction("&About Lucida", window.about)
+
+    toolbar = QToolBar("View")
+    toolbar.setObjectName("toolbar_view")
+    window.addToolBar(toolbar)
+    for action_id in ("open", "fit", "actual", "reset", "invert", "overlay", "compare"):
+        toolbar.addAction(window.actions_by_id[action_id])
+    toolbar.addSeparator()
+    for action_id in ("roi_box", "roi_ellipse", "roi_clear"):
+        toolbar.addAction(window.actions_by_id[action_id])
+    toolbar.addSeparator()
+    toolbar.addWidget(QLabel(" Window "))
+    window.preset_combo = QComboBox()
+    window.preset_combo.setMinimumWidth(200)
+    window.preset_combo.setPlaceholderText("Custom (right drag)")
+    window.preset_combo.activated.connect(window.preset_picked)
+    toolbar.addWidget(window.preset_combo)
+    window.frame_label = QLabel()
+    toolbar.addWidget(window.frame_label)

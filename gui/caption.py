@@ -1,0 +1,167 @@
+"""The caption bar over the image: what is shown, how, and whether the model is meant for it.
+
+It is one line tall whatever it says: long texts are cut with an ellipsis (the tooltip holds the
+whole text), so the image below never moves when the caption changes.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QWidget
+
+from engine.explain.api import is_layer_based
+from gui.roi_item import describe_roi
+
+#: Separator between the parts of the caption.
+SEPARATOR = "   │   "
+#: Badge colours (background, text) per intended-use status.
+BADGE_STYLES = {
+    "match": ("#1f4d2b", "#d8f5de"),
+    "mismatch": ("#8a2c00", "#fff1e0"),
+    "unknown": ("#4a4a20", "#f6f2c8"),
+}
+#: Badge text when the card states no intended use.
+UNKNOWN_USE = "the model's intended use is unknown"
+#: Below this probability of the explained class the caption says its evidence is weak.
+WEAK_EVIDENCE = 0.10
+
+
+class QtElidedLabel(QLabel):
+    """A one-line label that cuts its text with an ellipsis instead of growing."""
+
+    def __init__(self, text: str = "", parent=None) -> None:
+        super().__init__(text, parent)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.setTextFormat(Qt.TextFormat.PlainText)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt override
+        super().setText(text)
+        self.setToolTip(text)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(0, super().minimumSizeHint().height())
+
+    def elided(self) -> str:
+        """Return the text as drawn at the current width."""
+        return self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight,
+                                             max(0, self.contentsRect().width()))
+
+    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt override
+        painter = QPainter(self)
+        painter.setPen(self.palette().windowText().color())
+        painter.drawText(self.contentsRect(), int(self.alignment()), self.elided())
+        painter.end()
+
+
+class QtCaptionBar(QWidget):
+    """File name, view details, a warning and the intended-use badge, on one line."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("caption")
+        self.setStyleSheet("#caption { background: #17181b; } "
+                           "QLabel { color: #f0f0f0; font-size: 13px; }")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 3, 6, 3)
+        layout.setSpacing(0)
+        self.name = QtElidedLabel()
+        font = self.name.font()
+        font.setBold(True)
+        self.name.setFont(font)
+        self.name.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
+        self.name.setMaximumWidth(260)
+        self.details = QtElidedLabel()
+        self.warning = QtElidedLabel()
+        self.warning.setStyleSheet("color: #ffb347;")
+        self.badge = QtElidedLabel()
+        self.badge.setMaximumWidth(420)
+        self.badge.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
+        self.badge.setVisible(False)
+        layout.addWidget(self.name)
+        layout.addWidget(self.details, 3)
+        layout.addWidget(self.warning, 2)
+        layout.addSpacing(6)
+        layout.addWidget(self.badge)
+        self.warning.setVisible(False)
+        self.badge_status: str | None = None
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+
+    def set_caption(self, name: str, details: list[str], warning: str | None = None) -> None:
+        """Show the file ``name``, the ``details`` of the view and an optional ``warning``."""
+        self.name.setText(name)
+        self.details.setText((SEPARATOR if name and details else "") + SEPARATOR.join(details))
+        self.warning.setText(f"   ⚠ {warning}" if warning else "")
+        self.warning.setVisible(bool(warning))
+
+    def set_badge(self, use: dict | None) -> None:
+        """Show an intended-use check (``UseCheck.as_dict()``), or hide the badge for None."""
+        if not use:
+            self.badge_status = None
+            self.badge.setVisible(False)
+            return
+        status = use.get("status", "unknown")
+        self.badge_status = status
+        text = use.get("message") or UNKNOWN_USE
+        if status == "unknown":
+            text = UNKNOWN_USE
+        mark = {"match": "✓", "mismatch": "⚠"}.get(status, "?")
+        background, colour = BADGE_STYLES.get(status, BADGE_STYLES["unknown"])
+        self.badge.setStyleSheet(f"background: {background}; color: {colour}; "
+                                 "border-radius: 3px; padding: 1px 6px;")
+        self.badge.setText(f"{mark} {text}")
+        self.badge.setVisible(True)
+
+    def text(self) -> str:
+        """Return everything the caption says, uncut (what its tooltips show)."""
+        parts = [self.name.text() + self.details.text(), self.warning.text().strip()]
+        if self.badge.isVisibleTo(self) or self.badge_status is not None:
+            parts.append(self.badge.text())
+        return "   ".join(p for p in parts if p)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(0, super().sizeHint().height())
+
+
+def describe_view(window) -> tuple[str, list[str], str | None]:
+    """The caption of what ``window`` shows: (file name, details, warning or None).
+
+    Details: modality, frame, window, method and layer, explained class with its probability,
+    model, ROI. The warning says when the evidence for the class is weak, when cine hides the
+    map, or what is wrong with the map.
+    """
+    image = window.image
+    if image is None:
+        return "", [], None
+    details = [image.modality]
+    if image.n_frames > 1:
+        details.append(f"frame {window.viewer.frame + 1}/{image.n_frames}")
+    if window.viewer.window is not None:
+        center, width = window.viewer.window
+        details.append(f"W {width:.0f} / L {center:.0f}")
+    warning = None
+    if window.image_error is not None:
+        details.append("cannot be displayed")
+    result = window.current_result()
+    if result is not None and window.model is not None:
+        if window.compare_on:
+            details.append(f"compare {len(window.explain.compare_methods)} methods × "
+                           f"{len(window.explain.compare_layers)} layers")
+        else:
+            explainer = window.explainers.get(window.method)
+            title = getattr(explainer, "title", window.method)
+            details.append(f"{title} · {window.layer if is_layer_based(explainer) else 'input'}")
+        score = result.scores[result.target]
+        details.append(f"explaining {result.target_name} ({100 * score:.1f} %)")
+        details.append(f"model {window.model.name}")
+        if score < WEAK_EVIDENCE:
+            warning = (f"the evidence for {result.target_name} is weak: the model gives it "
+                       f"{100 * score:.1f} %")
+    if window.viewer.is_playing() and not window.compare_on and window.layer_model.heatmap is None:
+        warning = "heatmap hidden while playing: this frame has no map yet (stop to explain)"
+    if window.roi is not None:
+        details.append(describe_roi((window.roi, window.roi_shape)))
+    if window.map_warning and window.layer_model.heatmap is not None:
+        warning = "; ".join(w for w in (warning, window.map_warning) if w)
+    return image.path.name, details, warning

@@ -1,0 +1,426 @@
+"""The explain controller: which maps the view wants, from the cache or from the worker.
+
+Maps are cached by (image, frame, model, target, method, parameters, layer), so switching layer
+or method back is instant. Every request is tagged with the image and frame it was made for; the
+job router drops what arrives for a view that is gone. The absolute overlay scale needs a
+maximum shared by the maps being compared; :meth:`ExplainController.shared_max` computes it from
+the cache (every class and image explained with the same model, method and layer, or every
+cell of the compare grid).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+
+from engine.explain.api import INPUT_LAYER, is_layer_based
+from gui.overlay_layer import MapInfo
+
+#: Method shown first when the registry has it.
+DEFAULT_METHOD = "gradcam"
+#: Maps this window keeps for instant layer/method switches (each is one image-sized array).
+MAP_CACHE_SIZE = 256
+
+
+def load_registry():
+    """Import every explainer plugin (worker thread) and return (explainers, errors)."""
+    from engine.explain.registry import registry
+
+    reg = registry()
+    return {name: reg.get(name) for name in reg.names()}, list(getattr(reg, "errors", []))
+
+
+def map_info(map_result) -> MapInfo:
+    """The colour-bar facts of a ``MapResult``."""
+    return MapInfo(scale=float(map_result.scale), units=str(map_result.units),
+                   signed=bool(map_result.signed))
+
+
+class ExplainController:
+    """Asks for maps and puts them on screen, in the single viewer or the compare grid.
+
+    Parameters
+    ----------
+    window : QtMainWindow
+        Holds the view state (image, model, method, layer, target) and the widgets.
+    """
+
+    def __init__(self, window) -> None:
+        self.window = window
+        self.maps: OrderedDict[tuple, object] = OrderedDict()  # map key -> MapResult (LRU)
+        self.results: dict[tuple, object] = {}  # context key -> last ExplainResult
+        self.param_values: dict[str, dict] = {}
+        self.compare_methods: list[str] = []
+        self.compare_layers: list[str] = []
+
+    # -- explainers -----------------------------------------------------------------------
+    def load_explainers(self) -> int:
+        """Import the plugins on the worker; the panel lists them when they arrive."""
+        return self.window.jobs.submit("startup", lambda _p, _c, _partial: load_registry(),
+                                       on_done=self._explainers_loaded)
+
+    def _explainers_loaded(self, loaded, _context: dict) -> None:
+        window = self.window
+        window.explainers, errors = loaded
+        if window.method not in window.explainers:
+            window.method = DEFAULT_METHOD if DEFAULT_METHOD in window.explainers else next(
+                iter(window.explainers), None)
+        window.panel.set_explainers(window.explainers, window.method)
+        for line in errors:
+            window.show_error(f"plugin skipped: {line}")
+        self.request()
+
+    def explainer(self, method: str | None):
+        return self.window.explainers.get(method)
+
+    def reason(self, method: str) -> str | None:
+        """Why ``method`` cannot run on the current model (judged on the worker), or None."""
+        return self.window.reasons.get(method)
+
+    # -- keys -------------------------------------------------------------------------------
+    def context_key(self, target=None) -> tuple:
+        window = self.window
+        target = window.target if target is None else target
+        return (str(window.image.path), window.viewer.frame, window.model.sha256,
+                window.model.name, "top" if target is None else int(target))
+
+    def params_for(self, method: str) -> dict:
+        """Return the parameter values the user set for ``method`` (defaults otherwise)."""
+        if method not in self.param_values:
+            self.param_values[method] = {p.name: p.default
+                                         for p in getattr(self.explainer(method), "params", ())}
+        return self.param_values[method]
+
+    def map_key(self, context_key: tuple, method: str, layer: str | None) -> tuple:
+        params = tuple(sorted(self.params_for(method).items()))
+        layer = layer if is_layer_based(self.explainer(method)) else INPUT_LAYER
+        return context_key + (method, params, layer)
+
+    def ready(self) -> bool:
+        """Whether an image frame, a model and a method are there to be explained."""
+        window = self.window
+        return (window.image is not None and window.model is not None
+                and window.method in window.explainers and window.image_error is None
+                and window.frames.is_ready(window.viewer.frame))
+
+    # -- the cache --------------------------------------------------------------------------
+    def _store(self, context: dict, map_result) -> None:
+        key = context["key"] + (map_result.method, context["params"][map_result.method],
+                                map_result.layer)
+        if self.maps.get(key) is map_result:
+            return  # already drawn as a partial result
+        self.maps[key] = map_result
+        while len(self.maps) > MAP_CACHE_SIZE:
+            self.maps.popitem(last=False)
+        self._draw_if_wanted(map_result, key)
+
+    def cached(self, key: tuple):
+        """Return a cached MapResult (marking it recently used), or None."""
+        found = self.maps.get(key)
+        if found is not None:
+            self.maps.move_to_end(key)
+        return found
+
+    def shared_max(self, units: str) -> float | None:
+        """The largest raw value among the maps compared with the one(s) on screen.
+
+        Single view: every cached map of this model, method, parameters and layer (every class,
+        image and frame). Compare grid: those of every cell. Only maps in ``units`` count.
+        """
+        window = self.window
+        if window.model is None:
+            return None
+        model = (window.model.sha256, window.model.name)
+        if window.compare_on:
+            wanted = {(m, tuple(sorted(self.params_for(m).items())), lay if is_layer_based(
+                self.explainer(m)) else INPUT_LAYER)
+                for m in self.compare_methods for lay in self.compare_layers}
+        else:
+            wanted = {self.map_key((), window.method, window.layer)}
+        peaks = [m.scale for key, m in self.maps.items()
+                 if key[2:4] == model and key[5:8] in wanted and m.units == units]
+        return max(peaks, default=None)
+
+    def _draw_if_wanted(self, map_result, key: tuple) -> None:
+        window = self.window
+        if window.image is None or window.model is None:
+            return
+        ctx = self.context_key()
+        if window.compare_on:
+            if key[: len(ctx)] == ctx and key in self._wanted_keys():
+                window.compare.set_map(map_result.method, map_result.layer, map_result,
+                                       map_info(map_result))
+                self._refresh_compare_scale()
+                window.sig_map_drawn.emit(map_result.method, map_result.layer)
+        elif key == self.map_key(ctx, window.method, window.layer):
+            self.show_map(map_result)
+        elif key[2:4] == ctx[2:4] and window.layer_model.heatmap is not None:
+            # Another class or image joined the comparison: the absolute scale may change.
+            window.layer_model.set_shared_max(self.shared_max(window.layer_model.info.units))
+
+    def _refresh_compare_scale(self) -> None:
+        window = self.window
+        for cell in window.compare.cells.values():
+            layer = cell.viewer.layer
+            if layer.heatmap is not None:
+                layer.set_shared_max(self.shared_max(layer.info.units))
+
+    def _wanted_keys(self) -> set:
+        window = self.window
+        if window.image is None or window.model is None:
+            return set()
+        ctx = self.context_key()
+        if window.compare_on:
+            return {self.map_key(ctx, m, lay) for m in self.compare_methods
+                    for lay in self.compare_layers}
+        return {self.map_key(ctx, window.method, window.layer)}
+
+    def everything_drawn(self) -> bool:
+        """Whether every wanted map is on screen (the one map, or every compare cell)."""
+        window = self.window
+        if window.compare_on:
+            cells = window.compare.cells.values()
+            return bool(cells) and window.compare.complete() and all(
+                c.viewer.layer.heatmap is not None or "unavailable" in c.title.text()
+                for c in cells)
+        return window.layer_model.heatmap is not None
+
+    def show_map(self, map_result) -> None:
+        """Put one map on the single viewer (over the frame it belongs to)."""
+        window = self.window
+        info = map_info(map_result)
+        window.layer_model.set_map(map_result.heatmap, info,
+                                   owner=(str(window.image.path), window.viewer.frame),
+                                   shared_max=self.shared_max(info.units))
+        window.map_warning = map_result.warning
+        window.update_caption()
+        window.metrics.schedule()
+        window.sig_map_drawn.emit(map_result.method, map_result.layer)
+
+    # -- requests ---------------------------------------------------------------------------
+    def request(self, submit: bool = True) -> int | None:
+        """Show the wanted map(s) from the cache, or ask the worker for what is missing.
+
+        With ``submit`` False only the cache is used (frames scrolling by, cine playing).
+
+        Returns
+        -------
+        int or None
+            The job id, or None when everything came from the cache (or nothing to do).
+        """
+        window = self.window
+        window.debounce.stop()
+        if not self.ready():
+            return None
+        ctx = self.context_key()
+        self._show_prediction_from_cache(ctx)
+        if window.compare_on:
+            return self._request_compare(ctx, submit)
+        explainer = self.explainer(window.method)
+        reason = self.reason(window.method)
+        if reason:
+            window.layer_model.heatmap = None
+            window.show_error(f"{explainer.title}: {reason}")
+            return None
+        cached = self.cached(self.map_key(ctx, window.method, window.layer))
+        if cached is not None:
+            self.show_map(cached)
+            return None
+        window.layer_model.heatmap = None
+        if not submit or window.viewer.is_playing():
+            window.update_caption()
+            return None  # maps are made per frame; playback shows the cached ones only
+        # Gradient-family maps of every layer come from one capture almost for free, so ask
+        # for all of them now and a later layer click is served from this window's cache.
+        cheap = "forward_fn" not in getattr(explainer, "needs", ())
+        layers = "all" if cheap or not is_layer_based(explainer) else [window.layer or "auto"]
+        return self._submit(ctx, [window.method], layers)
+
+    def _request_compare(self, ctx: tuple, submit: bool) -> int | None:
+        window = self.window
+        rebuilt = window.compare.set_grid(
+            window.image, window.viewer.frame,
+            [(m, self.explainer(m).title) for m in self.compare_methods],
+            self.compare_layers, window.viewer.window, window.viewer.invert)
+        missing_methods = []
+        for method in self.compare_methods:
+            reason = self.reason(method)
+            if reason:
+                window.compare.set_status(method, f"unavailable: {reason}")
+                continue
+            for layer in self.compare_layers:
+                cached = self.cached(self.map_key(ctx, method, layer))
+                if cached is None:
+                    missing_methods.append(method)
+                    break
+                window.compare.set_map(method, layer, cached, map_info(cached))
+        self._refresh_compare_scale()
+        if window.compare.cells and len(missing_methods) == 0:
+            window.sig_map_drawn.emit("compare", "")
+        if not (missing_methods and self.compare_layers and submit) or \
+                window.viewer.is_playing():
+            return None
+        if rebuilt:
+            # New cells lay themselves out and paint over the next passes of the event loop;
+            # start the worker after that, so the two do not compete for the CPU meanwhile.
+            layers = list(self.compare_layers)
+
+            def submit() -> None:
+                if window.compare_on and self.ready() and self.context_key() == ctx \
+                        and layers == self.compare_layers:
+                    self._submit(ctx, missing_methods, layers)
+
+            window.compare.when_built(submit)
+            return None
+        return self._submit(ctx, missing_methods, list(self.compare_layers))
+
+    def _submit(self, ctx: tuple, methods: list[str], layers, kind: str = "explain",
+                target=None) -> int:
+        from engine.explain.session import ExplainRequest
+
+        window = self.window
+        target = window.target if target is None else target
+        request = ExplainRequest(
+            image=window.image, model=window.model, methods=list(methods), layers=layers,
+            target="top" if target is None else int(target), frame=window.viewer.frame,
+            params={m: dict(self.params_for(m)) for m in methods})
+        context = {"key": ctx, "methods": list(methods),
+                   "params": {m: tuple(sorted(self.params_for(m).items())) for m in methods}}
+
+        def run(progress, cancel, on_partial):
+            return window.session.explain(request, progress=progress, cancel=cancel,
+                                          on_partial=on_partial)
+
+        if kind == "explain":
+            # Metrics of the map being replaced must not hold the new map back on the one
+            # worker; the trust panel measures the new map once it is drawn.
+            window.jobs.cancel("metrics")
+        return window.jobs.submit(
+            kind, run, tag=window.view_tag(), background=kind != "explain",
+            on_partial=lambda m, c: self._store(c, m),
+            on_done=self._explained if kind == "explain" else self._reference_done,
+            on_failed=self._failed if kind == "explain" else lambda _t, _c: None,
+            **context)
+
+    def _explained(self, result, context: dict) -> None:
+        window = self.window
+        for map_result in result.maps.values():
+            self._store(context, map_result)
+        self.results[context["key"]] = result
+        if context["key"] != self.context_key():
+            return  # the target changed while it ran; the cache keeps it for later
+        window.result = result
+        window.panel.set_prediction(result.classes, result.scores, result.target)
+        window.set_use(result.intended_use or None)
+        warnings = [w for w in result.warnings if w != result.intended_use.get("message")]
+        for warning in warnings:
+            window.status.message.setText(warning)
+        if not warnings:
+            window.status.message.setText(
+                f"{result.target_name}: {100 * result.scores[result.target]:.1f} %"
+                f" — {result.timings_ms.get('total', 0.0):.0f} ms")
+        window.update_caption()
+        window.metrics.schedule()
+        self._ensure_reference(result, context)
+
+    def _ensure_reference(self, result, context: dict) -> None:
+        """Explain the top class too when another class is shown, so the absolute scale
+        compares the map with the one the model's own decision rests on."""
+        window = self.window
+        top = max(range(len(result.scores)), key=result.scores.__getitem__)
+        if top == result.target or window.compare_on:
+            return
+        ctx = context["key"][:4] + (top,)
+        if self.map_key(ctx, window.method, window.layer) in self.maps:
+            return
+        layers = [window.layer] if is_layer_based(self.explainer(window.method)) else "auto"
+        self._submit(ctx, [window.method], layers, kind="reference", target=top)
+
+    def _reference_done(self, result, context: dict) -> None:
+        for map_result in result.maps.values():
+            self._store(context, map_result)
+
+    def _failed(self, text: str, context: dict) -> None:
+        window = self.window
+        window.show_error(text)
+        if window.compare_on:
+            for method in context.get("methods", []):
+                window.compare.set_status(method, "failed")
+
+    def current_result(self):
+        """Return the last result for what is shown, holding every map computed for it.
+
+        Maps of one (image, frame, model, target) come from several requests (one per method,
+        Score-CAM one layer at a time); exports and metrics need the one on screen, so the
+        result handed to them carries all of those with the current parameters.
+        """
+        window = self.window
+        if window.result is None or window.image is None or window.model is None:
+            return window.result
+        ctx = self.context_key()
+        if self.results.get(ctx) is not window.result:
+            return None  # the result is for another view (a frame or class being fetched)
+        maps = dict(window.result.maps)
+        for key, map_result in self.maps.items():
+            method = key[len(ctx)]
+            if key[: len(ctx)] == ctx and key[len(ctx) + 1] == tuple(
+                    sorted(self.params_for(method).items())):
+                maps[(method, map_result.layer)] = map_result
+        return dataclasses.replace(window.result, maps=maps)
+
+    def _show_prediction_from_cache(self, ctx: tuple) -> None:
+        window = self.window
+        result = self.results.get(ctx)
+        if result is window.result:
+            return
+        window.result = result
+        if result is None:
+            window.panel.clear_prediction()
+        else:
+            window.panel.set_prediction(result.classes, result.scores, result.target)
+            window.set_use(result.intended_use or None)
+        window.update_caption()
+
+    # -- what the user changes --------------------------------------------------------------
+    def set_target(self, index: int | None) -> None:
+        self.window.target = index
+        self.request()
+
+    def set_method(self, name: str) -> None:
+        window = self.window
+        window.method = name
+        if window.panel.current_method() != name:
+            window.panel.select_method(name)
+        self.request()
+
+    def set_layer(self, name: str) -> None:
+        self.window.layer = name
+        self.request()
+
+    def params_changed(self, values: dict) -> None:
+        window = self.window
+        if window.method is not None:
+            self.param_values[window.method] = dict(values)
+            window.debounce.start()
+
+    def compare_changed(self, on: bool, methods: list, layers: list) -> None:
+        self.compare_methods, self.compare_layers = list(methods), list(layers)
+        if on != self.window.compare_on:
+            self.set_compare(on)
+        elif on:
+            self.request()
+
+    def set_compare(self, on: bool) -> None:
+        """Switch between the single viewer and the methods × layers grid."""
+        window = self.window
+        on = bool(on)
+        if window.panel.compare_box.isChecked() != on:
+            # The panel's toggle comes back through compare_changed, which calls this again.
+            window.panel.compare_box.setChecked(on)
+            return
+        window.compare_on = on
+        window.actions_by_id["compare"].setChecked(on)
+        self.compare_methods, self.compare_layers = window.panel.compare_selection()
+        window.stack.setCurrentWidget(window.compare if on else window.viewer)
+        window.update_caption()
+        self.request()

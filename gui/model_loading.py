@@ -1,0 +1,169 @@
+"""Models and the compute device: loaded on the worker, onto the device the user chose.
+
+``auto`` picks CUDA, then Apple MPS, then the CPU (``engine.explain.session.resolve_device``);
+the choice persists, is offered in View ▸ Compute device, and the status bar shows what it
+resolved to. Nothing here touches torch on the GUI thread: devices are probed, models loaded
+and each explainer's fitness for the model judged by worker jobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from gui.explain_panel import OPEN_CARD
+
+#: Device choices offered, in menu order.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class TrustNeeded:
+    """Returned by a model-load job when the file can run code and was not trusted."""
+
+    spec: str
+    name: str
+    message: str
+
+
+@dataclass
+class Loaded:
+    """A model loaded on the worker, with why each explainer cannot run on it (if so)."""
+
+    model: object
+    reasons: dict = field(default_factory=dict)
+
+
+def probe_devices() -> dict[str, bool]:
+    """Which accelerators this machine has (worker thread: it imports torch)."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return {"cpu": True, "cuda": torch.cuda.is_available(),
+            "mps": mps is not None and mps.is_available()}
+
+
+def resolve(choice: str) -> str:
+    """Return the device ``choice`` resolves to here, e.g. ``cpu`` (worker thread)."""
+    from engine.explain.session import resolve_device
+
+    return str(resolve_device(choice))
+
+
+def load(spec: str, trust: bool, device: str):
+    """Load a model on the worker thread, discovering its layers there too."""
+    from engine.core.errors import TrustRequired
+    from engine.explain.registry import registry
+    from engine.models.loaded import load_model
+
+    try:
+        model = load_model(spec, trust=trust, device=device)
+    except TrustRequired as exc:
+        name = Path(exc.path).name if exc.path is not None else str(spec)
+        return TrustNeeded(spec, name, exc.message)
+    model.layers()  # the dry forward pass is cached on the model; do it off the GUI thread
+    reasons = {}
+    reg = registry()
+    for name in reg.names():
+        check = getattr(reg.get(name), "unavailable_reason", None)
+        reasons[name] = check(model) if check is not None else None
+    return Loaded(model, reasons)
+
+
+class ModelLoader:
+    """Loads models and switches devices for the window, on its worker.
+
+    Parameters
+    ----------
+    window : QtMainWindow
+    """
+
+    def __init__(self, window) -> None:
+        self.window = window
+        #: Specs the user confirmed as trusted in this window (asked once per file).
+        self.trusted: set[str] = set()
+
+    def trust_for(self, spec: str) -> bool:
+        """Whether ``spec`` may run code when loaded (``--trust-model`` or a confirmation)."""
+        return self.window.trust_model or spec in self.trusted
+
+    def load(self, spec: str, trust: bool | None = None) -> int:
+        """Load a model (``demo``, ``demo-biased`` or a card/model path) on the worker."""
+        window = self.window
+        trust = self.trust_for(spec) if trust is None else trust
+        choice = window.device_choice
+
+        def run(_p, _c, _partial):
+            outcome = load(spec, trust, resolve(choice))
+            if isinstance(outcome, Loaded):
+                # Captures are keyed by the model object's id, which a new model may reuse.
+                window.session.clear_cache()
+            return outcome
+
+        return window.jobs.submit("model", run, on_done=self._loaded, spec=spec, trust=trust)
+
+    def requested(self, spec: str) -> None:
+        """The panel's model picker chose ``spec`` (or asked to pick a card file)."""
+        window = self.window
+        if spec == OPEN_CARD:
+            path, _ = QFileDialog.getOpenFileName(
+                window, "Open model card", "",
+                "Model cards and files (*.toml *.pt *.pth *.pt2 *.pkl);;All files (*)")
+            if not path:
+                if window.model_spec:
+                    window.panel.set_model(window.model, window.model_spec)
+                return
+            spec = path
+        self.load(spec)
+
+    def ask_trust(self, name: str, message: str) -> bool:
+        """Ask, in the GUI's words, whether a model file that can run code may be loaded."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Load a model that can run code?",
+                          f"{name} {message}.", parent=self.window)
+        box.setInformativeText("Loading it runs whatever code it contains, with your "
+                               "permissions. Load it only if you trust where it came from.")
+        load_button = box.addButton("Load it", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Don't load", QMessageBox.ButtonRole.RejectRole)
+        box.exec()
+        return box.clickedButton() is load_button
+
+    def _loaded(self, outcome, context: dict) -> None:
+        window = self.window
+        if isinstance(outcome, TrustNeeded):
+            if window.confirm_trust(outcome.name, outcome.message):
+                self.trusted.add(outcome.spec)
+                self.load(outcome.spec, trust=True)
+            else:
+                window.show_error(f"{outcome.name} {outcome.message}; not loaded. Fix: load it "
+                                  "again and choose \u201cLoad it\u201d if you trust its source")
+            return
+        window.model_ready(outcome.model, outcome.reasons, context["spec"])
+
+    # -- device ----------------------------------------------------------------------------
+    def set_device(self, choice: str) -> int | None:
+        """Run models on ``choice`` (one of :data:`DEVICES`); a loaded model moves there."""
+        window = self.window
+        if choice not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {choice!r}")
+        window.device_choice = choice
+        window.settings.setValue("device", choice)
+        window.status.set_device(choice, None)
+        return window.jobs.submit("device", lambda _p, _c, _partial: resolve(choice),
+                                  on_done=self._device_resolved, on_failed=self._device_failed,
+                                  choice=choice)
+
+    def _device_resolved(self, device: str, context: dict) -> None:
+        window = self.window
+        moved = device != window.device
+        window.device = device
+        window.status.set_device(context["choice"], device)
+        window.sync_device_menu()
+        if moved and window.model_spec is not None:
+            self.load(window.model_spec)
+
+    def _device_failed(self, text: str, _context: dict) -> None:
+        window = self.window
+        window.show_error(text)
+        self.set_device("auto")

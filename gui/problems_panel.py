@@ -1,0 +1,58 @@
+"""The Problems list: every file that was not opened, with its reason, failures first."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+from engine.studies.filetypes import FAILED
+
+#: Colour of a failed row's status.
+FAILED_COLOUR = QColor(255, 140, 120)
+
+
+class QtProblemsPanel(QWidget):
+    """Lists ``engine.studies.filetypes.Problem`` entries: file, status and reason."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        self.summary = QLabel("No problems.")
+        self.summary.setWordWrap(True)
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(["File", "Status", "Reason"])
+        self.tree.setRootIsDecorated(False)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setSortingEnabled(True)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.tree, 1)
+        self.problems: list = []
+
+    def set_problems(self, problems: list) -> None:
+        """Show ``problems`` (replacing the list of the previous opening)."""
+        self.problems = list(problems)
+        self.tree.setSortingEnabled(False)
+        self.tree.clear()
+        ordered = sorted(self.problems, key=lambda p: (p.severity != FAILED, str(p.path)))
+        for problem in ordered:
+            item = QTreeWidgetItem([problem.path.name, problem.severity, problem.reason])
+            item.setToolTip(0, str(problem.path))
+            item.setToolTip(2, problem.reason)
+            if problem.severity == FAILED:
+                item.setForeground(1, QBrush(FAILED_COLOUR))
+            self.tree.addTopLevelItem(item)
+        self.tree.resizeColumnToContents(0)
+        self.tree.resizeColumnToContents(1)
+        failed = sum(p.severity == FAILED for p in self.problems)
+        skipped = len(self.problems) - failed
+        if not self.problems:
+            self.summary.setText("No problems.")
+        else:
+            self.summary.setText(f"{failed} failed (images that cannot be shown), {skipped} "
+                                 "skipped (not images). Hover a reason to read all of it.")
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """The list as (file name, status, reason), in display order."""
+        return [tuple(self.tree.topLevelItem(i).text(c) for c in range(3))
+                for i in range(self.tree.topLevelItemCount())]
