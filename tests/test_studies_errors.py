@@ -147,3 +147,37 @@ def test_mutated_and_truncated_dicom_only_raises_typed_errors(
         image.model_input()
     except LucidaError as exc:
         assert "\n" not in exc.one_line()
+
+
+def _panicking_rle(path):
+    """An RLE frame whose first segment decodes to more bytes than the frame holds.
+
+    pylibjpeg-rle (Rust) panics on it: it prints the panic and a backtrace to the process's
+    stderr before the error reaches Python.
+    """
+    import struct
+
+    from pydicom.encaps import encapsulate
+
+    ds = read("MR_small_RLE.dcm")
+    first = bytes([0x81, 7]) * 40  # 40 runs of 128 bytes: 5120 > the 4096 a segment holds
+    second = bytes([0x81, 0]) * 32
+    header = struct.pack("<16I", 2, 64, 64 + len(first), *([0] * 13))
+    ds.PixelData = encapsulate([header + first + second])
+    ds.save_as(path)
+    return path
+
+
+def test_a_decoder_panic_reaches_the_user_as_one_line_only(tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("RUST_BACKTRACE", "1")
+    path = _panicking_rle(tmp_path / "panic.dcm")
+    image = open_image(path)
+    with pytest.raises(StudyError) as info:
+        image.render()
+    _assert_one_line(info.value, path)
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""
+    assert cli_main(["render", str(path), "--out", str(tmp_path / "p.png")]) == 2
+    out, err = capfd.readouterr()
+    assert err.count("\n") == 1 and err.startswith("error: ") and "panicked" not in err
+    assert str(path) in err and not (tmp_path / "p.png").exists()

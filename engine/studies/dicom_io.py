@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from pydicom.pixels import pixel_array
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from engine.core.errors import NotAnImage, StudyError, UsageError
+from engine.core.native_stderr import captured_stderr
 from engine.studies.codecs import check_decoder, unsupported_error
 from engine.studies.decode_errors import TRUNCATED_FIX, reraise_fatal, short_reason
 
@@ -310,7 +312,10 @@ def decode_frame(ds, path: Path, frame: int, shape: tuple[int, int]):
     """
     syntax = transfer_syntax(ds)
     try:
-        with warnings.catch_warnings():
+        # Compressed data goes through native decoders, which print to the process's stderr
+        # (a Rust panic prints a backtrace) before they raise: the user gets our line only.
+        quiet = captured_stderr() if syntax.is_compressed else nullcontext()
+        with warnings.catch_warnings(), quiet:
             warnings.simplefilter("ignore")
             arr = pixel_array(ds, index=frame)
     except BaseException as exc:  # noqa: BLE001 - decoders raise many types on corrupt data
