@@ -41,6 +41,9 @@ class Phantom:
         ``"A"`` (no marker) or ``"B"`` (marker token in the top-right corner).
     lesion_box, marker_box : tuple of int or None
         ``(x0, y0, x1, y1)`` in pixels, end-exclusive; None when absent.
+    segmentation : np.ndarray or None
+        uint8 (H, W) ground truth of :data:`SEG_CLASSES`: 0 background, 1 lung field, 2 the
+        nodule (where its opacity exceeds half its peak).
     """
 
     pixels: np.ndarray
@@ -48,6 +51,11 @@ class Phantom:
     site: str
     lesion_box: Box | None
     marker_box: Box | None
+    segmentation: np.ndarray | None = None
+
+
+#: Classes of :attr:`Phantom.segmentation`, the demo segmentation model's outputs.
+SEG_CLASSES = ("background", "lung", "nodule")
 
 
 def _soft_ellipse(yy, xx, cy, cx, ry, rx, edge):
@@ -149,11 +157,16 @@ def make_phantom(
     Phantom
     """
     img, lungs = _anatomy(rng, size)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    seg = np.zeros((size, size), np.uint8)
+    for cy, cx, ry, rx in lungs:
+        seg[((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0] = 1
     lesion_box = None
     if nodule:
         amp = lesion_amplitude * rng.uniform(0.85, 1.15)
         blob, lesion_box = _nodule(rng, size, lungs, amp)
         img += blob
+        seg[blob > 0.5 * float(blob.max())] = 2
     img += rng.normal(0.0, noise, img.shape).astype(np.float32)
     marker_box = _marker(rng, size, img) if marker else None
     pixels = np.clip(img, 0.0, 1.0).astype(np.float32)
@@ -163,6 +176,7 @@ def make_phantom(
         site=MARKER_SITE if marker else PLAIN_SITE,
         lesion_box=lesion_box,
         marker_box=marker_box,
+        segmentation=seg,
     )
 
 

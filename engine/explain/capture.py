@@ -20,6 +20,13 @@ import torch
 
 from engine.core.cancel import CancelToken
 from engine.core.errors import LucidaError, ModelError, UsageError
+from engine.explain.targets import (
+    class_scores,
+    objective,
+    region_scores,
+    resolve_targets,
+    target_regions,
+)
 
 #: Images per batch when explainers score many perturbed inputs.
 DEFAULT_BATCH = 32
@@ -53,6 +60,10 @@ class Capture:
         For a contrastive target, the class whose logit is subtracted: the capture then
         explains ``logit[target] - logit[versus]`` (and perturbation methods track
         ``p[target] - p[versus]``).
+    region : torch.Tensor or None
+        For a segmentation model, the (N, h, w) region of the output grid whose target logits
+        are summed (see :mod:`engine.explain.targets`); ``logits`` then holds the (N, K, h, w)
+        pixel logits and ``scores`` each class's pixel share.
     """
 
     def __init__(
@@ -67,6 +78,7 @@ class Capture:
         timings_ms: dict[str, float],
         needs: frozenset[str] | None = None,
         versus: int | None = None,
+        region: torch.Tensor | None = None,
     ) -> None:
         self.model = model
         self.input = input
@@ -78,6 +90,7 @@ class Capture:
         self.timings_ms = timings_ms
         self.needs = needs
         self.versus = versus
+        self.region = region
         #: Inputs scored or differentiated on behalf of explainers (their perturbation work).
         self.scored_images = 0
         # oneDNN's CPU convolutions run ~10% faster on NHWC (channels-last) batches; a model that
@@ -124,6 +137,7 @@ class Capture:
         sl = slice(index, index + 1)
         twin.input, twin.logits, twin.scores = self.input[sl], self.logits[sl], self.scores[sl]
         twin.targets = self.targets[sl]
+        twin.region = None if self.region is None else self.region[sl]
         twin.activations = {n: a[sl] for n, a in self.activations.items()}
         twin.gradients = {n: g[sl] for n, g in self.gradients.items()}
         twin._owner = self
@@ -186,10 +200,13 @@ class Capture:
         The target logit, or for a contrastive target the target logit minus the ``versus``
         class's (see :func:`objective`).
         """
-        return objective(logits, targets, self.versus)
+        return objective(logits, targets, self.versus, self.region)
 
     def reference_scores(self) -> torch.Tensor:
         """(N,) what :meth:`target_scores` gives for the captured inputs themselves."""
+        if self.region is not None:
+            return torch.stack([self.select(i).target_scores(self.input[i : i + 1], t)[0]
+                                for i, t in enumerate(self.targets.tolist())])
         out = self.scores.gather(1, self.targets.to(self.scores.device)[:, None])[:, 0]
         return out - self.scores[:, self.versus] if self.versus is not None else out
 
@@ -234,14 +251,17 @@ class Capture:
         Returns
         -------
         torch.Tensor
-            (M, K) post-softmax (or sigmoid) scores, on the model's device.
+            (M, K) post-softmax (or sigmoid) scores, on the model's device. For a segmentation
+            model, each class's mean probability over the region of the (one) input being
+            perturbed.
         """
         self._need("forward_fn")
         outs = []
         with torch.inference_mode():
             for start in range(0, batch.shape[0], batch_size):
                 chunk = batch[start : start + batch_size].to(self.input.device)
-                outs.append(self.model.scores(self._logits(chunk)).float())
+                outs.append(region_scores(self.model.scores(self._logits(chunk)).float(),
+                                          self.region))
         self._count(int(batch.shape[0]))
         return torch.cat(outs, 0)
 
@@ -315,22 +335,6 @@ class Capture:
             except RuntimeError:
                 self._channels_last = False
         return self.model.logits(chunk)
-
-
-def objective(logits: torch.Tensor, targets: torch.Tensor | int,
-              versus: int | None = None) -> torch.Tensor:
-    """The (N,) quantity explained per row of (N, K) logits.
-
-    ``logit[target]``; with ``versus``, ``logit[target] - logit[versus]`` (the contrastive
-    target of ``--target A --versus B``: what makes the model say A rather than B).
-    """
-    idx = torch.as_tensor(targets, device=logits.device).reshape(-1).long()
-    if idx.numel() == 1 and logits.shape[0] != 1:
-        idx = idx.expand(logits.shape[0])
-    out = logits.gather(1, idx[:, None])[:, 0]
-    if versus is not None:
-        out = out - logits[:, int(versus)]
-    return out
 
 
 def _copy(capture: Capture) -> Capture:
@@ -441,26 +445,6 @@ def hooked_forward(
     return logits, recorded, forward_ms
 
 
-def resolve_targets(model: Any, target: Any, logits: torch.Tensor) -> torch.Tensor:
-    """Return the (N,) class index per input that ``target`` means.
-
-    ``target`` is ``"top"`` (the argmax of each input's **logits**, so saturated probabilities
-    cannot tie), a class index or name for every input, or a sequence with one entry per input
-    where None means top.
-    """
-    n = logits.shape[0]
-    top = logits.detach().float().argmax(1)
-    if isinstance(target, list | tuple):
-        if len(target) != n:
-            raise UsageError(f"{len(target)} targets for {n} inputs")
-        return torch.tensor(
-            [int(top[i]) if t is None or t == "top" else model.resolve_target(t)
-             for i, t in enumerate(target)], dtype=torch.long)
-    if target is None or (isinstance(target, str) and target.strip().lower() == "top"):
-        return top.cpu().long()
-    return torch.full((n,), int(model.resolve_target(target)), dtype=torch.long)
-
-
 def run_capture(
     model: Any,
     x: torch.Tensor,
@@ -468,6 +452,7 @@ def run_capture(
     layers: Sequence[str] = (),
     gradients: bool = True,
     versus: Any = None,
+    roi: torch.Tensor | None = None,
 ) -> Capture:
     """Run one forward pass hooking ``layers`` and, if asked, one backward pass for the targets.
 
@@ -487,6 +472,10 @@ def run_capture(
     versus : str or int, optional
         A class (name or index) whose logit is subtracted from the target's (a contrastive
         target).
+    roi : torch.Tensor, optional
+        For a segmentation model, a 0/1 mask on its output grid to sum the target over,
+        instead of the pixels the model assigns to the target
+        (:func:`engine.explain.targets.roi_on_grid` makes one from an image box).
 
     Returns
     -------
@@ -504,10 +493,11 @@ def run_capture(
     x = x.detach()
     logits, recorded, forward_ms = hooked_forward(model, x, layers, want_grad)
     n = x.shape[0]
-    if logits.ndim != 2 or logits.shape[0] != n:
+    if logits.ndim not in (2, 4) or logits.shape[0] != n:
         raise ModelError(f"model output has shape {tuple(logits.shape)}, expected ({n}, K)")
-    scores = model.scores(logits.detach())
+    scores = class_scores(model, logits.detach())
     targets = resolve_targets(model, target, logits)
+    region = target_regions(logits, targets, roi)
     versus = None if versus is None else int(model.resolve_target(versus))
     if versus is not None and bool((targets == versus).any()):
         raise UsageError(f"--versus {model.classes[versus]} is the target itself",
@@ -521,7 +511,7 @@ def run_capture(
     raw_grads: dict[str, torch.Tensor] = {}
     start = time.perf_counter()
     if want_grad:
-        picked = objective(logits, targets.to(logits.device), versus).sum()
+        picked = objective(logits, targets.to(logits.device), versus, region).sum()
         found = torch.autograd.grad(picked, [recorded[n] for n in layers], allow_unused=True)
         for name, grad in zip(layers, found, strict=True):
             if grad is None:  # the layer does not feed the logits
@@ -540,6 +530,7 @@ def run_capture(
         gradients=grads,
         timings_ms={"forward": forward_ms / n, "backward": backward_ms / n},
         versus=versus,
+        region=region,
     )
 
 

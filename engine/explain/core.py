@@ -155,9 +155,9 @@ def plan(model: Any, methods: list[str] | str, layers: str | list[str] = "auto",
 
 
 def capture(model: Any, x: torch.Tensor, targets: Any, the_plan: Plan,
-            versus: Any = None) -> Capture:
+            versus: Any = None, roi: torch.Tensor | None = None) -> Capture:
     """Run the plan's one forward (and backward) pass over a batch; see :func:`run_capture`."""
-    return run_capture(model, x, targets, the_plan.layers, the_plan.gradients, versus)
+    return run_capture(model, x, targets, the_plan.layers, the_plan.gradients, versus, roi)
 
 
 @dataclass

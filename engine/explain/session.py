@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from engine.core.cancel import Cancelled, CancelToken, ProgressFn, no_progress
@@ -21,6 +22,7 @@ from engine.core.errors import ExplainerUnavailable, UsageError
 from engine.explain import core
 from engine.explain.capture import Capture, CaptureCache
 from engine.explain.core import MapResult, finish_map, resolve_layers
+from engine.explain.targets import class_scores, is_segmentation, label_map, roi_on_grid
 
 __all__ = ["ExplainRequest", "ExplainResult", "MapResult", "Session", "finish_map",
            "resolve_device", "resolve_layers"]
@@ -72,6 +74,8 @@ class ExplainRequest:
     comma-separated string or a list of names. ``target`` is ``"top"``, a class index or a class
     name. ``params`` maps a method name to its parameter values. ``versus`` names a second
     class for a contrastive target: the maps then explain ``logit[target] - logit[versus]``.
+    For a segmentation model, ``roi`` (``x0, y0, x1, y1`` image pixels) is the region whose
+    target logits are explained, instead of the pixels the model assigns to the target.
     """
 
     image: Any
@@ -82,6 +86,7 @@ class ExplainRequest:
     frame: int = 0
     params: dict[str, dict] = field(default_factory=dict)
     versus: str | int | None = None
+    roi: tuple[float, float, float, float] | None = None
 
 
 @dataclass
@@ -101,6 +106,7 @@ class ExplainResult:
     warnings: list[str]
     intended_use: dict = field(default_factory=dict)
     versus: str | None = None
+    segmentation: np.ndarray | None = None
 
 
 class _RequestToken(CancelToken):
@@ -200,16 +206,20 @@ class Session:
                     self._current = None
 
     def predict(self, image: Any, model: Any, frame: int = 0) -> list[float]:
-        """Return the model's class scores (softmax or sigmoid) for one image frame."""
+        """Return the model's class scores for one image frame.
+
+        Softmax or sigmoid probabilities; each class's pixel share for a segmentation model.
+        """
         with self._run_lock, torch.inference_mode():
             x = model.preprocess(image, frame)
-            return [float(s) for s in model.scores(model.logits(x))[0]]
+            return [float(s) for s in class_scores(model, model.logits(x))[0]]
 
     # -- internals --------------------------------------------------------------------------
     def _capture(self, request, the_plan, token) -> tuple[Capture, dict, bool]:
         model, image = request.model, request.image
         key = (id(model), str(getattr(image, "path", id(image))), request.frame,
-               tuple(getattr(image, "shape", ())), str(request.target), str(request.versus))
+               tuple(getattr(image, "shape", ())), str(request.target), str(request.versus),
+               str(request.roi) if is_segmentation(model) else "")
         cached = self._captures.get(key)
         if cached is not None and cached.covers(the_plan.layers, the_plan.gradients):
             return cached, cached.maps, True
@@ -218,7 +228,11 @@ class Session:
         gradients = the_plan.gradients or bool(cached is not None and cached.has_gradients)
         x = model.preprocess(image, request.frame)
         wider = core.Plan(the_plan.explainers, the_plan.params, union, gradients)
-        capture = core.capture(model, x, request.target, wider, request.versus)
+        roi = None
+        if request.roi is not None and is_segmentation(model):
+            def roi(grid, box=tuple(request.roi), shape=tuple(image.shape[:2])):
+                return roi_on_grid(box, shape, model.input, grid)
+        capture = core.capture(model, x, request.target, wider, request.versus, roi)
         self.forward_passes += 1
         # Maps depend only on (image, model, target), so those of the replaced capture stay valid.
         capture.maps = cached.maps if cached is not None else {}
@@ -299,4 +313,6 @@ class Session:
             warnings=warnings,
             intended_use=use,
             versus=None if capture.versus is None else str(model.classes[capture.versus]),
+            segmentation=None if capture.region is None else label_map(
+                model, capture.logits, tuple(request.image.shape[:2])).numpy().astype(np.uint8),
         )

@@ -17,6 +17,7 @@ import torch
 
 from engine.core.cancel import Cancelled, CancelToken, ProgressFn, no_progress
 from engine.core.errors import UsageError
+from engine.explain.targets import region_scores
 from engine.metrics.faithfulness import average_drop_increase, perturbation_curve
 from engine.metrics.localisation import roi_metrics
 from engine.metrics.sanity import SANITY_THRESHOLD, cascading_randomisation, spearman
@@ -55,7 +56,9 @@ def pixel_forward(model: Any):
 
     def forward(batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return model.scores(model.logits((batch.to(device) - mean) / std)).float().cpu()
+            # A segmentation model's pixel probabilities become each class's image mean.
+            return region_scores(model.scores(model.logits((batch.to(device) - mean) / std)),
+                                 None).float().cpu()
 
     return to_pixels, forward
 

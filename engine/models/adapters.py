@@ -14,7 +14,7 @@ import torch
 from engine.core.errors import ModelError
 
 
-def adapt_output(out, key: str | None = None) -> torch.Tensor:
+def adapt_output(out, key: str | None = None, task: str = "classification") -> torch.Tensor:
     """Return the logits tensor inside a model output.
 
     Parameters
@@ -23,17 +23,30 @@ def adapt_output(out, key: str | None = None) -> torch.Tensor:
         What the model's forward returned.
     key : str, optional
         The dict key (or attribute) holding the logits, from the card's ``output_key``.
+    task : {"classification", "segmentation"}
+        A segmentation model returns (N, K, H, W) pixel logits, plain or in a dict such as
+        torchvision's ``{"out": ..., "aux": ...}`` (key ``out`` by default).
 
     Returns
     -------
     torch.Tensor
-        Logits of shape (N, K); a (N,) output becomes (N, 1).
+        Logits of shape (N, K) (a (N,) output becomes (N, 1)), or (N, K, H, W) for
+        segmentation.
 
     Raises
     ------
     ModelError
         When no logits tensor can be found; the message says what the model returned.
     """
+    if task == "segmentation":
+        found = _find(out, key or ("out" if isinstance(out, Mapping) else None))
+        if found.ndim != 4:
+            raise ModelError(
+                f"the segmentation model returned shape {tuple(found.shape)}, expected "
+                "(batch, classes, height, width)",
+                fix='set task = "classification" in the card, or return per-pixel logits',
+            )
+        return found
     found = _find(out, key)
     if found.ndim == 1:
         found = found[:, None]

@@ -8,6 +8,7 @@ Example::
     classes = ["normal", "nodule"]
     output = "softmax"                      # or "sigmoid" (multi-label)
     output_key = "logits"                   # optional: which dict key / attribute holds logits
+    task = "classification"                 # or "segmentation": (N, K, H, W) pixel logits
 
     [architecture_args]                     # optional keyword arguments for the builder
     num_classes = 2
@@ -44,6 +45,7 @@ from engine.models.preprocess import InputSpec, normalise_spec
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 OUTPUTS = ("softmax", "sigmoid")
+TASKS = ("classification", "segmentation")
 
 
 @dataclass
@@ -63,6 +65,7 @@ class ModelCard:
     default_layer: str | None = None
     description: str = ""
     intended_use: IntendedUse | None = None
+    task: str = "classification"
 
 
 def default_spec(channels: int = 3, size: tuple[int, int] = (224, 224)) -> InputSpec:
@@ -145,6 +148,10 @@ def read_card(path: str | Path) -> ModelCard:
         card.input = _input_spec(path, data["input"])
     if "intended_use" in data:
         card.intended_use = parse(path, data["intended_use"])
+    card.task = str(data.get("task", "classification"))
+    if card.task not in TASKS:
+        raise _fail(path, f"task = {card.task!r} is unknown", "use 'classification' or "
+                    "'segmentation'")
     return card
 
 

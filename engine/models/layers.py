@@ -193,6 +193,7 @@ def discover_layers(
     input_shape: tuple[int, int, int],
     device: torch.device | str = "cpu",
     output_key: str | None = None,
+    task: str = "classification",
 ) -> Discovery:
     """List a model's candidate layers by dry forward passes with hooks.
 
@@ -206,6 +207,8 @@ def discover_layers(
         Where the module lives.
     output_key : str, optional
         Passed to the output adapter for the backward pass.
+    task : str
+        ``segmentation`` for models with (N, K, H, W) pixel logits.
 
     Returns
     -------
@@ -235,7 +238,7 @@ def discover_layers(
             kind = _classify(tuple(t.shape), shapes_b.get(name) if shapes_b else None, (h, w))
             if kind is not None:
                 chosen.append((name, t, *kind))
-        influence = _influence(out, output_key, chosen)
+        influence = _influence(out, output_key, chosen, task)
     layers, layouts, default = [], {}, None
     informative = any(inf == "spatial" for inf in influence)
     for (name, _t, layout, shape), inf in zip(chosen, influence, strict=True):
@@ -249,6 +252,13 @@ def discover_layers(
             default = name
     if default is None and layers:
         default = layers[-1].name
+    if task == "segmentation" and layers:
+        # A segmentation net's last layers are its head, at output resolution; the layer
+        # that sees most context is the deepest one at the coarsest grid (the encoder's end,
+        # pytorch-grad-cam's choice for its segmentation examples).
+        spatial = [lay for lay in layers if lay.kind == "spatial"] or layers
+        coarsest = min(lay.shape[-1] * lay.shape[-2] for lay in spatial)
+        default = [lay for lay in spatial if lay.shape[-1] * lay.shape[-2] == coarsest][-1].name
     return Discovery(layers=layers, layouts=layouts, default=default)
 
 
@@ -267,7 +277,7 @@ def _second_pass(module, input_shape, device) -> dict[str, tuple] | None:
     return shapes
 
 
-def _influence(out, output_key, chosen) -> list[str]:
+def _influence(out, output_key, chosen, task="classification") -> list[str]:
     """Per layer: ``spatial`` if its spatial positions reach the logits, ``blind`` if they get
     no gradient, ``unused`` if the layer does not reach the logits at all, ``unknown`` when no
     gradients are available. A zero-initialised head makes every gradient zero; the caller
@@ -275,7 +285,7 @@ def _influence(out, output_key, chosen) -> list[str]:
     tensors = [t for _n, t, _l, _s in chosen]
     needs = [t.requires_grad for t in tensors]
     try:
-        logits = adapt_output(out, output_key)
+        logits = adapt_output(out, output_key, task)
         if not logits.requires_grad or not any(needs):
             return ["unknown"] * len(tensors)
         grads = iter(

@@ -73,6 +73,7 @@ class LoadedModel:
         output_key: str | None = None,
         card_default_layer: str | None = None,
         intended_use: IntendedUse | None = None,
+        task: str = "classification",
     ) -> None:
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
@@ -87,6 +88,7 @@ class LoadedModel:
         self.output_key = output_key
         self._card_default_layer = card_default_layer
         self.intended_use = intended_use
+        self.task = task
         self.layer_methods_reason = TORCHSCRIPT_REASON if kind == "torchscript" else None
 
     @classmethod
@@ -100,11 +102,12 @@ class LoadedModel:
         output: str = "softmax",
         device: str = "cpu",
         output_key: str | None = None,
+        task: str = "classification",
     ) -> LoadedModel:
         """Wrap an in-memory module (tests, notebooks); no files are recorded."""
         return cls(
             module, name=name, classes=classes, input=input, output=output, device=device,
-            output_key=output_key,
+            output_key=output_key, task=task,
         )
 
     # --- layers -----------------------------------------------------------------------------
@@ -113,7 +116,7 @@ class LoadedModel:
         if self.layer_methods_reason is not None:
             return Discovery(layers=[], layouts={}, default=None)
         shape = (self.input.channels, *self.input.size)
-        return discover_layers(self.module, shape, self.device, self.output_key)
+        return discover_layers(self.module, shape, self.device, self.output_key, self.task)
 
     def layers(self) -> list[LayerInfo]:
         """Candidate layers in execution order, found by a dry forward pass (cached)."""
@@ -153,8 +156,11 @@ class LoadedModel:
 
     # --- prediction ---------------------------------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the model on (N, C, H, W) and return (N, K) logits (output adapter applied)."""
-        out = adapt_output(self.module(x.to(self.device)), self.output_key)
+        """Run the model on (N, C, H, W) and return (N, K) logits (output adapter applied).
+
+        A segmentation model returns (N, K, H', W') pixel logits.
+        """
+        out = adapt_output(self.module(x.to(self.device)), self.output_key, self.task)
         if out.shape[1] != len(self.classes):
             raise ModelError(
                 f"model {self.name} returned {out.shape[1]} outputs but its card lists "
@@ -166,7 +172,8 @@ class LoadedModel:
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax (single-label) or sigmoid (multi-label) per the card."""
-        return torch.sigmoid(logits) if self.output == "sigmoid" else torch.softmax(logits, dim=-1)
+        # The class axis is 1 for (N, K) logits and for (N, K, H, W) pixel logits alike.
+        return torch.sigmoid(logits) if self.output == "sigmoid" else torch.softmax(logits, dim=1)
 
     def preprocess(self, image: Image, frame: int = 0) -> torch.Tensor:
         """Return ``image`` as model input: (1, C, H, W) float32 on :attr:`device`.
@@ -321,12 +328,13 @@ def _device(name: str) -> torch.device:
     return dev
 
 
-def _infer_classes(module, spec: InputSpec, device, output_key) -> list[str]:
+def _infer_classes(module, spec: InputSpec, device, output_key,
+                   task: str = "classification") -> list[str]:
     """Name classes ``class_0..`` after the number of outputs of a dry run."""
     x = torch.zeros((1, spec.channels, *spec.size), device=device)
     try:
         with torch.inference_mode():
-            k = adapt_output(module.eval()(x), output_key).shape[1]
+            k = adapt_output(module.eval()(x), output_key, task).shape[1]
     except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - the model rejected the assumed input
@@ -386,12 +394,12 @@ def _from_card(card: ModelCard, trust: bool, device) -> LoadedModel:
             (input_shape[0], input_shape[1:]) if input_shape and input_shape[0] in (1, 3) else ()
         ))
     module = module.to(device).eval()
-    classes = card.classes or _infer_classes(module, spec, device, card.output_key)
+    classes = card.classes or _infer_classes(module, spec, device, card.output_key, card.task)
     model = LoadedModel(
         module, name=card.name, classes=classes, input=spec, output=card.output, kind=kind,
         device=device, files=files, sha256=digest, card_path=str(card.path),
         output_key=card.output_key, card_default_layer=card.default_layer,
-        intended_use=card.intended_use,
+        intended_use=card.intended_use, task=card.task,
     )
     if card.default_layer and model.layer_methods_reason is None:
         model.submodule(card.default_layer)  # a typo in the card fails here, not mid-explain

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import io
 import pickle
 import pickletools
@@ -94,7 +95,12 @@ def _torchvision(name: str, args: dict, card: Path | None) -> nn.Module:
             fix="use a name from torchvision.models.list_models(), e.g. resnet18",
         )
     # Random init only: weights come from the user's file, never from a download.
-    return torchvision.models.get_model(name, weights=None, **args)
+    builder = torchvision.models.get_model_builder(name)
+    if "weights_backbone" in inspect.signature(builder).parameters:
+        # Segmentation and detection builders fetch an ImageNet backbone unless told not to;
+        # Lucida never downloads: the card's weights replace everything.
+        args = {"weights_backbone": None, **args}
+    return builder(weights=None, **args)
 
 
 def _python_builder(rest: str, args: dict, base: Path, trust: bool, card: Path | None):
