@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.explain.api import Explainer
+from engine.explain.api import Explainer, Param
 
 
 class _GradientCAM(Explainer):
@@ -27,10 +27,12 @@ class _GradientCAM(Explainer):
     def explain(self, capture, target, layers, params, progress, cancel):
         """Return ReLU-ed (N, *grid) maps per layer (see the class docstring for the formula)."""
         maps = {}
+        # A counterfactual map (where the schema offers one) follows the negated gradient.
+        sign = -1.0 if params.get("counterfactual", False) else 1.0
         for i, layer in enumerate(layers):
             cancel.check()
             acts = capture.activations[layer].float()
-            grads = capture.gradients[layer].float()
+            grads = sign * capture.gradients[layer].float()
             maps[layer] = torch.relu(self.reduce(acts, grads))
             progress((i + 1) / len(layers), f"{self.title}: {layer}")
         return maps
@@ -51,6 +53,8 @@ class GradCAM(_GradientCAM):
     """Grad-CAM: channel weights are the spatial means of the gradients.
 
     ``alpha_k = mean_ij G_kij``; ``map = ReLU(sum_k alpha_k A_k)`` (Selvaraju et al., eq. 1-2).
+    With ``counterfactual`` the gradients are negated, so the map shows the regions whose
+    evidence lowers the class score (section 5.3 of the paper).
     """
 
     name = "gradcam"
@@ -60,6 +64,10 @@ class GradCAM(_GradientCAM):
         "Selvaraju RR, Cogswell M, Das A, Vedantam R, Parikh D, Batra D. Grad-CAM: Visual "
         "Explanations from Deep Networks via Gradient-based Localization. ICCV 2017. "
         "arXiv:1610.02391"
+    )
+    params = (
+        Param("counterfactual", "bool", False,
+              help="negate the gradients: show what lowers the class score"),
     )
 
     def reduce(self, acts, grads):

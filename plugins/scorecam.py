@@ -6,11 +6,14 @@ import torch
 import torch.nn.functional as F
 
 from engine.explain.api import Explainer, Param
+from plugins.scoring import logit_view
 
 #: A channel whose activation spans less than this is flat and carries no mask.
 _FLAT = 1e-7
 #: Lloyd iterations of the channel clustering in fast mode.
 _KMEANS_ITERS = 15
+#: How the masked inputs' scores become channel weights.
+WEIGHTINGS = ("score", "softmax-logits", "softmax-increase")
 
 
 def _minmax(maps: torch.Tensor) -> torch.Tensor:
@@ -47,6 +50,17 @@ class ScoreCAM(Explainer):
     is ``ReLU(sum_k w_k A_k)``. Masked inputs are scored in batches under ``inference_mode``;
     flat channels (constant activation) are skipped with weight 0.
 
+    ``weighting`` chooses how the scores become weights:
+
+    - ``score``: the post-softmax score above (the paper's equation; the default);
+    - ``softmax-logits``: ``w = softmax_k(y_c(X * H_k))``, a softmax across the channels of the
+      masked inputs' target **logits** (the paper's Algorithm 1, and pytorch-grad-cam);
+    - ``softmax-increase``: ``w = softmax_k(p_c(X * H_k) - p_c(X_b))``, a softmax across the
+      channels of the increase in post-softmax score (the MATLAB Score-CAM write-up).
+
+    The softmaxes run over the channels that carry a mask. A softmax ignores a shift common to
+    every channel, so ``baseline`` changes only the ``score`` weighting.
+
     ``mode=fast`` scores ``k`` masks instead of one per channel: the channels' normalised
     activations are grouped into ``k`` clusters (k-means), each cluster's mean mask is scored
     once, and every channel takes its cluster's score, on the premise that similar masks score
@@ -69,6 +83,9 @@ class ScoreCAM(Explainer):
         Param("k", "int", 32, range=(1, 4096), help="masks scored in fast mode"),
         Param("baseline", "bool", False,
               help="subtract the all-zero input's score (increase of confidence)"),
+        Param("weighting", "choice", "score", choices=WEIGHTINGS,
+              help="channel weights: post-softmax score, or a softmax across channels of the "
+              "logits or of the score increase"),
         Param("batch_size", "int", 64, range=(1, 1024), help="masked inputs per forward pass"),
     )
 
@@ -84,8 +101,10 @@ class ScoreCAM(Explainer):
         batch_size = int(params.get("batch_size", 64))
         k = int(params.get("k", 32))
         fast = params.get("mode", "exact") == "fast"
+        weighting = params.get("weighting", "score")
+        scorer = logit_view(capture) if weighting == "softmax-logits" else capture
         base = 0.0
-        if params.get("baseline", False):
+        if weighting == "score" and params.get("baseline", False):
             base = float(capture.forward_scores(torch.zeros_like(x))[0, target])
         plans = {}
         for layer in layers:
@@ -109,12 +128,15 @@ class ScoreCAM(Explainer):
                 chunk = sources[start : start + batch_size]
                 up = F.interpolate(chunk[None], size=size, mode="bilinear", align_corners=False)
                 masks = _minmax(up[0])
-                found = capture.forward_scores(x * masks[:, None], batch_size)[:, target]
+                found = scorer.forward_scores(x * masks[:, None], batch_size)[:, target]
                 scores[start : start + len(chunk)] = found.to(scores) - base
                 done += 1
                 progress(done / total, f"Score-CAM: {layer}")
             weights = torch.zeros(acts.shape[0], device=acts.device)
-            weights[useful] = scores if labels is None else scores[labels]
+            per_channel = scores if labels is None else scores[labels]
+            if weighting != "score" and len(per_channel):
+                per_channel = torch.softmax(per_channel, dim=0)
+            weights[useful] = per_channel
             maps[layer] = torch.relu(torch.einsum("c,chw->hw", weights, acts))
         return maps
 

@@ -31,6 +31,8 @@ QUICK = {
     "scorecam": {"mode": "fast", "k": 4},
     "occlusion": {"patch": 16, "stride": 16},
     "rise": {"n_masks": 64},
+    "lime": {"samples": 64, "segments": 16},
+    "kernelshap": {"samples": 64, "segments": 16},
 }
 
 PLUGIN = textwrap.dedent(

@@ -1,0 +1,35 @@
+"""Logits of perturbed inputs, from the capture's one batched scorer.
+
+``Capture.forward_scores`` returns post-softmax (or sigmoid) scores. Some perturbation methods are
+defined on the logits instead: Ablation-CAM's drop of the class score, Score-CAM's softmax of the
+masked inputs' logits. A softmax cannot be undone to recover a logit, so :func:`logit_view` hands
+them a view of the capture whose model leaves its logits as they are; its ``forward_scores``
+then returns logits, through the same batching, ``inference_mode`` and counting as every other
+perturbation method. This module holds no explainer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class _RawLogits:
+    """A loaded model whose output function is the identity."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits
+
+
+def logit_view(capture):
+    """Return a view of ``capture`` whose ``forward_scores(batch)`` gives (M, K) logits."""
+    view = capture.view(capture.needs)
+    view.model = _RawLogits(capture.model)
+    return view

@@ -1,0 +1,295 @@
+"""LIME and KernelSHAP over SLIC superpixels: model-agnostic attributions from perturbed inputs.
+
+Both split the model input into superpixels with scikit-image's SLIC, draw binary samples
+``z`` (which superpixels are present), show the absent ones as the baseline's pixels (black,
+blurred or uniform noise; see :mod:`plugins.baselines`), score every perturbed input with the
+model's post-softmax (or sigmoid) target score, and fit a linear model of the score on ``z``.
+The perturbed inputs are built and scored in batches through the capture's one scorer, with
+progress and cancel; identical samples are scored once. They need only the model's outputs, so
+they work on any model, TorchScript included, and a seed makes them repeatable.
+
+The map gives every pixel its superpixel's attribution (signed).
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import numpy as np
+import torch
+from skimage.segmentation import slic
+
+from engine.explain.api import INPUT_LAYER, Explainer, Param
+from plugins.baselines import baseline_input, baseline_param
+from plugins.gradients import completeness, note
+
+#: Ridge penalty of LIME's weighted linear fit (the lime package's default).
+LIME_RIDGE = 1.0
+#: Perturbed inputs per forward pass unless the user sets ``batch_size``.
+SCORE_BATCH = 32
+
+
+def superpixels(capture, segments: int, compactness: float) -> np.ndarray:
+    """SLIC superpixels of the capture's (single) input, labelled 0..M-1.
+
+    Parameters
+    ----------
+    capture : Capture
+        Its input, mapped back to [0, 1] pixels, is segmented.
+    segments : int
+        Approximate number of superpixels.
+    compactness : float
+        SLIC's balance of colour against space, with pixel values scaled to 0..100 (so that
+        10 means what it means for SLIC on Lab images).
+
+    Returns
+    -------
+    np.ndarray
+        Integer labels over the input's spatial grid ((H, W), or (D, H, W) for volumes).
+    """
+    pixels = capture.to_pixels(capture.input[0]).clamp(0.0, 1.0).float().cpu().numpy()
+    image = np.moveaxis(pixels, 0, -1) * 100.0
+    labels = slic(image.astype(np.float64), n_segments=int(segments),
+                  compactness=float(compactness), channel_axis=-1, convert2lab=False,
+                  start_label=0)
+    _, dense = np.unique(labels, return_inverse=True)
+    return dense.reshape(labels.shape)
+
+
+def score_samples(capture, target: int, samples: np.ndarray, labels: np.ndarray,
+                  baseline: torch.Tensor, batch_size: int, progress, cancel,
+                  message: str) -> np.ndarray:
+    """Target scores of the perturbed inputs that binary rows of ``samples`` describe.
+
+    Row ``z`` keeps superpixel ``j`` where ``z[j]`` is 1 and shows the baseline elsewhere.
+    Identical rows are scored once; the all-present row is the capture's own score.
+
+    Returns
+    -------
+    np.ndarray
+        (S,) float64 scores.
+    """
+    unique, inverse = np.unique(samples.astype(bool), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    scores = np.empty(len(unique))
+    full = unique.all(axis=1)
+    scores[full] = float(capture.scores[0, target])
+    todo = np.flatnonzero(~full)
+    x = capture.input
+    label_t = torch.as_tensor(labels, device=x.device).long()
+    for start in range(0, len(todo), batch_size):
+        cancel.check()
+        rows = todo[start : start + batch_size]
+        keep = torch.as_tensor(unique[rows], device=x.device)[:, label_t]
+        batch = torch.where(keep[:, None], x, baseline)
+        found = capture.forward_scores(batch, len(rows))[:, target]
+        scores[rows] = found.double().cpu().numpy()
+        progress(min(1.0, (start + len(rows)) / max(1, len(todo))), message)
+    return scores[inverse]
+
+
+def _common_params(segments: int = 50) -> tuple[Param, ...]:
+    return (
+        Param("segments", "int", segments, range=(2, 10000), help="approximate SLIC superpixels"),
+        Param("compactness", "float", 10.0, range=(0.001, 1000.0),
+              help="SLIC compactness (higher: more regular, less colour-following superpixels)"),
+        Param("samples", "int", 1000, range=(10, 100000), help="perturbed inputs scored"),
+        baseline_param(),
+        Param("seed", "int", 0, range=(0, 2**31 - 1), help="seed of the samples"),
+        Param("batch_size", "int", SCORE_BATCH, range=(1, 1024),
+              help="perturbed inputs per forward pass"),
+    )
+
+
+def _as_map(values: np.ndarray, labels: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(values[labels], dtype=torch.float32, device=like.device)
+
+
+class LIME(Explainer):
+    """LIME (Ribeiro et al. 2016, section 3) on superpixels.
+
+    The first sample keeps every superpixel, the rest keep each one with probability 1/2 (as
+    the ``lime`` package does for images). Each sample is weighted by the exponential kernel
+    ``exp(-d^2 / width^2)`` of its cosine distance ``d`` to the all-present sample, and a ridge
+    regression (penalty 1, with intercept) of the target score on the samples, weighted so, gives
+    each superpixel its coefficient.
+    """
+
+    name = "lime"
+    title = "LIME"
+    description = "Weighted ridge fit of the target score on which superpixels are shown."
+    citation = (
+        "Ribeiro MT, Singh S, Guestrin C. \"Why Should I Trust You?\": Explaining the "
+        "Predictions of Any Classifier. KDD 2016. arXiv:1602.04938"
+    )
+    needs = frozenset({"forward_fn"})
+    signed = True
+    units = "probability per superpixel"
+    params = (*_common_params(),
+              Param("kernel_width", "float", 0.25, range=(0.01, 10.0),
+                    help="width of the exponential kernel on cosine distance"))
+
+    def explain(self, capture, target, layers, params, progress, cancel):
+        """Return ``{"input": (H, W) map}`` in model-input geometry."""
+        labels = superpixels(capture, params["segments"], params["compactness"])
+        m = int(labels.max()) + 1
+        rng = np.random.default_rng(int(params["seed"]))
+        z = rng.integers(0, 2, size=(int(params["samples"]), m)).astype(bool)
+        z[0] = True
+        baseline = baseline_input(capture, params["baseline"], params["seed"])
+        y = score_samples(capture, target, z, labels, baseline, int(params["batch_size"]),
+                          progress, cancel, self.title)
+        present = z.sum(1)
+        cosine = np.where(present > 0, np.sqrt(present / m), 0.0)
+        weights = np.exp(-((1.0 - cosine) ** 2) / float(params["kernel_width"]) ** 2)
+        coef = weighted_ridge(z.astype(np.float64), y, weights, LIME_RIDGE)
+        return {INPUT_LAYER: _as_map(coef, labels, capture.input)}
+
+
+def weighted_ridge(z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray:
+    """Coefficients of ``min sum_i w_i (y_i - b - z_i . c)^2 + alpha |c|^2`` (intercept free).
+
+    The intercept is removed by centring on the weighted means, as scikit-learn's ``Ridge``
+    does with ``sample_weight`` (which is how the ``lime`` package fits).
+    """
+    zc = z - (w @ z) / w.sum()
+    yc = y - (w @ y) / w.sum()
+    gram = zc.T @ (zc * w[:, None]) + alpha * np.eye(z.shape[1])
+    return np.linalg.solve(gram, zc.T @ (w * yc))
+
+
+def shapley_samples(m: int, budget: int, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Coalitions and weights for KernelSHAP, as the reference implementation draws them.
+
+    Subset sizes ``s`` and ``m - s`` share the Shapley kernel's mass ``(m - 1) / (s (m - s))``.
+    From the smallest sizes up, a size whose share of the remaining budget covers all its
+    coalitions is enumerated with exact weights; the rest of the budget is sampled: a size by
+    its kernel mass, a random coalition of that size, and its complement with it (paired
+    sampling). Drawn coalitions share the remaining mass equally, repeats adding up.
+
+    Returns
+    -------
+    z : np.ndarray
+        (S, m) bool coalitions, S <= budget, neither empty nor full.
+    weights : np.ndarray
+        (S,) float64 kernel weights summing to 1.
+    """
+    if m < 2:
+        return np.zeros((0, m), bool), np.zeros(0)
+    half = m // 2  # sizes 1..half, each paired with its complement size m - s
+    mass = np.array([(m - 1) / (s * (m - s)) for s in range(1, half + 1)])
+    paired = np.array([s != m - s for s in range(1, half + 1)])
+    mass[paired] *= 2
+    mass /= mass.sum()
+    rows, weights = [], []
+    left, remaining = budget, mass.copy()
+    done = 0
+    for i, s in enumerate(range(1, half + 1)):
+        count = math.comb(m, s) * (2 if paired[i] else 1)
+        share = remaining[i:] / remaining[i:].sum()
+        if left * share[0] < count - 1e-8:
+            break
+        per = mass[i] / count
+        for subset in _combinations(m, s):
+            rows.append(subset)
+            weights.append(per)
+            if paired[i]:
+                rows.append(~subset)
+                weights.append(per)
+        left -= count
+        done = i + 1
+    if done < half and left > 0:
+        rest = mass[done:] / mass[done:].sum()
+        drawn: dict[bytes, int] = {}
+        order: list[np.ndarray] = []
+        while left > 0:
+            s = done + 1 + int(rng.choice(len(rest), p=rest))
+            subset = np.zeros(m, bool)
+            subset[rng.choice(m, size=s, replace=False)] = True
+            pair = [subset, ~subset] if paired[s - 1] else [subset]
+            for row in pair[:left]:
+                key = row.tobytes()
+                if key not in drawn:
+                    drawn[key] = 0
+                    order.append(row)
+                drawn[key] += 1
+                left -= 1
+        total = sum(drawn.values())
+        for row in order:
+            rows.append(row)
+            weights.append(mass[done:].sum() * drawn[row.tobytes()] / total)
+    z = np.array(rows, dtype=bool).reshape(-1, m)
+    w = np.asarray(weights, dtype=np.float64)
+    return z, w / w.sum()
+
+
+def _combinations(m: int, s: int):
+    for chosen in combinations(range(m), s):
+        row = np.zeros(m, bool)
+        row[list(chosen)] = True
+        yield row
+
+
+def constrained_shapley(z: np.ndarray, y: np.ndarray, w: np.ndarray, empty: float,
+                        full: float) -> np.ndarray:
+    """Solve KernelSHAP's weighted least squares with ``sum(phi) = full - empty`` exactly.
+
+    The last coefficient is eliminated, ``phi_m = (full - empty) - sum_{j<m} phi_j``, which
+    turns the constrained problem into an ordinary weighted least-squares fit (Lundberg and Lee,
+    Theorem 2 with the efficiency constraint; the reference implementation does the same).
+    """
+    m = z.shape[1]
+    delta = full - empty
+    if m == 1:
+        return np.array([delta])
+    zf = z.astype(np.float64)
+    target = y - empty - zf[:, -1] * delta
+    design = zf[:, :-1] - zf[:, -1:]
+    root = np.sqrt(w)[:, None]
+    head, *_ = np.linalg.lstsq(design * root, target * root[:, 0], rcond=None)
+    return np.append(head, delta - head.sum())
+
+
+class KernelSHAP(Explainer):
+    """KernelSHAP (Lundberg and Lee 2017, section 4.1) on superpixels.
+
+    Coalitions are drawn under the Shapley kernel (:func:`shapley_samples`), scored with the
+    absent superpixels shown as the baseline, and the Shapley values come from the kernel-weighted
+    least-squares fit with the efficiency constraint solved exactly: they sum to
+    ``f(x) - f(baseline)`` (post-softmax target scores). The check is recorded for the input in
+    ``capture.notes["kernelshap"]`` as ``{"efficiency": {"sum", "expected", "gap",
+    "relative_gap"}, "superpixels": M}`` (see :func:`plugins.gradients.note`).
+    """
+
+    name = "kernelshap"
+    title = "KernelSHAP"
+    description = "Shapley values of superpixels from kernel-weighted samples (sum to the change)."
+    citation = (
+        "Lundberg SM, Lee S-I. A Unified Approach to Interpreting Model Predictions. NeurIPS "
+        "2017. arXiv:1705.07874"
+    )
+    needs = frozenset({"forward_fn"})
+    signed = True
+    units = "probability per superpixel"
+    params = _common_params()
+
+    def explain(self, capture, target, layers, params, progress, cancel):
+        """Return ``{"input": (H, W) map}``; notes the efficiency check."""
+        labels = superpixels(capture, params["segments"], params["compactness"])
+        m = int(labels.max()) + 1
+        rng = np.random.default_rng(int(params["seed"]))
+        z, w = shapley_samples(m, int(params["samples"]), rng)
+        empty_row = np.zeros((1, m), bool)
+        baseline = baseline_input(capture, params["baseline"], params["seed"])
+        y = score_samples(capture, target, np.concatenate([empty_row, z]), labels, baseline,
+                          int(params["batch_size"]), progress, cancel, self.title)
+        empty, full = float(y[0]), float(capture.scores[0, target])
+        phi = constrained_shapley(z, y[1:], w, empty, full)
+        note(capture, self.name, [{"efficiency": completeness(float(phi.sum()), full - empty),
+                                   "superpixels": m}])
+        return {INPUT_LAYER: _as_map(phi, labels, capture.input)}
+
+
+EXPLAINERS = (LIME, KernelSHAP)
