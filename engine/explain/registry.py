@@ -41,8 +41,12 @@ BUILTIN_MODULES = (
     "plugins.gradient_cams",
     "plugins.eigencam",
     "plugins.scorecam",
+    "plugins.ablationcam",
     "plugins.occlusion",
     "plugins.rise",
+    "plugins.gradients",
+    "plugins.guided",
+    "plugins.superpixels",
 )
 
 
