@@ -154,6 +154,9 @@ class WebConnection:
                 session.headers["Authorization"] = f"Bearer {self._token}"
             client = DICOMwebClient(self.node.dicomweb, session=session,
                                     timeout=self.node.timeout)
+            # Its own retries would wait minutes on a dead server, and retry rejections too;
+            # Lucida retries sends itself (engine.pacs.send) and reports reads at once.
+            client.set_http_retry_params(retry=False)
             self._local.client = client
         return client
 

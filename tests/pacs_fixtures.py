@@ -1,0 +1,277 @@
+"""A real Orthanc for the PACS tests: throwaway storage, its own ports, only on 127.0.0.1.
+
+:class:`Orthanc` writes a JSON configuration into a temporary folder (storage and index there,
+HTTP and DICOM ports picked free, the DICOMweb plugin loaded, Lucida's AE registered for C-FIND,
+C-GET and C-STORE), starts the Debian package's ``Orthanc`` and stops it. :class:`CuttingProxy`
+forwards a local port to Orthanc and cuts every connection after a number of bytes, to test a
+transfer that breaks in the middle.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pydicom
+from pydicom.uid import generate_uid
+
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+CT_SMALL = PYDICOM_FILES / "CT_small.dcm"
+#: Lucida's AE title in the tests, and one Orthanc does not know.
+LUCIDA_AE = "LUCIDA"
+STRANGER_AE = "STRANGER"
+_PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def dicomweb_plugin() -> Path:
+    """The Orthanc DICOMweb plugin of the Debian package ``orthanc-dicomweb``."""
+    for folder in _PLUGIN_DIRS:
+        for path in sorted(folder.glob("libOrthancDicomWeb.so*")):
+            return path
+    raise FileNotFoundError("the Orthanc DICOMweb plugin is missing: run .ci/system-packages "
+                            "(apt-get install orthanc orthanc-dicomweb)")
+
+
+class Orthanc:
+    """One throwaway Orthanc server.
+
+    Parameters
+    ----------
+    folder : Path
+        Holds the configuration, the storage, the index and the log.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.http_port = free_port()
+        self.dicom_port = free_port()
+        self.aet = "ORTHANC"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        """The REST API."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def dicomweb(self) -> str:
+        """The DICOMweb root."""
+        return f"{self.url}/dicom-web"
+
+    def start(self) -> Orthanc:
+        """Write the configuration, start Orthanc and wait until it answers."""
+        binary = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+        config = {
+            "Name": "LucidaTest",
+            "StorageDirectory": str(self.folder / "storage"),
+            "IndexDirectory": str(self.folder / "index"),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": self.aet,
+            # HTTP from this machine only; DIMSE from registered AEs on 127.0.0.1 only.
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomCheckModalityHost": True,
+            "DicomAlwaysAllowEcho": False,
+            "DicomAlwaysAllowStore": False,
+            "DicomModalities": {
+                "lucida": {"AET": LUCIDA_AE, "Host": "127.0.0.1", "Port": free_port(),
+                           "AllowEcho": True, "AllowFind": True, "AllowGet": True,
+                           "AllowStore": True, "AllowMove": False},
+            },
+            "Plugins": [str(dicomweb_plugin())],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True},
+            "StableAge": 1,
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / "orthanc.json"
+        path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+        log = (self.folder / "orthanc.log").open("wb")
+        self.process = subprocess.Popen([binary, str(path)], stdout=log,
+                                        stderr=subprocess.STDOUT, cwd=self.folder)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Orthanc exited: see {self.folder / 'orthanc.log'}")
+            try:
+                self.rest("/system")
+                return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("Orthanc did not start within 60 s")
+
+    def stop(self) -> None:
+        """Stop Orthanc (terminate, then kill) and wait for it."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def rest(self, path: str, data: bytes | None = None, method: str | None = None):
+        """Call the REST API and return its JSON answer."""
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            body = answer.read()
+        return json.loads(body) if body else None
+
+    def upload(self, path: Path | str) -> bool:
+        """Store one file through the REST API; False when Orthanc refuses it."""
+        try:
+            self.rest("/instances", Path(path).read_bytes(), method="POST")
+        except urllib.error.HTTPError:
+            return False
+        return True
+
+    def upload_pydicom_test_files(self) -> int:
+        """Store every pydicom test file Orthanc accepts; return how many it took."""
+        return sum(self.upload(p) for p in sorted(PYDICOM_FILES.glob("*.dcm")))
+
+    def instances_of_series(self, study_uid: str, series_uid: str) -> list[dict]:
+        """QIDO-RS: the instances of one series, as DICOM JSON."""
+        url = f"{self.dicomweb}/studies/{study_uid}/series/{series_uid}/instances"
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            return json.loads(answer.read() or b"[]")
+
+    def node_file(self, folder: Path, extra: str = "") -> Path:
+        """A node file naming this Orthanc as ``web`` (DICOMweb) and ``dimse`` (DIMSE)."""
+        path = Path(folder) / "pacs.toml"
+        path.write_text(
+            f'[nodes.web]\ndicomweb = "{self.dicomweb}"\ntimeout = 20\n\n'
+            f'[nodes.dimse]\nae_title = "{self.aet}"\nhost = "127.0.0.1"\n'
+            f'port = {self.dicom_port}\ncalling_ae = "{LUCIDA_AE}"\ntimeout = 20\n\n{extra}',
+            encoding="utf-8")
+        return path
+
+
+def synthetic_study(folder: Path, count: int, *, patient_id: str = "LUCIDA-BIG",
+                    patient_name: str = "Many^Slices") -> tuple[str, list[Path]]:
+    """Write ``count`` CT instances of one new study (copies of pydicom's CT slice).
+
+    Returns
+    -------
+    study_uid : str
+    paths : list of Path
+    """
+    source = pydicom.dcmread(CT_SMALL)
+    study_uid, series_uid = generate_uid(), generate_uid()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number in range(1, count + 1):
+        ds = copy.deepcopy(source)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.PatientID, ds.PatientName = patient_id, patient_name
+        ds.InstanceNumber = number
+        path = folder / f"{number:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return study_uid, paths
+
+
+class CuttingProxy:
+    """Forward ``127.0.0.1:port`` to a local target, cutting each connection after some bytes.
+
+    Parameters
+    ----------
+    target_port : int
+        The local port to forward to.
+    cut_after : int
+        Bytes from the target to the client after which both sides are reset.
+    """
+
+    def __init__(self, target_port: int, cut_after: int) -> None:
+        self.target_port = target_port
+        self.cut_after = cut_after
+        self.cuts = 0
+        self._server = socket.socket()
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(16)
+        self.port = self._server.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._sent = 0
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._sockets += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream, False),
+                             daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True),
+                             daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if counted:
+                    with self._lock:
+                        room = self.cut_after - self._sent
+                        self._sent += len(data)
+                    if room <= len(data):
+                        dst.sendall(data[:max(room, 0)])
+                        self._reset(src, dst)
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _reset(self, *socks: socket.socket) -> None:
+        self.cuts += 1
+        for sock in socks:
+            try:
+                # Linger 0: close with a reset, as a dropped network link looks to the peer.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Stop accepting and close every forwarded connection."""
+        self._closed = True
+        self._server.close()
+        with self._lock:
+            for sock in self._sockets:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
