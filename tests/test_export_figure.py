@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -110,3 +111,56 @@ def test_png_text_chunks_are_scrubbed(image):
     text = PILImage.open(io.BytesIO(data)).text
     assert "Grad-CAM" in text["Description"] and FAKE["PatientID"] not in text["Description"]
     assert text["Software"].startswith("Lucida")
+
+
+def _blocky_case(tmp_path, size=16, seed=3):
+    """A grey ramp image and a random map: every image pixel has its own heat."""
+    from engine.explain.session import ExplainResult, MapResult
+
+    ramp = (np.arange(size * size).reshape(size, size) * (200 // (size * size) + 1)) % 256
+    path = tmp_path / "ramp.png"
+    PILImage.fromarray(ramp.astype(np.uint8)).save(path)
+    image = open_image(path)
+    heat = np.random.default_rng(seed).random((size, size)).astype(np.float32)
+    heat[0, 0] = 1.0
+    result = fake_result(image)
+    key = next(iter(result.maps))
+    result = ExplainResult(**{**result.__dict__, "maps": {key: MapResult(
+        method=key[0], layer=key[1], raw=heat, heatmap=heat, scale=2.5, units="score")}})
+    return image, result, heat
+
+
+def test_figure_overlay_pixels_are_the_viewers_colours_with_a_threshold(tmp_path):
+    from engine.explain.colour import heat_rgba
+
+    image, result, heat = _blocky_case(tmp_path)
+    options = FigureOptions(kind="overlay", dpi=200, caption=False, threshold=0.3, opacity=0.6)
+    fig = render_figure(result, image, options)
+    ((_title, (x0, y0, x1, y1)),) = fig.panels
+    # What the viewer draws for each image pixel: heat_rgba over the displayed image.
+    rgba = heat_rgba(heat, "jet", 0.6, 0.3).astype(np.float64)
+    alpha = rgba[..., 3:] / 255.0
+    base = image.render().astype(np.float64)
+    expected = np.round(base * (1 - alpha) + rgba[..., :3] * alpha).astype(np.uint8)
+    rows, cols = heat.shape
+    step_y, step_x = (y1 - y0) / rows, (x1 - x0) / cols
+    assert step_x > 10 and step_y > 10
+    for r in range(rows):
+        for c in range(cols):
+            y, x = int(y0 + (r + 0.5) * step_y), int(x0 + (c + 0.5) * step_x)
+            assert np.array_equal(fig.rgb[y, x], expected[r, c]), (r, c)
+    assert (heat < 0.3).any() and (heat > 0.3).any()  # both sides of the threshold checked
+
+
+def test_figure_follows_the_viewers_scale_and_labels_the_bar_in_units(tmp_path):
+    image, result, heat = _blocky_case(tmp_path)
+    options = FigureOptions(kind="overlay", dpi=100, caption=True, opacity=1.0)
+    full = render_figure(result, image, options)
+    faint = render_figure(result, image, replace(options, heat_gain=0.25))
+    (_t, (x0, y0, x1, y1)), = full.panels
+    strong = full.rgb[y0:y1, x0:x1].astype(int)
+    weak = faint.rgb[y0:y1, x0:x1].astype(int)
+    # jet at a quarter of the heat: blue, not red.
+    assert strong[..., 0].mean() > weak[..., 0].mean() + 40
+    assert "score" in full.caption and "2.5 score" in full.caption
+    assert "10 score" in faint.caption  # the bar's top stands for 1 / 0.25 of the scale

@@ -7,8 +7,9 @@ Three layouts share one renderer:
 * ``grid``: every map of a result, methods by layers (the compare grid).
 
 Matplotlib draws on its Agg canvas (no pyplot, so no global figure state and safe off the GUI
-thread); the overlay itself comes from :func:`engine.explain.colour.blend`, so a figure shows
-the colours the viewer shows.
+thread). The overlay is blended in image geometry by :func:`engine.explain.colour.blend`, as the
+viewer colours it, and only then enlarged pixel by pixel for print: every image pixel of a
+figure has exactly the viewer's colour, whatever the threshold.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import io
 import textwrap
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from PIL import PngImagePlugin
 
 from engine.core.errors import UsageError
 from engine.core.versions import app_version
-from engine.explain.colour import blend, colormap_lut
+from engine.explain.colour import blend, colormap_lut, diverging_lut
 from engine.export.deid import Scrubber
 from engine.export.provenance import method_title
 
@@ -63,6 +64,12 @@ class FigureOptions:
         The map to show; None for the result's first map.
     caption : bool
         Draw the caption under the panels; reports print it as text instead.
+    heat_offset, heat_gain : float
+        How the viewer maps a heatmap value to colour: ``(heat - offset) * gain``, clipped to
+        [0, 1] ([-1, 1] for signed maps). The defaults show the map as the engine scaled it
+        (peak 1); the viewer's absolute scale makes a weak map faint.
+    compare : tuple of (method, layer), optional
+        The maps of the compare grid when it is shown; None when it is not.
     """
 
     kind: str = "side_by_side"
@@ -76,6 +83,9 @@ class FigureOptions:
     method: str | None = None
     layer: str | None = None
     caption: bool = True
+    heat_offset: float = 0.0
+    heat_gain: float = 1.0
+    compare: tuple[tuple[str, str], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -95,8 +105,9 @@ class FigureOptions:
         Parameters
         ----------
         view_state : dict, optional
-            ``{"window", "invert", "opacity", "colormap", "threshold", "method", "layer"}``;
-            missing keys keep their defaults.
+            ``{"window", "invert", "opacity", "colormap", "threshold", "method", "layer",
+            "heat_offset", "heat_gain", "compare"}``; missing keys keep their defaults.
+            ``compare`` lists the (method, layer) pairs of the compare grid when it is shown.
         **overrides
             Any field, e.g. ``kind`` or ``dpi``.
 
@@ -105,22 +116,30 @@ class FigureOptions:
         FigureOptions
         """
         state = dict(view_state or {})
-        known = {"window", "invert", "opacity", "colormap", "threshold", "method", "layer"}
+        known = {"window", "invert", "opacity", "colormap", "threshold", "method", "layer",
+                 "heat_offset", "heat_gain", "compare"}
         kwargs = {k: v for k, v in state.items() if k in known and v is not None}
         if "window" in kwargs:
             kwargs["window"] = tuple(float(v) for v in kwargs["window"])
+        if "compare" in kwargs:
+            kwargs["compare"] = tuple((str(m), str(lay)) for m, lay in kwargs["compare"]) or None
         kwargs.update(overrides)
         return cls(**kwargs)
 
 
 @dataclass
 class RenderedFigure:
-    """A drawn figure: its pixels, its caption and its resolution."""
+    """A drawn figure: its pixels, its caption, its resolution, and where its panels are.
+
+    ``panels`` holds one ``(title, (x0, y0, x1, y1))`` per image panel, in figure pixels from
+    the top left, ``x1``/``y1`` exclusive.
+    """
 
     rgb: np.ndarray  # (H, W, 3) uint8
     caption: str
     dpi: int
     title: str
+    panels: list = field(default_factory=list)
 
 
 def pick_map(result, method: str | None = None, layer: str | None = None):
@@ -228,8 +247,16 @@ def caption_for(result, options: FigureOptions, window_used=None) -> str:
             f"{method_title(item.method)} map for {target} at layer {item.layer}, "
             f"{_model_line(result)}."
         )
-    scale = "Colour scale: map normalised to [0, 1] within the image."
-    return f"{head} Overlay: {_display_line(options, window_used)}. {scale} {DISCLAIMER}"
+    overlay = _display_line(options, window_used)
+    return f"{head} Overlay: {overlay}. {_scale_line(result, options)} {DISCLAIMER}"
+
+
+def _scale_line(result, options: FigureOptions) -> str:
+    if options.kind == "grid":
+        return "Colour scale: each map scaled to its own peak (1)."
+    item = pick_map(result, options.method, options.layer)
+    top = display_value(item, options, 1.0)
+    return f"Colour scale: the top of the bar is {top:.3g} {item.units}."
 
 
 def window_used(image, options: FigureOptions, frame: int = 0) -> tuple[float, float] | None:
@@ -240,37 +267,48 @@ def window_used(image, options: FigureOptions, frame: int = 0) -> tuple[float, f
     return None if preset is None else (float(preset.center), float(preset.width))
 
 
-def _resize(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of an (H, W) float map or (H, W, 3) uint8 image to ``shape``."""
-    if arr.shape[:2] == tuple(shape):
-        return arr
-    size = (int(shape[1]), int(shape[0]))
-    if arr.ndim == 2:
-        heat = np.nan_to_num(np.asarray(arr, dtype=np.float32))
-        return np.asarray(PILImage.fromarray(heat, mode="F").resize(size, PILImage.BILINEAR))
-    return np.asarray(PILImage.fromarray(arr).resize(size, PILImage.BILINEAR))
+def display_heat(item, options: FigureOptions) -> np.ndarray:
+    """The map's values as the viewer colours them: ``(heat - offset) * gain``, clipped."""
+    heat = np.nan_to_num(np.asarray(item.heatmap, dtype=np.float32), nan=0.0, posinf=0.0,
+                         neginf=0.0)
+    heat = (heat - np.float32(options.heat_offset)) * np.float32(options.heat_gain)
+    return np.clip(heat, -1.0 if item.signed else 0.0, 1.0)
 
 
-def _panels(result, options: FigureOptions, base: np.ndarray):
+def display_value(item, options: FigureOptions, shown: float) -> float:
+    """The raw map value (in ``item.units``) that a displayed value stands for."""
+    gain = options.heat_gain or 1.0
+    return (shown / gain + options.heat_offset) * float(item.scale)
+
+
+def _enlarge(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """Repeat every pixel ``factor`` times each way: bigger, with no colour that was not there."""
+    if factor <= 1:
+        return rgb
+    return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
+
+
+def _panels(result, options: FigureOptions, base: np.ndarray, factor: int = 1):
     """Return rows of (title, rgb or None) and, for 2-D grids, the row labels."""
-    overlay_kwargs = dict(
-        cmap=options.colormap, opacity=float(options.opacity), threshold=float(options.threshold)
-    )
 
     def over(item) -> np.ndarray:
-        return blend(base, _resize(item.heatmap, base.shape[:2]), **overlay_kwargs)
+        rgb = blend(base, display_heat(item, options), cmap=options.colormap,
+                    opacity=float(options.opacity), threshold=float(options.threshold),
+                    signed=bool(item.signed))
+        return _enlarge(rgb, factor)
 
+    original = _enlarge(base, factor)
     if options.kind == "overlay":
         item = pick_map(result, options.method, options.layer)
         return [[(f"{method_title(item.method)}, {item.layer}", over(item))]], None
     if options.kind == "side_by_side":
         item = pick_map(result, options.method, options.layer)
         title = f"{method_title(item.method)}, {item.layer}"
-        return [[("Original", base), (title, over(item))]], None
+        return [[("Original", original), (title, over(item))]], None
     methods = list(dict.fromkeys(m for m, _ in result.maps))
     layers = list(dict.fromkeys(lay for _, lay in result.maps))
     if len(methods) == 1 or len(layers) == 1:
-        row = [("Original", base)]
+        row = [("Original", original)]
         for (m, lay), item in result.maps.items():
             title = method_title(m) if len(layers) == 1 else lay
             row.append((title, over(item)))
@@ -318,7 +356,6 @@ def render_figure(result, image, options: FigureOptions | None = None) -> Render
     """
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import ListedColormap, Normalize
     from matplotlib.figure import Figure
 
     options = options or FigureOptions()
@@ -337,12 +374,12 @@ def render_figure(result, image, options: FigureOptions | None = None) -> Render
     title_h = 0.20
     panel_w = (width - left - right - gap * (n_cols - 1)) / n_cols
     panel_h = panel_w * img_h / img_w
-    # A small image is enlarged to the printed size before blending, so a thresholded overlay
-    # has smooth edges instead of the source pixels' staircase.
+    # A small image is enlarged by whole pixels towards its printed size, after blending, so
+    # each of its pixels keeps the viewer's colour; matplotlib then draws it without mixing
+    # neighbours (nearest), or averages them when the print is smaller than the image.
     scale = panel_w * options.dpi / img_w
-    if scale > 1.0:
-        base = _resize(base, (round(img_h * min(scale, 8.0)), round(img_w * min(scale, 8.0))))
-    rows, row_labels = _panels(result, options, base)
+    factor = int(min(scale, 8.0)) if scale >= 1.0 else 1
+    rows, row_labels = _panels(result, options, base, factor)
     caption = caption_for(result, options, window)
     n_rows = len(rows)
     chars = int((width - 2 * pad) * 72 / (_CAPTION_FONT * 0.56))
@@ -362,7 +399,8 @@ def render_figure(result, image, options: FigureOptions | None = None) -> Render
     with _DRAW_LOCK, rc_context(rc):
         fig = Figure(figsize=(width, height), dpi=options.dpi, facecolor="white")
         FigureCanvasAgg(fig)
-        interp = "antialiased"
+        interp = "nearest" if scale >= 1.0 else "antialiased"
+        boxes = []
         y = height - pad
         letters = iter("abcdefghijklmnopqrstuvwxyz")
         grid_top = y
@@ -385,6 +423,7 @@ def render_figure(result, image, options: FigureOptions | None = None) -> Render
                     )
                     continue
                 ax.imshow(rgb, interpolation=interp, aspect="auto")
+                boxes.append((title, _pixel_box(x, y, panel_w, panel_h, height, options.dpi)))
                 if title:
                     fig.text(
                         x / width,
@@ -430,17 +469,7 @@ def render_figure(result, image, options: FigureOptions | None = None) -> Render
         cb_h = min(grid_top - grid_bottom - row_title_h[0], 2.2)
         cb_y = grid_bottom + (grid_top - row_title_h[0] - grid_bottom - cb_h) / 2
         cax = fig.add_axes((cb_x / width, cb_y / height, cbar_w / width, cb_h / height))
-        lut = colormap_lut(options.colormap).astype(np.float32) / 255.0
-        from matplotlib.cm import ScalarMappable
-
-        mappable = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=ListedColormap(lut))
-        cbar = fig.colorbar(mappable, cax=cax, ticks=[0, 0.25, 0.5, 0.75, 1.0])
-        cbar.ax.set_yticklabels(["0", "0.25", "0.50", "0.75", "1"])
-        cbar.outline.set_linewidth(0.5)
-        cbar.set_label("Relative importance", fontsize=_FONT - 0.5, labelpad=3)
-        if options.threshold > 0:
-            cax.axhline(options.threshold, color="white", lw=1.2)
-            cax.axhline(options.threshold, color="black", lw=0.6, ls="--")
+        _colour_bar(fig, cax, result, options)
         if lines:
             fig.text(
                 pad / width,
@@ -455,7 +484,40 @@ def render_figure(result, image, options: FigureOptions | None = None) -> Render
         fig.canvas.draw()
         rgb_out = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     title = "Lucida explanation figure"
-    return RenderedFigure(rgb=rgb_out, caption=caption, dpi=int(options.dpi), title=title)
+    return RenderedFigure(rgb=rgb_out, caption=caption, dpi=int(options.dpi), title=title,
+                          panels=boxes)
+
+
+def _pixel_box(x: float, y: float, w: float, h: float, height: float, dpi: int) -> tuple:
+    """An axes rectangle in inches (origin bottom left) as figure pixels from the top left."""
+    return (round(x * dpi), round((height - y - h) * dpi), round((x + w) * dpi),
+            round((height - y) * dpi))
+
+
+def _colour_bar(fig, cax, result, options: FigureOptions) -> None:
+    """The colour bar: the viewer's colours, labelled in the map's units for a single map."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import ListedColormap, Normalize
+
+    item = None if options.kind == "grid" else pick_map(result, options.method, options.layer)
+    signed = item.signed if item is not None else any(m.signed for m in result.maps.values())
+    lut = (diverging_lut() if signed else colormap_lut(options.colormap)).astype(np.float32)
+    low = -1.0 if signed else 0.0
+    ticks = [low + (1.0 - low) * i / 4 for i in range(5)]
+    mappable = ScalarMappable(norm=Normalize(low, 1.0), cmap=ListedColormap(lut / 255.0))
+    cbar = fig.colorbar(mappable, cax=cax, ticks=ticks)
+    if item is None:
+        cbar.ax.set_yticklabels([f"{t:g}" for t in ticks])
+        label = "Relative importance"
+    else:
+        cbar.ax.set_yticklabels([f"{display_value(item, options, t):.3g}" for t in ticks])
+        label = f"Map value ({item.units})"
+    cbar.outline.set_linewidth(0.5)
+    cbar.set_label(label, fontsize=_FONT - 0.5, labelpad=3)
+    if options.threshold > 0:
+        for level in (options.threshold, -options.threshold) if signed else (options.threshold,):
+            cax.axhline(level, color="white", lw=1.2)
+            cax.axhline(level, color="black", lw=0.6, ls="--")
 
 
 def figure_png(figure: RenderedFigure, scrubber: Scrubber | None = None) -> bytes:
