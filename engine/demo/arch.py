@@ -1,15 +1,20 @@
-"""The built-in demo classifier: a small CNN ending in global average pooling and one linear layer.
+"""The built-in demo networks: a small classifier and a small segmentation net.
 
-The shape ``features -> AdaptiveAvgPool2d(1) -> flatten -> Linear`` is what the original CAM paper
-requires, so every explainer (CAM included) applies to the demo models.
+The classifier's shape ``features -> AdaptiveAvgPool2d(1) -> flatten -> Linear`` is what the
+original CAM paper requires, so every explainer (CAM included) applies to the demo models. The
+segmentation net is a two-level encoder-decoder with skip connections (a small U-Net) that
+outputs per-pixel logits of background, lung and nodule.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-#: The name a model card uses in ``architecture = "..."`` to ask for this network.
+#: The name a model card uses in ``architecture = "..."`` to ask for the demo classifier.
 DEMO_ARCHITECTURE = "lucida:demo_cnn"
+#: ... and for the demo segmentation net.
+DEMO_SEG_ARCHITECTURE = "lucida:demo_seg"
 
 
 def _block(c_in: int, c_out: int, pool: bool) -> list[nn.Module]:
@@ -81,3 +86,48 @@ def build_demo_cnn(in_channels: int = 1, num_classes: int = 2, **kwargs) -> Demo
     DemoCNN
     """
     return DemoCNN(in_channels=in_channels, num_classes=num_classes, **kwargs)
+
+
+class DemoSegNet(nn.Module):
+    """A small U-Net: two pooled encoder levels, a bottleneck, and a decoder with skips.
+
+    Parameters
+    ----------
+    in_channels : int
+        Input channels.
+    num_classes : int
+        Output classes (per-pixel logits).
+    widths : tuple of int
+        Channels of the two encoder levels and the bottleneck.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 3,
+                 widths: tuple[int, int, int] = (16, 32, 64)) -> None:
+        super().__init__()
+        a, b, c = widths
+        self.enc1 = nn.Sequential(*_block(in_channels, a, pool=False))
+        self.enc2 = nn.Sequential(nn.MaxPool2d(2), *_block(a, b, pool=False))
+        self.bottleneck = nn.Sequential(nn.MaxPool2d(2), *_block(b, c, pool=False))
+        self.up2 = nn.ConvTranspose2d(c, b, kernel_size=2, stride=2)
+        self.dec2 = nn.Sequential(*_block(2 * b, b, pool=False))
+        self.up1 = nn.ConvTranspose2d(b, a, kernel_size=2, stride=2)
+        self.dec1 = nn.Sequential(*_block(2 * a, a, pool=False))
+        self.head = nn.Conv2d(a, num_classes, kernel_size=1)
+
+    def forward(self, x):
+        """Return (N, num_classes, H, W) logits for (N, C, H, W) images (H, W divisible by 4)."""
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        mid = self.bottleneck(e2)
+        d2 = self.dec2(torch.cat([self.up2(mid), e2], dim=1))
+        d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
+        return self.head(d1)
+
+
+def build_demo_seg(in_channels: int = 1, num_classes: int = 3, **kwargs) -> DemoSegNet:
+    """Build the demo segmentation net with freshly initialised weights."""
+    return DemoSegNet(in_channels=in_channels, num_classes=num_classes, **kwargs)
+
+
+#: Built-in architectures by the name a card gives them.
+DEMO_ARCHITECTURES = {DEMO_ARCHITECTURE: build_demo_cnn, DEMO_SEG_ARCHITECTURE: build_demo_seg}

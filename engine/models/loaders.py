@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from engine.core.errors import ModelError, TrustRequired
-from engine.demo.arch import DEMO_ARCHITECTURE, build_demo_cnn
+from engine.demo.arch import DEMO_ARCHITECTURES
 
 TRUST_FIX = "pass --trust-model (or confirm in the GUI) only if you trust where it came from"
 
@@ -66,8 +66,8 @@ def build_architecture(
         args.setdefault("num_classes", num_classes)
     kind, _, rest = spec.partition(":")
     try:
-        if spec == DEMO_ARCHITECTURE:
-            return build_demo_cnn(**args)
+        if spec in DEMO_ARCHITECTURES:
+            return DEMO_ARCHITECTURES[spec](**args)
         if kind == "torchvision" and rest:
             return _torchvision(rest, args, card)
         if kind == "python" and rest:
@@ -81,7 +81,8 @@ def build_architecture(
     raise ModelError(
         f"unknown architecture {spec!r}",
         path=card,
-        fix=f"use torchvision:<name>, python:<file.py>:<function> or {DEMO_ARCHITECTURE}",
+        fix="use torchvision:<name>, python:<file.py>:<function> or one of "
+        + ", ".join(DEMO_ARCHITECTURES),
     )
 
 
