@@ -7,7 +7,7 @@ import contextlib
 import torch
 
 from engine.explain.api import Explainer, ExplainerUnavailable, Param
-from plugins.scoring import logit_view
+from plugins.scoring import logit_objective
 
 
 @contextlib.contextmanager
@@ -40,11 +40,12 @@ class AblationCAM(Explainer):
 
     For each channel ``k`` of the layer, the network is run with that channel's activation set to
     zero; the weight is the relative drop of the target logit, ``w_k = (y_c - y_c^k) / |y_c|``,
-    and the map is ``ReLU(sum_k w_k A_k)``. The paper divides by ``y_c``; dividing by its
-    magnitude is the same for a positive logit and keeps the map from inverting for a negative
-    one. Ablated inputs run in batches of ``batch_size`` (one channel per input), with progress
-    and cancel; channels that are zero everywhere are not run, since removing them changes
-    nothing (weight 0).
+    and the map is ``ReLU(sum_k w_k A_k)`` (for a contrastive or segmentation target, ``y`` is
+    the quantity explained; see :func:`plugins.scoring.logit_objective`). The paper divides by
+    ``y_c``; dividing by its magnitude is the same for a positive logit and keeps the map from
+    inverting for a negative one. Ablated inputs run in batches of ``batch_size`` (one channel
+    per input), with progress and cancel; channels that are zero everywhere are not run, since
+    removing them changes nothing (weight 0).
     """
 
     name = "ablationcam"
@@ -64,9 +65,8 @@ class AblationCAM(Explainer):
     def explain(self, capture, target, layers, params, progress, cancel):
         """Return one (h, w) map per layer."""
         batch_size = int(params["batch_size"])
-        scorer = logit_view(capture)
         x = capture.input
-        original = float(capture.logits[0, target])
+        original = float(logit_objective(capture, x, target, 1)[0])
         norm = abs(original) if original != 0 else 1.0
         plans = {}
         for layer in layers:
@@ -85,7 +85,7 @@ class AblationCAM(Explainer):
                     chunk = live[start : start + batch_size]
                     channels[0] = chunk
                     batch = x.expand(len(chunk), *x.shape[1:])
-                    ablated = scorer.forward_scores(batch, len(chunk))[:, target]
+                    ablated = logit_objective(capture, batch, target, len(chunk))
                     weights[chunk.to(weights.device)] = (original - ablated.to(weights)) / norm
                     done += 1
                     progress(done / total, f"{self.title}: {layer}")

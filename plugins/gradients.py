@@ -26,7 +26,6 @@ import torch
 
 from engine.explain.api import INPUT_LAYER, Explainer, Param
 from plugins.baselines import baseline_input, baseline_param
-from plugins.scoring import logit_view
 
 #: Inputs per forward/backward pass unless the user sets ``batch_size``; on CPU larger batches
 #: run faster per input (measured on ResNet-18 at 224 px in bench/bench_attributions.py).
@@ -293,7 +292,7 @@ class IntegratedGradients(Explainer):
         "Sundararajan M, Taly A, Yan Q. Axiomatic Attribution for Deep Networks. ICML 2017. "
         "arXiv:1703.01365"
     )
-    needs = frozenset({"input_gradients", "forward_fn"})
+    needs = frozenset({"input_gradients"})
     batched = True
     signed = True
     units = "logit"
@@ -314,9 +313,11 @@ class IntegratedGradients(Explainer):
         attr = integrated_gradients(capture, x, baselines, targets, int(params["steps"]),
                                     params["method"], int(params["batch_size"]), progress, cancel)
         totals = attr.flatten(1).sum(1).cpu()
-        base_logits = logit_view(capture).forward_scores(baselines, len(baselines))
+        # f at the baseline, by the same objective the gradients differentiate.
+        _, base_values = capture.input_gradients(baselines, targets, len(baselines),
+                                                 cancel=cancel)
         expected = (capture.objective(capture.logits, targets).float().cpu()
-                    - capture.objective(base_logits, targets).float().cpu())
+                    - base_values.float().cpu())
         note(capture, self.name, [
             {"completeness": completeness(float(t), float(e))}
             for t, e in zip(totals.tolist(), expected.tolist(), strict=True)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.explain.api import Explainer, Param
-from plugins.scoring import logit_view
+from plugins.scoring import logit_objective
 
 #: A channel whose activation spans less than this is flat and carries no mask.
 _FLAT = 1e-7
@@ -102,10 +102,9 @@ class ScoreCAM(Explainer):
         k = int(params.get("k", 32))
         fast = params.get("mode", "exact") == "fast"
         weighting = params.get("weighting", "score")
-        scorer = logit_view(capture) if weighting == "softmax-logits" else capture
         base = 0.0
         if weighting == "score" and params.get("baseline", False):
-            base = float(capture.forward_scores(torch.zeros_like(x))[0, target])
+            base = float(capture.target_scores(torch.zeros_like(x), target)[0])
         plans = {}
         for layer in layers:
             acts = capture.activations[layer][0].float()
@@ -128,7 +127,11 @@ class ScoreCAM(Explainer):
                 chunk = sources[start : start + batch_size]
                 up = F.interpolate(chunk[None], size=size, mode="bilinear", align_corners=False)
                 masks = _minmax(up[0])
-                found = scorer.forward_scores(x * masks[:, None], batch_size)[:, target]
+                masked = x * masks[:, None]
+                if weighting == "softmax-logits":
+                    found = logit_objective(capture, masked, target, batch_size)
+                else:
+                    found = capture.target_scores(masked, target, batch_size)
                 scores[start : start + len(chunk)] = found.to(scores) - base
                 done += 1
                 progress(done / total, f"Score-CAM: {layer}")

@@ -3,7 +3,8 @@
 Both split the model input into superpixels with scikit-image's SLIC, draw binary samples
 ``z`` (which superpixels are present), show the absent ones as the baseline's pixels (black,
 blurred or uniform noise; see :mod:`plugins.baselines`), score every perturbed input with the
-model's post-softmax (or sigmoid) target score, and fit a linear model of the score on ``z``.
+model's post-softmax (or sigmoid) target score (what ``Capture.target_scores`` tracks: minus the
+``versus`` class's for a contrastive target), and fit a linear model of the score on ``z``.
 The perturbed inputs are built and scored in batches through the capture's one scorer, with
 progress and cancel; identical samples are scored once. They need only the model's outputs, so
 they work on any model, TorchScript included, and a seed makes them repeatable.
@@ -40,16 +41,16 @@ def superpixels(capture, segments: int, compactness: float) -> np.ndarray:
     segments : int
         Approximate number of superpixels.
     compactness : float
-        SLIC's balance of colour against space, with pixel values scaled to 0..100 (so that
-        10 means what it means for SLIC on Lab images).
+        SLIC's balance of space against intensity, on pixel values that scikit-image rescales
+        to [0, 1] (no Lab conversion, so it means the same for grey and colour inputs).
 
     Returns
     -------
     np.ndarray
         Integer labels over the input's spatial grid ((H, W), or (D, H, W) for volumes).
     """
-    pixels = capture.to_pixels(capture.input[0]).clamp(0.0, 1.0).float().cpu().numpy()
-    image = np.moveaxis(pixels, 0, -1) * 100.0
+    pixels = capture.to_pixels(capture.input[:1])[0].clamp(0.0, 1.0).float().cpu().numpy()
+    image = np.moveaxis(pixels, 0, -1)
     labels = slic(image.astype(np.float64), n_segments=int(segments),
                   compactness=float(compactness), channel_axis=-1, convert2lab=False,
                   start_label=0)
@@ -74,7 +75,7 @@ def score_samples(capture, target: int, samples: np.ndarray, labels: np.ndarray,
     inverse = inverse.reshape(-1)
     scores = np.empty(len(unique))
     full = unique.all(axis=1)
-    scores[full] = float(capture.scores[0, target])
+    scores[full] = float(capture.reference_scores()[0])
     todo = np.flatnonzero(~full)
     x = capture.input
     label_t = torch.as_tensor(labels, device=x.device).long()
@@ -83,7 +84,7 @@ def score_samples(capture, target: int, samples: np.ndarray, labels: np.ndarray,
         rows = todo[start : start + batch_size]
         keep = torch.as_tensor(unique[rows], device=x.device)[:, label_t]
         batch = torch.where(keep[:, None], x, baseline)
-        found = capture.forward_scores(batch, len(rows))[:, target]
+        found = capture.target_scores(batch, target, len(rows))
         scores[rows] = found.double().cpu().numpy()
         progress(min(1.0, (start + len(rows)) / max(1, len(todo))), message)
     return scores[inverse]
@@ -92,7 +93,7 @@ def score_samples(capture, target: int, samples: np.ndarray, labels: np.ndarray,
 def _common_params(segments: int = 50) -> tuple[Param, ...]:
     return (
         Param("segments", "int", segments, range=(2, 10000), help="approximate SLIC superpixels"),
-        Param("compactness", "float", 10.0, range=(0.001, 1000.0),
+        Param("compactness", "float", 0.3, range=(0.001, 1000.0),
               help="SLIC compactness (higher: more regular, less colour-following superpixels)"),
         Param("samples", "int", 1000, range=(10, 100000), help="perturbed inputs scored"),
         baseline_param(),
@@ -285,7 +286,7 @@ class KernelSHAP(Explainer):
         baseline = baseline_input(capture, params["baseline"], params["seed"])
         y = score_samples(capture, target, np.concatenate([empty_row, z]), labels, baseline,
                           int(params["batch_size"]), progress, cancel, self.title)
-        empty, full = float(y[0]), float(capture.scores[0, target])
+        empty, full = float(y[0]), float(capture.reference_scores()[0])
         phi = constrained_shapley(z, y[1:], w, empty, full)
         note(capture, self.name, [{"efficiency": completeness(float(phi.sum()), full - empty),
                                    "superpixels": m}])
