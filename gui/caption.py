@@ -1,6 +1,6 @@
 """The caption bar over the image: what is shown, how, and whether the model is meant for it.
 
-It is one line tall whatever it says: long texts are cut with an ellipsis (the tooltip holds the
+It is two lines tall whatever it says: long texts are cut with an ellipsis (the tooltip holds the
 whole text), so the image below never moves when the caption changes.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QPainter
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from engine.explain.api import is_layer_based
 from gui.roi_item import describe_roi
@@ -55,7 +55,8 @@ class QtElidedLabel(QLabel):
 
 
 class QtCaptionBar(QWidget):
-    """File name, view details, a warning and the intended-use badge, on one line."""
+    """Two fixed lines over the image: file name and view details; then the intended-use
+    badge and a warning. Their height never changes, so the image below never moves."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -63,29 +64,35 @@ class QtCaptionBar(QWidget):
         self.setStyleSheet("#caption { background: #17181b; } "
                            "QLabel { color: #f0f0f0; font-size: 13px; }")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(8, 3, 6, 3)
-        layout.setSpacing(0)
+        rows = QVBoxLayout(self)
+        rows.setContentsMargins(8, 3, 6, 3)
+        rows.setSpacing(2)
+        first, second = QHBoxLayout(), QHBoxLayout()
+        first.setSpacing(0)
+        second.setSpacing(0)
+        rows.addLayout(first)
+        rows.addLayout(second)
         self.name = QtElidedLabel()
         font = self.name.font()
         font.setBold(True)
         self.name.setFont(font)
         self.name.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
-        self.name.setMaximumWidth(260)
+        self.name.setMaximumWidth(320)
         self.details = QtElidedLabel()
-        self.warning = QtElidedLabel()
-        self.warning.setStyleSheet("color: #ffb347;")
+        first.addWidget(self.name)
+        first.addWidget(self.details, 1)
         self.badge = QtElidedLabel()
-        self.badge.setMaximumWidth(420)
         self.badge.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
         self.badge.setVisible(False)
-        layout.addWidget(self.name)
-        layout.addWidget(self.details, 3)
-        layout.addWidget(self.warning, 2)
-        layout.addSpacing(6)
-        layout.addWidget(self.badge)
-        self.warning.setVisible(False)
+        self.warning = QtElidedLabel()
+        self.warning.setStyleSheet("color: #ffb347;")
+        second.addWidget(self.badge)
+        second.addWidget(self.warning, 1)
         self.badge_status: str | None = None
+        # Both lines keep their height when empty.
+        line = self.fontMetrics().height() + 4
+        for label in (self.name, self.details, self.badge, self.warning):
+            label.setFixedHeight(line)
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
 
     def set_caption(self, name: str, details: list[str], warning: str | None = None) -> None:
@@ -93,7 +100,6 @@ class QtCaptionBar(QWidget):
         self.name.setText(name)
         self.details.setText((SEPARATOR if name and details else "") + SEPARATOR.join(details))
         self.warning.setText(f"   ⚠ {warning}" if warning else "")
-        self.warning.setVisible(bool(warning))
 
     def set_badge(self, use: dict | None) -> None:
         """Show an intended-use check (``UseCheck.as_dict()``), or hide the badge for None."""

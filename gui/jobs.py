@@ -32,7 +32,7 @@ MESSAGES = {
     "audit": "Running the bias audit…",
 }
 #: Kinds whose progress the status bar does not show (they run quietly in the background).
-QUIET = ("thumbs", "prefetch", "use", "frame")
+QUIET = ("thumbs", "prefetch", "use", "frame", "reference", "audit")
 
 #: A view tag: (image token, frame), with frame None when any frame of the image will do.
 Tag = tuple[int, int | None]
@@ -88,6 +88,7 @@ class JobRouter(QObject):
         worker.sig_failed.connect(self._failed)
         worker.sig_cancelled.connect(self._cancelled)
         worker.sig_idle.connect(lambda: self.sig_progress.emit(-1.0))
+        self._visible: set[int] = set()  # jobs whose progress the status bar shows
 
     # -- asking ---------------------------------------------------------------------------
     def submit(self, kind: str, fn: Callable, *, tag: Tag | None = None,
@@ -152,8 +153,19 @@ class JobRouter(QObject):
 
     def _started(self, job_id: int, kind: str) -> None:
         if kind not in QUIET and self._live(job_id) is not None:
+            self._visible.add(job_id)
             self.sig_status.emit(MESSAGES.get(kind, "Working…"))
             self.sig_progress.emit(0.0)
+
+    def _over(self, job_id: int) -> _Pending | None:
+        """Forget a job that reported its outcome; return its record if it still matters."""
+        pending = self._live(job_id)
+        self._pending.pop(job_id, None)
+        if job_id in self._visible:
+            self._visible.discard(job_id)
+            if not self._visible:
+                self.sig_progress.emit(-1.0)  # background work runs on without a bar
+        return pending
 
     def _progress(self, job_id: int, fraction: float, text: str) -> None:
         pending = self._live(job_id)
@@ -172,14 +184,12 @@ class JobRouter(QObject):
             pending.on_partial(value, pending.context)
 
     def _finished(self, job_id: int, _kind: str, result) -> None:
-        pending = self._live(job_id)
-        self._pending.pop(job_id, None)
+        pending = self._over(job_id)
         if pending is not None and pending.on_done is not None:
             pending.on_done(result, pending.context)
 
     def _failed(self, job_id: int, _kind: str, text: str) -> None:
-        pending = self._live(job_id)
-        self._pending.pop(job_id, None)
+        pending = self._over(job_id)
         if pending is None:
             return
         if pending.on_failed is not None:
@@ -188,12 +198,10 @@ class JobRouter(QObject):
             self.sig_failed.emit(text)
 
     def _cancelled(self, job_id: int, _kind: str) -> None:
-        pending = self._live(job_id)
-        self._pending.pop(job_id, None)
+        pending = self._over(job_id)
         if pending is None:
             return
         if pending.kind not in QUIET:
             self.sig_status.emit("Cancelled")
-            self.sig_progress.emit(0.0)
         if pending.on_cancelled is not None:
             pending.on_cancelled(pending.context)

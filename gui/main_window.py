@@ -35,7 +35,7 @@ from gui.model_loading import ModelLoader
 from gui.overlay_controls import QtOverlayControls
 from gui.overlay_layer import OverlayLayer
 from gui.problems_panel import QtProblemsPanel
-from gui.screen_fit import fit_to_screen, scrolling
+from gui.screen_fit import available_geometry, fit_to_screen, scrolling
 from gui.shortcuts import help_html
 from gui.status_bar import QtErrorBanner, QtStatus
 from gui.study_browser import QtStudyBrowser
@@ -159,8 +159,10 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.tabifyDockWidget(self.docks["studies"], self.docks["tags"])
         self.tabifyDockWidget(self.docks["studies"], self.docks["problems"])
         self.docks["studies"].raise_()
-        self.resizeDocks([self.docks["studies"], self.docks["explain"]], [290, 360],
-                         Qt.Orientation.Horizontal)
+        # Side columns give way on a small screen: the image keeps at least half the width.
+        width = min(PREFERRED_SIZE[0], available_geometry(self).width())
+        self.resizeDocks([self.docks["studies"], self.docks["explain"]],
+                         [min(290, width // 5), min(360, width // 4)], Qt.Orientation.Horizontal)
         self.status = QtStatus()
         self.setStatusBar(self.status)
         # Short names the tests and the screenshot mode read.
@@ -265,7 +267,7 @@ class QtMainWindow(QMainWindow, ViewCommands):
         if self.viewer.rendered_image().isNull():
             # The image itself cannot be shown: say so in its place, and show nothing else.
             self.image_error = text
-            self.viewer.show_message(_problem_text(text))
+            self.viewer.show_message(_problem_text(text, self.image.path))
             self.layer_model.heatmap = None
             self.result = None
             self.panel.clear_prediction()
@@ -501,7 +503,8 @@ class QtMainWindow(QMainWindow, ViewCommands):
             self.open_paths(paths)
 
 
-def _problem_text(one_line: str) -> str:
-    """Lay out an engine one-liner for the viewer: what happened, then the fix."""
+def _problem_text(one_line: str, path) -> str:
+    """Lay out an engine one-liner for the viewer: the file, what happened, then the fix."""
     what, _, fix = one_line.partition(". Fix: ")
-    return f"Cannot display this image.\n\n{what}" + (f"\n\nFix: {fix}" if fix else "")
+    what = what.removeprefix(f"{path}: ")
+    return f"Cannot display {path.name}\n\n{what}" + (f"\n\nFix: {fix}" if fix else "")

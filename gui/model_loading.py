@@ -72,6 +72,21 @@ def load(spec: str, trust: bool, device: str):
     return Loaded(model, reasons)
 
 
+def trust_box(parent, name: str, message: str):
+    """The question asked before loading a file that can run code: (box, its Load button).
+
+    It speaks of buttons, not command-line flags: the engine's message says what the file is,
+    without its fix (which names ``--trust-model``).
+    """
+    box = QMessageBox(QMessageBox.Icon.Warning, "Load a model that can run code?",
+                      f"{name} {message}.", parent=parent)
+    box.setInformativeText("Loading it runs whatever code it contains, with your permissions. "
+                           "Choose “Load it” only if you trust where it came from.")
+    load_button = box.addButton("Load it", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton("Don't load", QMessageBox.ButtonRole.RejectRole)
+    return box, load_button
+
+
 class ModelLoader:
     """Loads models and switches devices for the window, on its worker.
 
@@ -120,12 +135,7 @@ class ModelLoader:
 
     def ask_trust(self, name: str, message: str) -> bool:
         """Ask, in the GUI's words, whether a model file that can run code may be loaded."""
-        box = QMessageBox(QMessageBox.Icon.Warning, "Load a model that can run code?",
-                          f"{name} {message}.", parent=self.window)
-        box.setInformativeText("Loading it runs whatever code it contains, with your "
-                               "permissions. Load it only if you trust where it came from.")
-        load_button = box.addButton("Load it", QMessageBox.ButtonRole.AcceptRole)
-        box.addButton("Don't load", QMessageBox.ButtonRole.RejectRole)
+        box, load_button = trust_box(self.window, name, message)
         box.exec()
         return box.clickedButton() is load_button
 

@@ -58,6 +58,8 @@ class QtColorbar(QWidget):
 
     def labels(self) -> tuple[str, ...]:
         """Return the texts at the low end, the middle (signed maps only) and the high end."""
+        if self.layer.heatmap is None:
+            return "", ""
         low, high = self.layer.bar_range()
         if self.layer.info.signed:
             return format_number(low), "0", "+" + format_number(high)
@@ -66,6 +68,8 @@ class QtColorbar(QWidget):
     def units(self) -> str:
         """The caption under the bar: the units, and what the scale's 1 is."""
         info = self.layer.info
+        if self.layer.heatmap is None:
+            return "no map shown"
         text = info.units
         if self.layer.scale == "absolute":
             text += " · shared maximum"

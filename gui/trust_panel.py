@@ -29,6 +29,12 @@ CURVE_COLORS = {
     "lerf": QColor(130, 130, 130),
 }
 CURVE_LABELS = {"deletion": "deletion", "insertion": "insertion", "lerf": "least first"}
+#: Pens, drawn in this order: the control wide and under the others, insertion dashed over
+#: deletion, so curves that run together (all three at a probability of 1.0) all stay visible.
+CURVE_PENS = {"lerf": (5.0, Qt.PenStyle.SolidLine), "deletion": (2.0, Qt.PenStyle.SolidLine),
+              "insertion": (2.0, Qt.PenStyle.DashLine)}
+#: The top of the probability axis: a little above 1, so a curve at 1.0 is not on the edge.
+AXIS_TOP = 1.06
 
 #: (key, label, format, tooltip) for each table row, in display order.
 ROWS = (
@@ -98,7 +104,7 @@ class QtCurvePlot(QWidget):
         return [
             QPointF(
                 rect.left() + f * rect.width(),
-                rect.bottom() - min(max(s, 0.0), 1.0) * rect.height(),
+                rect.bottom() - min(max(s, 0.0), 1.0) / AXIS_TOP * rect.height(),
             )
             for f, s in zip(fractions, scores, strict=True)
         ]
@@ -114,23 +120,32 @@ class QtCurvePlot(QWidget):
         font = painter.font()
         font.setPointSizeF(max(6.0, font.pointSizeF() * 0.8))
         painter.setFont(font)
-        painter.drawText(QRectF(0, rect.top() - 4, 27, 14), Qt.AlignmentFlag.AlignRight, "1")
+        one = rect.bottom() - rect.height() / AXIS_TOP
+        painter.drawText(QRectF(0, one - 7, 27, 14), Qt.AlignmentFlag.AlignRight, "1")
+        painter.setPen(QPen(text.darker(160), 1, Qt.PenStyle.DotLine))
+        painter.drawLine(QPointF(rect.left(), one), QPointF(rect.right(), one))
+        painter.setPen(QPen(text, 1))
         painter.drawText(QRectF(0, rect.bottom() - 10, 27, 14), Qt.AlignmentFlag.AlignRight, "0")
         painter.drawText(
             QRectF(rect.left(), rect.bottom() + 2, rect.width(), 14),
             Qt.AlignmentFlag.AlignHCenter,
             "share of pixels removed / inserted",
         )
-        legend_x = rect.left()
-        for kind, color in CURVE_COLORS.items():
+        for kind in CURVE_PENS:
             pts = self.points(kind)
             if len(pts) < 2:
                 continue
             path = QPainterPath(pts[0])
             for p in pts[1:]:
                 path.lineTo(p)
-            painter.setPen(QPen(color, 2))
+            width, style = CURVE_PENS[kind]
+            painter.setPen(QPen(CURVE_COLORS[kind], width, style))
             painter.drawPath(path)
+        legend_x = rect.left()
+        for kind, color in CURVE_COLORS.items():
+            if len(self.points(kind)) < 2:
+                continue
+            painter.setPen(QPen(color, 2))
             auc = (self.curves.get(kind) or {}).get("auc")
             name = CURVE_LABELS[kind]
             label = f"{name} {auc:.2f}" if isinstance(auc, (int, float)) else name

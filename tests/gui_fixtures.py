@@ -36,3 +36,76 @@ def ramp_heatmap(shape: tuple[int, int]) -> np.ndarray:
     """Return a left-to-right heat ramp from 0 to 1 in image geometry."""
     rows, cols = shape
     return np.tile(np.linspace(0.0, 1.0, cols, dtype=np.float32), (rows, 1))
+
+
+#: Generous limit for one explanation on a loaded 2-core machine.
+WAIT_MS = 60_000
+
+
+def pump(qapp, until, timeout_ms: int = WAIT_MS) -> bool:
+    """Process events until ``until()`` is true; return whether it became true in time."""
+    import time
+
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not until():
+        if time.monotonic() > deadline:
+            return False
+        qapp.processEvents()
+        time.sleep(0.005)
+    return True
+
+
+def demo_window(qapp, folder: Path):
+    """Open a review window on the demo study and model; return it once its first map is drawn.
+
+    Its settings live in ``folder``, so no test sees another's layout or export folder.
+    """
+    from PySide6.QtCore import QSettings
+
+    from gui.main_window import QtMainWindow
+
+    settings = QSettings(str(folder / "lucida.ini"), QSettings.Format.IniFormat)
+    win = QtMainWindow(settings=settings)
+    win.show()
+    drawn = []
+    win.sig_map_drawn.connect(lambda m, lay: drawn.append((m, lay)))
+    win.open_demo()
+    assert pump(qapp, lambda: drawn and win.result is not None), \
+        "the demo never drew an explanation"
+    return win
+
+
+def image_named(window, name: str):
+    """The image called ``name`` in the window's study browser."""
+    from gui.study_browser import IMAGE_ROLE
+
+    for item in window.browser.image_items():
+        if item.data(0, IMAGE_ROLE).path.name == name:
+            return item
+    raise KeyError(name)
+
+
+def write_multiframe(path: Path, n_frames: int = 12, size: int = 96) -> Path:
+    """Write a multi-frame CR-like DICOM of demo phantoms, each frame a little brighter.
+
+    Frames differ in content (a nodule on every other frame) and in level, so maps, pixel
+    values and captions of two frames tell them apart.
+    """
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from engine.demo.files import phantom_dataset, stored_values
+    from engine.demo.phantoms import make_phantom
+
+    frames = []
+    first = None
+    for n in range(n_frames):
+        phantom = make_phantom(np.random.default_rng([7, n]), nodule=bool(n % 2), marker=False,
+                               size=size)
+        first = first or phantom
+        frames.append(stored_values(np.clip(phantom.pixels + 0.002 * n, 0.0, 1.0)))
+    ds = phantom_dataset(first, 0, 7, modality="CR", mono1=False)
+    ds.NumberOfFrames = n_frames
+    ds.PixelData = np.stack(frames).tobytes()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    return path
