@@ -162,5 +162,5 @@ def test_figure_follows_the_viewers_scale_and_labels_the_bar_in_units(tmp_path):
     weak = faint.rgb[y0:y1, x0:x1].astype(int)
     # jet at a quarter of the heat: blue, not red.
     assert strong[..., 0].mean() > weak[..., 0].mean() + 40
-    assert "score" in full.caption and "2.5 score" in full.caption
-    assert "10 score" in faint.caption  # the bar's top stands for 1 / 0.25 of the scale
+    assert "stands for 2.5 (score)" in full.caption
+    assert "stands for 10 (score)" in faint.caption  # the bar's top is 1 / 0.25 of the scale

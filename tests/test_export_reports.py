@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from html import unescape
 
 import pydicom
 import pytest
 from export_fixtures import FAKE, fake_result, write_fake_dicom
 from export_leaks import file_views, found
+from PIL import Image as PILImage
 from pypdf import PdfReader
 
 from engine.core.errors import UsageError
@@ -44,6 +46,7 @@ def case(tmp_path_factory):
             keep_identifiers=keep,
             metrics=metrics,
             figure_options=options,
+            all_maps=True,
         )
     return image, result, out
 
@@ -175,7 +178,7 @@ def test_sidecar_extends_result_json(case):
 
 def test_html_is_self_contained(case):
     html = next(p for p in case[2][False] if p.suffix == ".html").read_text()
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("data:image/png;base64,") == 3  # a figure per map, then the grid
     assert 'src="http' not in html and "href=" not in html
     assert "Grad-CAM" in html and "features.3" in html
 
@@ -237,3 +240,117 @@ def test_pdf_and_html_show_the_same_case_rows(case, keep):
         for text in (label, value):
             assert "".join(str(text).split()) in pdf, text
             assert "".join(str(text).split()) in page, text
+
+
+def _images_in_pdf(path) -> int:
+    return sum(len(page.images) for page in PdfReader(path).pages)
+
+
+@pytest.fixture(scope="module")
+def reviewed(tmp_path_factory):
+    """Four cached maps; the viewer shows Score-CAM at ``head``."""
+    root = tmp_path_factory.mktemp("reviewed")
+    image = open_image(write_fake_dicom(root / "case.dcm"))
+    result = fake_result(image, methods=("gradcam", "scorecam"), layers=("features.3", "head"))
+    view = {"method": "scorecam", "layer": "head", "window": (1500, 2000)}
+    return root, image, result, view
+
+
+def test_by_default_every_output_holds_the_map_on_screen(reviewed):
+    root, image, result, view = reviewed
+    out = root / "shown"
+    options = FigureOptions.from_view_state(view, dpi=60)
+    written = write_reports(result, image, out, FORMATS, figure_options=options)
+    content = json.loads((out / "report.json").read_text())
+    assert [(m["method"], m["layer"]) for m in content["maps"]] == [("scorecam", "head")]
+    assert content["method"] == "scorecam" and content["layer"] == "head"
+    assert _images_in_pdf(out / "report.pdf") == 1
+    html = (out / "report.html").read_text()
+    assert html.count("<img ") == 1 and "Grad-CAM" not in html
+    assert "Score-CAM" in pydicom.dcmread(out / "figure_sc.dcm").DerivationDescription
+    assert "head" in PILImage.open(out / "figure.png").text["Description"]
+    assert len(written) == 5
+
+
+def test_the_compare_grid_is_exported_when_it_is_shown(reviewed):
+    root, image, result, view = reviewed
+    compare = [("gradcam", "features.3"), ("scorecam", "features.3")]
+    out = root / "compare"
+    state = dict(view, compare=compare)
+    options = FigureOptions.from_view_state(state, dpi=60)
+    write_reports(result, image, out, "pdf,html", figure_options=options)
+    content = json.loads((out / "report.json").read_text())
+    assert [(m["method"], m["layer"]) for m in content["maps"]] == [("scorecam", "head"), *compare]
+    assert [m["figure"] for m in content["maps"]] == ["Figure 1", "Figure 2", "Figure 2"]
+    assert _images_in_pdf(out / "report.pdf") == 2
+    grid = root / "grid"
+    options = FigureOptions.from_view_state(state, dpi=60, kind="grid")
+    write_reports(result, image, grid, "png", figure_options=options)
+    caption = PILImage.open(grid / "figure.png").text["Description"]
+    assert "Grad-CAM" in caption and "Score-CAM" in caption and "head" not in caption
+
+
+def test_all_layers_is_an_explicit_option(reviewed):
+    root, image, result, view = reviewed
+    out = root / "all"
+    options = FigureOptions.from_view_state(view, dpi=60)
+    write_reports(result, image, out, "pdf", figure_options=options, all_maps=True)
+    content = json.loads((out / "report.json").read_text())
+    assert len(content["maps"]) == len(result.maps) == 4
+    assert _images_in_pdf(out / "report.pdf") == 5  # one per map, then the grid of all
+
+
+def test_a_one_map_pdf_stays_under_one_megabyte(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:512, 0:512]
+    noisy = 120 + 60 * np.sin(xx / 30) * np.cos(yy / 40) + rng.normal(0, 25, (512, 512))
+    path = tmp_path / "noisy.png"
+    PILImage.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(path)
+    image = open_image(path)
+    result = fake_result(image, methods=("gradcam", "scorecam"), layers=("features.3", "head"))
+    write_reports(result, image, tmp_path / "out", "pdf", figure_options=FigureOptions(dpi=300))
+    size = (tmp_path / "out" / "report.pdf").stat().st_size
+    assert size < 1_000_000, size
+
+
+MISMATCH = {"status": "mismatch", "message": "model is for CR/DX chest; this is MR head: "
+            "modality MR, body part head", "problems": ["modality MR", "body part head"],
+            "out_of_distribution": None}
+
+
+@pytest.mark.parametrize("use", [MISMATCH, {}])
+def test_reports_and_result_json_carry_the_intended_use_warning(reviewed, use, tmp_path):
+    from dataclasses import replace
+
+    from engine.export.results import write_explain_outputs
+
+    _root, image, result, view = reviewed
+    result = replace(result, intended_use=dict(use))
+    options = FigureOptions.from_view_state(view, dpi=60)
+    write_reports(result, image, tmp_path / "r", "pdf,html", figure_options=options)
+    write_explain_outputs(result, image, tmp_path / "e", {"load": 1.0})
+    expected = use.get("message") or "intended use was not checked"
+    head = "Outside the model's intended use" if use else "Intended use unknown"
+    pdf = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(tmp_path / "r" /
+                                                                          "report.pdf").pages)
+    html = unescape((tmp_path / "r" / "report.html").read_text())
+    assert head in pdf and expected in pdf
+    assert head in html and expected in html
+    for name in ("r/report.json", "e/result.json"):
+        data = json.loads((tmp_path / name).read_text())
+        assert expected in data["intended_use"]["message"], name
+        assert data["intended_use"]["status"] == (use.get("status") or "unknown")
+
+
+def test_a_match_shows_no_warning(reviewed, tmp_path):
+    from dataclasses import replace
+
+    _root, image, result, view = reviewed
+    match = {"status": "match", "message": "within the model's intended use (CR/DX chest)"}
+    result = replace(result, intended_use=match)
+    write_reports(result, image, tmp_path, "html", figure_options=FigureOptions(dpi=60))
+    html = unescape((tmp_path / "report.html").read_text())
+    assert "within the model's intended use (CR/DX chest)" in html
+    assert 'class="use"' not in html

@@ -7,6 +7,7 @@ all-or-nothing: a failed export leaves no half-written file and raises one-line
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from engine.core.atomic import StagedFiles
@@ -20,7 +21,9 @@ from engine.export.figure import (
     FigureOptions,
     RenderedFigure,
     figure_png,
+    pick_map,
     render_figure,
+    report_image,
     with_kind,
 )
 from engine.export.report_html import report_html
@@ -57,6 +60,29 @@ def _parse_formats(formats) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+def reviewed_maps(result, options: FigureOptions, all_maps: bool = False) -> list:
+    """The (method, layer) keys one export shows, in the order the report shows them.
+
+    By default: the map on screen, then the maps of the compare grid when it is shown
+    (``options.compare``). With ``all_maps``: every map of the result.
+
+    Raises
+    ------
+    UsageError
+        If the map on screen, or a compared map, is not in the result.
+    """
+    if all_maps:
+        return list(result.maps)
+    shown = pick_map(result, options.method, options.layer)
+    keys = [(shown.method, shown.layer)]
+    for key in options.compare or ():
+        if key not in result.maps:
+            raise UsageError(f"the compare grid shows {key[0]}/{key[1]}, which has no map",
+                             fix="let the compare grid finish before exporting")
+        keys.append(tuple(key))
+    return list(dict.fromkeys(keys))
+
+
 def write_reports(
     result,
     image,
@@ -67,8 +93,13 @@ def write_reports(
     figure_options: FigureOptions | dict | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    all_maps: bool = False,
 ) -> list[Path]:
     """Write the chosen exports of one explained image.
+
+    Every output holds what was reviewed: the map on screen (``figure_options.method`` and
+    ``layer``), and the compare grid when it was shown (``figure_options.compare``), unless
+    ``all_maps`` asks for every map of the result.
 
     Parameters
     ----------
@@ -92,6 +123,8 @@ def write_reports(
         ``progress(fraction, message)``.
     cancel : CancelToken, optional
         Checked between outputs; cancelling writes nothing.
+    all_maps : bool
+        Every map of the result ("All layers"): a report figure per map, and a grid of all.
 
     Returns
     -------
@@ -111,10 +144,22 @@ def write_reports(
     if isinstance(figure_options, dict):
         figure_options = FigureOptions.from_view_state(figure_options)
     options = figure_options or FigureOptions()
+    keys = reviewed_maps(result, options, all_maps)
+    reviewed = replace(result, maps={key: result.maps[key] for key in keys})
+    # The figure and the DICOM hold the compare grid's maps in a grid layout, the shown map
+    # otherwise; the reports hold the shown map, then the grid.
+    grid = None
+    if all_maps and len(keys) > 1:
+        grid = reviewed
+    elif options.compare:
+        grid = replace(result, maps={tuple(k): result.maps[tuple(k)] for k in options.compare})
+    figure_result = grid if options.kind == "grid" and grid is not None else reviewed
+    report_maps = keys if all_maps else keys[:1]
     report = progress or (lambda fraction, message="": None)
     scrubber = Scrubber(image.identifiers(), active=not keep_identifiers)
     outputs: list[tuple[str, bytes]] = []
-    steps = len(wanted) + (len(result.maps) if {"pdf", "html"} & set(wanted) else 0) + 1
+    reports_wanted = bool({"pdf", "html"} & set(wanted))
+    steps = len(wanted) + (len(report_maps) + (grid is not None) if reports_wanted else 0) + 1
     done = 0
 
     def step(message: str) -> None:
@@ -124,10 +169,9 @@ def write_reports(
         report(done / steps, message)
         done += 1
 
-    figure = None
     if {"png", "dicom"} & set(wanted):
         step("drawing the figure")
-        figure = render_figure(result, image, options)
+        figure = render_figure(figure_result, image, options)
         if "png" in wanted:
             outputs.append(("png", figure_png(figure, scrubber)))
         if "dicom" in wanted:
@@ -147,38 +191,39 @@ def write_reports(
             )
 
     figures: list[tuple[bytes, str, str | None]] = []
-    if {"pdf", "html"} & set(wanted):
-        for (method, layer), item in result.maps.items():
+    captions: dict[tuple[str, str], str] = {}
+    if reports_wanted:
+        dpi = min(options.dpi, REPORT_DPI)
+        for method, layer in report_maps:
             step(f"drawing {method} / {layer}")
-            per_map = with_kind(
-                options,
-                "side_by_side",
-                method=method,
-                layer=layer,
-                caption=False,
-                dpi=min(options.dpi, REPORT_DPI),
-            )
-            rendered = render_figure(result, image, per_map)
-            figures.append(
-                (
-                    figure_png(rendered, scrubber),
-                    scrubber.text(rendered.caption),
-                    scrubber.text(item.warning or "") or None,
-                )
-            )
+            per_map = with_kind(options, "side_by_side", method=method, layer=layer,
+                                caption=False, dpi=dpi)
+            rendered = render_figure(reviewed, image, per_map)
+            warning = reviewed.maps[method, layer].warning
+            figures.append((report_image(rendered, scrubber), scrubber.text(rendered.caption),
+                            scrubber.text(warning or "") or None))
+            captions[method, layer] = f"Figure {len(figures)}"
+        if grid is not None:
+            step("drawing the compare grid")
+            rendered = render_figure(grid, image, with_kind(options, "grid", caption=False,
+                                                            dpi=dpi))
+            caption = scrubber.text(rendered.caption)
+            figures.append((report_image(rendered, scrubber), caption, None))
+            for key in grid.maps:
+                captions.setdefault(key, f"Figure {len(figures)}")
 
     names = [FILE_NAMES[kind] for kind, _ in outputs] + [
         FILE_NAMES[k] for k in ("pdf", "html") if k in wanted
     ]
     content = build_content(
-        result,
+        reviewed,
         image,
         keep_identifiers=keep_identifiers,
         scrubber=scrubber,
         options=options,
         metrics=metrics,
         files=names,
-        figures={key: f"Figure {n}" for n, key in enumerate(result.maps, 1)} if figures else None,
+        figures=captions or None,
     )
     if "pdf" in wanted:
         step("typesetting the PDF report")

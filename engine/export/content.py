@@ -56,6 +56,29 @@ def _case(image, result, keep: bool, scrubber: Scrubber) -> dict:
     return case
 
 
+#: What a result says about intended use when nothing was checked.
+NOT_CHECKED = {"status": "unknown", "message": "the model's intended use was not checked",
+               "problems": [], "out_of_distribution": None}
+
+
+def intended_use_of(result) -> dict:
+    """The result's intended-use check (``status``, ``message``, ``problems``, ...)."""
+    return dict(getattr(result, "intended_use", None) or NOT_CHECKED)
+
+
+def intended_use_warning(content: dict) -> str | None:
+    """The warning a report shows first: outside the intended use, or it is unknown.
+
+    Returns None when the image is within the model's intended use.
+    """
+    use = content.get("intended_use") or NOT_CHECKED
+    if use.get("status") == "match":
+        return None
+    head = "Outside the model's intended use" if use.get("status") == "mismatch" else (
+        "Intended use unknown")
+    return f"{head}: {use.get('message', '')}"
+
+
 def _window(image, options: FigureOptions, frame: int) -> list[float] | None:
     used = window_used(image, options, frame)
     return None if used is None else [float(v) for v in used]
@@ -83,6 +106,7 @@ def summary_rows(content: dict) -> list[tuple[str, str]]:
             f"{case['size'][1]} × {case['size'][0]})",
         ),
         ("Identifiers", "removed" if content["deidentified"] else "KEPT (patient record)"),
+        ("Intended use", (content.get("intended_use") or NOT_CHECKED).get("message", "")),
     ]
 
 
@@ -292,6 +316,7 @@ def build_content(
         "timings_ms": result.timings_ms,
         "metrics": metrics,
         "warnings": list(result.warnings or []),
+        "intended_use": intended_use_of(result),
         "software": {"lucida": app_version(), **library_versions()},
         "files": list(files or []),
     }

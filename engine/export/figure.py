@@ -256,7 +256,7 @@ def _scale_line(result, options: FigureOptions) -> str:
         return "Colour scale: each map scaled to its own peak (1)."
     item = pick_map(result, options.method, options.layer)
     top = display_value(item, options, 1.0)
-    return f"Colour scale: the top of the bar is {top:.3g} {item.units}."
+    return f"Colour scale: the top of the bar stands for {top:.3g} ({item.units})."
 
 
 def window_used(image, options: FigureOptions, frame: int = 0) -> tuple[float, float] | None:
@@ -518,6 +518,28 @@ def _colour_bar(fig, cax, result, options: FigureOptions) -> None:
         for level in (options.threshold, -options.threshold) if signed else (options.threshold,):
             cax.axhline(level, color="white", lw=1.2)
             cax.axhline(level, color="black", lw=0.6, ls="--")
+
+
+#: Report figures above this size as PNG go into the report as JPEG: a noisy 512 x 512 image
+#: comes close to 1 MB per figure lossless, while enlarged small images stay far below it.
+REPORT_PNG_BUDGET = 400_000
+#: JPEG quality of those figures: no visible loss at print size.
+REPORT_JPEG_QUALITY = 92
+
+
+def report_image(figure: RenderedFigure, scrubber: Scrubber | None = None) -> bytes:
+    """Encode a figure for a PDF or HTML report: PNG, or JPEG when the PNG is too big.
+
+    The lossless figure is always ``figure.png``; a report only needs to stay small enough to
+    mail (one map under 1 MB).
+    """
+    png = figure_png(figure, scrubber)
+    if len(png) <= REPORT_PNG_BUDGET:
+        return png
+    buf = io.BytesIO()
+    PILImage.fromarray(figure.rgb).save(buf, format="JPEG", quality=REPORT_JPEG_QUALITY,
+                                        subsampling=0, dpi=(figure.dpi, figure.dpi))
+    return buf.getvalue()
 
 
 def figure_png(figure: RenderedFigure, scrubber: Scrubber | None = None) -> bytes:

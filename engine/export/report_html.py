@@ -9,6 +9,7 @@ from engine.export.content import (
     case_rows,
     display_text,
     format_value,
+    intended_use_warning,
     metric_rows,
     notice_text,
     param_rows,
@@ -29,6 +30,7 @@ td,th{padding:3px 6px;border-bottom:1px solid #d6dde5;vertical-align:top}
 tr.target td{background:#fdf0d5}code,.mono{font-family:Menlo,Consolas,monospace;font-size:12px;
 word-break:break-all}figure{margin:10px 0 18px}figure img{width:100%;height:auto}
 figcaption{font-size:12.5px;color:#333}.warn{color:#8a1c1c}
+.use{background:#fdecea;border:1px solid #8a1c1c;padding:8px 10px;color:#8a1c1c;font-weight:bold}
 footer{margin-top:28px;color:#666;font-size:11px;border-top:1px solid #b8c4d0;padding-top:6px}
 """
 
@@ -59,7 +61,7 @@ def report_html(content: dict, figures: list[tuple[bytes, str, str | None]]) -> 
     content : dict
         What :func:`engine.export.content.build_content` returns.
     figures : list of (bytes, str, str or None)
-        One per map: PNG bytes, caption, warning.
+        One per figure: PNG or JPEG bytes, caption, warning.
 
     Returns
     -------
@@ -78,6 +80,9 @@ def report_html(content: dict, figures: list[tuple[bytes, str, str | None]]) -> 
         f"{_e(content['version'])}</p>",
     ]
     parts.append(f'<p class="notice">{_e(notice_text(content))}</p>')
+    use = intended_use_warning(content)
+    if use:
+        parts.append(f'<p class="use">{_e(use)}</p>')
     parts.append(_rows(summary_rows(content)))
     parts += ["<h2>Case</h2>", _rows(case_rows(content), ("Item", "Value"))]
 
@@ -92,9 +97,10 @@ def report_html(content: dict, figures: list[tuple[bytes, str, str | None]]) -> 
     parts.append("<h2>Explanations</h2>")
     for n, (png, caption, warning) in enumerate(figures, start=1):
         data = base64.b64encode(png).decode("ascii")
+        mime = "image/png" if png.startswith(b"\x89PNG") else "image/jpeg"
         warn = f'<br><span class="warn">Warning: {_e(warning)}</span>' if warning else ""
         parts.append(
-            f'<figure><img alt="Figure {n}" src="data:image/png;base64,{data}">'
+            f'<figure><img alt="Figure {n}" src="data:{mime};base64,{data}">'
             f"<figcaption><b>Figure {n}.</b> {_e(caption)}{warn}</figcaption></figure>"
         )
 

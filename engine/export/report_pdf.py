@@ -30,6 +30,7 @@ from engine.export.content import (
     case_rows,
     display_text,
     format_value,
+    intended_use_warning,
     metric_rows,
     notice_text,
     param_rows,
@@ -158,7 +159,7 @@ def report_pdf(content: dict, figures: list[tuple[bytes, str, str | None]]) -> b
         What :func:`engine.export.content.build_content` returns (already de-identified
         unless identifiers are kept).
     figures : list of (bytes, str, str or None)
-        One per map: PNG bytes, caption, warning.
+        One per figure: PNG or JPEG bytes, caption, warning.
 
     Returns
     -------
@@ -189,6 +190,7 @@ def report_pdf(content: dict, figures: list[tuple[bytes, str, str | None]]) -> b
         _p(f"Generated {content['generated']} by Lucida {content['version']}", st["sub"]),
         Spacer(1, 5),
         _notice(content, st, width),
+        *_use_warning(content, st, width),
         Spacer(1, 6),
         _summary(content, st, width),
     ]
@@ -217,6 +219,21 @@ def _notice(content: dict, st, width) -> Table:
         )
     )
     return box
+
+
+def _use_warning(content: dict, st, width) -> list:
+    """A red box when the image is outside the model's intended use (or that is unknown)."""
+    text = intended_use_warning(content)
+    if text is None:
+        return []
+    box = Table([[_p(text, st["warn"])]], colWidths=[width], hAlign="LEFT")
+    box.setStyle(TableStyle([
+        ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#fdecea")),
+        ("BOX", (0, 0), (-1, -1), 0.8, colors.HexColor("#8a1c1c")),
+        ("TOPPADDING", (0, 0), (-1, -1), 4),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
+    ]))
+    return [Spacer(1, 4), box]
 
 
 def _pairs(pairs: list[tuple[str, str]], st, width, shade: bool) -> Table:

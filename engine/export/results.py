@@ -17,6 +17,7 @@ from engine.core.atomic import StagedFiles
 from engine.core.jsonsafe import json_bytes
 from engine.core.versions import app_version
 from engine.explain.colour import blend
+from engine.export.content import intended_use_of
 
 
 def file_key(method: str, layer: str) -> str:
@@ -74,6 +75,7 @@ def result_json(result: Any, timings_ms: dict, metrics: dict | None = None,
         "timings_ms": {k: round(float(timings_ms.get(k, 0.0)), 3)
                        for k in ("load", "forward", "backward", "maps")},
         "warnings": list(result.warnings),
+        "intended_use": intended_use_of(result),
     }
     if metrics is not None:
         content["metrics"] = metrics
