@@ -115,9 +115,10 @@ def _explain_one(args, path, folder, session, model, request_kw, load_ms, roi) -
     if args.report:
         from engine.export import write_reports
 
+        # No screen here: the report holds every map the command asked for.
         write_reports(result, image, folder, args.report,
                       keep_identifiers=args.keep_identifiers, metrics=metrics,
-                      figure_options={"colormap": args.colormap})
+                      figure_options={"colormap": args.colormap}, all_maps=True)
     filed = ""
     if args.send:
         from engine.pacs.filing import file_into_study
