@@ -1,5 +1,8 @@
 """The export dialog: figure, reports and DICOM, with a live preview, de-identified by default.
 
+By default every output holds what was reviewed: the map on screen, and the compare grid when
+it is shown. "All layers" puts every computed map in the reports instead.
+
 Drawing the preview and writing the files run on Qt's thread pool, never on the GUI thread; a
 newer preview request makes older ones irrelevant (their pictures are dropped when they land).
 """
@@ -30,14 +33,14 @@ from superqt.utils import create_worker
 
 from engine.core.cancel import Cancelled, CancelToken
 from engine.core.errors import LucidaError
-from engine.export import FigureOptions, render_figure, write_reports
+from engine.export import FigureOptions, export_view, render_figure, write_reports
 from engine.export.deid import Scrubber
 
 #: (label, FigureOptions.kind)
 LAYOUTS = (
     ("Overlay", "overlay"),
     ("Side by side: original | overlay", "side_by_side"),
-    ("Compare grid: every map", "grid"),
+    ("Compare grid", "grid"),
 )
 #: (label, dpi)
 RESOLUTIONS = (("150 dpi (screen)", 150), ("300 dpi (print)", 300), ("600 dpi (poster)", 600))
@@ -84,8 +87,9 @@ class QtExportDialog(QDialog):
     image : Image
         The explained image.
     view_state : dict
-        ``{"window", "invert", "opacity", "colormap", "threshold", "method", "layer"}``: the
-        figure reproduces what the viewer shows.
+        ``{"window", "invert", "opacity", "colormap", "threshold", "method", "layer",
+        "heat_offset", "heat_gain", "compare"}`` (see ``FigureOptions.from_view_state``): the
+        exports reproduce what the viewer shows.
 
     Signals
     -------
@@ -105,6 +109,7 @@ class QtExportDialog(QDialog):
         self._cancel: CancelToken | None = None
         self._progress = _Progress(self)
         self._progress.sig_progress.connect(self._on_progress)
+        self._preview_timer = QTimer(self, singleShot=True, interval=120)
 
         self.preview = QLabel("Drawing preview…")
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -114,7 +119,8 @@ class QtExportDialog(QDialog):
         self.layout_box = QComboBox()
         for label, kind in LAYOUTS:
             self.layout_box.addItem(label, kind)
-        self.layout_box.setCurrentIndex(1)
+        # The compare grid is what the user looked at when it is shown.
+        self.layout_box.setCurrentIndex(2 if self._view_state.get("compare") else 1)
         self.resolution_box = QComboBox()
         for label, dpi in RESOLUTIONS:
             self.resolution_box.addItem(label, dpi)
@@ -129,6 +135,11 @@ class QtExportDialog(QDialog):
             self.output_checks[fmt] = box
             out_layout.addWidget(box)
         out_layout.addWidget(QLabel("A JSON sidecar (report.json) is always written."))
+        self.all_maps = QCheckBox(f"All layers: every computed map ({len(result.maps)})")
+        self.all_maps.setToolTip("By default the exports hold the map on screen, and the "
+                                 "compare grid when it is shown.")
+        self.all_maps.toggled.connect(self._preview_timer_start)
+        out_layout.addWidget(self.all_maps)
 
         self.deidentify = QCheckBox("De-identify (DICOM PS3.15 Annex E basic profile)")
         self.deidentify.setChecked(True)
@@ -180,7 +191,6 @@ class QtExportDialog(QDialog):
         root.addWidget(self.buttons)
 
         # Coalesce quick successive changes into one preview.
-        self._preview_timer = QTimer(self, singleShot=True, interval=120)
         self._preview_timer.timeout.connect(self._start_preview)
         self.layout_box.currentIndexChanged.connect(self._preview_timer.start)
         self._update_buttons()
@@ -195,6 +205,9 @@ class QtExportDialog(QDialog):
             kind=self.layout_box.currentData(),
             dpi=dpi or self.resolution_box.currentData(),
         )
+
+    def _preview_timer_start(self, *_args) -> None:
+        self._preview_timer.start()
 
     def formats(self) -> list[str]:
         """The chosen output formats."""
@@ -225,10 +238,15 @@ class QtExportDialog(QDialog):
         # Draw at roughly the label's size: a preview does not need print resolution.
         pixels = max(self.preview.width(), _PREVIEW_WIDTH) * self.devicePixelRatioF()
         options.dpi = max(30, int(pixels / options.width))
+        try:
+            shown = export_view(self._result, options, self.all_maps.isChecked()).figure
+        except LucidaError as exc:
+            self.preview.setText(f"No preview: {exc.one_line()}")
+            return
         worker = create_worker(
             _draw_preview,
             self._preview_generation,
-            self._result,
+            shown,
             self._image,
             options,
             _start_thread=False,
@@ -277,6 +295,7 @@ class QtExportDialog(QDialog):
             self.formats(),
             keep_identifiers=not self.deidentify.isChecked(),
             figure_options=self.options(),
+            all_maps=self.all_maps.isChecked(),
             progress=self._progress.sig_progress.emit,
             cancel=self._cancel,
             _start_thread=False,

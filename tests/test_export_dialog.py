@@ -69,3 +69,46 @@ def test_failed_export_says_why(dialog, qtbot, tmp_path):
     qtbot.waitUntil(lambda: "not a folder" in dialog.status.text(), timeout=30000)
     assert dialog.export_button.isEnabled()
     assert blocker_file.read_text() == "x"
+
+
+def _four_maps_dialog(qtbot, tmp_path, view_state):
+    from gui.export_dialog import QtExportDialog
+
+    image = open_image(write_fake_dicom(tmp_path / "case.dcm", size=32))
+    result = fake_result(image, methods=("gradcam", "scorecam"), layers=("features.3", "head"))
+    widget = QtExportDialog(None, result, image, view_state)
+    qtbot.addWidget(widget)
+    return widget
+
+
+def _export(dialog, qtbot, out, formats=("pdf",)):
+    import json
+
+    dialog.folder.setText(str(out))
+    dialog.resolution_box.setCurrentIndex(0)
+    for fmt, box in dialog.output_checks.items():
+        box.setChecked(fmt in formats)
+    with qtbot.waitSignal(dialog.sig_exported, timeout=30000):
+        dialog.export_button.click()
+    return json.loads((out / "report.json").read_text())
+
+
+def test_export_holds_the_map_on_screen_unless_all_layers_is_chosen(qtbot, tmp_path):
+    view = {**VIEW_STATE, "method": "scorecam", "layer": "head"}
+    dialog = _four_maps_dialog(qtbot, tmp_path, view)
+    assert not dialog.all_maps.isChecked() and "(4)" in dialog.all_maps.text()
+    content = _export(dialog, qtbot, tmp_path / "shown")
+    assert [(m["method"], m["layer"]) for m in content["maps"]] == [("scorecam", "head")]
+    dialog.all_maps.setChecked(True)
+    content = _export(dialog, qtbot, tmp_path / "all")
+    assert len(content["maps"]) == 4
+
+
+def test_a_shown_compare_grid_is_the_default_layout_and_is_exported(qtbot, tmp_path):
+    compare = [("gradcam", "features.3"), ("gradcam", "head")]
+    dialog = _four_maps_dialog(qtbot, tmp_path, {**VIEW_STATE, "compare": compare})
+    assert dialog.layout_box.currentData() == "grid"
+    qtbot.waitUntil(lambda: bool(dialog.preview.toolTip()), timeout=20000)
+    assert "at layers features.3, head" in dialog.preview.toolTip()
+    content = _export(dialog, qtbot, tmp_path / "grid", formats=("png", "pdf"))
+    assert [(m["method"], m["layer"]) for m in content["maps"]] == compare

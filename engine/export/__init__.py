@@ -7,8 +7,9 @@ all-or-nothing: a failed export leaves no half-written file and raises one-line
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from engine.core.atomic import StagedFiles
 from engine.core.cancel import CancelToken, ProgressFn
@@ -29,7 +30,8 @@ from engine.export.figure import (
 from engine.export.report_html import report_html
 from engine.export.report_pdf import report_pdf
 
-__all__ = ["FORMATS", "FigureOptions", "RenderedFigure", "render_figure", "write_reports"]
+__all__ = ["FORMATS", "ExportView", "FigureOptions", "RenderedFigure", "export_view",
+           "render_figure", "write_reports"]
 
 #: Formats :func:`write_reports` understands; the JSON sidecar comes with every export.
 FORMATS = ("png", "pdf", "html", "dicom", "json")
@@ -81,6 +83,42 @@ def reviewed_maps(result, options: FigureOptions, all_maps: bool = False) -> lis
                              fix="let the compare grid finish before exporting")
         keys.append(tuple(key))
     return list(dict.fromkeys(keys))
+
+
+@dataclass(frozen=True)
+class ExportView:
+    """What one export shows, as results restricted to the maps that go into it.
+
+    Attributes
+    ----------
+    reviewed : ExplainResult
+        The map on screen, then the compare grid's maps (or every map, with ``all_maps``).
+    grid : ExplainResult or None
+        The maps of the compare grid when it is shown (every map with ``all_maps``).
+    figure : ExplainResult
+        What the annotated figure and the DICOM Secondary Capture draw: the grid's maps for
+        the grid layout, the reviewed ones otherwise.
+    report_maps : list of (method, layer)
+        The maps that get a figure of their own in the PDF and HTML reports.
+    """
+
+    reviewed: Any
+    grid: Any
+    figure: Any
+    report_maps: list
+
+
+def export_view(result, options: FigureOptions, all_maps: bool = False) -> ExportView:
+    """Decide what an export of ``result`` holds (see :class:`ExportView`)."""
+    keys = reviewed_maps(result, options, all_maps)
+    reviewed = replace(result, maps={key: result.maps[key] for key in keys})
+    grid = None
+    if all_maps and len(keys) > 1:
+        grid = reviewed
+    elif options.compare:
+        grid = replace(result, maps={tuple(k): result.maps[tuple(k)] for k in options.compare})
+    figure = grid if options.kind == "grid" and grid is not None else reviewed
+    return ExportView(reviewed, grid, figure, keys if all_maps else keys[:1])
 
 
 def write_reports(
@@ -144,17 +182,8 @@ def write_reports(
     if isinstance(figure_options, dict):
         figure_options = FigureOptions.from_view_state(figure_options)
     options = figure_options or FigureOptions()
-    keys = reviewed_maps(result, options, all_maps)
-    reviewed = replace(result, maps={key: result.maps[key] for key in keys})
-    # The figure and the DICOM hold the compare grid's maps in a grid layout, the shown map
-    # otherwise; the reports hold the shown map, then the grid.
-    grid = None
-    if all_maps and len(keys) > 1:
-        grid = reviewed
-    elif options.compare:
-        grid = replace(result, maps={tuple(k): result.maps[tuple(k)] for k in options.compare})
-    figure_result = grid if options.kind == "grid" and grid is not None else reviewed
-    report_maps = keys if all_maps else keys[:1]
+    view = export_view(result, options, all_maps)
+    reviewed, grid, report_maps = view.reviewed, view.grid, view.report_maps
     report = progress or (lambda fraction, message="": None)
     scrubber = Scrubber(image.identifiers(), active=not keep_identifiers)
     outputs: list[tuple[str, bytes]] = []
@@ -171,7 +200,7 @@ def write_reports(
 
     if {"png", "dicom"} & set(wanted):
         step("drawing the figure")
-        figure = render_figure(figure_result, image, options)
+        figure = render_figure(view.figure, image, options)
         if "png" in wanted:
             outputs.append(("png", figure_png(figure, scrubber)))
         if "dicom" in wanted:
