@@ -10,13 +10,9 @@ can shard the rows across processes or machines and merge with :mod:`engine.audi
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
 import time
-from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,10 +50,6 @@ class AuditSettings:
         Images per batched forward/backward pass.
     heat_size : int
         Side of the stored, downsampled heatmaps.
-    decode_workers : int or None
-        Processes that read and preprocess upcoming batches while the model runs; None picks
-        one per spare CPU (at least one). 0 reads in a thread of this process (no start-up
-        cost, but decoding then shares the interpreter lock with the model pass).
     """
 
     method: str
@@ -66,7 +58,6 @@ class AuditSettings:
     target: str = "top"
     batch_size: int = 16
     heat_size: int = 64
-    decode_workers: int | None = None
 
 
 def plan(model, settings: AuditSettings) -> core.Plan:
@@ -346,37 +337,6 @@ def todo_rows(dataset: Manifest, store: ResultStore) -> list[AuditRow]:
     return [row for row in dataset.rows if row.key not in done]
 
 
-#: Below this many batches a decode process costs more to start than it saves.
-_MIN_BATCHES_FOR_PROCESSES = 8
-
-
-def _init_decoder() -> None:
-    # One thread per decode process: the processes are the parallelism.
-    torch.set_num_threads(1)
-
-
-@contextmanager
-def _decode_pool(workers: int | None, n_batches: int):
-    """Yield ``(executor, batches in flight)`` for reading batches ahead of the model.
-
-    Decoding is Python-heavy and holds the interpreter lock, so threads cannot overlap it
-    with the model pass; processes can. Small audits read in one thread instead, since a
-    process pool takes about a second to start.
-    """
-    spare = max(1, (os.cpu_count() or 1) - 1)
-    workers = spare if workers is None else max(0, int(workers))
-    if workers == 0 or n_batches < _MIN_BATCHES_FOR_PROCESSES:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-load") as pool:
-            yield pool, 1
-        return
-    # Fork is unsafe once torch has started threads; a fork server forks clean children from
-    # one process that imported the engine once, so later pools start in milliseconds.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_decoder) as pool:
-        yield pool, workers + 1
-
-
 def run_audit(dataset: Manifest, model, settings: AuditSettings, out_dir: str | Path, *,
               resume: bool = False, progress: ProgressFn | None = None,
               cancel: CancelToken | None = None) -> ResultStore:
@@ -418,15 +378,15 @@ def run_audit(dataset: Manifest, model, settings: AuditSettings, out_dir: str | 
     progress(meter.fraction, f"{meter.finished}/{meter.total} images")
     step = max(1, int(settings.batch_size))
     batches = [todo[i : i + step] for i in range(0, len(todo), step)]
-    recipe = InputRecipe.from_model(model)
-    with _decode_pool(settings.decode_workers, len(batches)) as (pool, ahead):
-        # Reading and decoding the next batches overlaps the model pass of this one.
-        pending = deque(pool.submit(load_batch, b, recipe) for b in batches[:ahead])
+    # Reading and decoding the next batch overlaps the model pass of this one.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-load") as pool:
+        recipe = InputRecipe.from_model(model)
+        pending = pool.submit(load_batch, batches[0], recipe) if batches else None
         for i, rows in enumerate(batches):
             cancel.check()
-            loaded = pending.popleft().result()
-            if i + ahead < len(batches):
-                pending.append(pool.submit(load_batch, batches[i + ahead], recipe))
+            loaded = pending.result()
+            pending = pool.submit(load_batch, batches[i + 1], recipe) if i + 1 < len(batches) \
+                else None
             records, heatmaps = explain_batch(loaded, model, the_plan, dataset.roles, cancel,
                                               settings.target, settings.heat_size)
             store.append_batch(records, heatmaps)
