@@ -146,3 +146,27 @@ def test_a_dicomdir_naming_missing_files_reports_them(tmp_path):
     missing = [p for p in tree.problems if "but missing" in p.reason]
     assert missing and all(p.kind == FAILED for p in missing)
     assert len(tree.all_images()) + len(missing) == 31
+
+
+def test_images_of_a_series_share_their_default_window(tmp_path):
+    import numpy as np
+
+    folder = tmp_path / "mr"
+    folder.mkdir()
+    for number, gain in ((1, 1), (2, 2), (3, 3)):
+        ds = read("MR_small.dcm")
+        for keyword in ("WindowCenter", "WindowWidth", "WindowCenterWidthExplanation"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.PixelData = (ds.pixel_array.astype(np.int32) * gain).astype(np.int16).tobytes()
+        ds.InstanceNumber = number
+        ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{number}"
+        ds.save_as(folder / f"s{number}.dcm")
+    from engine.studies.image import open_image
+
+    alone = {open_image(folder / f"s{n}.dcm").default_window for n in (1, 2, 3)}
+    assert len(alone) == 3, "on their own, the slices would open at different windows"
+    (series,) = open_paths([folder]).patients[0].studies[0].series
+    windows = {image.default_window for image in reversed(series.images)}
+    assert len(windows) == 1
+    assert windows == {open_image(folder / "s2.dcm").default_window}  # the middle slice's

@@ -109,6 +109,8 @@ class Image:
         self._frames: OrderedDict[int, _Frame] = OrderedDict()
         self._defaults: dict[int, WindowPreset | None] = {}
         self._fallback: WindowPreset | None = None
+        #: Set by the study tree: the window the images of one series share without presets.
+        self.series_window: SeriesWindow | None = None
         self._domains: dict[tuple, np.ndarray] = {}
         self._lock = threading.RLock()
 
@@ -142,9 +144,10 @@ class Image:
 
         The file's first preset for the frame; without one, one window for the whole image:
         soft tissue (40/400 HU) for CT, the full range for 8-bit pictures, else a robust window
-        over frames sampled across the image. Only a file that gives its frames windows of
-        their own (enhanced multi-frame objects) changes window from frame to frame, so cine
-        does not flicker.
+        over frames sampled across the image, or across its series when it belongs to one
+        (:class:`SeriesWindow`). Only a file that gives its frames windows of their own
+        (enhanced multi-frame objects) changes window from frame to frame, so neither cine nor
+        stepping through a series flickers.
 
         Returns None for colour images, which are shown as stored.
         """
@@ -164,10 +167,15 @@ class Image:
             elif self.kind == "raster" and self._details.get("bits") == 8:
                 # 8-bit pictures are shown as stored: 0 black, 255 white.
                 self._fallback = WindowPreset(127.5, 255.0, "full range", "LINEAR_EXACT")
+            elif self.series_window is not None:
+                self._fallback = self.series_window.window()
             else:
-                frames = sorted({0, self.n_frames // 2, self.n_frames - 1})
-                self._fallback = self._robust_window(frames)
+                self._fallback = self.data_window()
         return self._fallback
+
+    def data_window(self) -> WindowPreset:
+        """A robust window over the first, middle and last frames (see :meth:`auto_window`)."""
+        return self._robust_window(sorted({0, self.n_frames // 2, self.n_frames - 1}))
 
     def auto_window(self, frame: int = 0) -> WindowPreset:
         """A window spanning the 0.5th to 99.5th percentile of the frame's modality values."""
@@ -468,6 +476,31 @@ class Image:
                 domain = self._run(frame, display.modality_values, stored, fds, self.modality)
             self._domains[key] = domain
         state.domain = domain
+
+
+class SeriesWindow:
+    """One fallback window for every image of a series, so stepping through it does not flicker.
+
+    It is the robust window of the series' middle image, worked out once, when the first image
+    without a preset of its own is shown.
+
+    Parameters
+    ----------
+    images : list of Image
+        The series, in display order.
+    """
+
+    def __init__(self, images: list[Image]) -> None:
+        self._middle = images[len(images) // 2]
+        self._window: WindowPreset | None = None
+        self._lock = threading.Lock()
+
+    def window(self) -> WindowPreset:
+        """The shared window (decodes the middle image's frames the first time)."""
+        with self._lock:
+            if self._window is None:
+                self._window = self._middle.data_window()
+            return self._window
 
 
 def _modality_key(fds) -> tuple:

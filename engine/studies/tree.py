@@ -23,7 +23,7 @@ import numpy as np
 from engine.core.cancel import CancelToken, ProgressFn
 from engine.core.errors import LucidaError, NotAnImage
 from engine.studies.dicom_io import DicomdirIndex
-from engine.studies.image import Image, open_image
+from engine.studies.image import Image, SeriesWindow, open_image
 
 #: Label for grouping keys a file does not carry (raster files carry none).
 UNKNOWN = "(unknown)"
@@ -262,6 +262,10 @@ def _group(images: list[Image]) -> list[Patient]:
             study.series.sort(key=lambda s: (_number(s.number), s.uid))
             for series in study.series:
                 series.images.sort(key=_image_order)
+                if len(series.images) > 1:
+                    shared = SeriesWindow(series.images)
+                    for image in series.images:
+                        image.series_window = shared
     return sorted(patients.values(), key=lambda p: (p.id == UNKNOWN, p.name, p.id))
 
 
