@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.errors import ModelError
+from engine.models.card import default_spec
 
 #: Suffix of the card written next to a model file.
 CARD_SUFFIX = ".card.toml"
@@ -69,16 +70,19 @@ class QtCardDialog(QDialog):
     sig_card_saved = Signal(str)
 
     def __init__(self, parent, model, spec: str | None) -> None:
+        """``model`` is the loaded model, or None when the file could not be loaded."""
         super().__init__(parent)
         self.setWindowTitle("Describe this model file")
         self.model_file = Path(spec) if spec else None
-        spec_in = model.input
-        self.name = QLineEdit(model.name)
-        self.classes = QLineEdit(", ".join(model.classes))
+        spec_in = model.input if model is not None else default_spec()
+        name = model.name if model is not None else (self.model_file.stem
+                                                     if self.model_file else "")
+        self.name = QLineEdit(name)
+        self.classes = QLineEdit(", ".join(model.classes) if model is not None else "")
         self.classes.setToolTip("Class names in the order of the model's outputs")
         self.output = QComboBox()
         self.output.addItems(["softmax", "sigmoid"])
-        self.output.setCurrentText(model.output)
+        self.output.setCurrentText(model.output if model is not None else "softmax")
         self.rows, self.cols = QSpinBox(), QSpinBox()
         for box, value in ((self.rows, spec_in.size[0]), (self.cols, spec_in.size[1])):
             box.setRange(8, 4096)

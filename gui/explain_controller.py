@@ -276,20 +276,21 @@ class ExplainController:
 
     def _submit(self, ctx: tuple, methods: list[str], layers, kind: str = "explain",
                 target=None) -> int:
-        from engine.explain.session import ExplainRequest
-
         window = self.window
         target = window.target if target is None else target
-        request = ExplainRequest(
-            image=window.image, model=window.model, methods=list(methods), layers=layers,
-            target="top" if target is None else int(target), frame=window.viewer.frame,
-            params={m: dict(self.params_for(m)) for m in methods})
+        fields = dict(image=window.image, model=window.model, methods=list(methods),
+                      layers=layers, target="top" if target is None else int(target),
+                      frame=window.viewer.frame,
+                      params={m: dict(self.params_for(m)) for m in methods})
         context = {"key": ctx, "methods": list(methods),
                    "params": {m: tuple(sorted(self.params_for(m).items())) for m in methods}}
 
         def run(progress, cancel, on_partial):
-            return window.session.explain(request, progress=progress, cancel=cancel,
-                                          on_partial=on_partial)
+            # Imported here, on the worker: the session module imports torch.
+            from engine.explain.session import ExplainRequest
+
+            return window.session.explain(ExplainRequest(**fields), progress=progress,
+                                          cancel=cancel, on_partial=on_partial)
 
         if kind == "explain":
             # Metrics of the map being replaced must not hold the new map back on the one

@@ -104,6 +104,8 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.trust_panel = None
         self.audit_view = None
         self._export_dialog = None
+        self._card_dialog = None
+        self._layer_after_load: str | None = None  # an audit row opens with its layer
 
         self.files = FileOpener(self)
         self.models = ModelLoader(self)
@@ -305,7 +307,8 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.panel.set_model(model, spec, reasons)
         self.explain.compare_methods, self.explain.compare_layers = \
             self.panel.compare_selection()
-        self.layer = model.default_layer
+        self.layer = self._layer_after_load or model.default_layer
+        self._layer_after_load = None
         self.target = None
         self.result = None
         self.message.setText(f"Model {model.name} loaded")
@@ -316,21 +319,25 @@ class QtMainWindow(QMainWindow, ViewCommands):
         """Run models on ``choice``: ``auto``, ``cpu``, ``cuda`` or ``mps``."""
         self.models.set_device(choice)
 
-    def sync_device_menu(self) -> None:
-        """Tick the chosen device in View ▸ Compute device."""
+    def sync_device_menu(self, available: dict | None = None) -> None:
+        """Tick the chosen device in View ▸ Compute device; mark those this machine lacks."""
         for choice, action in self.device_actions.items():
             action.setChecked(choice == self.device_choice)
+            if available is not None and choice in available:
+                action.setEnabled(available[choice])
 
-    def describe_model(self) -> None:
-        """Give the loaded model file a card (classes, preprocessing), saved next to it."""
+    def describe_model(self, spec: str | None = None) -> None:
+        """Give a model file (the loaded one by default) a card, saved next to it.
+
+        Offered too when a bare model file cannot be loaded for want of one.
+        """
         from gui.card_dialog import QtCardDialog
 
-        if self.model is None:
-            self.show_error("no model loaded. Fix: load a model file first")
-            return
-        dialog = QtCardDialog(self, self.model, self.model_spec)
+        spec = spec or self.model_spec
+        model = self.model if spec == self.model_spec else None
+        dialog = QtCardDialog(self, model, spec)
         dialog.sig_card_saved.connect(lambda path: self.load_model(
-            path, trust=self.models.trust_for(self.model_spec)))
+            path, trust=self.models.trust_for(spec)))
         dialog.show()
         self._card_dialog = dialog
 
@@ -450,8 +457,10 @@ class QtMainWindow(QMainWindow, ViewCommands):
         spec = self.model_spec
         return spec, spec is not None and self.models.trust_for(spec), self.device_choice
 
-    def _open_from_audit(self, path: str, method: str, layer: str, model: str) -> None:
+    def _open_from_audit(self, path: str, method: str, layer: str) -> None:
+        model = self.audit_view.audited_model
         if model and model != self.model_spec:
+            self._layer_after_load = layer or None
             self.load_model(model)
         if method in self.explainers:
             self.method = method

@@ -159,8 +159,6 @@ class MetricsController:
             window.show_error("the map on screen is still being computed. Fix: wait for it, "
                               "then press Compute")
             return None
-        from engine.metrics import case_metrics
-
         image, model = window.image, window.model
         method, layer = window.method, self._layer()
         roi, shape = window.roi, window.roi_shape
@@ -168,9 +166,14 @@ class MetricsController:
             self.panel.set_busy(True)
         signature, roi_value = self._signature(), None if roi is None else (roi, shape)
         self._pending = (signature, roi_value, False)
-        return window.jobs.submit("metrics", lambda progress, cancel, _p: case_metrics(
-            window.session, result, image, model, method, layer, roi=roi, roi_shape=shape,
-            progress=progress, cancel=cancel), tag=window.view_tag(), on_done=self._done,
+
+        def run(progress, cancel, _partial):
+            from engine.metrics import case_metrics  # on the worker: it imports torch
+
+            return case_metrics(window.session, result, image, model, method, layer, roi=roi,
+                                roi_shape=shape, progress=progress, cancel=cancel)
+
+        return window.jobs.submit("metrics", run, tag=window.view_tag(), on_done=self._done,
             on_failed=self._failed, on_cancelled=self._cancelled, on_progress=self._progress,
             signature=signature, roi=roi_value, roi_only=False)
 

@@ -17,6 +17,10 @@ from gui.explain_panel import OPEN_CARD
 
 #: Device choices offered, in menu order.
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: What the error message calls each device.
+DEVICE_NAMES = {"auto": "device", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
+#: Model files that carry no card of their own (a card can be written for them in the GUI).
+BARE_MODEL_SUFFIXES = (".pt", ".pth", ".pt2", ".pkl")
 
 
 @dataclass
@@ -117,7 +121,17 @@ class ModelLoader:
                 window.session.clear_cache()
             return outcome
 
-        return window.jobs.submit("model", run, on_done=self._loaded, spec=spec, trust=trust)
+        return window.jobs.submit("model", run, on_done=self._loaded, on_failed=self._failed,
+                                  spec=spec, trust=trust)
+
+    def _failed(self, text: str, context: dict) -> None:
+        window = self.window
+        spec = context["spec"]
+        # Every message names its file, even when the engine's does not.
+        window.show_error(text if Path(spec).name in text else f"{spec}: {text}")
+        if Path(spec).suffix.lower() in BARE_MODEL_SUFFIXES and Path(spec).is_file():
+            # A bare model file says nothing of its input or classes: let the user say it.
+            window.describe_model(spec)
 
     def requested(self, spec: str) -> None:
         """The panel's model picker chose ``spec`` (or asked to pick a card file)."""
@@ -160,20 +174,26 @@ class ModelLoader:
         window.device_choice = choice
         window.settings.setValue("device", choice)
         window.status.set_device(choice, None)
-        return window.jobs.submit("device", lambda _p, _c, _partial: resolve(choice),
-                                  on_done=self._device_resolved, on_failed=self._device_failed,
-                                  choice=choice)
+        window.sync_device_menu()
 
-    def _device_resolved(self, device: str, context: dict) -> None:
+        def run(_p, _c, _partial):
+            available = probe_devices()
+            return (resolve(choice) if available.get(choice, True) else None), available
+
+        return window.jobs.submit("device", run, on_done=self._device_resolved, choice=choice)
+
+    def _device_resolved(self, outcome: tuple, context: dict) -> None:
         window = self.window
+        device, available = outcome
+        window.sync_device_menu(available)
+        if device is None:
+            window.show_error(f"there is no {DEVICE_NAMES[context['choice']]} on this machine. "
+                              "Fix: choose another device in View ▸ Compute device; models "
+                              "now run on the automatic choice")
+            self.set_device("auto")
+            return
         moved = device != window.device
         window.device = device
         window.status.set_device(context["choice"], device)
-        window.sync_device_menu()
         if moved and window.model_spec is not None:
             self.load(window.model_spec)
-
-    def _device_failed(self, text: str, _context: dict) -> None:
-        window = self.window
-        window.show_error(text)
-        self.set_device("auto")

@@ -99,3 +99,37 @@ def test_invalid_values_are_refused(name, value):
     layer = OverlayLayer()
     with pytest.raises(ValueError):
         setattr(layer, name, value)
+
+
+def test_signed_maps_use_a_diverging_map_centred_at_zero(bound):
+    from gui.overlay_layer import MapInfo
+
+    layer, viewer, controls = bound
+    rows, cols = layer.heatmap.shape
+    signed = np.tile(np.linspace(-1.0, 1.0, cols, dtype=np.float32), (rows, 1))
+    layer.threshold = 0.1
+    layer.set_map(signed, MapInfo(scale=0.5, units="logit", signed=True))
+    drawn = viewer.overlay_image()
+    negative, positive = drawn.pixelColor(0, 5), drawn.pixelColor(cols - 1, 5)
+    assert negative.blue() > negative.red() and positive.red() > positive.blue()
+    assert negative.alpha() == positive.alpha() == round(0.45 * 255)
+    assert drawn.pixelColor(cols // 2, 5).alpha() == 0  # |heat| below the threshold
+    # The colour bar shows the sign: −, 0 and + in the map's units.
+    assert controls.colorbar.labels() == ("−0.5", "0", "+0.5")
+    assert "logit" in controls.colorbar.units() and "against" in controls.colorbar.units()
+    assert layer.scaled().min() == pytest.approx(-1.0)
+
+
+def test_the_absolute_scale_shares_one_maximum(bound):
+    from gui.overlay_layer import MapInfo
+
+    layer, _viewer, controls = bound
+    ramp = layer.heatmap
+    layer.scale = "absolute"
+    layer.set_map(ramp, MapInfo(scale=0.02, units="probability drop"), shared_max=0.2)
+    # A map whose own peak is a tenth of the shared maximum reaches a tenth of the colours.
+    assert layer.scaled().max() == pytest.approx(0.1)
+    assert controls.colorbar.labels() == ("0", "0.2")
+    assert layer.value_at(0, ramp.shape[1] - 1) == pytest.approx((0.1, 0.02))
+    layer.set_shared_max(None)  # alone, a map is its own maximum
+    assert layer.scaled().max() == pytest.approx(1.0)

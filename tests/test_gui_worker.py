@@ -110,3 +110,39 @@ def test_partial_results_and_progress_arrive(worker, qtbot):
         worker.submit("explain", job)
     qtbot.waitUntil(lambda: progress == [1.0], timeout=2000)
     assert partials == [0, 1, 2]
+
+
+def test_background_work_yields_to_other_work_and_resumes(worker, qtbot):
+    events = _record(worker)
+    order = []
+    runs = []
+    started = threading.Event()
+
+    def background(progress, cancel, partial):
+        runs.append(len(order))
+        started.set()
+        for _step in range(200):
+            cancel.check()
+            threading.Event().wait(0.005)
+        order.append("background done")
+        return "background"
+
+    slow = worker.submit("prefetch", background, background=True)
+    assert started.wait(5)
+    quick = worker.submit("explain", lambda p, c, o: order.append("foreground") or "foreground")
+    qtbot.waitUntil(lambda: ("done", slow, "background") in events, timeout=10_000)
+    assert ("done", quick, "foreground") in events
+    # The foreground job ran in between: the background one was preempted, then ran again.
+    assert order.index("foreground") < order.index("background done")
+    assert len(runs) == 2 and not any(e[0] == "cancelled" for e in events)
+
+
+def test_a_waiting_background_job_runs_after_the_foreground_ones(worker, qtbot):
+    events = _record(worker)
+    gate = threading.Event()
+    first = worker.submit("open", lambda p, c, o: gate.wait(5) and "opened")
+    later = worker.submit("thumbs", lambda p, c, o: "thumbs", background=True)
+    model = worker.submit("model", lambda p, c, o: "model")
+    gate.set()
+    qtbot.waitUntil(lambda: len(events) == 3, timeout=5000)
+    assert [e[1] for e in events] == [first, model, later]
