@@ -30,7 +30,8 @@ def test_methods_lists_every_builtin_with_params(capsys):
     assert names[:10] == ["cam", "gradcam", "gradcampp", "xgradcam", "layercam", "hirescam",
                           "eigencam", "scorecam", "occlusion", "rise"]
     scorecam = data["methods"][names.index("scorecam")]
-    assert {p["name"] for p in scorecam["params"]} == {"mode", "k", "baseline", "batch_size"}
+    assert {p["name"] for p in scorecam["params"]} == {"mode", "k", "baseline", "weighting",
+                                                          "batch_size"}
     assert "arXiv:1910.01279" in scorecam["citation"]
 
 
