@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,10 @@ class Series:
     description: str = ""
     modality: str = ""
     images: list[Image] = field(default_factory=list)
+    #: The series as a volume in patient space (CT and MR with a regular grid of slices).
+    volume: Any = None
+    #: Why a CT or MR series is not a volume (one line naming it); its images still open.
+    volume_error: str = ""
 
 
 @dataclass
@@ -262,11 +267,27 @@ def _group(images: list[Image]) -> list[Patient]:
             study.series.sort(key=lambda s: (_number(s.number), s.uid))
             for series in study.series:
                 series.images.sort(key=_image_order)
+                _make_volume(series)
                 if len(series.images) > 1:
                     shared = SeriesWindow(series.images)
                     for image in series.images:
                         image.series_window = shared
     return sorted(patients.values(), key=lambda p: (p.id == UNKNOWN, p.name, p.id))
+
+
+def _make_volume(series: Series) -> None:
+    """Make a CT or MR series a volume, from headers only, or record why it is not one."""
+    from engine.studies.volume import VOLUME_MODALITIES, volume_from_images
+
+    images = series.images
+    if series.modality not in VOLUME_MODALITIES or not images or images[0].kind != "dicom":
+        return
+    if len(images) == 1 and images[0].n_frames < 2:
+        return
+    try:
+        series.volume = volume_from_images(images)
+    except LucidaError as exc:
+        series.volume_error = exc.one_line()
 
 
 def _number(text: str) -> float:
