@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-LOOP_IMAGES = 96
+LOOP_IMAGES = 256
 BATCH_SIZE = 32
 ROUNDS = 3
 MEMORY_SIZES = (200, 2000)
