@@ -85,11 +85,13 @@ def image_named(window, name: str):
     raise KeyError(name)
 
 
-def write_multiframe(path: Path, n_frames: int = 12, size: int = 96) -> Path:
+def write_multiframe(path: Path, n_frames: int = 12, size: int = 96,
+                     syntax: str | None = None) -> Path:
     """Write a multi-frame CR-like DICOM of demo phantoms, each frame a little brighter.
 
     Frames differ in content (a nodule on every other frame) and in level, so maps, pixel
-    values and captions of two frames tell them apart.
+    values and captions of two frames tell them apart. ``syntax`` compresses the pixel data
+    (a transfer syntax UID such as JPEG 2000 Lossless); by default it is stored uncompressed.
     """
     from pydicom.uid import ExplicitVRLittleEndian
 
@@ -107,5 +109,7 @@ def write_multiframe(path: Path, n_frames: int = 12, size: int = 96) -> Path:
     ds.NumberOfFrames = n_frames
     ds.PixelData = np.stack(frames).tobytes()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if syntax is not None:
+        ds.compress(syntax)
     ds.save_as(path, enforce_file_format=True)
     return path
