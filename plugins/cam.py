@@ -56,14 +56,14 @@ class CAM(Explainer):
             acts = capture.activations[layer][0].float()
             if acts.shape[0] != weights.shape[1]:
                 continue
-            logits = weights.float() @ acts.mean(dim=(1, 2))
+            logits = weights.float() @ acts.flatten(1).mean(1)
             if bias is not None:
                 logits = logits + bias.float()
             expected = capture.logits[0].float()
             tol = _IDENTITY_RTOL * max(1.0, float(expected.abs().max()))
             if float((logits - expected).abs().max()) > tol:
                 continue
-            maps[layer] = torch.relu(torch.einsum("c,chw->hw", weights[target].float(), acts))
+            maps[layer] = torch.relu(torch.tensordot(weights[target].float(), acts, dims=1))
             progress((i + 1) / len(layers), f"CAM: {layer}")
         if not maps:
             raise ExplainerUnavailable(

@@ -37,17 +37,17 @@ class EigenCAM(Explainer):
     )
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        """Return one (h, w) map per layer."""
+        """Return one (h, w) map per layer ((d, h, w) for volumes)."""
         maps = {}
         for i, layer in enumerate(layers):
             cancel.check()
             acts = torch.nan_to_num(capture.activations[layer][0].float())
-            c, h, w = acts.shape
-            matrix = acts.reshape(c, h * w).T
+            c, grid = acts.shape[0], acts.shape[1:]
+            matrix = acts.reshape(c, -1).T
             if params.get("center", True):
                 matrix = matrix - matrix.mean(dim=0, keepdim=True)
             _, _, vh = torch.linalg.svd(matrix, full_matrices=False)
-            projection = (matrix @ vh[0]).reshape(h, w)
+            projection = (matrix @ vh[0]).reshape(grid)
             reference = acts.sum(dim=0)
             corr = ((projection - projection.mean()) * (reference - reference.mean())).sum()
             if corr < 0:

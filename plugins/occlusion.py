@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from engine.explain.api import INPUT_LAYER, Explainer, Param
@@ -40,27 +42,33 @@ class Occlusion(Explainer):
     )
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        """Return ``{"input": (H, W) map}`` in model-input geometry."""
+        """Return ``{"input": map}`` in model-input geometry: (H, W), or (D, H, W) for volumes.
+
+        A volume is hidden cube by cube, with the same side and stride along every axis.
+        """
         x = capture.input
-        _, _, height, width = x.shape
+        grid = tuple(x.shape[2:])
         patch = int(params.get("patch", 16))
         stride = int(params.get("stride", 8))
         batch_size = int(params.get("batch_size", 32))
-        ph, pw = min(patch, height), min(patch, width)
-        boxes = [(r, c) for r in _starts(height, ph, stride) for c in _starts(width, pw, stride)]
+        sides = [min(patch, n) for n in grid]
+        boxes = [tuple(slice(a, a + side) for a, side in zip(corner, sides, strict=True))
+                 for corner in itertools.product(*(_starts(n, side, stride)
+                                                   for n, side in zip(grid, sides,
+                                                                      strict=True)))]
         reference = float(capture.reference_scores()[0])
-        total = torch.zeros(height, width, device=x.device)
-        count = torch.zeros(height, width, device=x.device)
+        total = torch.zeros(grid, device=x.device)
+        count = torch.zeros(grid, device=x.device)
         for start in range(0, len(boxes), batch_size):
             cancel.check()
             chunk = boxes[start : start + batch_size]
-            batch = x.repeat(len(chunk), 1, 1, 1)
-            for i, (r, c) in enumerate(chunk):
-                batch[i, :, r : r + ph, c : c + pw] = 0.0
+            batch = x.repeat(len(chunk), *[1] * (x.ndim - 1))
+            for i, box in enumerate(chunk):
+                batch[(i, slice(None), *box)] = 0.0
             drops = reference - capture.target_scores(batch, target, batch_size)
-            for (r, c), drop in zip(chunk, drops.tolist(), strict=True):
-                total[r : r + ph, c : c + pw] += drop
-                count[r : r + ph, c : c + pw] += 1.0
+            for box, drop in zip(chunk, drops.tolist(), strict=True):
+                total[box] += drop
+                count[box] += 1.0
             progress(min(1.0, (start + len(chunk)) / len(boxes)), "Occlusion")
         return {INPUT_LAYER: total / count.clamp(min=1.0)}
 

@@ -17,9 +17,10 @@ WEIGHTINGS = ("score", "softmax-logits", "softmax-increase")
 
 
 def _minmax(maps: torch.Tensor) -> torch.Tensor:
-    """Scale each (h, w) map of an (N, h, w) stack to [0, 1] (flat maps become 0)."""
-    low = maps.amin(dim=(1, 2), keepdim=True)
-    span = maps.amax(dim=(1, 2), keepdim=True) - low
+    """Scale each map of an (N, *grid) stack to [0, 1] (flat maps become 0)."""
+    grid = tuple(range(1, maps.ndim))
+    low = maps.amin(dim=grid, keepdim=True)
+    span = maps.amax(dim=grid, keepdim=True) - low
     return torch.where(span > _FLAT, (maps - low) / span.clamp(min=_FLAT), 0.0)
 
 
@@ -90,14 +91,16 @@ class ScoreCAM(Explainer):
     )
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        """Return one (h, w) map per layer."""
+        """Return one (h, w) map per layer ((d, h, w) for volumes)."""
         # No autograd bookkeeping for the mask building either, not just the forwards.
         with torch.inference_mode():
             return self._explain(capture, target, layers, params, progress, cancel)
 
     def _explain(self, capture, target, layers, params, progress, cancel):
         x = capture.input
-        size = tuple(x.shape[-2:])
+        size = tuple(x.shape[2:])
+        # Volumes (N, C, D, H, W) upsample their masks trilinearly.
+        mode = "trilinear" if len(size) == 3 else "bilinear"
         batch_size = int(params.get("batch_size", 64))
         k = int(params.get("k", 32))
         fast = params.get("mode", "exact") == "fast"
@@ -109,7 +112,7 @@ class ScoreCAM(Explainer):
         for layer in layers:
             acts = capture.activations[layer][0].float()
             # Bilinear upsampling keeps each channel's extremes, so flatness shows at layer size.
-            span = acts.amax(dim=(1, 2)) - acts.amin(dim=(1, 2))
+            span = acts.flatten(1).amax(1) - acts.flatten(1).amin(1)
             useful = torch.nonzero(span > _FLAT).flatten()
             if fast and len(useful) > k:
                 labels, centres = _kmeans(_minmax(acts[useful]).flatten(1), k)
@@ -125,7 +128,7 @@ class ScoreCAM(Explainer):
             for start in range(0, len(sources), batch_size):
                 cancel.check()
                 chunk = sources[start : start + batch_size]
-                up = F.interpolate(chunk[None], size=size, mode="bilinear", align_corners=False)
+                up = F.interpolate(chunk[None], size=size, mode=mode, align_corners=False)
                 masks = _minmax(up[0])
                 masked = x * masks[:, None]
                 if weighting == "softmax-logits":
@@ -140,7 +143,7 @@ class ScoreCAM(Explainer):
             if weighting != "score" and len(per_channel):
                 per_channel = torch.softmax(per_channel, dim=0)
             weights[useful] = per_channel
-            maps[layer] = torch.relu(torch.einsum("c,chw->hw", weights, acts))
+            maps[layer] = torch.relu(torch.tensordot(weights, acts, dims=1))
         return maps
 
 

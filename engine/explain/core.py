@@ -302,13 +302,15 @@ class MapResult:
 
 
 def finish_stack(raw: torch.Tensor, model: Any, image_shape: tuple[int, ...],
-                 signed: bool = False, what: str = "map") -> tuple[torch.Tensor, list, list]:
+                 signed: bool = False, what: str = "map",
+                 resample: Any = None) -> tuple[torch.Tensor, list, list]:
     """Finish a stack of maps of one geometry for images of one shape.
 
     Parameters
     ----------
     raw : torch.Tensor
-        (N, h, w) raw maps over the model input (any resolution).
+        (N, h, w) raw maps over the model input (any resolution); (N, d, h, w) with
+        ``resample``.
     model : LoadedModel
         Its input spec says how the input was placed in the image.
     image_shape : tuple of int
@@ -317,6 +319,9 @@ def finish_stack(raw: torch.Tensor, model: Any, image_shape: tuple[int, ...],
         Keep the sign (scale by the largest magnitude) instead of clipping at 0.
     what : str
         Names the map in warnings (``"gradcam map for layer4"``).
+    resample : callable, optional
+        ``resample(clean) -> (N, *image grid)``: how the cleaned maps reach image geometry
+        (a volume's voxel grid, say); by default :func:`maps_to_image` with the model's spec.
 
     Returns
     -------
@@ -334,11 +339,13 @@ def finish_stack(raw: torch.Tensor, model: Any, image_shape: tuple[int, ...],
         clean = clean.clamp(min=0.0)
     flat = clean.flatten(1)
     spread = (flat.amax(1) - flat.amin(1)).tolist() if flat.shape[1] else [0.0] * len(raw)
-    heat = maps_to_image(clean, model.input, tuple(image_shape[:2]))
+    heat = maps_to_image(clean, model.input, tuple(image_shape[:2])) if resample is None \
+        else resample(clean)
     # The peak of the resampled map, so that bilinear resampling cannot leave it below 1.
     peak = heat.flatten(1).abs().amax(1)
     scale_raw = flat.abs().amax(1) if flat.shape[1] else torch.zeros(len(raw))
-    heat = heat / torch.where(peak > 0, peak, torch.ones_like(peak))[:, None, None]
+    heat = heat / torch.where(peak > 0, peak, torch.ones_like(peak)).view(-1, *[1] * (
+        heat.ndim - 1))
     warnings: list[str | None] = []
     for ok, width, top in zip(finite, spread, peak.tolist(), strict=True):
         warning = None if ok else f"{what} has NaN or infinite values (shown as 0)"

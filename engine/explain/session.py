@@ -267,15 +267,21 @@ class Session:
             )
             warnings.extend(got.errors[0].values())
             image_shape = tuple(request.image.shape)
+            finish, where = finish_map, image_shape
+            if getattr(request.image, "kind", None) == "volume":
+                # A 3-D model's maps go back onto the volume's own voxel grid.
+                from engine.explain.volume_finish import finish_volume_map
+
+                finish, where = finish_volume_map, request.image
             for explainer in the_plan.explainers:
                 made = [k for k in missing[explainer.name] if (explainer.name, k) in got.maps[0]]
                 skipped = [k for k in missing[explainer.name] if k not in made]
                 if made and skipped:
                     warnings.append(f"{explainer.name}: no map for {', '.join(skipped)}")
                 for layer in made:
-                    done_maps[(explainer.name, layer, frozen[explainer.name])] = finish_map(
+                    done_maps[(explainer.name, layer, frozen[explainer.name])] = finish(
                         explainer.name, layer, got.maps[0][(explainer.name, layer)], model,
-                        image_shape, signed=bool(getattr(explainer, "signed", False)),
+                        where, signed=bool(getattr(explainer, "signed", False)),
                         units=str(getattr(explainer, "units", "a.u.")),
                     )
         maps: dict[tuple[str, str], MapResult] = {}

@@ -23,6 +23,18 @@ Example::
 
     [layers]
     default = "layer4"
+
+A 3-D model states its voxel grid: ``size = [D, H, W]``, ``spacing = [z, y, x]`` in mm, an
+``orientation`` (nibabel axis codes of its x, y and z axes, e.g. ``"RAS"``), a HU ``window``
+and ``crop = "centre"`` or ``"roi"`` (see :mod:`engine.models.volume_preprocess`)::
+
+    [input]
+    size = [32, 64, 64]
+    spacing = [5.0, 5.0, 5.0]
+    orientation = "RAS"
+    channels = 1
+    window = [-500, 1400]
+
     [intended_use]                          # optional; see engine.models.intended_use
     modalities = ["CR", "DX"]
     body_parts = ["CHEST"]
@@ -40,6 +52,7 @@ from pathlib import Path
 from engine.core.errors import ModelError
 from engine.models.intended_use import IntendedUse, parse
 from engine.models.preprocess import InputSpec, normalise_spec
+from engine.models.volume_preprocess import VolumeSpec, normalise_volume_spec
 
 #: ImageNet statistics, the default for three-channel models without [input] mean/std.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -164,6 +177,15 @@ def _input_spec(path: Path, section: dict) -> InputSpec:
     if isinstance(size, int):
         size = [size, size]
     try:
+        if "spacing" in section or (isinstance(size, list) and len(size) == 3):
+            return normalise_volume_spec(VolumeSpec(
+                size=tuple(size), channels=channels,
+                mean=tuple(section.get("mean", (0.5,))), std=tuple(section.get("std", (0.5,))),
+                window=section.get("window", "default"),
+                spacing=tuple(section.get("spacing", ())),
+                orientation=str(section.get("orientation", "RAS")),
+                crop=str(section.get("crop", "centre")),
+            ))
         spec = InputSpec(
             size=tuple(size),
             channels=channels,

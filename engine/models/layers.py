@@ -1,7 +1,8 @@
 """Finding a model's candidate layers for activation- and gradient-based maps.
 
 A dry forward pass with a hook on every submodule records each output. Spatial layers have
-outputs (N, C, H, W) with H, W > 1 (channels-last (N, H, W, C) outputs, as Swin's stages give,
+outputs (N, C, H, W) with H, W > 1, or (N, C, D, H, W) in 3-D models (H, W > 1; D may have
+pooled down to 1) (channels-last (N, H, W, C) outputs, as Swin's stages give,
 are recognised too); token layers have outputs (N, T, C) with T = h*w or 1 + h*w and are
 reshaped to (N, C, h, w) (a leading class token is dropped).
 
@@ -26,7 +27,8 @@ from engine.core.errors import ModelError
 from engine.models.adapters import adapt_output
 
 #: Modules that only resample their input; a map on them says nothing the layer before does not.
-_RESAMPLERS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Identity, nn.Dropout)
+_RESAMPLERS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool3d,
+               nn.AdaptiveMaxPool3d, nn.Identity, nn.Dropout, nn.Dropout3d)
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class LayerInfo:
     name : str
         Qualified submodule name (``model.get_submodule(name)``).
     shape : tuple of int
-        ``(C, h, w)`` of its activation map, after any token reshape.
+        ``(C, h, w)`` of its activation map, after any token reshape; ``(C, d, h, w)`` in 3-D.
     kind : str
         ``"spatial"`` or ``"token"``.
     prefix_tokens : int
@@ -46,7 +48,7 @@ class LayerInfo:
     """
 
     name: str
-    shape: tuple[int, int, int]
+    shape: tuple[int, ...]
     kind: str
     prefix_tokens: int = 0
 
@@ -169,11 +171,17 @@ def _record(module: nn.Module, x: torch.Tensor):
     return records, calls, out
 
 
-def _classify(shape_a, shape_b, input_hw) -> tuple[Layout, tuple[int, int, int]] | None:
-    """Decide whether one output is spatial or token-shaped; return its layout and (C,h,w)."""
+def _classify(shape_a, shape_b, input_hw, volumetric=False) -> tuple[Layout, tuple] | None:
+    """Decide whether one output is spatial or token-shaped; return its layout and (C, *grid)."""
     grows = None
     if shape_b is not None and len(shape_b) == len(shape_a):
         grows = {i for i in range(len(shape_a)) if shape_a[i] != shape_b[i]}
+    if volumetric:
+        # (N, C, d, h, w): the grid grows with the input (d may be pooled down to 1).
+        if len(shape_a) == 5 and (grows is None or (grows and grows <= {2, 3, 4})) \
+                and shape_a[3] > 1 and shape_a[4] > 1:
+            return Layout("nchw"), tuple(shape_a[1:])
+        return None
     if len(shape_a) == 4:
         if grows == {1, 2} and shape_a[1] > 1 and shape_a[2] > 1:
             return Layout("nhwc"), (shape_a[3], shape_a[1], shape_a[2])
@@ -202,7 +210,7 @@ def discover_layers(
     module : torch.nn.Module
         The model, in eval mode.
     input_shape : tuple of int
-        ``(C, H, W)`` of the model input.
+        ``(C, H, W)`` of the model input, or ``(C, D, H, W)`` for a 3-D model.
     device : torch.device or str
         Where the module lives.
     output_key : str, optional
@@ -215,18 +223,21 @@ def discover_layers(
     Discovery
         Candidate layers in execution order, their layouts, and the default layer.
     """
-    c, h, w = input_shape
+    c, *grid = input_shape
+    h, w = grid[-2:]
+    volumetric = len(grid) == 3
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn((1, c, h, w), generator=gen).to(device)
+    x = torch.randn((1, *input_shape), generator=gen).to(device)
     with torch.enable_grad():
         try:
             records, calls, out = _record(module, x)
         except Exception as exc:  # noqa: BLE001 - any failure here means the input does not fit
             raise ModelError(
-                f"a dry run on a {c}x{h}x{w} input failed ({type(exc).__name__}: {exc})",
+                f"a dry run on a {'x'.join(str(v) for v in input_shape)} input failed "
+                f"({type(exc).__name__}: {exc})",
                 fix="check [input] size and channels in the model card",
             ) from exc
-        shapes_b = _second_pass(module, (c, h, w), device)
+        shapes_b = _second_pass(module, tuple(input_shape), device)
         # Keep one name per distinct tensor: containers and in-place ops hand on the same
         # tensor object, and the last module to finish with it names it best.
         # ``records`` keeps every tensor alive, so ids stay unique.
@@ -235,7 +246,8 @@ def discover_layers(
         for name, t in records:
             if last_name[id(t)] != name or calls.get(name, 0) != 1:
                 continue
-            kind = _classify(tuple(t.shape), shapes_b.get(name) if shapes_b else None, (h, w))
+            kind = _classify(tuple(t.shape), shapes_b.get(name) if shapes_b else None, (h, w),
+                             volumetric)
             if kind is not None:
                 chosen.append((name, t, *kind))
         influence = _influence(out, output_key, chosen, task)
@@ -257,15 +269,15 @@ def discover_layers(
         # that sees most context is the deepest one at the coarsest grid (the encoder's end,
         # pytorch-grad-cam's choice for its segmentation examples).
         spatial = [lay for lay in layers if lay.kind == "spatial"] or layers
-        coarsest = min(lay.shape[-1] * lay.shape[-2] for lay in spatial)
-        default = [lay for lay in spatial if lay.shape[-1] * lay.shape[-2] == coarsest][-1].name
+        cells = [math.prod(lay.shape[1:]) for lay in spatial]
+        default = [lay for lay, n in zip(spatial, cells, strict=True) if n == min(cells)][-1].name
     return Discovery(layers=layers, layouts=layouts, default=default)
 
 
 def _second_pass(module, input_shape, device) -> dict[str, tuple] | None:
     """Output shapes at a larger input, or None when the model takes one size only."""
-    c, h, w = input_shape
-    x = torch.zeros((1, c, h + 32, w + 32), device=device)
+    c, *grid = input_shape
+    x = torch.zeros((1, c, *(g + 32 for g in grid)), device=device)
     try:
         with torch.inference_mode():
             records, _calls, _out = _record(module, x)

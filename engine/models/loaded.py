@@ -31,6 +31,12 @@ from engine.models.loaders import (
     sha256_file,
 )
 from engine.models.preprocess import InputSpec, map_to_image, normalise_spec, prepare_array
+from engine.models.volume_preprocess import (
+    is_volume_spec,
+    model_grid,
+    normalise_volume_spec,
+    prepare_volume,
+)
 
 if TYPE_CHECKING:
     from engine.studies.image import Image
@@ -38,7 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["DEMO_MODELS", "InputSpec", "LayerInfo", "LoadedModel", "load_model", "model_dir"]
 
 
-DEMO_MODELS = ("demo", "demo-biased", "demo-seg")
+DEMO_MODELS = ("demo", "demo-biased", "demo-seg", "demo-3d")
 TORCHSCRIPT_REASON = (
     "TorchScript models expose no Python submodules to hook, so activation and gradient "
     "methods cannot run; use a model-agnostic method (occlusion, rise) or load the model "
@@ -79,7 +85,8 @@ class LoadedModel:
         self.module = module.to(self.device).eval()
         self.name = name
         self.classes = list(classes)
-        self.input = normalise_spec(input)
+        self.input = normalise_volume_spec(input) if is_volume_spec(input) else \
+            normalise_spec(input)
         self.output = output
         self.kind = kind
         self.files = dict(files or {})
@@ -175,15 +182,41 @@ class LoadedModel:
         # The class axis is 1 for (N, K) logits and for (N, K, H, W) pixel logits alike.
         return torch.sigmoid(logits) if self.output == "sigmoid" else torch.softmax(logits, dim=1)
 
+    @property
+    def is_volumetric(self) -> bool:
+        """Whether the model reads volumes (its card states a 3-D ``[input]`` grid)."""
+        return is_volume_spec(self.input)
+
     def preprocess(self, image: Image, frame: int = 0) -> torch.Tensor:
         """Return ``image`` as model input: (1, C, H, W) float32 on :attr:`device`.
 
         The image is windowed per the card (DICOM), scaled to [0, 1], matched to the model's
         channels (grey repeated to RGB; RGB to grey by luminance), resized or letterboxed, and
-        normalised with the card's mean and std.
+        normalised with the card's mean and std. A 3-D model takes a volume and returns
+        (1, C, D, H, W): oriented, resampled to the card's spacing, windowed and cropped or
+        padded (see :mod:`engine.models.volume_preprocess`).
+
+        Raises
+        ------
+        UsageError
+            A 2-D image for a 3-D model, or a volume for a 2-D model.
         """
+        volume = getattr(image, "kind", None) == "volume"
+        if self.is_volumetric or volume:
+            if not (self.is_volumetric and volume):
+                raise UsageError(
+                    f"model {self.name} reads {'volumes' if self.is_volumetric else '2-D images'}"
+                    f" but {getattr(image, 'path', 'the input')} is "
+                    f"{'a volume' if volume else 'a 2-D image'}",
+                    fix="give a 3-D model a series folder or NIfTI file" if self.is_volumetric
+                    else "explain the volume slice by slice (--slices all)")
+            return prepare_volume(image, self.input)[0].to(self.device)
         arr = image.model_input(frame, window=self.input.window)
         return prepare_array(arr, self.input).to(self.device)
+
+    def model_grid(self, volume):
+        """Where this 3-D model's input lies in ``volume`` (:class:`ModelGrid`)."""
+        return model_grid(volume.affine, volume.shape, self.input)
 
     def map_to_image(self, heat: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
         """Bring an (h, w) map over the model input back to the image's (H, W) grid."""
