@@ -260,7 +260,13 @@ class CuttingProxy:
         for sock in socks:
             try:
                 # Linger 0: close with a reset, as a dropped network link looks to the peer.
+                # The shutdown wakes the other direction's thread, blocked in recv on the
+                # same socket; without it the close would wait for that thread.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
                 sock.close()
             except OSError:
                 pass

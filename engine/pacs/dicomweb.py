@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -81,6 +82,11 @@ def web_errors(node: Node, action: str) -> Iterator[None]:
             path=node.label, fix="check the server and the network, then run it again",
         ) from exc
     except requests.exceptions.ConnectionError as exc:
+        if _reason(exc) in _DROPPED:
+            raise PacsUnreachable(
+                f"{node.dicomweb} dropped the connection during {action}",
+                path=node.label, fix="check the server and the network, then run it again",
+            ) from exc
         raise PacsUnreachable(
             f"cannot reach {node.dicomweb} during {action} ({_reason(exc)})",
             path=node.label, fix="check the server is running and the URL in the node file",
@@ -96,14 +102,37 @@ def web_errors(node: Node, action: str) -> Iterator[None]:
                               path=node.label, fix="check the server and the URL") from exc
 
 
+_DROPPED = ("Connection reset", "Connection aborted", "Remote end closed")
+
+
 def _reason(exc: Exception) -> str:
     text = str(exc.args[0]) if exc.args else type(exc).__name__
     # urllib3 wraps the useful part ("Connection refused") deep inside its message.
     for marker in ("Connection refused", "timed out", "Name or service not known",
-                   "CERTIFICATE_VERIFY_FAILED", "Connection reset", "Remote end closed"):
+                   "CERTIFICATE_VERIFY_FAILED", *_DROPPED):
         if marker in text:
             return marker
     return type(exc).__name__
+
+
+class _QuerySession(requests.Session):
+    """A session that sends ``*`` in query strings as it is, not as ``%2A``.
+
+    ``*`` is legal in a URL query (RFC 3986 sub-delims), and a server that does not decode
+    query values (Orthanc 1.10) would otherwise never see a wildcard.
+    """
+
+    def send(self, request, **kwargs):
+        if request.url and "?" in request.url:
+            path, _, query = request.url.partition("?")
+            request.url = f"{path}?{query.replace('%2A', '*')}"
+        return super().send(request, **kwargs)
+
+
+def name_matches(pattern: str, value: str) -> bool:
+    """DICOM wildcard matching (``*`` any run, ``?`` one character), ignoring case."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, flags=re.IGNORECASE | re.DOTALL) is not None
 
 
 def _dataset(item: dict) -> Dataset:
@@ -148,7 +177,7 @@ class WebConnection:
     def _client(self) -> DICOMwebClient:
         client = getattr(self._local, "client", None)
         if client is None:
-            session = requests.Session()
+            session = _QuerySession()
             session.verify = (self.node.ca_bundle or True) if self.node.verify_tls else False
             if self._token:
                 session.headers["Authorization"] = f"Bearer {self._token}"
@@ -182,10 +211,19 @@ class WebConnection:
 
     def find_studies(self, query: StudyQuery, limit: int | None = None) -> list[StudyMatch]:
         """Search studies (QIDO-RS)."""
+        keys = query.keys()
+        name = keys.get("PatientName", "")
+        if "^" in name:
+            # '^' must be percent-encoded in a URL, and some servers (Orthanc 1.10) do not
+            # decode query values: ask for a superset and keep what matches as written.
+            keys["PatientName"] = name.replace("^", "*")
         with web_errors(self.node, "search"):
             found = _paged(self._client().search_for_studies, limit,
-                           search_filters=query.keys(), fields=list(STUDY_FIELDS))
-        return [StudyMatch.from_dataset(_dataset(item)) for item in found]
+                           search_filters=keys, fields=list(STUDY_FIELDS))
+        studies = [StudyMatch.from_dataset(_dataset(item)) for item in found]
+        if "^" in name:
+            studies = [s for s in studies if name_matches(name, s.patient_name)]
+        return studies
 
     def find_series(self, study_uid: str) -> list[SeriesMatch]:
         """Search the series of one study (QIDO-RS)."""
@@ -256,9 +294,9 @@ class WebConnection:
                 if cancel is not None and cancel.cancelled:
                     raise Cancelled()
         finally:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
+            # Requests still in flight may hang on a dead link until their timeout; they only
+            # fetch (instances are written here, in this thread), so they are left to finish.
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # -- store -------------------------------------------------------------------------------
 
