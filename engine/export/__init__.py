@@ -34,7 +34,7 @@ __all__ = ["FORMATS", "ExportView", "FigureOptions", "RenderedFigure", "export_v
            "render_figure", "write_reports"]
 
 #: Formats :func:`write_reports` understands; the JSON sidecar comes with every export.
-FORMATS = ("png", "pdf", "html", "dicom", "json")
+FORMATS = ("png", "pdf", "html", "dicom", "pm", "sr", "json")
 #: Resolution of the figures inside PDF and HTML reports: sharp in print at page width, while
 #: keeping a report of several figures to a few megabytes.
 REPORT_DPI = 200
@@ -148,8 +148,9 @@ def write_reports(
     out_dir : Path or str
         Folder to write to (created if missing).
     formats : list of str or str
-        Subset of ``png`` (annotated figure), ``pdf``, ``html``, ``dicom`` (Secondary Capture)
-        and ``json``; a comma-separated string is accepted. ``report.json`` is always written.
+        Subset of ``png`` (annotated figure), ``pdf``, ``html``, ``dicom`` (Secondary Capture),
+        ``pm`` (a Parametric Map per map), ``sr`` (Comprehensive SR) and ``json``; a
+        comma-separated string is accepted. ``report.json`` is always written.
     keep_identifiers : bool
         Keep patient identifiers, on purpose. By default every output is de-identified and
         checked byte by byte for the patient's name and ID before it is written.
@@ -219,6 +220,14 @@ def write_reports(
                 )
             )
 
+    if {"pm", "sr"} & set(wanted):
+        from engine.export.dicom_objects import research_files
+
+        step("building the DICOM Parametric Map and SR")
+        # Named files: one Parametric Map per reviewed map, and the SR.
+        outputs += research_files(reviewed, image, set(wanted), metrics=metrics,
+                                  keep_identifiers=keep_identifiers)
+
     figures: list[tuple[bytes, str, str | None]] = []
     captions: dict[tuple[str, str], str] = {}
     if reports_wanted:
@@ -241,7 +250,7 @@ def write_reports(
             for key in grid.maps:
                 captions.setdefault(key, f"Figure {len(figures)}")
 
-    names = [FILE_NAMES[kind] for kind, _ in outputs] + [
+    names = [FILE_NAMES.get(kind, kind) for kind, _ in outputs] + [
         FILE_NAMES[k] for k in ("pdf", "html") if k in wanted
     ]
     content = build_content(
@@ -263,11 +272,11 @@ def write_reports(
     outputs.append(("json", json_bytes(content)))
 
     for kind, data in outputs:
-        scrubber.check(data, str(Path(out_dir) / FILE_NAMES[kind]))
+        scrubber.check(data, str(Path(out_dir) / FILE_NAMES.get(kind, kind)))
     step("writing files")
     with StagedFiles(out_dir) as staged:
         for kind, data in outputs:
-            staged.add(FILE_NAMES[kind], data)
+            staged.add(FILE_NAMES.get(kind, kind), data)
         written = staged.commit()
     report(1.0, f"wrote {len(written)} files")
     return written

@@ -32,6 +32,9 @@ RESEARCH = "research"
 #: Filing into the patient's study: identifiers and StudyInstanceUID kept, new series.
 PATIENT_STUDY = "patient-study"
 KINDS = (RESEARCH, PATIENT_STUDY)
+_NEW_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
+#: File names of the research objects :func:`research_files` writes beside the reports.
+RESEARCH_PREFIX = "explanation_"
 
 
 @dataclass
@@ -71,8 +74,18 @@ def source_header(image) -> Dataset:
     return header
 
 
-def research_source(image) -> Dataset:
-    """A de-identified stand-in of the source header (new UIDs, a dummy patient)."""
+def research_source(image, keep_identifiers: bool = False) -> Dataset:
+    """A stand-in of the source header with new UIDs: de-identified, with a dummy patient.
+
+    With ``keep_identifiers`` (a research export that keeps names on purpose) the patient and
+    study attributes stay and only the instance UIDs are new, as in the Secondary Capture.
+    """
+    if keep_identifiers:
+        header = source_header(image)
+        for keyword in _NEW_UIDS:
+            if keyword in header:
+                setattr(header, keyword, generate_uid())
+        return header
     header = deidentify_dataset(source_header(image))
     # Annex E allows a dummy value; a random token links to nothing.
     header.PatientName = "Anonymous"
@@ -155,3 +168,31 @@ def _filed_sc(rgb, image, source: Dataset, kind: str, derivation: str) -> Datase
     if not keep:
         ds.PatientName, ds.PatientID = source.PatientName, source.PatientID
     return ds
+
+
+def research_files(result, image, formats, *, keep_identifiers: bool = False,
+                   metrics: dict | None = None) -> list[tuple[str, bytes]]:
+    """The research export's Parametric Maps (``pm``) and SR (``sr``), as named files.
+
+    Parameters
+    ----------
+    result : ExplainResult
+        The maps to export (the reviewed ones).
+    image : Image
+        The explained DICOM image.
+    formats : set of str
+        Which of ``pm`` and ``sr`` to return (the SR references the maps either way).
+    keep_identifiers : bool
+        Keep the patient and study attributes (new UIDs all the same).
+    metrics : dict, optional
+        Trust metrics, recorded in the SR.
+
+    Returns
+    -------
+    list of (str, bytes)
+        ``explanation_pm_<method>_<layer>.dcm`` per map and ``explanation_sr.dcm``.
+    """
+    source = research_source(image, keep_identifiers)
+    objects = explanation_objects(result, image, kind=RESEARCH, metrics=metrics, source=source)
+    wanted = [o for o in objects if o.name.split("_")[0].removesuffix(".dcm") in formats]
+    return [(RESEARCH_PREFIX + o.name, o.to_bytes()) for o in wanted]
