@@ -115,6 +115,12 @@ def _reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def _part10(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 class _QuerySession(requests.Session):
     """A session that sends ``*`` in query strings as it is, not as ``%2A``.
 
@@ -265,7 +271,9 @@ class WebConnection:
         cancel : CancelToken, optional
             Checked after every instance; requests in flight finish, queued ones are dropped.
         whole_series : frozenset of str
-            Unused here (DIMSE asks for whole series at once); kept for one signature.
+            Series of which every instance is wanted: each comes in one streamed request
+            (a multipart answer read instance by instance); the other instances are asked for
+            one by one, a few requests in flight (a resumed retrieve).
 
         Raises
         ------
@@ -274,9 +282,40 @@ class WebConnection:
         Cancelled
             If cancelled; instances delivered so far stay delivered.
         """
-        del whole_series
-        if not refs:
-            return
+        by_series: dict[str, list[InstanceRef]] = {}
+        for ref in refs:
+            by_series.setdefault(ref.series_uid, []).append(ref)
+        for series_uid, members in by_series.items():
+            if series_uid in whole_series:
+                self._stream_series(members, deliver, cancel)
+        rest = [ref for ref in refs if ref.series_uid not in whole_series]
+        if rest:
+            self._fetch_each(rest, deliver, cancel)
+
+    def _stream_series(self, refs: list[InstanceRef], deliver, cancel) -> None:
+        by_uid = {ref.sop_uid: ref for ref in refs}
+        first = refs[0]
+        with web_errors(self.node, "retrieve"):
+            stream = self._client().iter_series(first.study_uid, first.series_uid,
+                                                media_types=_AS_STORED)
+            try:
+                for ds in stream:
+                    uid = str(ds.SOPInstanceUID)
+                    ref = by_uid.get(uid) or InstanceRef(first.study_uid, first.series_uid, uid,
+                                                         str(ds.get("SOPClassUID", "")))
+                    deliver(ref, _part10(ds))
+                    if cancel is not None and cancel.cancelled:
+                        raise Cancelled()
+            finally:
+                stream.close()
+
+    def _fetch_one(self, ref: InstanceRef) -> bytes:
+        with web_errors(self.node, "retrieve"):
+            ds = self._client().retrieve_instance(ref.study_uid, ref.series_uid, ref.sop_uid,
+                                                  media_types=_AS_STORED)
+        return _part10(ds)
+
+    def _fetch_each(self, refs: list[InstanceRef], deliver, cancel) -> None:
         pool = ThreadPoolExecutor(max_workers=min(PARALLEL, len(refs)),
                                   thread_name_prefix="lucida-wado")
         pending = set()
@@ -295,7 +334,7 @@ class WebConnection:
                     raise Cancelled()
         finally:
             # Requests still in flight may hang on a dead link until their timeout; they only
-            # fetch (instances are written here, in this thread), so they are left to finish.
+            # fetch (instances are handed over here, in this thread), so they are left to end.
             pool.shutdown(wait=False, cancel_futures=True)
 
     # -- store -------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,8 @@ from engine.pacs.config import Node
 from engine.pacs.errors import PacsError
 from engine.pacs.query import InstanceRef
 
+#: Instances written to disk at once.
+WRITERS = 4
 _UID = re.compile(r"^[0-9][0-9.]{0,63}$")
 
 
@@ -136,18 +140,39 @@ def retrieve(
         whole = frozenset(uid for uid, n in missing_by_series.items()
                           if n == sum(1 for r in refs if r.series_uid == uid))
         received = 0
+        lock = threading.Lock()
         report(already / len(refs), f"{already} of {len(refs)} instances here")
 
-        def deliver(ref: InstanceRef, data: bytes) -> None:
+        def write(ref: InstanceRef, data: bytes) -> None:
             nonlocal received
             path = write_atomic(instance_path(root, ref), data)
-            received += 1
-            done = min(already + received, len(refs))
-            report(done / len(refs), f"{done} of {len(refs)} instances from {node.name}")
+            with lock:  # reports stay in order, whichever writer finishes first
+                received += 1
+                done = min(already + received, len(refs))
+                report(done / len(refs), f"{done} of {len(refs)} instances from {node.name}")
             if on_instance is not None:
                 on_instance(path)
 
-        conn.fetch(wanted, deliver, cancel=cancel, whole_series=whole)
+        # Each write waits for the disk (fsync) with the GIL released: a few at once overlap
+        # those waits with each other and with the network.
+        writer = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="lucida-write")
+        writes: list[Future] = []
+
+        def deliver(ref: InstanceRef, data: bytes) -> None:
+            writes.append(writer.submit(write, ref, data))
+            backlog = [f for f in writes if not f.done()]
+            if len(backlog) > 2 * WRITERS:  # bound the instances held in memory
+                backlog[0].result()
+            for future in writes:
+                if future.done() and future.exception() is not None:
+                    future.result()
+
+        try:
+            conn.fetch(wanted, deliver, cancel=cancel, whole_series=whole)
+        finally:
+            writer.shutdown(wait=True)
+        for future in writes:
+            future.result()
     finally:
         conn.close()
     missing = [ref for ref in refs if not instance_path(root, ref).exists()]
