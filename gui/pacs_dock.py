@@ -242,7 +242,7 @@ class QtPacsDock(QWidget):
             date = study.date
             if len(date) == 8 and date.isdigit():
                 date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
-            values = (patient, study.description or study.study_uid, date,
+            values = (patient, study.description or "(no description)", date,
                       "/".join(study.modalities),
                       "" if study.series_count is None else str(study.series_count))
             for column, value in enumerate(values):
