@@ -13,6 +13,7 @@ import copy
 import json
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -166,6 +167,26 @@ class Orthanc:
         return path
 
 
+def self_signed_tls(folder: Path) -> tuple[Path, ssl.SSLContext]:
+    """A throwaway certificate for 127.0.0.1 (made with openssl) and a server context for it.
+
+    Returns
+    -------
+    cert : Path
+        The certificate (PEM), the CA bundle a client must trust.
+    context : ssl.SSLContext
+        A server context holding the certificate and its key.
+    """
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return cert, context
+
+
 def synthetic_study(folder: Path, count: int, *, patient_id: str = "LUCIDA-BIG",
                     patient_name: str = "Many^Slices") -> tuple[str, list[Path]]:
     """Write ``count`` CT instances of one new study (copies of pydicom's CT slice).
@@ -201,10 +222,15 @@ class CuttingProxy:
         The local port to forward to.
     cut_after : int
         Bytes from the target to the client after which both sides are reset.
+    tls : ssl.SSLContext, optional
+        Serve TLS to the client with this server context (the target stays plain): a TLS
+        front for Orthanc, whose own HTTPS the Debian build does not serve reliably.
     """
 
-    def __init__(self, target_port: int, cut_after: int) -> None:
+    def __init__(self, target_port: int, cut_after: int = 1 << 62,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.target_port = target_port
+        self.tls = tls
         self.cut_after = cut_after
         self.cuts = 0
         self._server = socket.socket()
@@ -224,6 +250,12 @@ class CuttingProxy:
                 client, _ = self._server.accept()
             except OSError:
                 return
+            if self.tls is not None:
+                try:
+                    client = self.tls.wrap_socket(client, server_side=True)
+                except (OSError, ssl.SSLError):
+                    client.close()  # the client refused the certificate
+                    continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             with self._lock:
                 self._sockets += [client, upstream]

@@ -20,6 +20,7 @@ from tests.pacs_fixtures import (
     CuttingProxy,
     Orthanc,
     free_port,
+    self_signed_tls,
     synthetic_study,
 )
 
@@ -242,3 +243,27 @@ def test_get_into_the_cache_enforces_its_size_limit(config_path, orthanc, tmp_pa
     assert len(_files(cache_dir / orthanc.big_study)) == BIG
     cache = StudyCache(cache_dir, 1)
     assert [p.name for p in cache.studies()] == [orthanc.big_study]
+
+
+@pytest.mark.parametrize("protocol", ["dicomweb", "dimse"])
+def test_tls_with_the_ca_bundle_and_a_clear_line_without_it(orthanc, protocol, tmp_path,
+                                                          capsys):
+    cert, context = self_signed_tls(tmp_path)
+    target = orthanc.http_port if protocol == "dicomweb" else orthanc.dicom_port
+    proxy = CuttingProxy(target, tls=context)
+    try:
+        body = (f'dicomweb = "https://127.0.0.1:{proxy.port}/dicom-web"'
+                if protocol == "dicomweb"
+                else f'ae_title = "ORTHANC"\nhost = "127.0.0.1"\nport = {proxy.port}\ntls = true')
+        path = tmp_path / "tls.toml"
+        path.write_text(f'[nodes.trusted]\n{body}\nca_bundle = "{cert}"\ntimeout = 5\n'
+                        f'[nodes.untrusted]\n{body}\ntimeout = 5\n', encoding="utf-8")
+        assert main(["pacs", "echo", "trusted", "--config", str(path)]) == 0
+        report = retrieve(load_config(path).node("trusted"), CT.StudyInstanceUID, tmp_path / "o")
+        assert report.received == 1
+        assert main(["pacs", "echo", "untrusted", "--config", str(path)]) == 2
+    finally:
+        proxy.close()
+    err = capsys.readouterr().err
+    assert err.startswith("error: pacs node untrusted:") and err.count("\n") == 1
+    assert "ca_bundle" in err and "TLS" in err

@@ -122,13 +122,17 @@ def _part10(ds: Dataset) -> bytes:
 
 
 class _QuerySession(requests.Session):
-    """A session that sends ``*`` in query strings as it is, not as ``%2A``.
+    """A session that sends ``*`` in query strings as it is, and verifies with its CA bundle.
 
     ``*`` is legal in a URL query (RFC 3986 sub-delims), and a server that does not decode
     query values (Orthanc 1.10) would otherwise never see a wildcard.
     """
 
     def send(self, request, **kwargs):
+        if isinstance(self.verify, str):
+            # requests lets $REQUESTS_CA_BUNDLE override a session's CA bundle; the node's
+            # ca_bundle is the one asked for.
+            kwargs["verify"] = self.verify
         if request.url and "?" in request.url:
             path, _, query = request.url.partition("?")
             request.url = f"{path}?{query.replace('%2A', '*')}"

@@ -116,11 +116,14 @@ class DimseConnection:
                 path=self.node.label,
                 fix=f"register AE title {self.node.calling_ae} in the PACS (its DICOM "
                 f"modalities), and check that {self.node.ae_title} is its AE title")
+        fix = "check the host, port, TLS setting and that the PACS is running"
+        if self.node.tls:
+            fix = ("check the host and port, and that ca_bundle holds the CA that signed the "
+                   "PACS's TLS certificate")
         raise PacsUnreachable(
             f"cannot connect to {self.node.address} for {what} (no association: refused, "
-            "timed out, or aborted)",
-            path=self.node.label,
-            fix="check the host, port, TLS setting and that the PACS is running")
+            "timed out, TLS failed, or aborted)",
+            path=self.node.label, fix=fix)
 
     def _dropped(self, what: str) -> PacsUnreachable:
         return PacsUnreachable(
