@@ -142,9 +142,14 @@ def _arm_screenshot(app, window, out: Path, timer_cls) -> None:
         app.exit(0 if ok else 1)
 
     def drawn(*_args) -> None:
-        if not state["done"] and window.everything_drawn():
-            state["done"] = True
-            timer_cls.singleShot(SCREENSHOT_SETTLE_MS, grab)
+        if state["done"] or not window.everything_drawn():
+            return
+        if window.use_check is None:
+            # The intended-use badge is part of what a screenshot shows: wait for its check.
+            timer_cls.singleShot(100, drawn)
+            return
+        state["done"] = True
+        timer_cls.singleShot(SCREENSHOT_SETTLE_MS, grab)
 
     def give_up() -> None:
         if not state["done"]:

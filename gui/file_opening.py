@@ -111,8 +111,8 @@ class FileOpener:
         window = self.window
         window.browser.set_reading(None)
         images = tree.all_images()
-        problems = classify(tree.skipped, context["paths"])
-        failed = [p for p in problems if p.severity == FAILED]
+        problems = classify(tree.problems, context["paths"])
+        failed = [p for p in problems if p.kind == FAILED]
         window.problems.set_problems(problems)
         if images:  # a drop of unreadable files keeps the study that is open
             self.tree = tree

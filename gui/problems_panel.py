@@ -12,7 +12,7 @@ FAILED_COLOUR = QColor(255, 140, 120)
 
 
 class QtProblemsPanel(QWidget):
-    """Lists ``engine.studies.filetypes.Problem`` entries: file, status and reason."""
+    """Lists ``engine.studies.tree.FileProblem`` entries: file, status and reason."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -34,17 +34,17 @@ class QtProblemsPanel(QWidget):
         self.problems = list(problems)
         self.tree.setSortingEnabled(False)
         self.tree.clear()
-        ordered = sorted(self.problems, key=lambda p: (p.severity != FAILED, str(p.path)))
+        ordered = sorted(self.problems, key=lambda p: (p.kind != FAILED, str(p.path)))
         for problem in ordered:
-            item = QTreeWidgetItem([problem.path.name, problem.severity, problem.reason])
+            item = QTreeWidgetItem([problem.path.name, problem.kind, problem.reason])
             item.setToolTip(0, str(problem.path))
             item.setToolTip(2, problem.reason)
-            if problem.severity == FAILED:
+            if problem.kind == FAILED:
                 item.setForeground(1, QBrush(FAILED_COLOUR))
             self.tree.addTopLevelItem(item)
         self.tree.resizeColumnToContents(0)
         self.tree.resizeColumnToContents(1)
-        failed = sum(p.severity == FAILED for p in self.problems)
+        failed = sum(p.kind == FAILED for p in self.problems)
         skipped = len(self.problems) - failed
         if not self.problems:
             self.summary.setText("No problems.")

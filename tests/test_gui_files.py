@@ -9,6 +9,7 @@ import pytest
 from gui_fixtures import PYDICOM_FILES, WAIT_MS, demo_window, pump
 
 from engine.studies.filetypes import FAILED, SKIPPED, classify, looks_like_image
+from engine.studies.tree import FileProblem
 
 BAD_FILES = 76
 
@@ -76,8 +77,13 @@ def test_the_file_type_policy_lives_in_the_engine(tmp_path):
     assert looks_like_image("scan.dcm") and looks_like_image("IM000001")
     assert not looks_like_image("manifest.csv")
     named = tmp_path / "notes.txt"
-    problems = classify([(named, "is not a DICOM or image file"),
-                         (tmp_path / "readme.md", "is not a DICOM or image file"),
-                         (tmp_path / "sr.dcm", "holds no image (Basic Text SR Storage ...)")],
+    problems = classify([FileProblem(named, "is not a DICOM or image file", SKIPPED),
+                         FileProblem(tmp_path / "readme.md", "is not a DICOM or image file",
+                                     SKIPPED),
+                         FileProblem(tmp_path / "junk.dcm", "is not a DICOM or image file",
+                                     SKIPPED),
+                         FileProblem(tmp_path / "sr.dcm", "holds no image (Basic Text SR)",
+                                     SKIPPED),
+                         FileProblem(tmp_path / "cut.dcm", "pixel data is truncated", FAILED)],
                         named=[named])
-    assert [p.severity for p in problems] == [FAILED, SKIPPED, SKIPPED]
+    assert [p.kind for p in problems] == [FAILED, SKIPPED, FAILED, SKIPPED, FAILED]

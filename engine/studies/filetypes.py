@@ -9,37 +9,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
+
+from engine.studies.tree import FAILED, SKIPPED, FileProblem
+
+__all__ = ["FAILED", "IMAGE_PATTERNS", "IMAGE_SUFFIXES", "SKIPPED", "classify",
+           "looks_like_image"]
 
 #: Suffixes of files that are meant to be images (DICOM files often have none at all).
 IMAGE_SUFFIXES = frozenset({".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp",
                             ""})
 #: Glob patterns of image files, for file dialogs.
 IMAGE_PATTERNS = tuple(f"*{suffix}" for suffix in sorted(IMAGE_SUFFIXES) if suffix)
-#: Reasons that say a readable DICOM object simply holds no image (SR, RT plans, ECG,
-#: presentation states): skipped whatever its name.
+#: Reasons that say a readable DICOM object holds no image (SR, RT plans, ECG, presentation
+#: states): skipped whatever its name. (The engine raises ``NotAnImage`` for these and for
+#: files that are not DICOM at all; only the reason tells them apart.)
 NO_IMAGE_REASONS = ("holds no image",)
-
-FAILED, SKIPPED = "failed", "skipped"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One file that was not opened, and why.
-
-    Attributes
-    ----------
-    path : Path
-    reason : str
-        The engine's message (with its fix).
-    severity : str
-        ``failed`` (an image that cannot be shown) or ``skipped`` (not an image).
-    """
-
-    path: Path
-    reason: str
-    severity: str
 
 
 def looks_like_image(path: str | os.PathLike) -> bool:
@@ -47,28 +33,34 @@ def looks_like_image(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def classify(skipped: Iterable[tuple[str | os.PathLike, str]],
-             named: Iterable[str | os.PathLike] = ()) -> list[Problem]:
-    """Sort the files a ``StudyTree`` skipped into failures and plain skips.
+def classify(problems: Iterable[FileProblem],
+             named: Iterable[str | os.PathLike] = ()) -> list[FileProblem]:
+    """Decide which of the files a ``StudyTree`` did not open are failures.
+
+    The tree already calls an image it cannot read *failed* and a file that holds no image
+    *skipped*. Two skipped files still fail here: a file the user named (they meant to open
+    it), and one whose name says it is an image but that is not DICOM at all (a ``.dcm`` full
+    of garbage is broken, not a README). A readable DICOM object without pixels (a structured
+    report, an RT plan) stays skipped whatever its name.
 
     Parameters
     ----------
-    skipped : iterable of (path, reason)
-        ``StudyTree.skipped``.
+    problems : iterable of FileProblem
+        ``StudyTree.problems``.
     named : iterable of path
-        The paths the user opened: a file among them that cannot be shown has failed, whatever
-        its name.
+        The paths the user opened.
 
     Returns
     -------
-    list of Problem
-        In the order given.
+    list of FileProblem
+        In the order given, each with its final kind.
     """
     named_set = {str(Path(p)) for p in named}
-    problems = []
-    for path, reason in skipped:
-        path = Path(path)
-        no_image = any(text in reason for text in NO_IMAGE_REASONS)
-        failed = not no_image and (str(path) in named_set or looks_like_image(path))
-        problems.append(Problem(path, reason, FAILED if failed else SKIPPED))
-    return problems
+    out = []
+    for problem in problems:
+        kind = problem.kind
+        if kind == SKIPPED and not any(text in problem.reason for text in NO_IMAGE_REASONS):
+            if str(problem.path) in named_set or looks_like_image(problem.path):
+                kind = FAILED
+        out.append(problem if kind == problem.kind else replace(problem, kind=kind))
+    return out
