@@ -180,3 +180,26 @@ def test_the_pixel_readout_gives_the_heat_in_its_units(window, qapp, qtbot):
     assert text.startswith(f"x {x}  y {y}")
     scaled, raw = window.layer_model.value_at(y, x)
     assert f"heat {scaled:.2f} ({raw:.3g} {window.layer_model.info.units})" in text
+
+
+def test_a_signed_map_is_drawn_diverging_with_a_signed_colour_bar(window, qapp, qtbot):
+    with qtbot.waitSignal(window.sig_map_drawn, timeout=WAIT_MS):
+        window.open_paths([str(DEMO_STUDY)], prefer="nodule")
+    with qtbot.waitSignal(window.sig_map_drawn, timeout=WAIT_MS,
+                          check_params_cb=lambda m, _l: m == "inputxgrad"):
+        window.set_method("inputxgrad")
+    layer = window.layer_model
+    assert layer.info.signed
+    heat = layer.scaled()
+    assert heat.min() < 0 < heat.max()
+    labels = window.overlay_controls.colorbar.labels()
+    assert len(labels) == 3 and labels[0].startswith("−") and labels[1] == "0" \
+        and labels[2].startswith("+")
+    drawn = window.viewer.overlay_image()
+    low_y, low_x = np.unravel_index(np.argmin(heat), heat.shape)
+    high_y, high_x = np.unravel_index(np.argmax(heat), heat.shape)
+    most_against = drawn.pixelColor(int(low_x), int(low_y))
+    most_for = drawn.pixelColor(int(high_x), int(high_y))
+    # Blue against the class, red for it: the diverging map, not a heat map of |values|.
+    assert most_against.blue() > most_against.red() and most_for.red() > most_for.blue()
+    window.set_method("gradcam")
