@@ -77,6 +77,17 @@ class ExplainController:
         """Why ``method`` cannot run on the current model (judged on the worker), or None."""
         return self.window.reasons.get(method)
 
+    def check_use(self) -> None:
+        """Check the shown image against the model's intended use, on the worker."""
+        window = self.window
+        image, model = window.image, window.model
+        if image is None or model is None or window.image_error is not None:
+            return
+        frame = window.viewer.frame
+        window.jobs.submit("use", lambda _p, _c, _partial: model.check_use(image, frame).as_dict(),
+                           tag=window.view_tag(), on_done=lambda use, _c: window.set_use(use),
+                           on_failed=lambda _text, _c: window.set_use(None))
+
     # -- keys -------------------------------------------------------------------------------
     def context_key(self, target=None) -> tuple:
         window = self.window

@@ -327,30 +327,13 @@ class QtMainWindow(QMainWindow, ViewCommands):
                 action.setEnabled(available[choice])
 
     def describe_model(self, spec: str | None = None) -> None:
-        """Give a model file (the loaded one by default) a card, saved next to it.
-
-        Offered too when a bare model file cannot be loaded for want of one.
-        """
-        from gui.card_dialog import QtCardDialog
-
-        spec = spec or self.model_spec
-        model = self.model if spec == self.model_spec else None
-        dialog = QtCardDialog(self, model, spec)
-        dialog.sig_card_saved.connect(lambda path: self.load_model(
-            path, trust=self.models.trust_for(spec)))
-        dialog.show()
-        self._card_dialog = dialog
+        """Give a model file (the loaded one by default) a card, saved next to it."""
+        self._card_dialog = self.models.describe(spec or self.model_spec)
 
     # -- intended use -------------------------------------------------------------------------
     def check_use(self) -> None:
         """Check the shown image against the model's intended use, on the worker."""
-        image, model = self.image, self.model
-        if image is None or model is None or self.image_error is not None:
-            return
-        frame = self.viewer.frame
-        self.jobs.submit("use", lambda _p, _c, _partial: model.check_use(image, frame).as_dict(),
-                         tag=self.view_tag(), on_done=lambda use, _c: self.set_use(use),
-                         on_failed=lambda _text, _c: self.set_use(None))
+        self.explain.check_use()
 
     def set_use(self, use: dict | None) -> None:
         """Show an intended-use check (``UseCheck.as_dict()``) in the caption's badge."""

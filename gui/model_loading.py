@@ -165,6 +165,21 @@ class ModelLoader:
             return
         window.model_ready(outcome.model, outcome.reasons, context["spec"])
 
+    def describe(self, spec: str | None):
+        """Open the card dialog for model file ``spec``; return the dialog.
+
+        Offered from the Tools menu, and by itself when a bare model file cannot be loaded
+        for want of a card. Saving it loads the card, with the trust given to the file.
+        """
+        from gui.card_dialog import QtCardDialog
+
+        window = self.window
+        model = window.model if spec == window.model_spec else None
+        dialog = QtCardDialog(window, model, spec)
+        dialog.sig_card_saved.connect(lambda path: self.load(path, trust=self.trust_for(spec)))
+        dialog.show()
+        return dialog
+
     # -- device ----------------------------------------------------------------------------
     def set_device(self, choice: str) -> int | None:
         """Run models on ``choice`` (one of :data:`DEVICES`); a loaded model moves there."""
