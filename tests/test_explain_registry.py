@@ -72,7 +72,8 @@ def test_folder_plugins_load_and_broken_ones_are_skipped(tmp_path, monkeypatch, 
 def test_param_schema_parses_and_checks_values():
     scorecam = load_registry(user_dirs=[]).get("scorecam")
     params = resolve_params(scorecam, {"k": "8", "mode": "fast", "baseline": "yes"})
-    assert params == {"mode": "fast", "k": 8, "baseline": True, "batch_size": 64}
+    assert params == {"mode": "fast", "k": 8, "baseline": True, "weighting": "score",
+                      "batch_size": 64}
     for bad in ({"k": "0"}, {"k": "2.5"}, {"mode": "slow"}, {"baseline": "maybe"}, {"x": 1}):
         with pytest.raises(UsageError):
             resolve_params(scorecam, bad)
