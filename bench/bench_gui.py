@@ -178,8 +178,10 @@ def main() -> None:
         movie = write_multiframe(folder / f"{len(frame_peers)}.dcm", FRAMES, size=512,
                                  syntax=syntax)
         for label in ("just opened", "prefetched"):
+            before = win.image
             win.open_paths([str(movie)])
-            _pump(app, lambda movie=movie: win.image is not None and win.image.path == movie
+            # A new image object: the same file opened again is read again.
+            _pump(app, lambda before=before: win.image is not before
                   and not win.viewer.rendered_image().isNull())
             if label == "prefetched":
                 _pump(app, lambda: win.frames.decoded_count() == FRAMES
