@@ -164,6 +164,11 @@ def describe_view(window) -> tuple[str, list[str], str | None]:
         if score < WEAK_EVIDENCE:
             warning = (f"the evidence for {result.target_name} is weak: the model gives it "
                        f"{100 * score:.1f} %")
+        layer = window.layer_model
+        if layer.heatmap is not None and layer.peak() < layer.threshold and not window.compare_on:
+            warning = "; ".join(w for w in (warning, (
+                f"its map peaks at {100 * layer.peak():.0f} % of the scale, under the "
+                "threshold: nothing is drawn")) if w)
     if window.viewer.is_playing() and not window.compare_on and window.layer_model.heatmap is None:
         warning = "heatmap hidden while playing: this frame has no map yet (stop to explain)"
     if window.roi is not None:

@@ -209,6 +209,12 @@ class OverlayLayer(QObject):
         heat = (heat - np.float32(offset)) * np.float32(gain)
         return np.clip(heat, -1.0 if self._info.signed else 0.0, 1.0)
 
+    def peak(self) -> float:
+        """The largest magnitude the current scale draws, in [0, 1] (no full-frame work)."""
+        lo, hi, peak = self._range
+        offset, gain = self._affine()
+        return min(1.0, max(abs(lo - offset), abs(hi - offset)) * gain) if peak > 0 else 0.0
+
     def value_at(self, row: int, col: int) -> tuple[float, float] | None:
         """Return ``(scaled, raw)`` heat at one pixel, or None without a map there.
 

@@ -96,6 +96,8 @@ class ViewCommands:
     def _layer_model_changed(self, name: str) -> None:
         if name == "visible":
             self.actions_by_id["overlay"].setChecked(self.layer_model.visible)
+        elif name in ("threshold", "scale"):
+            self.update_caption()  # it says when the scale leaves a map under the threshold
 
     def nudge_opacity(self, delta: float) -> None:
         """Change the heatmap's opacity by ``delta``, within [0, 1]."""

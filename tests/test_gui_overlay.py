@@ -133,3 +133,14 @@ def test_the_absolute_scale_shares_one_maximum(bound):
     assert layer.value_at(0, ramp.shape[1] - 1) == pytest.approx((0.1, 0.02))
     layer.set_shared_max(None)  # alone, a map is its own maximum
     assert layer.scaled().max() == pytest.approx(1.0)
+
+
+def test_the_peak_follows_the_scale_without_full_frame_work(bound):
+    from gui.overlay_layer import MapInfo
+
+    layer, _viewer, _controls = bound
+    layer.scale = "absolute"
+    layer.set_map(layer.heatmap, MapInfo(scale=0.03), shared_max=0.2)
+    assert layer.peak() == pytest.approx(0.15)
+    layer.scale = "image"
+    assert layer.peak() == pytest.approx(1.0)

@@ -155,6 +155,11 @@ def test_a_map_for_an_unlikely_class_looks_faint_on_the_absolute_scale(window, q
     assert bar.labels() == ("0", f"{shared:.3g}")
     assert layer.info.units in bar.units()
     assert "evidence for" in window.caption.text() and "is weak" in window.caption.text()
+    # A map the threshold hides entirely is said to be hidden, not left to look absent.
+    threshold = layer.threshold
+    layer.threshold = min(1.0, faint + 0.1)
+    assert "under the threshold: nothing is drawn" in window.caption.text()
+    layer.threshold = threshold
     # The same map stretched to its own range looks strong: that is what the scale is for.
     layer.scale = "image"
     assert layer.scaled().max() == pytest.approx(1.0, abs=1e-3)
