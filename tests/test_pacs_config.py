@@ -186,3 +186,26 @@ def test_send_to_a_closed_port_retries_with_backoff_and_reports_nothing_sent(tmp
     assert line.startswith("pacs node down:") and "0 of 1 instances confirmed stored" in line
     assert "after 3 attempts" in line and "Fix:" in line
     assert info.value.stored == []
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm",
+                                  "MR_small_bigendian.dcm"])
+def test_an_instance_cut_short_is_never_taken_for_whole(name):
+    import io
+    import warnings
+
+    import pydicom
+
+    from engine.pacs.integrity import is_whole
+    from tests.pacs_fixtures import PYDICOM_FILES
+
+    data = (PYDICOM_FILES / name).read_bytes()
+    assert is_whole(pydicom.dcmread(io.BytesIO(data)))
+    for cut in (len(data) - 300, len(data) * 3 // 4, len(data) // 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds = pydicom.dcmread(io.BytesIO(data[:cut]))
+            except (EOFError, ValueError):
+                continue  # refused outright: cannot pass for whole either
+        assert not is_whole(ds), cut

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import re
+import struct
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -20,10 +21,12 @@ import pydicom
 import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from engine.core.cancel import Cancelled, CancelToken
 from engine.pacs.config import Node
 from engine.pacs.errors import PacsError, PacsUnreachable, StoreRejected
+from engine.pacs.integrity import is_whole
 from engine.pacs.query import (
     INSTANCE_FIELDS,
     SERIES_FIELDS,
@@ -299,11 +302,14 @@ class WebConnection:
     def _stream_series(self, refs: list[InstanceRef], deliver, cancel) -> None:
         by_uid = {ref.sop_uid: ref for ref in refs}
         first = refs[0]
-        with web_errors(self.node, "retrieve"):
+        with web_errors(self.node, "retrieve"), self._unreadable():
             stream = self._client().iter_series(first.study_uid, first.series_uid,
                                                 media_types=_AS_STORED)
+            arrived = 0
             try:
                 for ds in stream:
+                    self._check_whole(ds)
+                    arrived += 1
                     uid = str(ds.SOPInstanceUID)
                     ref = by_uid.get(uid) or InstanceRef(first.study_uid, first.series_uid, uid,
                                                          str(ds.get("SOPClassUID", "")))
@@ -312,12 +318,37 @@ class WebConnection:
                         raise Cancelled()
             finally:
                 stream.close()
+        if arrived < len(refs):
+            # A multipart answer cut short reads as a shorter answer, not as an error.
+            raise PacsUnreachable(
+                f"{self.node.dicomweb} dropped the connection during retrieve: the answer "
+                f"ended after {arrived} of {len(refs)} instances of series {first.series_uid}",
+                path=self.node.label, fix="check the server and the network, then run it again")
 
     def _fetch_one(self, ref: InstanceRef) -> bytes:
-        with web_errors(self.node, "retrieve"):
+        with web_errors(self.node, "retrieve"), self._unreadable():
             ds = self._client().retrieve_instance(ref.study_uid, ref.series_uid, ref.sop_uid,
                                                   media_types=_AS_STORED)
+        self._check_whole(ds)
         return _part10(ds)
+
+    def _check_whole(self, ds: Dataset) -> None:
+        if not is_whole(ds):
+            raise PacsUnreachable(
+                f"{self.node.dicomweb} dropped the connection during retrieve: an instance "
+                "arrived cut short and was not kept",
+                path=self.node.label, fix="check the server and the network, then run it again")
+
+    @contextlib.contextmanager
+    def _unreadable(self) -> Iterator[None]:
+        # pydicom gives up on some cut-off parts inside dicomweb-client's parser.
+        try:
+            yield
+        except (EOFError, struct.error, InvalidDicomError, ValueError, KeyError) as exc:
+            raise PacsUnreachable(
+                f"{self.node.dicomweb} sent an instance that cannot be read ({exc}); the "
+                "connection was probably cut", path=self.node.label,
+                fix="check the server and the network, then run it again") from exc
 
     def _fetch_each(self, refs: list[InstanceRef], deliver, cancel) -> None:
         pool = ThreadPoolExecutor(max_workers=min(PARALLEL, len(refs)),
