@@ -8,12 +8,16 @@ stepping and cine cost the GUI thread a window look-up, not a decode.
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import QObject, Signal
 
 from engine.core.errors import LucidaError
 
 #: Decoded pixels (stored values plus modality values) kept ahead of the viewer, per image.
 PREFETCH_BYTES = 384 << 20
+#: Pause between prefetched frames, so the GUI thread is never starved of the locks.
+YIELD_S = 0.003
 #: Bytes per pixel of one decoded grey frame: stored values (up to 4) and float32 modality.
 _GREY_BYTES = 8
 #: Bytes per pixel of one decoded colour frame.
@@ -148,6 +152,9 @@ class FrameLoader(QObject):
                     continue  # stepping onto this frame asks for it again and shows why
                 on_partial(frame)
                 progress((n + 1) / len(todo), "")
+                # Decoders hold the interpreter lock and the image's lock while they run;
+                # a pause between frames lets the GUI thread take both and draw.
+                time.sleep(YIELD_S)
             return len(todo)
 
         self._jobs.submit("prefetch", run, tag=self._tag(), background=True,
