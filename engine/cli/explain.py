@@ -1,10 +1,17 @@
-"""``python main.py explain``: heatmaps, overlays and ``result.json`` for image files."""
+"""``python main.py explain``: heatmaps, overlays and ``result.json`` for images and volumes.
+
+A folder (one CT/MR series), a ``.nii``/``.nii.gz`` file, or with a 3-D model an enhanced
+multi-frame file, is explained as a volume: a 3-D model reads it whole, a 2-D model slice by
+slice (``--slices``). Maps are then (slices, rows, columns) on the volume's own grid.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from engine.core.errors import LucidaError, UsageError
 from engine.metrics.localisation import parse_roi
@@ -15,10 +22,14 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "explain", help="explain a model's decision on image files",
         description="Writes OUT/<stem>/image.png, overlay_<method>_<layer>.png, "
-        "heatmap_<method>_<layer>.npy and result.json for each file. Exit codes: 0 success, "
-        "2 bad input or usage, 1 some of several files failed.",
+        "heatmap_<method>_<layer>.npy and result.json for each file. For a series folder or "
+        "NIfTI file: heatmap_<method>_<layer>.npy shaped (slices, rows, columns) on the "
+        "volume's grid, overlay_<plane>_<method>_<layer>.png through the map's peak, "
+        "volume_geometry.json and result.json. Exit codes: 0 success, 2 bad input or usage, "
+        "1 some of several files failed.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="DICOM or raster images")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="DICOM or raster images, CT/MR series folders, NIfTI files")
     p.add_argument("--model", required=True, metavar="CARD",
                    help="demo, demo-biased, a model card (.toml) or a model file")
     p.add_argument("--method", default="gradcam", metavar="NAME[,NAME...]",
@@ -41,7 +52,13 @@ def register(subparsers) -> None:
     p.add_argument("--colormap", default="jet", help="overlay colormap")
     p.add_argument("--metrics", action="store_true", help="add trust metrics to result.json")
     p.add_argument("--roi", metavar="X0,Y0,X1,Y1",
-                   help="region of interest in image pixels (pointing game, energy in ROI)")
+                   help="region of interest in image pixels (pointing game, energy in ROI); "
+                   "for volumes X0,Y0,Z0,X1,Y1,Z1 in voxels (columns, rows, slices)")
+    p.add_argument("--slices", default=None, metavar="all|N|A:B",
+                   help="run a 2-D model over a volume slice by slice: all slices (the "
+                   "default), one, or A:B (B excluded)")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="slices per model pass with --slices (default 16)")
     p.add_argument("--report", metavar="pdf,html,dicom",
                    help="also write reports in these formats")
     p.add_argument("--send", metavar="NODE",
@@ -134,6 +151,89 @@ def _explain_one(args, path, folder, session, model, request_kw, load_ms, roi) -
             + "".join(f"\n  warning: {w}" for w in result.warnings) + filed)
 
 
+def _is_volume_input(path: Path, model) -> bool:
+    from engine.studies.volume import is_nifti
+
+    return path.is_dir() or is_nifti(path) or bool(model.is_volumetric and path.is_file())
+
+
+def _volume_stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem if path.is_file() else name
+
+
+def _explain_volume(args, path, folder, session, model, request_kw, load_ms) -> str:
+    from engine.explain.session import ExplainRequest
+    from engine.export.volume import volume_result_json, write_volume_outputs
+    from engine.studies.volume import open_volume
+
+    if args.report or args.send:
+        raise UsageError("--report and --send are not available for volumes yet",
+                         path=path, fix="drop --report/--send; the maps and overlays are written")
+    start = time.perf_counter()
+    volume = open_volume(path)
+    open_ms = (time.perf_counter() - start) * 1000.0
+    roi = None
+    if args.roi is not None:
+        from engine.metrics.volume import parse_box3d
+
+        roi = parse_box3d(args.roi)
+    slices = None
+    if model.is_volumetric:
+        if args.slices is not None:
+            raise UsageError("--slices runs a 2-D model over a volume; this model reads "
+                             "volumes whole", fix="drop --slices")
+        result = session.explain(ExplainRequest(image=volume, model=model, **request_kw))
+        maps, classes, scores = result.maps, result.classes, result.scores
+        target, params, warnings = result.target, result.params, result.warnings
+        timings, use, versus = result.timings_ms, result.intended_use, result.versus
+    else:
+        from engine.explain.slices import explain_slices
+
+        stack = explain_slices(model, volume, request_kw["methods"], request_kw["layers"],
+                               request_kw["target"], request_kw["params"],
+                               args.slices or "all", args.batch_size, request_kw["versus"])
+        maps, classes, params = stack.maps, stack.classes, stack.params
+        scores = [float(v) for v in stack.scores.max(axis=0)]
+        target = int(np.bincount(stack.targets).argmax())
+        warnings, timings, use = stack.warnings, stack.timings_ms, stack.intended_use
+        versus = request_kw["versus"]
+        slices = {"explained": stack.slices, "prediction_is": "per-class maximum over slices",
+                  "per_slice": [{"slice": k, "target": classes[t],
+                                 "prediction": dict(zip(classes, map(float, row),
+                                                        strict=True))}
+                                for k, t, row in zip(stack.slices, stack.targets,
+                                                     stack.scores, strict=True)]}
+    metrics = None
+    if args.metrics or roi is not None:
+        method, layer = next(iter(maps))
+        if model.is_volumetric:
+            from engine.metrics.volume import volume_metrics
+
+            metrics = {"method": method, "layer": layer,
+                       **volume_metrics(model, volume, result, method, layer, roi=roi)}
+        elif roi is not None:
+            from engine.metrics.volume import roi_metrics_3d
+
+            metrics = {"method": method, "layer": layer,
+                       **roi_metrics_3d(maps[(method, layer)].heatmap, roi)}
+        else:
+            warnings = [*warnings, "--metrics over a 2-D model's slices: only --roi measures "
+                        "(pointing, energy) are computed"]
+    content = volume_result_json(
+        volume, maps, model=model.describe(), classes=classes, scores=scores, target=target,
+        params=params, timings_ms=dict(timings, load=load_ms + open_ms), warnings=warnings,
+        intended_use=use, versus=versus, metrics=metrics, slices=slices,
+        keep_identifiers=args.keep_identifiers)
+    write_volume_outputs(volume, maps, folder, content, cmap=args.colormap)
+    s, r, c = volume.shape
+    return (f"{path}: {classes[target]} ({scores[target]:.3f}), {len(maps)} map(s) of "
+            f"{s}x{r}x{c} -> {folder}" + "".join(f"\n  warning: {w}" for w in warnings))
+
+
 def run(args) -> int:
     """Explain every file; see the module and parser help for the contract."""
     from engine.explain import core
@@ -151,7 +251,9 @@ def run(args) -> int:
     if not methods:
         raise UsageError("--method is empty", fix=f"use one of {', '.join(reg.names())}")
     params = parse_params(args.param, methods)
-    roi = None if args.roi is None else parse_roi(args.roi)
+    volumes = any(Path(name).is_dir() or Path(name).name.lower().endswith((".nii", ".nii.gz"))
+                  for name in args.files)
+    roi = None if args.roi is None or volumes else parse_roi(args.roi)
     if args.report:
         from engine.export import _parse_formats
 
@@ -177,15 +279,25 @@ def run(args) -> int:
     used: set[str] = set()
     for i, name in enumerate(args.files):
         path = Path(name)
-        stem, n = path.stem, 1
+        volume = _is_volume_input(path, model)
+        base = _volume_stem(path) if volume else path.stem
+        stem, n = base, 1
         while stem in used:  # two files with one stem must not overwrite each other
             n += 1
-            stem = f"{path.stem}-{n}"
+            stem = f"{base}-{n}"
         used.add(stem)
         try:
             # The model load is charged to the first image, whose timings include it.
-            print(_explain_one(args, path, out / stem, session, model, request_kw,
-                               load_ms if i == 0 else 0.0, roi), flush=True)
+            if volume:
+                line = _explain_volume(args, path, out / stem, session, model, request_kw,
+                                       load_ms if i == 0 else 0.0)
+            else:
+                if args.slices is not None:
+                    raise UsageError("--slices is for volumes (series folders, NIfTI files)",
+                                     path=path, fix="drop --slices for 2-D images")
+                line = _explain_one(args, path, out / stem, session, model, request_kw,
+                                    load_ms if i == 0 else 0.0, roi)
+            print(line, flush=True)
         except LucidaError as exc:
             if len(args.files) == 1:
                 raise

@@ -1,9 +1,10 @@
-"""The built-in demo networks: a small classifier and a small segmentation net.
+"""The built-in demo networks: a small classifier, a small segmentation net and a small 3-D CNN.
 
 The classifier's shape ``features -> AdaptiveAvgPool2d(1) -> flatten -> Linear`` is what the
 original CAM paper requires, so every explainer (CAM included) applies to the demo models. The
 segmentation net is a two-level encoder-decoder with skip connections (a small U-Net) that
-outputs per-pixel logits of background, lung and nodule.
+outputs per-pixel logits of background, lung and nodule. The 3-D classifier has the 2-D one's
+shape in three dimensions, for nodules in chest CT volumes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from torch import nn
 DEMO_ARCHITECTURE = "lucida:demo_cnn"
 #: ... and for the demo segmentation net.
 DEMO_SEG_ARCHITECTURE = "lucida:demo_seg"
+#: ... and for the 3-D demo classifier.
+DEMO_3D_ARCHITECTURE = "lucida:demo_3d"
 
 
 def _block(c_in: int, c_out: int, pool: bool) -> list[nn.Module]:
@@ -129,5 +132,53 @@ def build_demo_seg(in_channels: int = 1, num_classes: int = 3, **kwargs) -> Demo
     return DemoSegNet(in_channels=in_channels, num_classes=num_classes, **kwargs)
 
 
+class DemoCNN3D(nn.Module):
+    """3-D conv blocks with BatchNorm, global max pooling and a linear classifier.
+
+    A nodule fills a few hundredths of a percent of a chest volume, so an average over the
+    volume dilutes it to nothing; the maximum keeps it (and CAM, which needs average pooling,
+    says so and steps aside; the gradient methods apply).
+
+    Parameters
+    ----------
+    in_channels : int
+        Input channels (1 for CT).
+    num_classes : int
+        Number of output logits.
+    widths : tuple of int
+        Channels of the conv blocks.
+    pooled : int
+        How many leading blocks end in 2x2x2 max pooling. With two, a 32x64x64 input gives an
+        8x16x16 map in ``features`` (18 mm cells at 4.5 mm voxels) whose receptive field spans
+        a nodule and its surroundings: with one, the net learned far more slowly.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 2,
+                 widths: tuple[int, ...] = (8, 16, 32, 32), pooled: int = 2) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for i, c_out in enumerate(widths):
+            layers += [nn.Conv3d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+                       nn.BatchNorm3d(c_out), nn.ReLU()]
+            if i < pooled:
+                layers.append(nn.MaxPool3d(2))
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveMaxPool3d(1)
+        self.flatten = nn.Flatten(1)
+        self.classifier = nn.Linear(c_in, num_classes)
+
+    def forward(self, x):
+        """Return logits (N, num_classes) for volumes (N, C, D, H, W)."""
+        return self.classifier(self.flatten(self.pool(self.features(x))))
+
+
+def build_demo_3d(in_channels: int = 1, num_classes: int = 2, **kwargs) -> DemoCNN3D:
+    """Build the 3-D demo network with freshly initialised weights."""
+    return DemoCNN3D(in_channels=in_channels, num_classes=num_classes, **kwargs)
+
+
 #: Built-in architectures by the name a card gives them.
-DEMO_ARCHITECTURES = {DEMO_ARCHITECTURE: build_demo_cnn, DEMO_SEG_ARCHITECTURE: build_demo_seg}
+DEMO_ARCHITECTURES = {DEMO_ARCHITECTURE: build_demo_cnn, DEMO_SEG_ARCHITECTURE: build_demo_seg,
+                      DEMO_3D_ARCHITECTURE: build_demo_3d}

@@ -3,7 +3,7 @@
 Each volume is an analytic chest, rendered on any axial grid: air, a body of subcutaneous fat
 over a muscle wall, two lungs (about -860 HU) with branching vessels (blood, +40 HU) running out
 from the hila, a mediastinum and heart, a vertebral body, and in about half the volumes one
-solid nodule (a sphere of 5 to 10 mm radius, +30 HU) inside a lung. In cross-section a vessel
+solid nodule (a sphere of 8 to 13 mm radius, +30 HU) inside a lung. In cross-section a vessel
 running across the slices looks much like a nodule; only its extent along the vessel tells them
 apart, which is what a 3-D model has to learn. Edges are rendered smooth over about a voxel (so a
 grid does not alias them) and CT-like correlated noise is added.
@@ -205,12 +205,12 @@ def _vessel_tree(rng: np.random.Generator, side: float, hilum, lung) -> list[Ves
     """Vessels branching out of one hilum into its lung: a few trunks, each forking twice."""
     vessels: list[Vessel] = []
     cx, cy, cz, ax, ay, az = lung
-    for _ in range(int(rng.integers(4, 7))):
+    for _ in range(int(rng.integers(3, 5))):
         target = np.array([cx + side * rng.uniform(0.2, 0.8) * ax,
                            cy + rng.uniform(-0.7, 0.7) * ay,
                            cz + rng.uniform(-0.8, 0.8) * az])
         start = np.asarray(hilum, float)
-        radius = rng.uniform(3.0, 4.5)
+        radius = rng.uniform(2.0, 3.0)
         for _depth in range(3):
             end = start + (target - start) * rng.uniform(0.45, 0.65)
             vessels.append(Vessel(tuple(start), tuple(end), radius))
@@ -244,12 +244,12 @@ def chest_volume(rng: np.random.Generator, nodule: bool, z_center: float,
         vessels += _vessel_tree(rng, side, hilum, lung)
     center, radius = None, 0.0
     if nodule:
-        radius = float(rng.uniform(5.0, 10.0))
+        radius = float(rng.uniform(8.0, 13.0))
         while center is None:
             lung = lungs[int(rng.integers(0, 2))]
             cx, cy, cz, lax, lay, _ = lung
             point = (cx + rng.uniform(-1, 1) * lax, cy + rng.uniform(-1, 1) * lay,
-                     z_center + rng.uniform(-55, 55))
+                     z_center + rng.uniform(-45, 45))
             if _inside_lung(point, lung, radius + 8.0) and not _inside_lung(
                     point, (*heart[:3], heart[3] + radius, heart[4] + radius, heart[5] + radius),
                     0.0):
@@ -433,3 +433,12 @@ def write_volume_set(out: Path, n: int, seed: int, *, size: int = 128, slices: i
         writer.writerow(MANIFEST_COLUMNS)
         writer.writerows(rows)
     return manifest
+
+
+def in_memory_volume(hu: np.ndarray, grid: AxialGrid, name: str = "demo volume"):
+    """The volume a written series opens as, without the files: HU stored as integers."""
+    from engine.studies.volume import Volume
+
+    stored = np.round(hu - RESCALE_INTERCEPT).clip(0, 4095) + RESCALE_INTERCEPT
+    return Volume(path=Path(name), name=name, modality="CT", affine=grid.affine,
+                  shape=grid.shape, voxels=stored.astype(np.float32))

@@ -61,8 +61,9 @@ def roi_mask(
 
 def _clean(saliency) -> np.ndarray:
     s = np.nan_to_num(np.asarray(saliency, dtype=np.float64), nan=0.0)
-    if s.ndim != 2:
-        raise UsageError(f"expected a 2-D saliency map, got shape {s.shape}")
+    # Volume maps (slices, rows, columns) work with a 3-D mask (engine.metrics.volume).
+    if s.ndim not in (2, 3):
+        raise UsageError(f"expected a 2-D or 3-D saliency map, got shape {s.shape}")
     return s
 
 

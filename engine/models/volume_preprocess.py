@@ -248,8 +248,8 @@ def resample(values, grid: ModelGrid) -> torch.Tensor:
         float32, shaped ``grid.resampled`` (model axis order). Linear interpolation, clamped at
         the volume's edges (MONAI's ``padding_mode="border"``).
     """
-    t = values.float() if isinstance(values, torch.Tensor) else torch.as_tensor(
-        np.asarray(values, dtype=np.float32))
+    t = values.float() if isinstance(values, torch.Tensor) else torch.from_numpy(
+        np.array(values, dtype=np.float32))
     t = t.permute(*grid.source)
     for v in range(3):
         q = torch.arange(grid.resampled[v], dtype=torch.float64)

@@ -25,6 +25,8 @@ from engine.core.cancel import CancelToken, ProgressFn
 from engine.core.errors import LucidaError, NotAnImage
 from engine.studies.dicom_io import DicomdirIndex
 from engine.studies.image import Image, SeriesWindow, open_image
+from engine.studies.nifti import open_nifti
+from engine.studies.volume import VOLUME_MODALITIES, is_nifti, volume_from_images
 
 #: Label for grouping keys a file does not carry (raster files carry none).
 UNKNOWN = "(unknown)"
@@ -84,6 +86,8 @@ class StudyTree:
 
     patients: list[Patient] = field(default_factory=list)
     problems: list[FileProblem] = field(default_factory=list)
+    #: NIfTI files, opened as volumes (a DICOM series' volume is on its :class:`Series`).
+    nifti: list[Any] = field(default_factory=list)
 
     @property
     def skipped(self) -> list[tuple[Path, str]]:
@@ -94,6 +98,11 @@ class StudyTree:
     def failed(self) -> list[FileProblem]:
         """The images that could not be read (not the files that hold no image)."""
         return [p for p in self.problems if p.kind == FAILED]
+
+    def all_volumes(self) -> list[Any]:
+        """Every volume: each CT/MR series that makes one, then the NIfTI files."""
+        return [series.volume for patient in self.patients for study in patient.studies
+                for series in study.series if series.volume is not None] + list(self.nifti)
 
     def all_images(self) -> list[Image]:
         """Every image, in tree order (patient, study, series, then display order)."""
@@ -169,6 +178,7 @@ def open_paths(
     problems = [FileProblem(path, reason, FAILED) for path, reason in missing]
     seen = {f.resolve() for f in files}
     images: list[Image] = []
+    nifti: list[Any] = []
     i = 0
     while i < len(files):
         path = files[i]
@@ -176,7 +186,10 @@ def open_paths(
         if cancel is not None:
             cancel.check()
         try:
-            images.append(open_image(path))
+            if is_nifti(path):
+                nifti.append(open_nifti(path))
+            else:
+                images.append(open_image(path))
         except DicomdirIndex as index:
             listed, absent = _indexed_files(index.dataset, path)
             new = [f for f in listed if f.resolve() not in seen]
@@ -189,7 +202,7 @@ def open_paths(
             problems.append(FileProblem(path, reason, kind))
         if progress is not None:
             progress(i / len(files), path.name)
-    return StudyTree(patients=_group(images), problems=problems)
+    return StudyTree(patients=_group(images), problems=problems, nifti=nifti)
 
 
 def _indexed_files(dataset, path: Path) -> tuple[list[Path], list[Path]]:
@@ -277,8 +290,6 @@ def _group(images: list[Image]) -> list[Patient]:
 
 def _make_volume(series: Series) -> None:
     """Make a CT or MR series a volume, from headers only, or record why it is not one."""
-    from engine.studies.volume import VOLUME_MODALITIES, volume_from_images
-
     images = series.images
     if series.modality not in VOLUME_MODALITIES or not images or images[0].kind != "dicom":
         return

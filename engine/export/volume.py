@@ -1,0 +1,200 @@
+"""Exports of volume maps: the map as NIfTI, overlays of the three planes, and plane figures.
+
+Planes are resampled in patient space (:mod:`engine.studies.planes`) with the map resampled on
+the same pixels, then coloured by :func:`engine.explain.colour.blend`, as the viewer colours
+2-D overlays. Nothing here writes patient identifiers: the NIfTI header carries the method and
+layer only, and figures are labelled with the plane and the map.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageDraw
+
+from engine.core.atomic import StagedFiles
+from engine.core.jsonsafe import json_bytes
+from engine.core.versions import app_version
+from engine.explain.colour import blend
+from engine.export.results import file_key
+from engine.studies import display
+from engine.studies.nifti import write_nifti
+from engine.studies.planes import PLANES, peak_point, three_planes
+
+DISCLAIMER = "Research use only. Not for diagnostic use."
+
+
+def write_map_nifti(heatmap: np.ndarray, volume, path: str | Path, method: str = "",
+                    layer: str = "") -> Path:
+    """Write a ``(slices, rows, columns)`` map as NIfTI with the volume's affine (RAS+ sform).
+
+    Opened over the volume's own NIfTI (or its DICOM series converted by any standard tool),
+    every map voxel lands on the voxel it explains.
+    """
+    what = " ".join(p for p in ("Lucida", method, layer) if p)
+    return write_nifti(heatmap, volume, path, description=what)
+
+
+def plane_overlays(volume, heatmap: np.ndarray, point=None, window=None, cmap: str = "jet",
+                   opacity: float = 0.5, threshold: float = 0.0,
+                   signed: bool = False) -> dict[str, np.ndarray]:
+    """Axial, coronal and sagittal overlays through ``point`` (the map's peak by default).
+
+    Parameters
+    ----------
+    volume : Volume
+        The volume.
+    heatmap : numpy.ndarray
+        ``(slices, rows, columns)`` on the volume's grid, 0..1 (or -1..1 when ``signed``).
+    point : array-like, optional
+        LPS mm the three planes pass through.
+    window : WindowPreset or (center, width), optional
+        Display window in modality units (the volume's default).
+    cmap, opacity, threshold, signed
+        As in :func:`engine.explain.colour.blend`.
+
+    Returns
+    -------
+    dict
+        Plane name to (rows, columns, 3) uint8, on square pixels of the finest voxel spacing.
+    """
+    point = peak_point(volume, np.abs(heatmap)) if point is None else np.asarray(point)
+    preset = volume.default_window if window is None else window
+    center, width = (preset.center, preset.width) if hasattr(preset, "center") else window
+    function = getattr(preset, "function", "LINEAR")
+    out = {}
+    for plane, view in three_planes(volume, point, heatmap).items():
+        grey = (display.window_unit(view.image, center, width, function) * 255).round()
+        rgb = np.repeat(grey.astype(np.uint8)[..., None], 3, axis=2)
+        out[plane] = blend(rgb, view.overlay, cmap=cmap, opacity=opacity, threshold=threshold,
+                           signed=signed)
+    return out
+
+
+def _label(rgb: np.ndarray, text: str, scale: int) -> np.ndarray:
+    img = PILImage.fromarray(rgb).resize((rgb.shape[1] * scale, rgb.shape[0] * scale),
+                                         PILImage.NEAREST)
+    ImageDraw.Draw(img).text((4, 2), text, fill=(255, 255, 0))
+    return np.asarray(img)
+
+
+def plane_figure(volume, maps: list[tuple[str, np.ndarray]], point=None, window=None,
+                 cmap: str = "jet", opacity: float = 0.5, scale: int = 2) -> np.ndarray:
+    """A figure with one row of axial, coronal and sagittal overlays per map.
+
+    Parameters
+    ----------
+    volume : Volume
+        The volume.
+    maps : list of (str, numpy.ndarray)
+        Label and ``(slices, rows, columns)`` heatmap of each row.
+    point : array-like, optional
+        LPS mm every row's planes pass through (each map's own peak by default).
+    window, cmap, opacity
+        As in :func:`plane_overlays`.
+    scale : int
+        Whole-pixel enlargement of each panel (pixels keep the viewer's colours).
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) uint8, ending in the research-use line.
+    """
+    rows = []
+    for label, heat in maps:
+        panels = plane_overlays(volume, heat, point, window, cmap, opacity)
+        drawn = [_label(panels[p], f"{label} - {p}", scale) for p in PLANES]
+        height = max(p.shape[0] for p in drawn)
+        drawn = [np.pad(p, ((0, height - p.shape[0]), (0, 4), (0, 0))) for p in drawn]
+        rows.append(np.concatenate(drawn, axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    footer = PILImage.new("RGB", (width, 16))
+    ImageDraw.Draw(footer).text((4, 2), DISCLAIMER, fill=(200, 200, 200))
+    return np.concatenate([*rows, np.asarray(footer)], axis=0)
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _npy(values: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(values, dtype=np.float32))
+    return buffer.getvalue()
+
+
+def volume_result_json(volume, maps: dict, *, model: dict, classes: list[str],
+                       scores: list[float], target: int, params: dict, timings_ms: dict,
+                       warnings: list[str], intended_use: dict | None = None,
+                       versus: str | None = None, metrics: dict | None = None,
+                       slices: dict | None = None, keep_identifiers: bool = False) -> dict:
+    """The ``result.json`` of one explained volume: the 2-D keys, plus where each map peaks."""
+    methods = list(dict.fromkeys(m for m, _ in maps))
+    layers = list(dict.fromkeys(layer for _, layer in maps))
+    entries = []
+    for m in maps.values():
+        key = file_key(m.method, m.layer)
+        peak = np.unravel_index(int(np.argmax(np.abs(m.heatmap))), m.heatmap.shape)
+        entries.append({
+            "method": m.method, "layer": m.layer, "heatmap": f"heatmap_{key}.npy",
+            "overlays": {p: f"overlay_{p}_{key}.png" for p in PLANES},
+            "warning": m.warning, "signed": bool(m.signed), "scale": float(m.scale),
+            "units": m.units, "peak_voxel": [int(v) for v in peak],
+            "peak_lps_mm": [round(float(v), 3) for v in volume.index_to_patient(peak)],
+        })
+    content = {
+        "version": app_version(),
+        "image": str(volume.path) if keep_identifiers else Path(str(volume.path)).name,
+        "kind": "volume",
+        "geometry": "volume_geometry.json",
+        "model": {"name": model.get("name"), "sha256": model.get("sha256"),
+                  "files": model.get("files", {})},
+        "prediction": dict(zip(classes, [float(s) for s in scores], strict=True)),
+        "target": classes[target],
+        "target_index": int(target),
+        "versus": versus,
+        "method": ",".join(methods),
+        "layer": ",".join(layers),
+        "params": {m: params.get(m, {}) for m in methods},
+        "maps": entries,
+        "timings_ms": {k: round(float(timings_ms.get(k, 0.0)), 3)
+                       for k in ("load", "forward", "backward", "maps")},
+        "warnings": list(warnings),
+        "intended_use": intended_use or {},
+    }
+    if slices is not None:
+        content["slices"] = slices
+    if metrics is not None:
+        content["metrics"] = metrics
+    return content
+
+
+def write_volume_outputs(volume, maps: dict, folder: Path, content: dict, cmap: str = "jet",
+                         opacity: float = 0.5) -> list[Path]:
+    """Write the maps, three plane overlays per map, ``volume_geometry.json`` and ``result.json``.
+
+    Each ``heatmap_<method>_<layer>.npy`` is float32 (slices, rows, columns) on the volume's own
+    grid, slices sorted along the normal; the overlays are the axial, coronal and sagittal
+    planes through the map's peak. Files are staged and renamed into place together.
+
+    Raises
+    ------
+    ExportError
+        If the folder or a file cannot be written.
+    """
+    with StagedFiles(folder) as staged:
+        for m in maps.values():
+            key = file_key(m.method, m.layer)
+            staged.add(f"heatmap_{key}.npy", _npy(m.heatmap))
+            for plane, rgb in plane_overlays(volume, m.heatmap, cmap=cmap, opacity=opacity,
+                                             signed=bool(m.signed)).items():
+                staged.add(f"overlay_{plane}_{key}.png", _png(rgb))
+        staged.add("volume_geometry.json", json_bytes(volume.geometry()))
+        staged.add("result.json", json_bytes(content))
+        return staged.commit()
