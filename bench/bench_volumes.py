@@ -5,7 +5,8 @@ On a synthetic chest CT of 128 x 128 x 64 voxels (2.8 x 2.8 x 2.5 mm) and the sh
 
 (a) Grad-CAM for every candidate layer in one request (one forward and one backward pass, then
     a reduction per layer, each map brought back onto the 128 x 128 x 64 grid), against one
-    plain prediction (preprocessing and one forward pass, the floor). Goal: at most 2.5x.
+    plain prediction (preprocessing and one forward pass, the floor). Goal: at most 2.5x. Also
+    the same maps left on the model's grid, before finishing (what pytorch-grad-cam returns).
 (b) The same layers through pytorch-grad-cam, one ``GradCAM`` per layer as its API requires, on
     the same preprocessed input. Its maps stay on the model's grid (it has no inverse of the
     preprocessing), which favours it.
@@ -33,6 +34,7 @@ from pytorch_grad_cam import GradCAM  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 
 from engine.demo.volumes import in_memory_volume, volume_set  # noqa: E402
+from engine.explain import core  # noqa: E402
 from engine.explain.colour import blend  # noqa: E402
 from engine.explain.session import ExplainRequest, Session  # noqa: E402
 from engine.models.loaded import load_model  # noqa: E402
@@ -77,25 +79,33 @@ def main() -> int:
 
     x = model.preprocess(volume)
 
+    def raw_maps():
+        the_plan = core.plan(model, ["gradcam"], "all")
+        core.explain(core.capture(model, model.preprocess(volume), "top", the_plan), the_plan)
+
     def theirs():
         target = [ClassifierOutputTarget(int(model.logits(x).argmax()))]
         for name in layers:
             with GradCAM(model.module, [model.submodule(name)]) as cam:
                 cam(x, target)
 
-    for fn in (predict, ours, theirs):  # warm-up
+    for fn in (predict, ours, raw_maps, theirs):  # warm-up
         with contextlib.redirect_stderr(io.StringIO()):
             fn()
     t_predict = _median_ms(predict)
     t_ours = _median_ms(ours)
+    t_raw = _median_ms(raw_maps)
     with contextlib.redirect_stderr(io.StringIO()):
         t_theirs = _median_ms(theirs, 3)
     goal = "met" if t_ours <= 2.5 * t_predict else "NOT met"
     print(f"(a) one prediction (preprocess + forward)       {t_predict:8.1f} ms")
     print(f"    Grad-CAM, all {len(layers)} layers, on the volume grid {t_ours:8.1f} ms  "
           f"= {t_ours / t_predict:.2f}x the prediction (goal <= 2.5x: {goal})")
+    print(f"    the same maps on the model's grid (unfinished) {t_raw:8.1f} ms  "
+          f"= {t_raw / t_predict:.2f}x the prediction")
     print(f"(b) pytorch-grad-cam, {len(layers)} GradCAM calls        {t_theirs:8.1f} ms  "
-          f"= {t_theirs / t_ours:.1f}x Lucida's time")
+          f"= {t_theirs / t_ours:.1f}x Lucida's finished maps, {t_theirs / t_raw:.1f}x its "
+          f"maps on the model grid")
 
     result = Session(device="cpu").explain(ExplainRequest(image=volume, model=model,
                                                           methods=["gradcam"]))

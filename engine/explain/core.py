@@ -342,10 +342,13 @@ def finish_stack(raw: torch.Tensor, model: Any, image_shape: tuple[int, ...],
     heat = maps_to_image(clean, model.input, tuple(image_shape[:2])) if resample is None \
         else resample(clean)
     # The peak of the resampled map, so that bilinear resampling cannot leave it below 1.
-    peak = heat.flatten(1).abs().amax(1)
+    # (Largest magnitude from the extremes, without an absolute copy of a volume-sized map.)
+    spread_heat = heat.flatten(1)
+    peak = torch.maximum(spread_heat.amax(1), -spread_heat.amin(1)) if spread_heat.shape[1] \
+        else torch.zeros(len(raw))
     scale_raw = flat.abs().amax(1) if flat.shape[1] else torch.zeros(len(raw))
-    heat = heat / torch.where(peak > 0, peak, torch.ones_like(peak)).view(-1, *[1] * (
-        heat.ndim - 1))
+    heat = heat.div_(torch.where(peak > 0, peak, torch.ones_like(peak)).view(-1, *[1] * (
+        heat.ndim - 1)))
     warnings: list[str | None] = []
     for ok, width, top in zip(finite, spread, peak.tolist(), strict=True):
         warning = None if ok else f"{what} has NaN or infinite values (shown as 0)"

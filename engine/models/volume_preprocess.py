@@ -23,6 +23,7 @@ takes the map's value at its own model coordinate (0 where the model saw nothing
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,6 +160,19 @@ class ModelGrid:
 
 def model_grid(affine: np.ndarray, shape: tuple[int, int, int], spec: VolumeSpec,
                roi=None) -> ModelGrid:
+    """Plan orientation, spacing and crop/pad for a volume (see :func:`_plan`); cached."""
+    key = tuple(float(v) for v in np.asarray(affine, dtype=np.float64).ravel())
+    return _cached_grid(key, tuple(int(s) for s in shape), spec,
+                        None if roi is None else tuple(float(v) for v in roi))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_grid(affine: tuple, shape: tuple, spec: VolumeSpec, roi) -> ModelGrid:
+    return _plan(np.asarray(affine).reshape(4, 4), shape, spec, roi)
+
+
+def _plan(affine: np.ndarray, shape: tuple[int, int, int], spec: VolumeSpec,
+          roi=None) -> ModelGrid:
     """Plan orientation, spacing and crop/pad for a volume of ``affine`` and ``shape``.
 
     Parameters
@@ -339,15 +353,35 @@ def maps_to_volume(raw: torch.Tensor, grid: ModelGrid,
         float32 ``(N, slices, rows, columns)``.
     """
     t = raw.float()
-    masks = []
+    # One interpolation matrix per model axis (rows: volume voxels along its source axis,
+    # columns: map cells), the rows of voxels outside the model box left at 0; three matrix
+    # products then resample the whole stack.
+    w = []
     for v in range(3):
-        n = shape[grid.source[v]]
-        r = grid.scale[v] * torch.arange(n, dtype=torch.float64) + grid.offset[v]
+        r = grid.scale[v] * torch.arange(shape[grid.source[v]], dtype=torch.float64) \
+            + grid.offset[v]
         cells = t.shape[v + 1]
-        position = (r + 0.5) * cells / grid.size[v] - 0.5
-        masks.append((r >= -0.5) & (r <= grid.size[v] - 0.5))
-        t = _linear(t, v + 1, position.float())
-    mask = masks[0][:, None, None] & masks[1][None, :, None] & masks[2][None, None, :]
-    t = t * mask.to(t.dtype)
+        inside = (r >= -0.5) & (r <= grid.size[v] - 0.5)
+        w.append(_interpolation_matrix((r + 0.5) * cells / grid.size[v] - 0.5, cells, inside))
+    n, d, h, c = t.shape
+    out = w[0] @ t.reshape(n, d, h * c)                     # (N, S0, h*w)
+    out = out.view(n, -1, h, c) @ w[2].T                    # (N, S0, h, S2)
+    out = w[1] @ out                                        # (N, S0, S1, S2)
+    if tuple(grid.source) == (0, 1, 2):
+        return out.contiguous()
     order = [0] + [1 + list(grid.source).index(u) for u in range(3)]
-    return t.permute(*order).contiguous()
+    return out.permute(*order).contiguous()
+
+
+def _interpolation_matrix(position: torch.Tensor, cells: int,
+                          inside: torch.Tensor) -> torch.Tensor:
+    """(len(position), cells) float32 matrix of linear interpolation at ``position``, clamped."""
+    pos = position.clamp(0, cells - 1)
+    low = pos.floor().long().clamp(0, cells - 1)
+    high = (low + 1).clamp(max=cells - 1)
+    frac = (pos - low).float()
+    rows = torch.arange(len(pos))
+    out = torch.zeros((len(pos), cells), dtype=torch.float32)
+    out.index_put_((rows, low), 1.0 - frac, accumulate=True)
+    out.index_put_((rows, high), frac, accumulate=True)
+    return out * inside[:, None].float()
