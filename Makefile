@@ -38,3 +38,4 @@ lint: venv
 demo-models: venv
 	$(BIN)/python tools/train_demo_models.py
 	$(BIN)/python tools/train_demo_seg.py
+	$(BIN)/python tools/train_demo_3d.py

@@ -157,6 +157,8 @@ def explain_slices(model: Any, volume: Any, methods: list[str] | str, layers: An
     timings["maps"] = (time.perf_counter() - start) * 1000.0
     check = getattr(model, "check_use", None)
     use = check(volume.slice_view(chosen[len(chosen) // 2])).as_dict() if check else {}
+    if use.get("status") == "mismatch":
+        warnings.append(use["message"])
     return SliceStack(maps=maps, slices=chosen, classes=list(model.classes),
                       scores=np.concatenate(scores), targets=targets, warnings=warnings,
                       timings_ms=timings, params=the_plan.params, intended_use=use)
