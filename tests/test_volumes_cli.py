@@ -77,11 +77,11 @@ def test_explain_a_series_with_the_3d_demo_writes_the_volume_contract(demo, tmp_
     geometry = json.loads((folder / "volume_geometry.json").read_text())
     assert result["kind"] == "volume" and set(result["prediction"]) == {"normal", "nodule"}
     assert [m["method"] for m in result["maps"]] == ["gradcam", "layercam"]
-    heat = np.load(folder / "heatmap_gradcam_features.npy")
+    heat = np.load(folder / "heatmap_gradcam_features-6.npy")
     assert heat.shape == (24, 64, 64) and heat.dtype == np.float32
     assert heat.max() == pytest.approx(1.0) and heat.min() >= 0.0
     for plane in ("axial", "coronal", "sagittal"):
-        png = PILImage.open(folder / f"overlay_{plane}_gradcam_features.png")
+        png = PILImage.open(folder / f"overlay_{plane}_gradcam_features-6.png")
         assert png.mode == "RGB" and min(png.size) > 8
     # Geometry: slices sorted along the normal, each named by its file's SOP Instance UID.
     z = {str(ds.SOPInstanceUID): float(ds.ImagePositionPatient[2])
@@ -102,8 +102,8 @@ def test_the_nifti_twin_explains_to_the_same_map(demo, tmp_path):
                 "--out", str(tmp_path / "d")]) == 0
     assert cli(["explain", str(out / rows[1]["nifti"]), "--model", "demo-3d",
                 "--out", str(tmp_path / "n")]) == 0
-    a = np.load(tmp_path / "d" / rows[1]["series"] / "heatmap_gradcam_features.npy")
-    b = np.load(tmp_path / "n" / rows[1]["series"] / "heatmap_gradcam_features.npy")
+    a = np.load(tmp_path / "d" / rows[1]["series"] / "heatmap_gradcam_features-6.npy")
+    b = np.load(tmp_path / "n" / rows[1]["series"] / "heatmap_gradcam_features-6.npy")
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 

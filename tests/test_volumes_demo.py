@@ -18,9 +18,9 @@ def test_the_card_declares_a_3d_grid_and_the_default_layer_is_spatial():
     model = load_model("demo-3d")
     assert isinstance(model.input, VolumeSpec) and model.is_volumetric
     assert model.input.spacing == (4.5, 4.5, 4.5) and model.input.orientation == "RAS"
-    assert model.default_layer == "features"
+    assert model.default_layer == "features.6"
     shapes = {info.name: info.shape for info in model.layers()}
-    assert shapes["features"] == (32, 8, 16, 16)
+    assert shapes["features"] == (32, 8, 16, 16) and shapes["features.6"] == (16, 16, 32, 32)
 
 
 def test_demo_3d_tells_nodules_from_normal_chests_it_never_saw():

@@ -133,11 +133,10 @@ def build_demo_seg(in_channels: int = 1, num_classes: int = 3, **kwargs) -> Demo
 
 
 class DemoCNN3D(nn.Module):
-    """3-D conv blocks with BatchNorm, global max pooling and a linear classifier.
+    """3-D conv blocks with BatchNorm, global average pooling and a linear classifier.
 
-    A nodule fills a few hundredths of a percent of a chest volume, so an average over the
-    volume dilutes it to nothing; the maximum keeps it (and CAM, which needs average pooling,
-    says so and steps aside; the gradient methods apply).
+    The 2-D classifier's shape in three dimensions, so CAM applies too. (A global maximum
+    instead learned a little faster but its maps peaked on the nodule's rim, outside its box.)
 
     Parameters
     ----------
@@ -150,7 +149,8 @@ class DemoCNN3D(nn.Module):
     pooled : int
         How many leading blocks end in 2x2x2 max pooling. With two, a 32x64x64 input gives an
         8x16x16 map in ``features`` (18 mm cells at 4.5 mm voxels) whose receptive field spans
-        a nodule and its surroundings: with one, the net learned far more slowly.
+        a nodule and its surroundings (with one, the net learned far more slowly), and a
+        16x32x32 map after the second block (``features.6``, 9 mm cells).
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 2,
@@ -165,7 +165,7 @@ class DemoCNN3D(nn.Module):
                 layers.append(nn.MaxPool3d(2))
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveMaxPool3d(1)
+        self.pool = nn.AdaptiveAvgPool3d(1)
         self.flatten = nn.Flatten(1)
         self.classifier = nn.Linear(c_in, num_classes)
 
