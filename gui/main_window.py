@@ -34,6 +34,7 @@ from gui.metrics_controller import MetricsController
 from gui.model_loading import ModelLoader
 from gui.overlay_controls import QtOverlayControls
 from gui.overlay_layer import OverlayLayer
+from gui.pacs_dock import QtPacsDock
 from gui.problems_panel import QtProblemsPanel
 from gui.screen_fit import available_geometry, fit_to_screen, scrolling
 from gui.shortcuts import help_html
@@ -150,6 +151,7 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.panel = QtExplainPanel()
         self.overlay_controls = QtOverlayControls(self.layer_model)
         self.problems = QtProblemsPanel()
+        self.pacs = QtPacsDock()
         left, right = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
         self.docks = {
             "studies": self.add_dock("Studies", self.browser, left),
@@ -157,9 +159,11 @@ class QtMainWindow(QMainWindow, ViewCommands):
             "overlay": self.add_dock("Heatmap", scrolling(self.overlay_controls), right),
             "tags": self.add_dock("DICOM tags", self.tags, left),
             "problems": self.add_dock("Problems", self.problems, left),
+            "pacs": self.add_dock("PACS", self.pacs, left),
         }
         self.tabifyDockWidget(self.docks["studies"], self.docks["tags"])
         self.tabifyDockWidget(self.docks["studies"], self.docks["problems"])
+        self.tabifyDockWidget(self.docks["studies"], self.docks["pacs"])
         self.docks["studies"].raise_()
         # Side columns give way on a small screen: the image keeps at least half the width.
         width = min(PREFERRED_SIZE[0], available_geometry(self).width())
@@ -482,6 +486,7 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.save_layout()
         if self.audit_view is not None:
             self.audit_view.cancel()
+        self.pacs.shutdown()
         self.worker.stop()
         super().closeEvent(event)
 
