@@ -225,12 +225,16 @@ class CuttingProxy:
     tls : ssl.SSLContext, optional
         Serve TLS to the client with this server context (the target stays plain): a TLS
         front for Orthanc, whose own HTTPS the Debian build does not serve reliably.
+    pause : float
+        Seconds to wait before forwarding each chunk from the target: a slow link, so a
+        transfer is still under way when a test interrupts it.
     """
 
     def __init__(self, target_port: int, cut_after: int = 1 << 62,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, pause: float = 0.0) -> None:
         self.target_port = target_port
         self.tls = tls
+        self.pause = pause
         self.cut_after = cut_after
         self.cuts = 0
         self._server = socket.socket()
@@ -270,6 +274,8 @@ class CuttingProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if counted and self.pause:
+                    time.sleep(self.pause)
                 if counted:
                     with self._lock:
                         room = self.cut_after - self._sent
