@@ -266,3 +266,134 @@ def peak_point(volume, heat: np.ndarray) -> np.ndarray:
     """LPS mm of a map's peak voxel (where the CLI's overlays cross)."""
     index = np.unravel_index(int(np.argmax(heat)), tuple(volume.shape))
     return volume.index_to_patient(index)
+
+
+#: Most voxels a viewer's patient grid holds; a larger volume is shown on coarser voxels.
+GRID_VOXELS = 40_000_000
+#: LPS direction of each patient-grid axis: to the feet, to the posterior, to the patient's left.
+_GRID_AXES = np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+#: Per plane, the patient-grid axis along its normal (the others are its rows and columns).
+_GRID_NORMAL_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
+
+
+@dataclass(frozen=True)
+class PatientGrid:
+    """A box of cubic voxels aligned with the patient axes, covering a whole volume.
+
+    A viewer resamples a volume (and each map) onto this grid once; every axial, coronal and
+    sagittal plane is then a slice of the array, already on square pixels, and each
+    projection a maximum along one axis. Axis 0 runs to the feet, axis 1 to the posterior and
+    axis 2 to the patient's left, so ``values[k]`` is an axial plane, ``values[:, k]`` a
+    coronal one and ``values[:, :, k]`` a sagittal one, each in the radiological convention of
+    :func:`plane_geometry`.
+
+    Attributes
+    ----------
+    origin : numpy.ndarray
+        LPS mm of the centre of voxel ``[0, 0, 0]`` (head, anterior, patient's right).
+    pixel_mm : float
+        Side of a voxel.
+    shape : tuple of int
+        ``(feet, posterior, left)`` voxel counts.
+    """
+
+    origin: np.ndarray
+    pixel_mm: float
+    shape: tuple[int, int, int]
+
+    def point(self, index) -> np.ndarray:
+        """LPS mm of a (fractional) grid index."""
+        return self.origin + (np.asarray(index, dtype=np.float64) * self.pixel_mm) @ _GRID_AXES
+
+    def index(self, point) -> tuple[int, int, int]:
+        """The grid voxel nearest an LPS point, clipped into the grid."""
+        steps = (_GRID_AXES @ (np.asarray(point, dtype=np.float64) - self.origin)) / self.pixel_mm
+        return tuple(int(np.clip(np.rint(s), 0, n - 1)) for s, n in zip(steps, self.shape,
+                                                                          strict=True))
+
+    def geometry(self, plane: str, index) -> PlaneGeometry:
+        """Where the pixels of plane ``plane`` through grid voxel ``index`` lie."""
+        _check(plane)
+        right, down, normal = (np.asarray(v) for v in _AXES[plane])
+        axis = _GRID_NORMAL_AXIS[plane]
+        start = [0, 0, 0]
+        start[axis] = int(index[axis])
+        rows, cols = [n for k, n in enumerate(self.shape) if k != axis]
+        return PlaneGeometry(plane, self.point(start), right, down, normal, self.pixel_mm,
+                             (rows, cols))
+
+    def plane(self, values: np.ndarray, plane: str, index) -> np.ndarray:
+        """Plane ``plane`` through grid voxel ``index`` of grid ``values`` (a view, no copy)."""
+        _check(plane)
+        axis = _GRID_NORMAL_AXIS[plane]
+        return np.take(values, int(index[axis]), axis=axis)
+
+    def projection(self, values: np.ndarray, plane: str) -> np.ndarray:
+        """Maximum-intensity projection of grid ``values`` along plane ``plane``'s normal."""
+        _check(plane)
+        return np.max(values, axis=_GRID_NORMAL_AXIS[plane])
+
+    def sample(self, values: np.ndarray, affine: np.ndarray, fill: float = 0.0, order: int = 1,
+               cancel=None) -> np.ndarray:
+        """Resample ``(slices, rows, columns)`` voxel values onto the grid.
+
+        Parameters
+        ----------
+        values : numpy.ndarray
+            Voxels (HU) or a map on the volume's own grid.
+        affine : numpy.ndarray
+            The volume's affine.
+        fill : float
+            Value outside the volume.
+        order : int
+            1 for trilinear interpolation, 0 for nearest voxel.
+        cancel : CancelToken, optional
+            Checked between axial planes.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``shape``.
+        """
+        out = np.empty(self.shape, np.float32)
+        for k in range(self.shape[0]):
+            if cancel is not None:
+                cancel.check()
+            out[k] = resample_plane(values, affine, self.geometry("axial", (k, 0, 0)), fill,
+                                    order)
+        return out
+
+
+def patient_grid(affine: np.ndarray, shape, pixel_mm: float | None = None,
+                 max_voxels: int = GRID_VOXELS) -> PatientGrid:
+    """The :class:`PatientGrid` that covers a volume, at its finest spacing where it fits.
+
+    Parameters
+    ----------
+    affine : numpy.ndarray
+        The volume's affine.
+    shape : tuple of int
+        The volume's ``(slices, rows, columns)``.
+    pixel_mm : float, optional
+        Voxel side (the volume's finest spacing by default).
+    max_voxels : int
+        Above this many voxels the side grows until the grid fits.
+
+    Returns
+    -------
+    PatientGrid
+    """
+    corners = _corners(np.asarray(affine, dtype=np.float64), shape)
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    extent = np.abs(_GRID_AXES @ (hi - lo))
+    pixel = finest_spacing(affine) if pixel_mm is None else float(pixel_mm)
+
+    def counts(side: float) -> tuple[int, int, int]:
+        return tuple(int(np.floor(e / side + 1e-6)) + 1 for e in extent)
+
+    if np.prod(counts(pixel), dtype=np.float64) > max_voxels:
+        pixel *= float(np.cbrt(np.prod(counts(pixel), dtype=np.float64) / max_voxels))
+        while np.prod(counts(pixel), dtype=np.float64) > max_voxels:
+            pixel *= 1.01
+    origin = np.array([lo[0], lo[1], hi[2]])
+    return PatientGrid(origin, pixel, counts(pixel))
