@@ -24,7 +24,8 @@ from engine.explain.api import is_layer_based
 from gui.param_form import QtParamForm
 
 #: Model-picker entries that are not a loaded card.
-DEMO_MODELS = (("Demo model", "demo"), ("Demo model, biased", "demo-biased"))
+DEMO_MODELS = (("Demo model", "demo"), ("Demo model, biased", "demo-biased"),
+               ("Demo 3-D model (CT volumes)", "demo-3d"))
 OPEN_CARD = "__open_card__"
 
 #: Methods ticked in compare mode when the user has not chosen any.

@@ -92,6 +92,11 @@ class FrameLoader(QObject):
         self._decoded = set()
         self._wanted = None
 
+    def show_decoded(self, image) -> None:
+        """Start on an image decoded elsewhere (a volume, with its planes): its frame is ready."""
+        self.show(image)
+        self._decoded = {0}
+
     def forget(self) -> None:
         """No image is shown any more."""
         self.image = None

@@ -197,14 +197,15 @@ class OverlayLayer(QObject):
             return 0.0, self._info.scale / shared if shared > 0 else 0.0
         return 0.0, 1.0
 
-    def scaled(self) -> np.ndarray | None:
+    def scaled(self, values: np.ndarray | None = None) -> np.ndarray | None:
         """Return the heatmap mapped by the current scale: [0, 1], or [-1, 1] when signed.
 
-        NaN becomes 0.
+        ``values``: part of the same map (a volume map's plane) to map instead. NaN becomes 0.
         """
         if self._heatmap is None:
             return None
-        heat = np.nan_to_num(self._heatmap, nan=0.0, posinf=0.0, neginf=0.0)
+        values = self._heatmap if values is None else values
+        heat = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
         offset, gain = self._affine()
         heat = (heat - np.float32(offset)) * np.float32(gain)
         return np.clip(heat, -1.0 if self._info.signed else 0.0, 1.0)
@@ -244,12 +245,13 @@ class OverlayLayer(QObject):
             top = scale
         return (-top if self._info.signed else 0.0), top
 
-    def rgba(self) -> np.ndarray | None:
+    def rgba(self, values: np.ndarray | None = None) -> np.ndarray | None:
         """Return the overlay as RGBA uint8 (H, W, 4), or None (see ``heat_rgba``).
 
         Signed maps use the diverging colour map centred at 0, whatever ``colormap`` says.
+        ``values``: as in :meth:`scaled`.
         """
-        heat = self.scaled()
+        heat = self.scaled(values)
         if heat is None:
             return None
         if self._info.signed:
