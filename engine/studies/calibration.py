@@ -1,0 +1,192 @@
+"""How image pixels map to physical sizes and values: pixel spacing, distances, scale bars, units.
+
+Spacing follows the DICOM order, ``(row spacing, column spacing)`` in mm: the distance between
+the centres of two adjacent rows, then of two adjacent columns. Pixel Spacing is calibrated to
+the patient; Imager Pixel Spacing is measured at the detector (projection radiography), so a
+length read from it is labelled as such. Without either, lengths are in pixels.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+#: Where a spacing came from, and the unit label a length read from it carries.
+SOURCES = {
+    "PixelSpacing": "mm",
+    "ImagerPixelSpacing": "mm at detector",
+    None: "px",
+}
+#: Scale-bar lengths are 1, 2 or 5 times a power of ten.
+_NICE = (1.0, 2.0, 5.0)
+
+
+@dataclass(frozen=True)
+class Spacing:
+    """The size of one pixel.
+
+    Attributes
+    ----------
+    row_mm, col_mm : float
+        Distance between adjacent rows and between adjacent columns, in mm (1.0 when
+        ``source`` is None: lengths are then in pixels).
+    source : str or None
+        ``"PixelSpacing"``, ``"ImagerPixelSpacing"``, or None when the file has neither.
+    """
+
+    row_mm: float = 1.0
+    col_mm: float = 1.0
+    source: str | None = None
+
+    @property
+    def units(self) -> str:
+        """The label of a length: ``"mm"``, ``"mm at detector"`` or ``"px"``."""
+        return SOURCES[self.source]
+
+    @property
+    def known(self) -> bool:
+        """Whether lengths are physical (mm) rather than pixels."""
+        return self.source is not None
+
+
+def _pair(value) -> tuple[float, float] | None:
+    try:
+        row, col = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(row) and math.isfinite(col) and row > 0 and col > 0):
+        return None
+    return row, col
+
+
+def _frame_spacing(ds, frame: int):
+    """Pixel Spacing of an enhanced multi-frame object: per frame, else shared."""
+    for keyword, index in (("PerFrameFunctionalGroupsSequence", frame),
+                           ("SharedFunctionalGroupsSequence", 0)):
+        groups = ds.get(keyword)
+        if not groups or index >= len(groups):
+            continue
+        measures = groups[index].get("PixelMeasuresSequence")
+        if measures and "PixelSpacing" in measures[0]:
+            return measures[0].PixelSpacing
+    return None
+
+
+def pixel_spacing(image, frame: int = 0) -> Spacing:
+    """Return the spacing of one frame of ``image`` (an :class:`engine.studies.image.Image`).
+
+    Pixel Spacing wins (per-frame functional groups first), then Imager Pixel Spacing; a raster
+    file, or a DICOM file with neither (or with a malformed value), gives pixels.
+
+    Parameters
+    ----------
+    image : Image
+        Anything with a ``dataset`` attribute (a pydicom Dataset or None).
+    frame : int
+        Zero-based frame, for enhanced multi-frame objects.
+
+    Returns
+    -------
+    Spacing
+    """
+    ds = getattr(image, "dataset", None)
+    if ds is None:
+        return Spacing()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a malformed value is read as absent
+        for source, value in (("PixelSpacing", _frame_spacing(ds, frame)),
+                              ("PixelSpacing", ds.get("PixelSpacing")),
+                              ("ImagerPixelSpacing", ds.get("ImagerPixelSpacing"))):
+            pair = _pair(value) if value is not None else None
+            if pair is not None:
+                return Spacing(pair[0], pair[1], source)
+    return Spacing()
+
+
+def distance(spacing: Spacing, start: tuple[float, float], end: tuple[float, float]) -> float:
+    """Length of the segment from ``start`` to ``end`` (``(x, y)`` in image pixels).
+
+    Returns
+    -------
+    float
+        In mm when the spacing is known, else in pixels (``spacing.units`` says which).
+    """
+    dx = (end[0] - start[0]) * spacing.col_mm
+    dy = (end[1] - start[1]) * spacing.row_mm
+    return math.hypot(dx, dy)
+
+
+def length_text(value: float, spacing: Spacing) -> str:
+    """A length as a viewer labels it: ``"50.0 mm"``, ``"12.3 mm at detector"``, ``"80.0 px"``."""
+    return f"{value:.1f} {spacing.units}"
+
+
+@dataclass(frozen=True)
+class ScaleBar:
+    """A scale bar: its length in image units and on screen, and its label."""
+
+    length: float
+    screen_px: float
+    label: str
+
+
+def scale_bar(spacing: Spacing, zoom: float, max_screen_px: float) -> ScaleBar | None:
+    """Choose a round scale-bar length (1, 2 or 5 × 10^k) no longer than ``max_screen_px``.
+
+    Parameters
+    ----------
+    spacing : Spacing
+        The image's spacing; a bar in pixels when unknown.
+    zoom : float
+        Screen pixels per image pixel (isotropic, as the viewer zooms).
+    max_screen_px : float
+        The longest bar wanted on screen.
+
+    Returns
+    -------
+    ScaleBar or None
+        None when the zoom or the room leaves no bar of at least one unit.
+    """
+    if zoom <= 0 or max_screen_px <= 0:
+        return None
+    # Horizontal bar: one screen pixel covers col_mm / zoom mm.
+    per_screen_px = spacing.col_mm / zoom
+    longest = max_screen_px * per_screen_px
+    if longest <= 0 or not math.isfinite(longest):
+        return None
+    power = 10.0 ** math.floor(math.log10(longest))
+    length = max(n * power for n in _NICE if n * power <= longest * (1 + 1e-9))
+    if spacing.known:
+        label = f"{length / 10:g} cm" if length >= 10 else f"{length:g} mm"
+        if spacing.source == "ImagerPixelSpacing":
+            label += " at detector"
+    else:
+        label = f"{length:g} px"
+    return ScaleBar(length, length / per_screen_px, label)
+
+
+def modality_units(image) -> str:
+    """The unit of an image's modality values: ``"HU"`` on CT, the rescale type, or ``""``.
+
+    Parameters
+    ----------
+    image : Image
+
+    Returns
+    -------
+    str
+        ``"HU"`` for CT, PET's Units (e.g. ``"BQML"``), a Rescale Type other than ``US``
+        (unspecified), else ``""`` (the stored values have no unit).
+    """
+    if getattr(image, "modality", "") == "CT":
+        return "HU"
+    ds = getattr(image, "dataset", None)
+    if ds is None:
+        return ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if image.modality == "PT" and ds.get("Units"):
+            return str(ds.Units)
+        kind = str(ds.get("RescaleType", "") or "")
+    return "" if kind.upper() in ("", "US") else kind
