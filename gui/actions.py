@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QComboBox, QLabel, QToolBar
 
+from gui import review_io
 from gui.model_loading import DEVICES
 from gui.shortcuts import KEYS
 from gui.viewer import CT_PRESETS
@@ -37,6 +38,9 @@ def build_actions(window) -> None:
     menu.addAction(act("open", "&Open…", window.files.open_dialog))
     window.recent_menu = menu.addMenu("Open &recent")
     window.files.fill_recent()
+    menu.addSeparator()
+    menu.addAction(act("open_review", "Open re&view…", lambda: review_io.open_dialog(window)))
+    menu.addAction(act("save_review", "&Save review…", lambda: review_io.save_dialog(window)))
     menu.addSeparator()
     menu.addAction(act("export", "&Export report…", window.open_export))
     menu.addSeparator()

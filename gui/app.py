@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="allow model files that can run code when loaded (pickles)")
     parser.add_argument("--compare", action="store_true",
                         help="start in compare mode (methods × layers grid)")
+    parser.add_argument("--review", metavar="FILE.lucida", type=Path,
+                        help="reopen a saved review: its files, model and view")
     parser.add_argument("--screenshot", metavar="OUT.png", type=Path,
                         help="save a screenshot once the first explanation is drawn, then exit")
     return parser
@@ -80,6 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         hits an error and nothing is drawn, 1 if nothing was drawn in time.
     """
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    review = None
+    if args.review is not None:
+        from engine.core.errors import LucidaError
+        from engine.review import load_review
+
+        try:
+            review = load_review(args.review)
+        except LucidaError as exc:
+            print(f"error: {exc.one_line()}", file=sys.stderr)
+            return 2
     if args.screenshot is not None:
         _virtual_screen()
     from PySide6.QtCore import QSettings, QTimer
@@ -106,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         window.load_model(args.model)  # supersedes the demo model if both were asked for
     elif args.files and not args.demo:
         window.load_model("demo")
+    if review is not None:
+        from gui.review_io import restore
+
+        restore(window, review)
     if args.compare:
         window.set_compare(True)
     window.show()

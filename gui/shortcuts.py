@@ -29,6 +29,8 @@ KEYS: dict[str, tuple[str, str]] = {
     "roi_clear": ("Shift+Backspace", "Clear the ROI"),
     "cancel": ("Esc", "Leave the ROI tool, else cancel the running explanation"),
     "export": ("Ctrl+E", "Export a report"),
+    "save_review": ("Ctrl+S", "Save the review (files, model, view) to a .lucida file"),
+    "open_review": ("Ctrl+Shift+O", "Open a saved review"),
     "help": ("F1", "This list of shortcuts"),
     "quit": ("Ctrl+Q", "Quit"),
 }
