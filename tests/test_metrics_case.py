@@ -116,5 +116,5 @@ def test_summary_line_verdicts():
     assert "any order" in summary_line("nodule", 0.87, 0.96, 0.95, 0.96, {})
     assert summary_line("nodule", 0.05, 0.05, 0.0, 0.0, {}).startswith("inconclusive (the nodule")
     failed = summary_line("nodule", 0.9, 0.1, 0.1, 0.8, {"sanity_passed": False,
-                                                         "sanity_spearman": 0.97})
+                                                         "sanity_similarity": 0.97})
     assert "sanity check failed" in failed and "0.97" in failed

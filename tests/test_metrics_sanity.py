@@ -8,11 +8,14 @@ import torch
 from torch import nn
 
 from engine.metrics.sanity import (
+    CascadeStep,
     cascade_groups,
     cascading_randomisation,
+    decision_end_verdict,
     parameter_layers,
     rankdata,
     spearman,
+    ssim,
 )
 
 
@@ -81,6 +84,46 @@ def test_model_dependent_map_changes_and_edge_map_does_not():
     assert steps[-1].spearman < 0.5
     edge_steps = cascading_randomisation(model, lambda m: _edges(x), _edges(x), example=x)
     assert all(s.spearman == pytest.approx(1.0) for s in edge_steps)
+    assert all(s.ssim == pytest.approx(1.0) for s in edge_steps)
+    assert not decision_end_verdict(edge_steps).passed
     # The user's model is never touched.
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_ssim_of_a_map_with_itself_is_one_and_a_sign_flip_is_not_similar():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(16, 16))
+    assert ssim(a, a) == pytest.approx(1.0)
+    assert ssim(a, 3.0 * a) == pytest.approx(1.0)  # scaled by the peak |value|
+    # SSIM multiplies a luminance by a structure term, so a sign flip, negative in both, scores
+    # low but positive; the rank correlation is what catches it, and the stage takes the smaller.
+    flipped = CascadeStep(["0"], spearman=spearman(a, -a), ssim=ssim(a, -a))
+    assert flipped.ssim < 0.5 and flipped.similarity == pytest.approx(-1.0)
+    # A CAM layer as coarse as 4 x 4 still fits a narrowed window; 2 x 2 does not.
+    assert ssim(a[:4, :4], a[:4, :4]) == pytest.approx(1.0)
+    assert np.isnan(ssim(a[:2, :2], a[:2, :2]))
+
+
+def test_verdict_reads_only_the_decision_end():
+    names = [str(i) for i in range(8)]
+    groups = cascade_groups(names, 4)  # 1, 3, 6 and 8 of the 8 layers, top first
+
+    def cascade(*values):
+        return [CascadeStep(g, spearman=v, ssim=v) for g, v in zip(groups, values, strict=True)]
+
+    late_change = cascade(0.9, 0.7, 0.2, 0.1)
+    early_change = cascade(0.2, 0.1, 0.9, 1.0)
+    stays = decision_end_verdict(late_change)
+    assert stays.stages == 2 and stays.similarity == pytest.approx(0.8) and not stays.passed
+    changes = decision_end_verdict(early_change)
+    assert changes.similarity == pytest.approx(0.15) and changes.passed
+    # High rank correlation with a different structure is not "unchanged": the smaller measure.
+    blob = [CascadeStep(g, spearman=0.8, ssim=0.3) for g in groups]
+    assert decision_end_verdict(blob).similarity == pytest.approx(0.3)
+    # Maps too coarse for SSIM fall back on the rank correlation.
+    coarse = [CascadeStep(g, spearman=0.6) for g in groups]
+    verdict = decision_end_verdict(coarse)
+    assert verdict.similarity == pytest.approx(0.6) and np.isnan(verdict.ssim)
+    with pytest.raises(ValueError, match="no stages"):
+        decision_end_verdict([])

@@ -20,7 +20,7 @@ from engine.core.errors import UsageError
 from engine.explain.targets import region_scores
 from engine.metrics.faithfulness import average_drop_increase, perturbation_curve
 from engine.metrics.localisation import roi_metrics
-from engine.metrics.sanity import SANITY_THRESHOLD, cascading_randomisation, spearman
+from engine.metrics.sanity import cascading_randomisation, decision_end_verdict, spearman
 
 #: Spearman correlation with another class's map above which the map is called class-blind.
 CLASS_INSENSITIVE = 0.9
@@ -149,8 +149,9 @@ def summary_line(
         )
     if sanity.get("sanity_passed") is False:
         line += (
-            f"; sanity check failed: the map barely changes when the model is randomised "
-            f"(Spearman {sanity['sanity_spearman']:.2f}), so it may show the image, not the model"
+            f"; sanity check failed: the map barely changes when the top layers of the model are "
+            f"randomised (similarity {sanity['sanity_similarity']:.2f}), so it may show the "
+            "image, not the model"
         )
     return line
 
@@ -210,7 +211,11 @@ def case_metrics(
         ``deletion_auc``, ``insertion_auc``, ``lerf_auc`` (deletion, least relevant first),
         ``average_drop`` (percent), ``increase_in_confidence``
         (bool for one case), ``score``, ``score_after_top10``; with ``sanity``:
-        ``sanity_spearman`` (after the full cascade), ``sanity_passed``, ``sanity_cascade``,
+        ``sanity_spearman`` (after the full cascade), ``sanity_passed`` (judged at the decision
+        end, see :func:`engine.metrics.sanity.decision_end_verdict`), ``sanity_similarity``,
+        ``sanity_top_spearman``, ``sanity_top_ssim`` and ``sanity_top_stages`` (the decision-end
+        means and how many stages they cover), ``sanity_cascade`` (per stage ``layers``,
+        ``spearman``, ``ssim``, ``similarity``),
         ``random_label_spearman``, ``random_label_class``; with ``roi``: ``pointing_hit``,
         ``energy_in_roi``, ``iou_at_half``; always ``curves``, ``summary``, ``warnings`` and
         ``timings_ms``.
@@ -284,7 +289,8 @@ def case_metrics(
         out.update(sanity_out)
         if sanity_out.get("sanity_passed") is False:
             warnings.append(
-                "the map barely changes when the model is randomised: it may not reflect the model"
+                "the map barely changes when the top layers of the model are randomised: it may "
+                "not reflect what the model learned"
             )
         if sanity_out.get("random_label_spearman", 0.0) > CLASS_INSENSITIVE:
             warnings.append(
@@ -302,6 +308,11 @@ def case_metrics(
     return out
 
 
+def _finite(value: float) -> float | None:
+    # JSON has no NaN: an SSIM the map was too coarse for is reported as null.
+    return None if np.isnan(value) else float(value)
+
+
 def _sanity(model, method, layer, x, raw, result, target, cascade_steps, progress, cancel):
     params = result.params.get(method) if isinstance(result.params, dict) else None
     explain = map_function(model, method, layer, x, params if isinstance(params, dict) else None,
@@ -315,11 +326,16 @@ def _sanity(model, method, layer, x, raw, result, target, cascade_steps, progres
         progress=progress,
         cancel=cancel,
     )
-    final = steps[-1].spearman
+    verdict = decision_end_verdict(steps)
     out: dict[str, Any] = {
-        "sanity_spearman": final,
-        "sanity_passed": abs(final) < SANITY_THRESHOLD,
-        "sanity_cascade": [{"layers": s.layers, "spearman": s.spearman} for s in steps],
+        "sanity_spearman": steps[-1].spearman,
+        "sanity_passed": verdict.passed,
+        "sanity_similarity": verdict.similarity,
+        "sanity_top_spearman": verdict.spearman,
+        "sanity_top_ssim": _finite(verdict.ssim),
+        "sanity_top_stages": verdict.stages,
+        "sanity_cascade": [{"layers": s.layers, "spearman": s.spearman, "ssim": _finite(s.ssim),
+                            "similarity": s.similarity} for s in steps],
     }
     classes = list(getattr(result, "classes", []) or getattr(model, "classes", []))
     others = [i for i in range(len(classes)) if i != target]
