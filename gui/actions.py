@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QComboBox, QLabel, QToolBar
 
-from gui import review_io
+from gui import method_help, review_io
 from gui.model_loading import DEVICES
 from gui.shortcuts import KEYS
 from gui.viewer import CT_PRESETS
@@ -99,6 +99,8 @@ def build_actions(window) -> None:
     window.tools_menu.addAction("Describe this &model file…", window.describe_model)
 
     menu = window.menuBar().addMenu("&Help")
+    menu.addAction(act("method_help", "&What am I looking at?",
+                       lambda: method_help.open_for(window)))
     menu.addAction(act("help", "&Shortcuts", window.show_help))
     menu.addAction("&About Lucida", window.about)
 
