@@ -3,6 +3,9 @@
 Reading a folder reports progress file by file. Thumbnails follow in a background job, a batch
 at a time; each is drawn from a copy of the image that is dropped once drawn, so a folder of
 thousands of files holds headers and thumbnails, not thousands of decoded frames.
+
+A CT or MR series that makes a volume, and a NIfTI file, open as volumes: the first thing
+opened, when it is one, is shown in three planes.
 """
 
 from __future__ import annotations
@@ -19,12 +22,34 @@ RECENT_MAX = 10
 #: Thumbnails sent to the browser at a time.
 THUMB_BATCH = 16
 #: The open dialog's filter.
-DIALOG_FILTER = f"Images ({' '.join(IMAGE_PATTERNS)});;All files (*)"
+DIALOG_FILTER = (f"Images ({' '.join(IMAGE_PATTERNS)});;NIfTI volumes (*.nii *.nii.gz);;"
+                 "All files (*)")
+#: The demo CT series (and the same volume as NIfTI), opened with the demo study.
+DEMO_CT = DEMO_STUDY.parent / "demo-ct"
 
 
 def _series_text(image) -> str:
     dataset = image.dataset
     return "" if dataset is None else str(dataset.get("SeriesDescription", ""))
+
+
+def first_shown(tree, prefer: str | None = None):
+    """What to show first of an opened tree: an image, or a volume.
+
+    In tree order, a slice of a series that makes a volume stands for its volume, and NIfTI
+    volumes come last. With ``prefer``, the first 2-D image whose series description holds
+    that text comes first (the demo opens on a nodule case).
+    """
+    volume_of = {id(image): series.volume for patient in tree.patients
+                 for study in patient.studies for series in study.series
+                 if series.volume is not None for image in series.images}
+    images = tree.all_images()
+    wanted = [i for i in images if prefer and id(i) not in volume_of and prefer in
+              _series_text(i)]
+    if wanted:
+        return wanted[0]
+    shown = [volume_of.get(id(i), i) for i in images] + list(tree.nifti)
+    return shown[0] if shown else None
 
 
 def read_tree(paths: list[str], progress, cancel):
@@ -80,7 +105,7 @@ class FileOpener:
         paths : list of str
             Files or folders.
         prefer : str, optional
-            Show first the first image whose series description contains this text.
+            Show first the first 2-D image whose series description contains this text.
         """
         paths = [str(p) for p in paths]
         self.remember_recent(paths)
@@ -93,8 +118,12 @@ class FileOpener:
             paths=paths, prefer=prefer)
 
     def open_demo(self) -> None:
-        """Open the bundled demo study on a nodule case, and the demo model."""
-        self.open_paths([str(DEMO_STUDY)], prefer="nodule")
+        """Open the bundled demo study on a nodule case, and the demo model.
+
+        The demo CT series comes with it; selecting it shows three planes and switches to the
+        3-D demo model.
+        """
+        self.open_paths([str(DEMO_STUDY), str(DEMO_CT)], prefer="nodule")
         self.window.load_model("demo")
 
     def open_dialog(self) -> None:
@@ -111,10 +140,11 @@ class FileOpener:
         window = self.window
         window.browser.set_reading(None)
         images = tree.all_images()
+        volumes = tree.all_volumes()
         problems = classify(tree.problems, context["paths"])
         failed = [p for p in problems if p.kind == FAILED]
         window.problems.set_problems(problems)
-        if images:  # a drop of unreadable files keeps the study that is open
+        if images or volumes:  # a drop of unreadable files keeps the study that is open
             self.tree = tree
             window.browser.set_tree(tree)
             window.jobs.submit("thumbs", lambda _p, cancel, partial: draw_thumbnails(
@@ -128,17 +158,17 @@ class FileOpener:
             if len(failed) > 1:
                 window.docks["problems"].show()
                 window.docks["problems"].raise_()
-        if images:
-            prefer = context.get("prefer")
-            wanted = [i for i in images if prefer and prefer in _series_text(i)]
-            window.show_image((wanted or images)[0])
+        if images or volumes:
+            window.show_image(first_shown(tree, context.get("prefer")))
             skipped = len(problems) - len(failed)
-            window.status.message.setText(
-                f"Opened {len(images)} image(s)"
-                + (f"; {skipped} other file(s) skipped (see Problems)" if skipped else ""))
+            if not window.volume_shown():
+                window.status.message.setText(
+                    f"Opened {len(images)} image(s)"
+                    + (f" and {len(volumes)} volume(s)" if volumes else "")
+                    + (f"; {skipped} other file(s) skipped (see Problems)" if skipped else ""))
         elif not failed:
-            window.show_error("no images found in the opened files. Fix: open DICOM files or "
-                              "PNG, JPEG, TIFF or BMP images")
+            window.show_error("no images found in the opened files. Fix: open DICOM files, "
+                              "PNG, JPEG, TIFF or BMP images, or NIfTI volumes")
 
     # -- recent files -----------------------------------------------------------------------
     def remember_recent(self, paths: list[str]) -> None:

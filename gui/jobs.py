@@ -28,11 +28,12 @@ MESSAGES = {
     "model": "Loading model…",
     "use": "Checking the model's intended use…",
     "explain": "Explaining…",
+    "volume": "Resampling the volume in patient space…",
     "metrics": "Computing trust metrics…",
     "audit": "Running the bias audit…",
 }
 #: Kinds whose progress the status bar does not show (they run quietly in the background).
-QUIET = ("thumbs", "prefetch", "use", "frame", "reference", "audit")
+QUIET = ("thumbs", "prefetch", "use", "frame", "reference", "audit", "volume-map")
 
 #: A view tag: (image token, frame), with frame None when any frame of the image will do.
 Tag = tuple[int, int | None]

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.resources import DEMO_STUDY
+from engine.studies.volume import is_volume
 from gui.actions import build_actions
 from gui.caption import QtCaptionBar, describe_view
 from gui.compare_view import QtCompareGrid
@@ -42,13 +43,19 @@ from gui.status_bar import QtErrorBanner, QtStatus
 from gui.study_browser import QtStudyBrowser
 from gui.tag_panel import QtTagPanel
 from gui.view_commands import ViewCommands
-from gui.viewer import QtImageViewer
+from gui.viewer import CT_PRESETS, QtImageViewer
+from gui.volume_controller import VolumeController
+from gui.volume_view import QtVolumeView
 from gui.worker import QtEngineWorker
 
 __all__ = ["DEMO_STUDY", "QtMainWindow"]
 
 #: Parameter edits and frame scrolling settle this long before a new explanation is asked for.
 DEBOUNCE_MS = 250
+#: Demo models that read 2-D images, and the one that reads volumes: the demo switches between
+#: them as the user goes from a 2-D image to a volume and back.
+DEMO_2D_MODELS = ("demo", "demo-biased")
+DEMO_3D_MODEL = "demo-3d"
 #: Width the window asks for on a screen that has room (it never exceeds the screen).
 PREFERRED_SIZE = (1440, 900)
 
@@ -135,6 +142,10 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.stack = QStackedWidget()
         self.stack.addWidget(self.viewer)
         self.stack.addWidget(self.compare)
+        self.volume_view = QtVolumeView()
+        self.stack.addWidget(self.volume_view)
+        self.volumes = VolumeController(self.jobs, self.layer_model, self.volume_view,
+                                        self.view_tag, self)
         self.banner = QtErrorBanner()
         self.caption = QtCaptionBar()
         central = QWidget()
@@ -201,6 +212,10 @@ class QtMainWindow(QMainWindow, ViewCommands):
         v.sig_window_changed.connect(self.window_changed)
         v.sig_roi_changed.connect(self._roi_changed)
         v.sig_roi_tool_changed.connect(self._roi_tool_changed)
+        self.volumes.sig_ready.connect(self._volume_ready)
+        self.volumes.sig_pixel_info.connect(self.pixel_label.setText)
+        self.volumes.sig_window_changed.connect(self.window_changed)
+        self.volume_view.sig_mip_toggled.connect(lambda _on: self.update_caption())
         self.browser.sig_image_selected.connect(self.show_image)
         self.browser.sig_files_dropped.connect(self.open_paths)
         p = self.panel
@@ -244,8 +259,26 @@ class QtMainWindow(QMainWindow, ViewCommands):
         """Display an image and explain it with the current model, method and target.
 
         Everything from the image shown before is cleared at once, and every answer still on
-        its way for it will be dropped: nothing on screen can belong to another image.
+        its way for it will be dropped: nothing on screen can belong to another image. A
+        volume (a CT/MR series or a NIfTI file) is shown in three planes.
         """
+        self._leave_image(image)
+        if is_volume(image):
+            self._show_volume(image)
+            return
+        self.volumes.clear()
+        self.stack.setCurrentWidget(self.compare if self.compare_on else self.viewer)
+        self._allow_compare(True)
+        self.frames.show(image)
+        self.viewer.set_image(image)  # asks the frame loader for its first frame
+        self.browser.select_image(image)
+        self.tags.set_dataset(image.dataset)
+        self.fill_presets()
+        self.update_frame_label()
+        self.update_caption()
+
+    def _leave_image(self, image) -> None:
+        """Forget everything of the image shown before ``image``."""
         self.image_token += 1
         self.image = image
         self.image_error = None
@@ -255,13 +288,52 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.panel.clear_prediction()
         self.metrics.clear()
         self.banner.hide()
-        self.frames.show(image)
-        self.viewer.set_image(image)  # asks the frame loader for its first frame
-        self.browser.select_image(image)
-        self.tags.set_dataset(image.dataset)
+        self._match_demo_model(image)
+
+    def _show_volume(self, volume) -> None:
+        """Show a volume in axial, coronal and sagittal planes once the worker resampled it."""
+        if self.compare_on:
+            self.set_compare(False)
+        self._allow_compare(False)
+        self.frames.forget()
+        self.viewer.clear()
+        self.viewer.frame = 0  # a volume is one "frame": jobs for it are tagged with frame 0
+        self.stack.setCurrentWidget(self.volume_view)
+        self.volumes.show(volume)
+        self.browser.select_image(volume)
+        self.tags.set_dataset(volume.images[0].dataset if volume.images else None)
         self.fill_presets()
         self.update_frame_label()
         self.update_caption()
+        self.message.setText(f"Resampling {volume.name} in patient space…")
+
+    def _volume_ready(self) -> None:
+        volume = self.volumes.volume
+        self.frames.show_decoded(volume)
+        self.fill_presets()
+        self.update_caption()
+        s, r, c = volume.shape
+        self.message.setText(f"{volume.name}: {s} × {r} × {c} voxels in three planes")
+        self.check_use()
+        self.request_explain()
+
+    def volume_shown(self) -> bool:
+        """Whether a volume is shown (in three planes) rather than a 2-D image."""
+        return is_volume(self.image)
+
+    def _allow_compare(self, on: bool) -> None:
+        # The methods × layers grid lays out 2-D images; a volume has three planes instead.
+        self.panel.compare_box.setEnabled(on)
+        self.actions_by_id["compare"].setEnabled(on)
+
+    def _match_demo_model(self, image) -> None:
+        """In the demo, load the demo model that reads what is shown (a volume or an image)."""
+        volume = is_volume(image)
+        wanted = (DEMO_3D_MODEL if volume and self.model_spec in DEMO_2D_MODELS else
+                  "demo" if not volume and self.model_spec == DEMO_3D_MODEL else None)
+        if wanted is not None:
+            self.model = None  # nothing is explained with the model that cannot read it
+            self.load_model(wanted)
 
     def _first_frame_shown(self, _frame: int) -> None:
         self.fill_presets()
@@ -389,7 +461,54 @@ class QtMainWindow(QMainWindow, ViewCommands):
 
     def update_caption(self) -> None:
         """Say what is shown: file, frame, window, method, class, model, ROI; warn if weak."""
-        self.caption.set_caption(*describe_view(self))
+        name, details, warning = describe_view(self)
+        if self.volume_shown():
+            s, r, c = self.image.shape
+            details = [d for d in details if not d.startswith("W ")]
+            details.insert(1, f"{s}×{r}×{c} volume")
+            if self.volumes.window is not None:
+                center, width = self.volumes.window
+                details.insert(2, f"W {width:.0f} / L {center:.0f}")
+            if self.volumes.mip and self.layer_model.heatmap is not None:
+                details.append("map as MIP")
+        self.caption.set_caption(name, details, warning)
+
+    # -- window/level of a volume (the three planes share one) --------------------------------
+    def set_window(self, center: float, width: float) -> None:
+        """Apply a window to what is shown: the viewer, or all three planes of a volume."""
+        if self.volume_shown():
+            self.volumes.set_window(center, width)
+        else:
+            super().set_window(center, width)
+
+    def preset_picked(self, index: int) -> None:
+        """Apply the preset at ``index`` of the preset list (a volume's own window for 0)."""
+        if self.volume_shown() and self.preset_combo.itemData(index) is None:
+            self._picking_preset = True
+            try:
+                self.volumes.reset_window()
+            finally:
+                self._picking_preset = False
+            self.preset_combo.setCurrentIndex(index)
+            return
+        super().preset_picked(index)
+
+    def fill_presets(self) -> None:
+        """List the window presets: the file's and the CT ones (a volume's own, then CT)."""
+        if not self.volume_shown():
+            super().fill_presets()
+            return
+        self.preset_combo.clear()
+        self.preset_combo.setEnabled(self.volumes.is_ready())
+        self.preset_combo.addItem("File default", None)
+        for name, center, width in CT_PRESETS:
+            self.preset_combo.addItem(f"{name}  ({center:g} / {width:g})", (center, width))
+        self.preset_combo.setCurrentIndex(0)
+
+    def set_mip(self, on: bool) -> None:
+        """Show a volume's map as its maximum-intensity projection in each plane."""
+        self.volumes.set_mip(on)
+        self.update_caption()
 
     # -- errors and help --------------------------------------------------------------------
     def show_error(self, text: str) -> None:

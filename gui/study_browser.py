@@ -1,4 +1,9 @@
-"""The study browser: Patient / Study / Series / image tree with thumbnails and file drops."""
+"""The study browser: Patient / Study / Series / image tree with thumbnails and file drops.
+
+A CT or MR series that makes a volume is listed with a "3 planes" row first: selecting it
+shows the volume in axial, coronal and sagittal planes; its slices below still open one by one.
+NIfTI files are listed as volumes under their own heading.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ from gui.viewer import qimage_from_array
 THUMB = 56
 IMAGE_ROLE = Qt.ItemDataRole.UserRole
 HINT = "Drop DICOM or image files here, or use File ▸ Open."
+#: Title of the row that opens a series as a volume.
+VOLUME_ROW = "▦ Volume: axial, coronal, sagittal"
 
 
 def thumbnail(image, size: int = THUMB) -> np.ndarray:
@@ -42,6 +49,10 @@ def _date(text: str) -> str:
     if len(text) == 8 and text.isdigit():
         return f"{text[:4]}-{text[4:6]}-{text[6:]}"
     return text
+
+
+def _is_volume(item: QTreeWidgetItem) -> bool:
+    return getattr(item.data(0, IMAGE_ROLE), "kind", None) == "volume"
 
 
 class QtStudyBrowser(QWidget):
@@ -115,9 +126,18 @@ class QtStudyBrowser(QWidget):
                         continue
                     se_item = QTreeWidgetItem([f"{title} ({len(images)})"])
                     s_item.addChild(se_item)
+                    if series.volume is not None:
+                        se_item.addChild(self._volume_item(series.volume, VOLUME_ROW))
+                    elif series.volume_error:
+                        se_item.setToolTip(0, f"Not a volume: {series.volume_error}")
                     for image in images:
                         se_item.addChild(self._image_item(image, image.path.name, thumbnails))
                         self._items[str(image.path)] = se_item.child(se_item.childCount() - 1)
+        if tree.nifti:
+            n_item = QTreeWidgetItem(["NIfTI volumes"])
+            self.tree.addTopLevelItem(n_item)
+            for volume in tree.nifti:
+                n_item.addChild(self._volume_item(volume, volume.path.name))
         self.tree.expandAll()
         self.hint.setVisible(self.tree.topLevelItemCount() == 0)
 
@@ -138,9 +158,23 @@ class QtStudyBrowser(QWidget):
             item.setIcon(0, QIcon(QPixmap.fromImage(qimage_from_array(thumb))))
         return item
 
+    @staticmethod
+    def _volume_item(volume, title: str) -> QTreeWidgetItem:
+        s, r, c = volume.shape
+        ds, dr, dc = volume.spacing
+        item = QTreeWidgetItem([title])
+        item.setData(0, IMAGE_ROLE, volume)
+        item.setToolTip(0, f"{volume.path}\n{s} × {r} × {c} voxels, "
+                           f"{ds:.2f} × {dr:.2f} × {dc:.2f} mm")
+        return item
+
+    def volume_items(self) -> list[QTreeWidgetItem]:
+        """Return the rows that open a volume."""
+        return [item for item in self._leaves() if _is_volume(item)]
+
     def select_image(self, image) -> None:
         """Highlight the row of ``image`` (without emitting a selection)."""
-        for item in self.image_items():
+        for item in self._leaves():
             if item.data(0, IMAGE_ROLE) is image:
                 self.tree.blockSignals(True)
                 self.tree.setCurrentItem(item)
@@ -150,6 +184,9 @@ class QtStudyBrowser(QWidget):
 
     def image_items(self) -> list[QTreeWidgetItem]:
         """Return the leaf items (one per image)."""
+        return [item for item in self._leaves() if not _is_volume(item)]
+
+    def _leaves(self) -> list[QTreeWidgetItem]:
         found = []
 
         def walk(item: QTreeWidgetItem) -> None:
