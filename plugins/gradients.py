@@ -58,16 +58,12 @@ def pixel_scale(capture) -> torch.Tensor:
 def note(capture, name: str, per_input: list[dict]) -> None:
     """Record what an explainer reports besides its maps, one dict per input of ``capture``.
 
-    The notes live in ``capture.notes[name]``, a list aligned with the capture's inputs: the
-    capture an explainer receives is the one the core asked it to explain, so whoever holds it
-    reads them there (``intgrad`` puts its completeness gap in, ``guidedbackprop`` its warning
-    about functional ReLUs).
+    The notes go to ``capture.notes[name]``, a list aligned with the capture's inputs; the core
+    collects them from the view it handed the explainer and ``result.json`` carries them with
+    the maps (``intgrad`` notes its completeness gap, ``guidedbackprop`` its warning about
+    functional ReLUs).
     """
-    notes = getattr(capture, "notes", None)
-    if not isinstance(notes, dict):
-        notes = {}
-        capture.notes = notes
-    notes[name] = per_input
+    capture.notes[name] = per_input
 
 
 def pixel_gradients(

@@ -93,6 +93,9 @@ class Capture:
         self.region = region
         #: Inputs scored or differentiated on behalf of explainers (their perturbation work).
         self.scored_images = 0
+        #: What explainers report besides maps: ``notes[method]`` is a list with one dict per
+        #: input (a completeness gap, a warning). Each view starts empty; the core collects them.
+        self.notes: dict[str, list[dict]] = {}
         # oneDNN's CPU convolutions run ~10% faster on NHWC (channels-last) batches; a model that
         # reshapes its input with .view() cannot take them, and then falls back for good.
         self._channels_last = input.dim() == 4 and input.device.type == "cpu"
@@ -341,6 +344,7 @@ def _copy(capture: Capture) -> Capture:
     twin = object.__new__(Capture)
     twin.__dict__.update(capture.__dict__)
     twin.scored_images = 0
+    twin.notes = {}
     return twin
 
 

@@ -165,11 +165,14 @@ class BatchMaps:
     """What :func:`explain` returns for a batch.
 
     ``maps[i]`` maps ``(method, layer)`` to input ``i``'s raw float32 map (a CPU tensor);
-    ``errors[i]`` maps a method name to the one line saying why it failed on input ``i``.
+    ``errors[i]`` maps a method name to the one line saying why it failed on input ``i``;
+    ``notes[i]`` maps a method name to what it reported for input ``i`` besides its maps (see
+    :attr:`engine.explain.capture.Capture.notes`).
     """
 
     maps: list[dict[tuple[str, str], torch.Tensor]]
     errors: list[dict[str, str]]
+    notes: list[dict[str, dict]] = field(default_factory=list)
 
 
 def _one_line(explainer: Any, exc: Exception) -> str:
@@ -184,13 +187,13 @@ def _as_tensor(raw: Any) -> torch.Tensor:
     return torch.as_tensor(np.asarray(raw, dtype=np.float32))
 
 
-def _call(explainer, cap: Capture, keys, params, report, cancel) -> dict:
+def _call(explainer, cap: Capture, keys, params, report, cancel) -> tuple[dict, list[dict]]:
+    # The view counts its scored images into the root capture itself (Capture._count).
     view = cap.view(frozenset(explainer.needs))
     target = view.targets if explainer.batched else int(view.targets[0])
     layers = [k for k in keys if k != INPUT_LAYER]
     got = dict(explainer.explain(view, target, layers, params, report, cancel))
-    cap.scored_images += view.scored_images
-    return got
+    return got, list(view.notes.get(explainer.name, []))
 
 
 def explain(cap: Capture, the_plan: Plan, progress: ProgressFn | None = None,
@@ -219,7 +222,8 @@ def explain(cap: Capture, the_plan: Plan, progress: ProgressFn | None = None,
     progress = progress or no_progress
     cancel = cancel or CancelToken()
     n = len(cap)
-    out = BatchMaps(maps=[{} for _ in range(n)], errors=[{} for _ in range(n)])
+    out = BatchMaps(maps=[{} for _ in range(n)], errors=[{} for _ in range(n)],
+                    notes=[{} for _ in range(n)])
     jobs = [(e, (wanted or {}).get(e.name, the_plan.map_layers(e))) for e in the_plan.explainers]
     jobs = [(e, keys) for e, keys in jobs if keys]
     share = 1.0 / max(1, len(jobs))
@@ -233,7 +237,9 @@ def explain(cap: Capture, the_plan: Plan, progress: ProgressFn | None = None,
         results: list[dict | None] = [None] * n
         if explainer.batched:
             try:
-                got = _call(explainer, cap, keys, params, report, cancel)
+                got, notes = _call(explainer, cap, keys, params, report, cancel)
+                for i, entry in enumerate(notes[:n]):
+                    out.notes[i][explainer.name] = entry
                 for key, raw in got.items():
                     stack = _as_tensor(raw)
                     if n == 1 and stack.ndim >= 1 and stack.shape[0] != 1:
@@ -251,8 +257,10 @@ def explain(cap: Capture, the_plan: Plan, progress: ProgressFn | None = None,
             if results[i] is not None or explainer.name in out.errors[i]:
                 continue
             try:
-                got = _call(explainer, cap.select(i), keys, params,
-                            lambda f, msg="", i=i: report(f, msg, i=i, m=n), cancel)
+                got, notes = _call(explainer, cap.select(i), keys, params,
+                                   lambda f, msg="", i=i: report(f, msg, i=i, m=n), cancel)
+                if notes:
+                    out.notes[i][explainer.name] = notes[0]
                 results[i] = {}
                 for key, raw in got.items():
                     t = _as_tensor(raw)
@@ -283,6 +291,9 @@ class MapResult:
         float32 in image geometry: 0..1 (peak 1) for unsigned maps, -1..1 for signed ones.
     warning : str or None
         What is wrong with the map (non-finite or flat values).
+    notes : dict
+        What the explainer reported besides the map (Integrated Gradients' ``completeness``,
+        a guided method's ``warning``); empty for most methods.
     signed : bool
         Whether the map keeps its sign.
     scale : float
@@ -299,6 +310,7 @@ class MapResult:
     signed: bool = False
     scale: float = 1.0
     units: str = "a.u."
+    notes: dict = field(default_factory=dict)
 
 
 def finish_stack(raw: torch.Tensor, model: Any, image_shape: tuple[int, ...],

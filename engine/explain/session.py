@@ -279,11 +279,13 @@ class Session:
                 if made and skipped:
                     warnings.append(f"{explainer.name}: no map for {', '.join(skipped)}")
                 for layer in made:
-                    done_maps[(explainer.name, layer, frozen[explainer.name])] = finish(
+                    finished = finish(
                         explainer.name, layer, got.maps[0][(explainer.name, layer)], model,
                         where, signed=bool(getattr(explainer, "signed", False)),
                         units=str(getattr(explainer, "units", "a.u.")),
                     )
+                    finished.notes = dict(got.notes[0].get(explainer.name, {}))
+                    done_maps[(explainer.name, layer, frozen[explainer.name])] = finished
         maps: dict[tuple[str, str], MapResult] = {}
         for explainer in the_plan.explainers:
             for layer in the_plan.map_layers(explainer):
@@ -291,8 +293,10 @@ class Session:
                 if result is None:
                     continue
                 maps[(explainer.name, layer)] = result
-                if result.warning:
-                    warnings.append(result.warning)
+                # A guided method's functional-ReLU warning is said once, not once per layer.
+                for line in (result.warning, result.notes.get("warning")):
+                    if line and line not in warnings:
+                        warnings.append(line)
                 if on_partial is not None:
                     on_partial(result)
         progress(1.0, "maps done")

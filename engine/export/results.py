@@ -69,6 +69,9 @@ def result_json(result: Any, timings_ms: dict, metrics: dict | None = None,
                 "signed": bool(getattr(m, "signed", False)),
                 "scale": float(getattr(m, "scale", 1.0)),
                 "units": getattr(m, "units", "a.u."),
+                # What the explainer reported besides the map: Integrated Gradients'
+                # completeness gap, a guided method's warning about functional ReLUs.
+                "notes": dict(getattr(m, "notes", None) or {}),
             }
             for m in result.maps.values()
         ],
