@@ -10,7 +10,7 @@ are square (planes are resampled in patient space), so each pane keeps its image
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -35,6 +35,9 @@ PLANE_COLOURS = {"axial": QColor(230, 60, 60), "coronal": QColor(60, 200, 80),
 #: Per pane, the planes its crosshair's horizontal and vertical lines are.
 CROSS_LINES = {"axial": ("coronal", "sagittal"), "coronal": ("axial", "sagittal"),
                "sagittal": ("axial", "coronal")}
+#: Keys that move a focused pane through slices, and by how many.
+SCROLL_KEYS = {Qt.Key.Key_PageUp: 1, Qt.Key.Key_Up: 1, Qt.Key.Key_PageDown: -1,
+               Qt.Key.Key_Down: -1}
 #: HU (or modality units) a right drag of one screen pixel moves the window by, per unit width.
 DRAG_GAIN = 1.0 / 256.0
 
@@ -197,9 +200,15 @@ class QtPlanePane(QWidget):
             self.sig_scrolled.emit(self.plane, int(steps))
         event.accept()
 
+    def event(self, event) -> bool:  # noqa: D102 - Qt override
+        # The window's frame keys are shortcuts; in a focused pane they move through slices.
+        if event.type() == QEvent.Type.ShortcutOverride and event.key() in SCROLL_KEYS:
+            event.accept()
+            return True
+        return super().event(event)
+
     def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
-        step = {Qt.Key.Key_PageUp: 1, Qt.Key.Key_Up: 1, Qt.Key.Key_PageDown: -1,
-                Qt.Key.Key_Down: -1}.get(event.key())
+        step = SCROLL_KEYS.get(event.key())
         if step is None:
             super().keyPressEvent(event)
             return
