@@ -240,7 +240,11 @@ class QtVolumeView(QWidget):
         side = QWidget()
         # Long series names wrap or clip here; they never widen this cell past the panes.
         side.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
-        side.setStyleSheet("background: #111; color: #ddd;")
+        side.setObjectName("volume_side")
+        side.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        # Only the cell's background and text are dark: the check box keeps its own look.
+        side.setStyleSheet("#volume_side { background: #111; } QLabel { color: #ddd; } "
+                           "QCheckBox { color: #ddd; }")
         box = QVBoxLayout(side)
         box.setContentsMargins(10, 10, 10, 10)
         self.info = QLabel("")
