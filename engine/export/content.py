@@ -40,15 +40,17 @@ def _case_path(image, result, keep: bool, scrubber: Scrubber) -> str:
 
 def _case(image, result, keep: bool, scrubber: Scrubber) -> dict:
     path = Path(str(getattr(image, "path", "") or result.image_path))
-    rows, cols = (int(v) for v in image.shape)
     case: dict[str, Any] = {
         "file": scrubber.text(path.name),
         "modality": str(getattr(image, "modality", "")),
         "photometric": str(getattr(image, "photometric", "")),
-        "size": [rows, cols],
+        # (rows, columns), or (slices, rows, columns) for a volume.
+        "size": [int(v) for v in image.shape],
         "frame": int(result.frame),
         "frames": int(getattr(image, "n_frames", 1)),
     }
+    if getattr(image, "kind", None) == "volume":
+        case["spacing_mm"] = [float(v) for v in image.spacing]
     if keep:
         ids = image.identifiers()
         case["path"] = str(path)
@@ -84,6 +86,16 @@ def _window(image, options: FigureOptions, frame: int) -> list[float] | None:
     return None if used is None else [float(v) for v in used]
 
 
+def size_text(case: dict) -> str:
+    """``columns × rows`` of an image; ``columns × rows × slices voxels (mm)`` of a volume."""
+    size = case["size"]
+    if len(size) == 3:
+        dz, dy, dx = case.get("spacing_mm") or (0.0, 0.0, 0.0)
+        return (f"{size[2]} × {size[1]} × {size[0]} voxels of "
+                f"{dx:.2f} × {dy:.2f} × {dz:.2f} mm")
+    return f"{size[1]} × {size[0]}"
+
+
 def summary_rows(content: dict) -> list[tuple[str, str]]:
     """Return the report's at-a-glance facts as (label, value) pairs, for PDF and HTML."""
     maps = content["maps"]
@@ -102,8 +114,7 @@ def summary_rows(content: dict) -> list[tuple[str, str]]:
         ("Layers", ", ".join(dict.fromkeys(m["layer"] for m in maps))),
         (
             "Image",
-            f"{case['file']} ({case['modality'] or 'image'}, "
-            f"{case['size'][1]} × {case['size'][0]})",
+            f"{case['file']} ({case['modality'] or 'image'}, {size_text(case)})",
         ),
         ("Identifiers", "removed" if content["deidentified"] else "KEPT (patient record)"),
         ("Intended use", (content.get("intended_use") or NOT_CHECKED).get("message", "")),
@@ -126,10 +137,12 @@ def case_rows(content: dict) -> list[tuple[str, str]]:
         rows.append(("File", case.get("path", case["file"])))
     else:
         rows = [("Identifiers", "removed (de-identified export)"), ("File", case["file"])]
+    rows += [("Modality", case["modality"]),
+             ("Photometric interpretation", case["photometric"])]
+    if len(case["size"]) == 3:
+        return rows + [("Volume", size_text(case))]
     return rows + [
-        ("Modality", case["modality"]),
-        ("Photometric interpretation", case["photometric"]),
-        ("Image size", f"{case['size'][1]} × {case['size'][0]} pixels"),
+        ("Image size", f"{size_text(case)} pixels"),
         ("Frame", f"{case['frame'] + 1} of {case['frames']}"),
     ]
 

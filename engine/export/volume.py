@@ -82,7 +82,8 @@ def _label(rgb: np.ndarray, text: str, scale: int) -> np.ndarray:
 
 
 def plane_figure(volume, maps: list[tuple[str, np.ndarray]], point=None, window=None,
-                 cmap: str = "jet", opacity: float = 0.5, scale: int = 2) -> np.ndarray:
+                 cmap: str = "jet", opacity: float = 0.5, scale: int = 2,
+                 threshold: float = 0.0, signed: bool = False) -> np.ndarray:
     """A figure with one row of axial, coronal and sagittal overlays per map.
 
     Parameters
@@ -93,7 +94,7 @@ def plane_figure(volume, maps: list[tuple[str, np.ndarray]], point=None, window=
         Label and ``(slices, rows, columns)`` heatmap of each row.
     point : array-like, optional
         LPS mm every row's planes pass through (each map's own peak by default).
-    window, cmap, opacity
+    window, cmap, opacity, threshold, signed
         As in :func:`plane_overlays`.
     scale : int
         Whole-pixel enlargement of each panel (pixels keep the viewer's colours).
@@ -105,7 +106,7 @@ def plane_figure(volume, maps: list[tuple[str, np.ndarray]], point=None, window=
     """
     rows = []
     for label, heat in maps:
-        panels = plane_overlays(volume, heat, point, window, cmap, opacity)
+        panels = plane_overlays(volume, heat, point, window, cmap, opacity, threshold, signed)
         drawn = [_label(panels[p], f"{label} - {p}", scale) for p in PLANES]
         height = max(p.shape[0] for p in drawn)
         drawn = [np.pad(p, ((0, height - p.shape[0]), (0, 4), (0, 0))) for p in drawn]
@@ -117,7 +118,8 @@ def plane_figure(volume, maps: list[tuple[str, np.ndarray]], point=None, window=
     return np.concatenate([*rows, np.asarray(footer)], axis=0)
 
 
-def _png(rgb: np.ndarray) -> bytes:
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """PNG file bytes of an RGB image."""
     buffer = io.BytesIO()
     PILImage.fromarray(rgb).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -194,7 +196,7 @@ def write_volume_outputs(volume, maps: dict, folder: Path, content: dict, cmap: 
             staged.add(f"heatmap_{key}.npy", _npy(m.heatmap))
             for plane, rgb in plane_overlays(volume, m.heatmap, cmap=cmap, opacity=opacity,
                                              signed=bool(m.signed)).items():
-                staged.add(f"overlay_{plane}_{key}.png", _png(rgb))
+                staged.add(f"overlay_{plane}_{key}.png", png_bytes(rgb))
         staged.add("volume_geometry.json", json_bytes(volume.geometry()))
         staged.add("result.json", json_bytes(content))
         return staged.commit()
