@@ -535,7 +535,15 @@ class QtMainWindow(QMainWindow, ViewCommands):
 
     # -- panels -----------------------------------------------------------------------------
     def open_export(self) -> None:
-        """Open the export dialog for the current result, in the last export folder."""
+        """Open the export dialog for the current result, in the last export folder.
+
+        A volume exports its reports (a row of planes per map), plane figure and NIfTI maps.
+        """
+        if self.volume_shown():
+            from gui.volume_export import export_volume
+
+            export_volume(self)
+            return
         from gui.export_folder import open_export
 
         open_export(self)

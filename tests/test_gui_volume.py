@@ -192,6 +192,20 @@ def test_the_mip_toggle_shows_the_map_s_projection(qapp, window):
     assert np.array_equal(controller.overlay_values("coronal"), on_plane)
 
 
+def test_the_export_holds_the_planes_on_screen(qapp, window, tmp_path):
+    from gui.volume_export import export_volume_to
+
+    _back_to_volume(qapp, window)
+    folder = tmp_path / "export"
+    job = export_volume_to(window, folder)
+    assert job is not None
+    assert pump(qapp, lambda: not window.jobs.is_pending("export"))
+    names = {p.name for p in folder.iterdir()}
+    assert {"report.pdf", "report.html", "report.json", "figure_planes.png"} <= names
+    assert f"heatmap_gradcam_{window.layer.replace('.', '-')}.nii.gz" in names
+    assert "Exported" in window.message.text()
+
+
 def test_another_volume_never_shows_this_volume_s_map(qapp, window):
     _back_to_volume(qapp, window)
     window.load_model("demo")  # a 2-D model cannot explain a volume: nothing is drawn
