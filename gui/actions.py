@@ -6,6 +6,8 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QComboBox, QLabel, QToolBar
 
 from gui import method_help, review_io
+from gui.measure_tools import MeasureTools
+from gui.model_compare import ModelCompare
 from gui.model_loading import DEVICES
 from gui.shortcuts import KEYS
 from gui.viewer import CT_PRESETS
@@ -19,9 +21,13 @@ def build_actions(window) -> None:
     """Create every action, menu and the toolbar of ``window``.
 
     Sets ``window.actions_by_id``, ``recent_menu``, ``tools_menu``, ``device_actions``,
-    ``preset_combo`` and ``frame_label``.
+    ``preset_combo`` and ``frame_label``; and the viewer's measuring tools and annotations
+    (``window.measure_tools``) and the model comparison (``window.model_compare``), which the
+    actions drive.
     """
     window.actions_by_id = {}
+    window.measure_tools = MeasureTools(window.viewer)
+    window.model_compare = ModelCompare(window)
 
     def act(action_id: str, text: str, slot, checkable: bool = False) -> QAction:
         action = QAction(text, window)
@@ -50,6 +56,9 @@ def build_actions(window) -> None:
     menu.addAction(act("overlay", "Show &heatmap", window.toggle_overlay, True))
     window.actions_by_id["overlay"].setChecked(True)
     menu.addAction(act("compare", "&Compare mode", window.set_compare, True))
+    menu.addAction(act("annotations", "Image &annotations",
+                       window.measure_tools.annotations.set_enabled, True))
+    window.actions_by_id["annotations"].setChecked(True)
     menu.addSeparator()
     menu.addAction(act("fit", "&Fit", window.fit))
     menu.addAction(act("actual", "&Actual size", window.actual_size))
@@ -94,6 +103,12 @@ def build_actions(window) -> None:
         window.roi_tools.addAction(action)
         roi_menu.addAction(action)
     roi_menu.addAction(act("roi_clear", "Clear ROI", window.clear_roi))
+    distance = window.measure_tools.distance
+    window.tools_menu.addAction(act("measure", "Measure &distance", distance.set_active, True))
+    distance.sig_active.connect(window.actions_by_id["measure"].setChecked)
+    distance.sig_measured.connect(lambda text: window.message.setText(f"Distance {text}"))
+    window.tools_menu.addAction(act("compare_models", "Compare with &model…",
+                                    window.model_compare.choose))
     window.tools_menu.addAction("&Trust metrics for this map", window.open_trust_panel)
     window.tools_menu.addAction("Bias &audit", window.open_audit_view)
     window.tools_menu.addAction("Describe this &model file…", window.describe_model)
@@ -110,7 +125,7 @@ def build_actions(window) -> None:
     for action_id in ("open", "fit", "actual", "reset", "invert", "overlay", "compare"):
         toolbar.addAction(window.actions_by_id[action_id])
     toolbar.addSeparator()
-    for action_id in ("roi_box", "roi_ellipse", "roi_clear"):
+    for action_id in ("roi_box", "roi_ellipse", "roi_clear", "measure"):
         toolbar.addAction(window.actions_by_id[action_id])
     toolbar.addSeparator()
     toolbar.addWidget(QLabel(" Window "))

@@ -1,12 +1,28 @@
-"""Compare mode: a grid of methods (rows) × layers (columns) with zoom and pan synced."""
+"""Compare views: methods (rows) × layers (columns), or model A | model B, zoom and pan synced.
+
+:class:`QtCompareGrid` shows one model's maps for several methods and layers;
+:class:`QtModelCompareView` shows two models' maps of the same image, method and class side by
+side, with zoom, pan and window synced between them.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
+from engine.export.figure import probability_text
+from gui.explain_controller import map_info
 from gui.overlay_layer import OverlayLayer
+from gui.view_annotations import QtViewAnnotations
 from gui.viewer import QtImageViewer, qimage_from_array
 
 #: Display settings a cell copies from the main overlay layer.
@@ -193,11 +209,132 @@ class QtCompareGrid(QWidget):
             return
         self._syncing = True
         try:
-            if source.fitted():
-                return  # a fitted cell needs no echo: every cell fits itself when resized
-            state = source.view_state()
-            for cell in self.cells.values():
+            follow_view(source, [cell.viewer for cell in self.cells.values()])
+        finally:
+            self._syncing = False
+
+
+def follow_view(source: QtImageViewer, viewers) -> None:
+    """Give every viewer of ``viewers`` the zoom and centre of ``source``."""
+    if source.fitted():
+        return  # a fitted view needs no echo: every view fits itself when resized
+    state = source.view_state()
+    for viewer in viewers:
+        if viewer is not source:
+            viewer.apply_view_state(*state)
+
+
+class QtModelCompareView(QWidget):
+    """Model A | model B over the same image, with zoom, pan and window synced.
+
+    Each cell is titled with its model's name and its prediction for the shared class; both
+    maps are drawn against their own peak (the raw values of two models share no unit), with
+    the display settings (opacity, colour map, threshold) of the main overlay layer.
+
+    Parameters
+    ----------
+    settings : OverlayLayer
+        The main overlay layer whose opacity, colour map, threshold and visibility the cells
+        mirror.
+
+    Signals
+    -------
+    sig_export()
+        The user asked for the two-panel figure.
+    """
+
+    sig_export = Signal()
+    #: Display settings mirrored from the main layer (not the scale: see the class docstring).
+    MIRRORED = ("opacity", "colormap", "threshold", "visible")
+
+    def __init__(self, settings: OverlayLayer, parent=None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.setWindowTitle("Lucida — model comparison")
+        self.header = QLabel()
+        self.header.setWordWrap(True)
+        self.header.setStyleSheet("padding: 4px;")
+        self.export_button = QPushButton("Export figure…")
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(self.sig_export)
+        top = QHBoxLayout()
+        top.addWidget(self.header, 1)
+        top.addWidget(self.export_button)
+        self.cells = [QtCompareCell(role, "", role) for role in ("A", "B")]
+        row = QHBoxLayout()
+        row.setSpacing(2)
+        self._syncing = False
+        for cell in self.cells:
+            layer = cell.viewer.layer
+            layer.scale = "fixed"
+            for name in self.MIRRORED:
+                setattr(layer, name, getattr(settings, name))
+            cell.annotations = QtViewAnnotations(cell.viewer, corners=False)
+            cell.viewer.sig_view_changed.connect(lambda v=cell.viewer: self._sync_view(v))
+            cell.viewer.sig_window_changed.connect(
+                lambda c, w, v=cell.viewer: self._sync_window(v, c, w))
+            row.addWidget(cell, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top)
+        layout.addLayout(row, 1)
+        settings.sig_changed.connect(self._mirror)
+
+    def set_case(self, image, frame: int, window, invert: bool, titles: list[str],
+                 header: str) -> None:
+        """Show ``image`` in both cells, without maps, titled ``titles`` (model names)."""
+        rendered = QPixmap.fromImage(qimage_from_array(
+            image.render(frame, window=window, invert=invert)))
+        self.header.setText(header)
+        for cell, title in zip(self.cells, titles, strict=True):
+            cell.title.setText(title)
+            cell.viewer.set_image(image, frame, window, invert, rendered=rendered)
+            cell.set_status("computing…")
+        self.export_button.setEnabled(False)
+
+    def set_result(self, index: int, result) -> None:
+        """Draw one model's result (its one map) in cell ``index`` and title it."""
+        cell = self.cells[index]
+        map_result = next(iter(result.maps.values()))
+        viewer = cell.viewer
+        viewer.layer.set_map(map_result.heatmap, map_info(map_result),
+                             owner=(str(viewer.image.path), viewer.frame))
+        p = probability_text(float(result.scores[result.target]))
+        role = "AB"[index]
+        cell.title.setText(f"{role}  {result.model.get('name', '?')} — {result.target_name} "
+                           f"{'p ' + p if p[0] in '<>' else 'p = ' + p} — layer "
+                           f"{map_result.layer}")
+        cell.set_status(map_result.warning or "")
+
+    def set_status(self, index: int, text: str) -> None:
+        """Put a state on one cell (computing, failed and why)."""
+        self.cells[index].set_status(text)
+
+    def maps_drawn(self) -> bool:
+        """Whether both cells show a map."""
+        return all(cell.viewer.layer.heatmap is not None for cell in self.cells)
+
+    def _mirror(self, name: str) -> None:
+        if name in self.MIRRORED:
+            for cell in self.cells:
+                setattr(cell.viewer.layer, name, getattr(self.settings, name))
+
+    def _sync_view(self, source: QtImageViewer) -> None:
+        if self._syncing:
+            return
+        self._syncing = True
+        try:
+            follow_view(source, [cell.viewer for cell in self.cells])
+        finally:
+            self._syncing = False
+
+    def _sync_window(self, source: QtImageViewer, center: float, width: float) -> None:
+        if self._syncing:
+            return
+        self._syncing = True
+        try:
+            for cell in self.cells:
                 if cell.viewer is not source:
-                    cell.viewer.apply_view_state(*state)
+                    cell.viewer.set_window(center, width)
         finally:
             self._syncing = False

@@ -11,7 +11,7 @@ import math
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import QApplication, QGraphicsItem, QGraphicsView
+from PySide6.QtWidgets import QApplication, QGraphicsItem, QGraphicsSimpleTextItem, QGraphicsView
 
 #: Shapes an ROI can have, as ``case_metrics(roi_shape=...)`` names them.
 ROI_SHAPES = ("box", "ellipse")
@@ -210,3 +210,38 @@ class RoiDrawingMixin:
             self._roi_item.setVisible(self._roi is not None)
             return
         self.set_roi(box, self.roi_tool)
+
+
+class QtMeasureLabel(QGraphicsSimpleTextItem):
+    """A few lines of measurement text next to an ROI or a ruler, the same size at any zoom.
+
+    Light text on a dark box, so it reads over bone, air and the heatmap alike; it ignores the
+    view's transform, so its anchor follows the pixels while the text keeps its screen size.
+    """
+
+    def __init__(self, parent: QGraphicsItem | None = None) -> None:
+        super().__init__(parent)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
+        self.setBrush(QColor(245, 245, 240))
+        self.setZValue(3)
+        self.setVisible(False)
+
+    def set_lines(self, lines: list[str], anchor: QPointF | None = None) -> None:
+        """Show ``lines`` with the label's top-left corner at ``anchor`` (scene units)."""
+        self.setText("\n".join(lines))
+        if anchor is not None:
+            self.setPos(anchor)
+        self.setVisible(bool(lines))
+
+    def lines(self) -> list[str]:
+        """The text shown, one entry per line."""
+        return self.text().split("\n") if self.text() else []
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+        return super().boundingRect().adjusted(-4, -3, 4, 3)
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(0, 0, 0, 170))
+        painter.drawRoundedRect(self.boundingRect(), 3, 3)
+        super().paint(painter, option, widget)

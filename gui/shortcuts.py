@@ -27,6 +27,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "roi_box": ("B", "Draw a box ROI (drag on the image)"),
     "roi_ellipse": ("E", "Draw an ellipse ROI (drag on the image)"),
     "roi_clear": ("Shift+Backspace", "Clear the ROI"),
+    "measure": ("D", "Measure a distance (drag on the image; Esc stops)"),
     "cancel": ("Esc", "Leave the ROI tool, else cancel the running explanation"),
     "export": ("Ctrl+E", "Export a report"),
     "save_review": ("Ctrl+S", "Save the review (files, model, view) to a .lucida file"),

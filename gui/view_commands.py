@@ -113,7 +113,9 @@ class ViewCommands:
         return {"window": self.viewer.window, "invert": self.viewer.invert,
                 "opacity": self.layer_model.opacity, "colormap": self.layer_model.colormap,
                 "threshold": self.layer_model.threshold, "method": self.method,
-                "layer": self.layer}
+                "layer": self.layer,
+                # Exports burn in the corners shown (de-identified unless identifiers are kept).
+                "corners": self.actions_by_id["annotations"].isChecked()}
 
     # -- region of interest -----------------------------------------------------------------
     def set_roi(self, roi: tuple[int, int, int, int] | None, shape: str = "box") -> None:

@@ -201,7 +201,7 @@ def write_reports(
 
     if {"png", "dicom"} & set(wanted):
         step("drawing the figure")
-        figure = render_figure(view.figure, image, options)
+        figure = render_figure(view.figure, image, options, keep_identifiers=keep_identifiers)
         if "png" in wanted:
             outputs.append(("png", figure_png(figure, scrubber)))
         if "dicom" in wanted:
@@ -236,7 +236,7 @@ def write_reports(
             step(f"drawing {method} / {layer}")
             per_map = with_kind(options, "side_by_side", method=method, layer=layer,
                                 caption=False, dpi=dpi)
-            rendered = render_figure(reviewed, image, per_map)
+            rendered = render_figure(reviewed, image, per_map, keep_identifiers=keep_identifiers)
             warning = reviewed.maps[method, layer].warning
             figures.append((report_image(rendered, scrubber), scrubber.text(rendered.caption),
                             scrubber.text(warning or "") or None))
@@ -244,7 +244,8 @@ def write_reports(
         if grid is not None:
             step("drawing the compare grid")
             rendered = render_figure(grid, image, with_kind(options, "grid", caption=False,
-                                                            dpi=dpi))
+                                                            dpi=dpi),
+                                     keep_identifiers=keep_identifiers)
             caption = scrubber.text(rendered.caption)
             figures.append((report_image(rendered, scrubber), caption, None))
             for key in grid.maps:

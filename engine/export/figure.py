@@ -29,6 +29,8 @@ from engine.core.versions import app_version
 from engine.explain.colour import blend, colormap_lut, diverging_lut
 from engine.export.deid import Scrubber
 from engine.export.provenance import method_title
+from engine.studies.annotations import corner_text
+from engine.studies.orientation import edge_labels
 
 KINDS = ("overlay", "side_by_side", "grid")
 #: Single-column and double-column journal widths, in inches.
@@ -38,7 +40,7 @@ _FONT = 8.0
 _CAPTION_FONT = 7.0
 # Matplotlib's rc settings are process-wide: one figure is drawn at a time (GUI preview and
 # export threads may both draw).
-_DRAW_LOCK = threading.Lock()
+DRAW_LOCK = threading.Lock()
 
 
 @dataclass
@@ -70,6 +72,9 @@ class FigureOptions:
         (peak 1); the viewer's absolute scale makes a weak map faint.
     compare : tuple of (method, layer), optional
         The maps of the compare grid when it is shown; None when it is not.
+    corners : bool
+        Burn the viewer's corner annotations and orientation markers into every image panel;
+        de-identified unless the figure is drawn with identifiers kept.
     """
 
     kind: str = "side_by_side"
@@ -86,6 +91,7 @@ class FigureOptions:
     heat_offset: float = 0.0
     heat_gain: float = 1.0
     compare: tuple[tuple[str, str], ...] | None = None
+    corners: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -106,7 +112,8 @@ class FigureOptions:
         ----------
         view_state : dict, optional
             ``{"window", "invert", "opacity", "colormap", "threshold", "method", "layer",
-            "heat_offset", "heat_gain", "compare"}``; missing keys keep their defaults.
+            "heat_offset", "heat_gain", "compare", "corners"}``; missing keys keep their
+            defaults.
             ``compare`` lists the (method, layer) pairs of the compare grid when it is shown.
         **overrides
             Any field, e.g. ``kind`` or ``dpi``.
@@ -117,7 +124,7 @@ class FigureOptions:
         """
         state = dict(view_state or {})
         known = {"window", "invert", "opacity", "colormap", "threshold", "method", "layer",
-                 "heat_offset", "heat_gain", "compare"}
+                 "heat_offset", "heat_gain", "compare", "corners"}
         kwargs = {k: v for k, v in state.items() if k in known and v is not None}
         if "window" in kwargs:
             kwargs["window"] = tuple(float(v) for v in kwargs["window"])
@@ -132,7 +139,8 @@ class RenderedFigure:
     """A drawn figure: its pixels, its caption, its resolution, and where its panels are.
 
     ``panels`` holds one ``(title, (x0, y0, x1, y1))`` per image panel, in figure pixels from
-    the top left, ``x1``/``y1`` exclusive.
+    the top left, ``x1``/``y1`` exclusive. ``burned_in`` lists the annotation text drawn into
+    the panels' pixels (corners and orientation markers), which no scrubber can reach later.
     """
 
     rgb: np.ndarray  # (H, W, 3) uint8
@@ -140,6 +148,7 @@ class RenderedFigure:
     dpi: int
     title: str
     panels: list = field(default_factory=list)
+    burned_in: list = field(default_factory=list)
 
 
 def pick_map(result, method: str | None = None, layer: str | None = None):
@@ -281,7 +290,7 @@ def display_value(item, options: FigureOptions, shown: float) -> float:
     return (shown / gain + options.heat_offset) * float(item.scale)
 
 
-def _enlarge(rgb: np.ndarray, factor: int) -> np.ndarray:
+def enlarge(rgb: np.ndarray, factor: int) -> np.ndarray:
     """Repeat every pixel ``factor`` times each way: bigger, with no colour that was not there."""
     if factor <= 1:
         return rgb
@@ -295,9 +304,9 @@ def _panels(result, options: FigureOptions, base: np.ndarray, factor: int = 1):
         rgb = blend(base, display_heat(item, options), cmap=options.colormap,
                     opacity=float(options.opacity), threshold=float(options.threshold),
                     signed=bool(item.signed))
-        return _enlarge(rgb, factor)
+        return enlarge(rgb, factor)
 
-    original = _enlarge(base, factor)
+    original = enlarge(base, factor)
     if options.kind == "overlay":
         item = pick_map(result, options.method, options.layer)
         return [[(f"{method_title(item.method)}, {item.layer}", over(item))]], None
@@ -337,7 +346,8 @@ def _columns(result, options: FigureOptions) -> tuple[int, bool]:
     return len(layers), True
 
 
-def render_figure(result, image, options: FigureOptions | None = None) -> RenderedFigure:
+def render_figure(result, image, options: FigureOptions | None = None, *,
+                  keep_identifiers: bool = False) -> RenderedFigure:
     """Draw an annotated figure of a result.
 
     Parameters
@@ -348,6 +358,9 @@ def render_figure(result, image, options: FigureOptions | None = None) -> Render
         The image the result explains; rendered as the viewer shows it.
     options : FigureOptions, optional
         Layout, size and display settings; defaults to a 300-dpi side-by-side figure.
+    keep_identifiers : bool
+        With ``options.corners``, burn in the patient's name and ID too; by default the
+        corners are de-identified (pixels cannot be scrubbed afterwards).
 
     Returns
     -------
@@ -396,11 +409,12 @@ def render_figure(result, image, options: FigureOptions | None = None) -> Render
         "ytick.major.width": 0.5,
         "ytick.labelsize": _FONT - 1,
     }
-    with _DRAW_LOCK, rc_context(rc):
+    with DRAW_LOCK, rc_context(rc):
         fig = Figure(figsize=(width, height), dpi=options.dpi, facecolor="white")
         FigureCanvasAgg(fig)
         interp = "nearest" if scale >= 1.0 else "antialiased"
         boxes = []
+        burned: list[str] = []
         y = height - pad
         letters = iter("abcdefghijklmnopqrstuvwxyz")
         grid_top = y
@@ -423,7 +437,10 @@ def render_figure(result, image, options: FigureOptions | None = None) -> Render
                     )
                     continue
                 ax.imshow(rgb, interpolation=interp, aspect="auto")
-                boxes.append((title, _pixel_box(x, y, panel_w, panel_h, height, options.dpi)))
+                if options.corners:
+                    burned = burn_in_annotations(ax, image, result.frame, window,
+                                                 keep_identifiers=keep_identifiers)
+                boxes.append((title, pixel_box(x, y, panel_w, panel_h, height, options.dpi)))
                 if title:
                     fig.text(
                         x / width,
@@ -485,10 +502,60 @@ def render_figure(result, image, options: FigureOptions | None = None) -> Render
         rgb_out = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     title = "Lucida explanation figure"
     return RenderedFigure(rgb=rgb_out, caption=caption, dpi=int(options.dpi), title=title,
-                          panels=boxes)
+                          panels=boxes, burned_in=burned)
 
 
-def _pixel_box(x: float, y: float, w: float, h: float, height: float, dpi: int) -> tuple:
+#: Size of burned-in annotations, in points: legible in print, small beside the anatomy.
+_ANNOTATION_FONT = 4.5
+
+
+def burn_in_annotations(ax, image, frame: int, window, *, keep_identifiers: bool) -> list[str]:
+    """Draw the viewer's corner annotations and orientation markers into one image panel.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+        The panel, showing the whole image.
+    image : Image
+    frame : int
+    window : (center, width) or None
+        The window the panel shows.
+    keep_identifiers : bool
+        Write the patient's name, ID and dates; otherwise only de-identified corners.
+
+    Returns
+    -------
+    list of str
+        Every text drawn.
+    """
+    from matplotlib import patheffects
+
+    corners = corner_text(image, frame, window, deidentified=not keep_identifiers)
+    halo = [patheffects.withStroke(linewidth=1.2, foreground="black")]
+    style = {"transform": ax.transAxes, "color": "white", "fontsize": _ANNOTATION_FONT,
+             "path_effects": halo, "linespacing": 1.15}
+    pad = 0.02
+    for lines, x, y, ha, va in ((corners.top_left, pad, 1 - pad, "left", "top"),
+                                (corners.top_right, 1 - pad, 1 - pad, "right", "top"),
+                                (corners.bottom_left, pad, pad, "left", "bottom"),
+                                (corners.bottom_right, 1 - pad, pad, "right", "bottom")):
+        if lines:
+            ax.text(x, y, "\n".join(lines), ha=ha, va=va, **style)
+    drawn = corners.lines()
+    markers = edge_labels(image, frame)
+    if markers is not None:
+        marker_style = dict(style, color="#ffd65a", fontweight="bold",
+                            fontsize=_ANNOTATION_FONT + 1)
+        for text, x, y, ha, va in ((markers.left, pad, 0.5, "left", "center"),
+                                   (markers.right, 1 - pad, 0.5, "right", "center"),
+                                   (markers.top, 0.5, 1 - pad, "center", "top"),
+                                   (markers.bottom, 0.5, pad, "center", "bottom")):
+            ax.text(x, y, text, ha=ha, va=va, **marker_style)
+        drawn += [markers.left, markers.right, markers.top, markers.bottom]
+    return drawn
+
+
+def pixel_box(x: float, y: float, w: float, h: float, height: float, dpi: int) -> tuple:
     """An axes rectangle in inches (origin bottom left) as figure pixels from the top left."""
     return (round(x * dpi), round((height - y - h) * dpi), round((x + w) * dpi),
             round((height - y) * dpi))
