@@ -40,6 +40,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def dciodvfy_errors(path) -> list[str]:
+    """The lines dciodvfy (Debian ``dicom3tools``) reports as errors for one file."""
+    binary = shutil.which("dciodvfy")
+    assert binary, "dciodvfy is missing: run .ci/system-packages (apt-get install dicom3tools)"
+    run = subprocess.run([binary, str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (run.stdout + run.stderr).splitlines()
+            if line.startswith("Error")]
+
+
 def dicomweb_plugin() -> Path:
     """The Orthanc DICOMweb plugin of the Debian package ``orthanc-dicomweb``."""
     for folder in _PLUGIN_DIRS:

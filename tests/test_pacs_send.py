@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
-import subprocess
 import urllib.request
 
 import pydicom
@@ -24,7 +22,7 @@ from engine.pacs.config import load_config
 from engine.pacs.errors import PacsError, StoreRejected
 from engine.pacs.retrieve import retrieve
 from engine.pacs.send import send_datasets
-from tests.pacs_fixtures import CT_SMALL, Orthanc, free_port
+from tests.pacs_fixtures import CT_SMALL, Orthanc, dciodvfy_errors, free_port
 
 CT = pydicom.dcmread(CT_SMALL, stop_before_pixels=True)
 SC_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"
@@ -52,15 +50,6 @@ def retrieved(config_path, tmp_path_factory):
     retrieve(load_config(config_path).node("web"), CT.StudyInstanceUID, out)
     (path,) = out.rglob("*.dcm")
     return path
-
-
-def dciodvfy_errors(path) -> list[str]:
-    """The lines dciodvfy reports as errors for one file."""
-    binary = shutil.which("dciodvfy")
-    assert binary, "dciodvfy is missing: run .ci/system-packages (apt-get install dicom3tools)"
-    run = subprocess.run([binary, str(path)], capture_output=True, text=True, timeout=60)
-    return [line for line in (run.stdout + run.stderr).splitlines()
-            if line.startswith("Error")]
 
 
 def _series_in_study(orthanc, study_uid) -> dict[str, list[dict]]:

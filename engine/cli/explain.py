@@ -170,9 +170,11 @@ def _explain_volume(args, path, folder, session, model, request_kw, load_ms) -> 
     from engine.export.volume import volume_result_json, write_volume_outputs
     from engine.studies.volume import open_volume
 
-    if args.report or args.send:
-        raise UsageError("--report and --send are not available for volumes yet",
-                         path=path, fix="drop --report/--send; the maps and overlays are written")
+    if args.send or (args.report and args.report.strip().lower() != "pm"):
+        raise UsageError("for volumes, --report writes pm (a multi-frame Parametric Map) only, "
+                         "and --send is not available yet", path=path,
+                         fix="use --report pm, or drop --report/--send; the maps and overlays "
+                         "are written")
     start = time.perf_counter()
     volume = open_volume(path)
     open_ms = (time.perf_counter() - start) * 1000.0
@@ -228,7 +230,16 @@ def _explain_volume(args, path, folder, session, model, request_kw, load_ms) -> 
         params=params, timings_ms=dict(timings, load=load_ms + open_ms), warnings=warnings,
         intended_use=use, versus=versus, metrics=metrics, slices=slices,
         keep_identifiers=args.keep_identifiers)
+    pm_files = []
+    if args.report:
+        from engine.export.dicom_objects import research_volume_files
+
+        pm_files = research_volume_files(maps, volume, keep_identifiers=args.keep_identifiers)
     write_volume_outputs(volume, maps, folder, content, cmap=args.colormap)
+    if pm_files:
+        from engine.export.export_kind import publish_research
+
+        publish_research(folder, pm_files, keep_identifiers=args.keep_identifiers)
     s, r, c = volume.shape
     return (f"{path}: {classes[target]} ({scores[target]:.3f}), {len(maps)} map(s) of "
             f"{s}x{r}x{c} -> {folder}" + "".join(f"\n  warning: {w}" for w in warnings))

@@ -22,7 +22,7 @@ from pydicom.uid import generate_uid
 
 from engine.core.errors import UsageError
 from engine.export.deid import deidentify_dataset
-from engine.export.dicom_pm import parametric_map
+from engine.export.dicom_pm import parametric_map, volume_parametric_map
 from engine.export.dicom_sc import secondary_capture
 from engine.export.dicom_sr import explanation_sr
 from engine.export.results import file_key
@@ -33,6 +33,9 @@ RESEARCH = "research"
 PATIENT_STUDY = "patient-study"
 KINDS = (RESEARCH, PATIENT_STUDY)
 _NEW_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
+_TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                        "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+                        "ReferringPhysicianName")
 #: File names of the research objects :func:`research_files` writes beside the reports.
 RESEARCH_PREFIX = "explanation_"
 
@@ -196,3 +199,94 @@ def research_files(result, image, formats, *, keep_identifiers: bool = False,
     objects = explanation_objects(result, image, kind=RESEARCH, metrics=metrics, source=source)
     wanted = [o for o in objects if o.name.split("_")[0].removesuffix(".dcm") in formats]
     return [(RESEARCH_PREFIX + o.name, o.to_bytes()) for o in wanted]
+
+
+def _slice_headers(volume) -> list[Dataset]:
+    images = list(getattr(volume, "images", None) or [])
+    if not images or any(getattr(i, "dataset", None) is None for i in images):
+        raise UsageError(
+            "a volume's Parametric Map lies on the slices of its DICOM series, and this "
+            "volume is not a DICOM series", path=getattr(volume, "path", None),
+            fix="explain the series folder (a NIfTI map is written as heatmap_*.npy; "
+            "use write_map_nifti for NIfTI)")
+    headers = []
+    for image in images:
+        header = Dataset()
+        for elem in image.dataset:
+            if elem.tag.group != 0x7FE0:
+                header.add(elem)
+        # Type 2 patient and study attributes a series may lack; the map must carry them.
+        for keyword in _TYPE2_PATIENT_STUDY:
+            if keyword not in header:
+                setattr(header, keyword, "")
+        headers.append(header)
+    return headers
+
+
+def volume_map_objects(maps: dict, volume, *, kind: str,
+                       keep_identifiers: bool = False) -> list[DicomObject]:
+    """One multi-frame Parametric Map per volume map, in the volume's geometry.
+
+    Parameters
+    ----------
+    maps : dict
+        ``(method, layer) -> MapResult`` with ``(slices, rows, columns)`` heatmaps.
+    volume : Volume
+        The explained DICOM series (:class:`engine.studies.volume.Volume`).
+    kind : str
+        :data:`RESEARCH`: the maps refer to de-identified stand-ins of the slices, with new
+        UIDs kept consistent across the series. :data:`PATIENT_STUDY`: to the slices
+        themselves, in the patient's study.
+    keep_identifiers : bool
+        For a research export: keep the patient and study attributes (the UIDs are new all
+        the same), as :func:`research_source` does.
+
+    Returns
+    -------
+    list of DicomObject
+        ``pm_<method>_<layer>.dcm`` per map, one frame per slice.
+
+    Raises
+    ------
+    UsageError
+        For an unknown kind, or a volume that is not a DICOM series.
+    ExportError
+        If a map cannot be built.
+    """
+    if kind not in KINDS:
+        raise UsageError(f"unknown export kind {kind!r}", fix=f"use {' or '.join(KINDS)}")
+    headers = _slice_headers(volume)
+    if kind == RESEARCH and keep_identifiers:
+        uid_map: dict[str, str] = {}
+        for header in headers:
+            for keyword in _NEW_UIDS:
+                if keyword in header:
+                    old = str(header.data_element(keyword).value)
+                    setattr(header, keyword, uid_map.setdefault(old, generate_uid()))
+    elif kind == RESEARCH:
+        uid_map = {}
+        headers = [deidentify_dataset(h, uid_map) for h in headers]
+        # One dummy patient for the whole series; a random token links to nothing.
+        patient = f"ANON-{secrets.token_hex(6).upper()}"
+        for header in headers:
+            header.PatientName, header.PatientID = "Anonymous", patient
+    series = generate_uid()
+    return [
+        DicomObject(f"pm_{file_key(item.method, item.layer)}.dcm",
+                    volume_parametric_map(item.heatmap, headers, volume.affine,
+                                          method=item.method, layer=item.layer,
+                                          signed=item.signed, scale=item.scale,
+                                          units=item.units, series_uid=series,
+                                          instance_number=number))
+        for number, item in enumerate(maps.values(), 1)
+    ]
+
+
+def research_volume_files(maps: dict, volume, *,
+                          keep_identifiers: bool = False) -> list[tuple[str, bytes]]:
+    """The research export of a volume's maps: ``explanation_pm_<method>_<layer>.dcm`` each.
+
+    See :func:`volume_map_objects` (kind :data:`RESEARCH`).
+    """
+    objects = volume_map_objects(maps, volume, kind=RESEARCH, keep_identifiers=keep_identifiers)
+    return [(RESEARCH_PREFIX + o.name, o.to_bytes()) for o in objects]

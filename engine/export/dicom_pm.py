@@ -116,6 +116,28 @@ def parametric_map(
             fix="export maps in the image's geometry (the heatmap, not the raw map)",
         )
     geometry, as_is = _geometry_source(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pm = hd.pm.ParametricMap(
+                source_images=[geometry],
+                pixel_array=heat,
+                **_map_arguments(method, layer, signed, scale, units, series_uid,
+                                 instance_number, series_number),
+            )
+    except (ValueError, TypeError, AttributeError, RuntimeError) as exc:
+        raise ExportError(f"cannot build the Parametric Map of {method} / {layer} ({exc})",
+                          fix="report this with the source image") from exc
+    if not as_is:
+        _reference_source(pm, source, frame)
+    # General Series: Laterality is type 2C, present (empty when unknown) for paired organs.
+    pm.Laterality = source.get("Laterality", "")
+    return pm
+
+
+def _map_arguments(method: str, layer: str, signed: bool, scale: float, units: str,
+                   series_uid: str, instance_number: int, series_number: int) -> dict:
+    """The ParametricMap arguments one map's values decide: the value mapping and the series."""
     low = -1.0 if signed else 0.0
     explanation = (f"{method} at layer {layer}; 1 = {scale:.6g} {units}"
                    + ("; signed" if signed else ""))
@@ -127,35 +149,22 @@ def parametric_map(
         slope=1.0,
         intercept=0.0,
     )
-    voi = hd.VOILUTTransformation(window_center=(low + 1.0) / 2, window_width=1.0 - low)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pm = hd.pm.ParametricMap(
-                source_images=[geometry],
-                pixel_array=heat,
-                series_instance_uid=series_uid,
-                series_number=series_number,
-                sop_instance_uid=generate_uid(),
-                instance_number=instance_number,
-                manufacturer="Lucida",
-                manufacturer_model_name="Lucida",
-                software_versions=app_version(),
-                device_serial_number="0",
-                contains_recognizable_visual_features=False,
-                real_world_value_mappings=[mapping],
-                voi_lut_transformations=[voi],
-                content_label="HEATMAP",
-                content_description=f"{method} {layer}"[:64],
-            )
-    except (ValueError, TypeError, AttributeError, RuntimeError) as exc:
-        raise ExportError(f"cannot build the Parametric Map of {method} / {layer} ({exc})",
-                          fix="report this with the source image") from exc
-    if not as_is:
-        _reference_source(pm, source, frame)
-    # General Series: Laterality is type 2C, present (empty when unknown) for paired organs.
-    pm.Laterality = source.get("Laterality", "")
-    return pm
+    return {
+        "series_instance_uid": series_uid,
+        "series_number": series_number,
+        "sop_instance_uid": generate_uid(),
+        "instance_number": instance_number,
+        "manufacturer": "Lucida",
+        "manufacturer_model_name": "Lucida",
+        "software_versions": app_version(),
+        "device_serial_number": "0",
+        "contains_recognizable_visual_features": False,
+        "real_world_value_mappings": [mapping],
+        "voi_lut_transformations": [
+            hd.VOILUTTransformation(window_center=(low + 1.0) / 2, window_width=1.0 - low)],
+        "content_label": "HEATMAP",
+        "content_description": f"{method} {layer}"[:64],
+    }
 
 
 def _reference_source(pm: Dataset, source: Dataset, frame: int) -> None:
@@ -171,3 +180,85 @@ def _reference_source(pm: Dataset, source: Dataset, frame: int) -> None:
         ref.ReferencedSOPClassUID = source.SOPClassUID
         if frames > 1 and "PurposeOfReferenceCodeSequence" in ref:
             ref.ReferencedFrameNumber = frame + 1
+
+
+def volume_parametric_map(
+    heatmap: np.ndarray,
+    sources: list[Dataset],
+    affine: np.ndarray,
+    *,
+    method: str,
+    layer: str,
+    signed: bool,
+    scale: float,
+    units: str,
+    series_uid: str,
+    instance_number: int = 1,
+    series_number: int = PM_SERIES_NUMBER,
+) -> Dataset:
+    """Build a multi-frame Parametric Map of a volume's heatmap, in the volume's geometry.
+
+    One frame per slice: each frame's Plane Position is its slice's origin from the affine,
+    and the Plane Orientation and Pixel Measures are shared, so a viewer lays every frame on
+    the slice it explains.
+
+    Parameters
+    ----------
+    heatmap : numpy.ndarray
+        (slices, rows, columns) float32 map on the volume's grid: 0..1, or -1..1 when signed.
+    sources : list of pydicom.Dataset
+        The headers of the volume's slices, in volume order (pixels are not needed); pass
+        de-identified stand-ins for a research export.
+    affine : numpy.ndarray
+        (4, 4) voxel ``(column, row, slice, 1)`` to patient LPS mm
+        (:attr:`engine.studies.volume.Volume.affine`).
+    method, layer, signed, scale, units, series_uid, instance_number, series_number
+        As in :func:`parametric_map`.
+
+    Returns
+    -------
+    highdicom.pm.ParametricMap
+
+    Raises
+    ------
+    ExportError
+        If the map does not fit the slices, or highdicom refuses the object.
+    """
+    heat = np.ascontiguousarray(heatmap, dtype=np.float32)
+    first = sources[0] if sources else Dataset()
+    expected = (len(sources), int(first.get("Rows", 0)), int(first.get("Columns", 0)))
+    if heat.ndim != 3 or heat.shape != expected:
+        raise ExportError(
+            f"the {method} map is {heat.shape}, but the volume's slices are {expected}",
+            fix="export maps on the volume's own grid (heatmap_*.npy of the volume)",
+        )
+    affine = np.asarray(affine, dtype=np.float64)
+    col_step, row_step, slice_step = (np.linalg.norm(affine[:3, a]) for a in range(3))
+    orientation = [*(affine[:3, 0] / col_step), *(affine[:3, 1] / row_step)]
+    positions = [
+        hd.PlanePositionSequence(hd.CoordinateSystemNames.PATIENT,
+                                 [float(v) for v in affine[:3, :3] @ (0.0, 0.0, k) +
+                                  affine[:3, 3]])
+        for k in range(heat.shape[0])
+    ]
+    measures = hd.PixelMeasuresSequence(pixel_spacing=[float(row_step), float(col_step)],
+                                        slice_thickness=float(slice_step),
+                                        spacing_between_slices=float(slice_step))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pm = hd.pm.ParametricMap(
+                source_images=list(sources),
+                pixel_array=heat,
+                plane_positions=positions,
+                plane_orientation=hd.PlaneOrientationSequence(
+                    hd.CoordinateSystemNames.PATIENT, [round(float(v), 8) for v in orientation]),
+                pixel_measures=measures,
+                **_map_arguments(method, layer, signed, scale, units, series_uid,
+                                 instance_number, series_number),
+            )
+    except (ValueError, TypeError, AttributeError, RuntimeError) as exc:
+        raise ExportError(f"cannot build the volume Parametric Map of {method} / {layer} "
+                          f"({exc})", fix="report this with the source series") from exc
+    pm.Laterality = first.get("Laterality", "")
+    return pm

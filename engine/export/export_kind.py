@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.core.atomic import write_atomic
+from engine.core.atomic import StagedFiles, write_atomic
 from engine.core.errors import ExportError
 from engine.core.jsonsafe import json_bytes
 
@@ -62,3 +62,29 @@ def record_research(folder: Path | str, *, keep_identifiers: bool) -> Path:
     """
     return record_export(folder, {"kind": "research",
                                   "identifiers": "kept" if keep_identifiers else "removed"})
+
+
+def publish_research(folder: Path | str, files: list[tuple[str, bytes]], *,
+                     keep_identifiers: bool) -> list[Path]:
+    """Write research files beside ``folder/result.json`` together, and record the export.
+
+    Parameters
+    ----------
+    folder : Path or str
+        A folder ``explain`` wrote.
+    files : list of (str, bytes)
+        Named files, built before anything was written (so a failure writes none).
+    keep_identifiers : bool
+        Whether identifiers were kept on purpose.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    with StagedFiles(folder) as staged:
+        for name, data in files:
+            staged.add(name, data)
+        written = staged.commit()
+    record_research(folder, keep_identifiers=keep_identifiers)
+    return written

@@ -1,0 +1,173 @@
+"""A volume's map as a multi-frame Parametric Map in the volume's geometry, checked by dciodvfy.
+
+One frame per slice, each placed at its slice's Image Position (Patient) and derived from that
+slice; the research export refers to de-identified stand-ins, filing refers to the slices.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pydicom
+import pytest
+from volume_fixtures import ramp, write_series
+
+from engine.cli import main
+from engine.core.errors import UsageError
+from engine.explain.core import MapResult
+from engine.export.dicom_objects import PATIENT_STUDY, RESEARCH, volume_map_objects
+from engine.studies.nifti import open_nifti
+from engine.studies.volume import open_volume
+from tests.pacs_fixtures import dciodvfy_errors
+
+SLICES = 24
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vol3d")
+    assert main(["demo-data", "--3d", "--out", str(out), "--n", "1", "--seed", "11",
+                 "--size", "64", "--slices", str(SLICES)]) == 0
+    (row,) = csv.DictReader(open(out / "manifest.csv"))
+    return out / row["series"], out / row["nifti"]
+
+
+def _sources(folder):
+    """The series' headers by SOP Instance UID."""
+    return {str(ds.SOPInstanceUID): ds for ds in
+            (pydicom.dcmread(p, stop_before_pixels=True) for p in folder.glob("*.dcm"))}
+
+
+def _frame_refs(pm) -> list[str]:
+    return [str(group.DerivationImageSequence[0].SourceImageSequence[0]
+                .ReferencedSOPInstanceUID) for group in pm.PerFrameFunctionalGroupsSequence]
+
+
+def _frame_positions(pm) -> np.ndarray:
+    return np.array([[float(v) for v in group.PlanePositionSequence[0].ImagePositionPatient]
+                     for group in pm.PerFrameFunctionalGroupsSequence])
+
+
+def _frame_slices(pm, affine) -> list[int]:
+    """The volume slice each frame lies on, from its plane position."""
+    ijk = (_frame_positions(pm) - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T
+    assert np.allclose(ijk[:, :2], 0, atol=1e-3) and np.allclose(ijk[:, 2], ijk[:, 2].round(),
+                                                                  atol=1e-3)
+    return [int(v) for v in ijk[:, 2].round()]
+
+
+def test_explain_a_series_writes_a_research_parametric_map_on_its_slices(series, tmp_path):
+    folder_in, _ = series
+    out = tmp_path / "out"
+    assert main(["explain", str(folder_in), "--model", "demo-3d", "--out", str(out),
+                 "--report", "pm"]) == 0
+    folder = out / folder_in.name
+    (path,) = folder.glob("explanation_pm_*.dcm")
+    assert dciodvfy_errors(path) == []
+    result = json.loads((folder / "result.json").read_text())
+    assert result["export"] == {"kind": "research", "identifiers": "removed"}
+    pm = pydicom.dcmread(path)
+    assert int(pm.NumberOfFrames) == SLICES
+    heat = np.load(folder / result["maps"][0]["heatmap"])
+    values = np.frombuffer(pm.FloatPixelData, dtype="<f4").reshape(heat.shape)
+
+    # Every frame lies on one slice of the volume, each slice has one frame, and the frame
+    # holds that slice's map (the frames may run in either direction along the normal).
+    geometry = json.loads((folder / "volume_geometry.json").read_text())
+    slices = _frame_slices(pm, np.array(geometry["affine"]))
+    assert sorted(slices) == list(range(SLICES))
+    np.testing.assert_array_equal(values, heat[slices])
+    sources = _sources(folder_in)
+    expected = np.array([[float(v) for v in sources[geometry["sop_instance_uids"][k]]
+                          .ImagePositionPatient] for k in slices])
+    np.testing.assert_allclose(_frame_positions(pm), expected, atol=1e-3)
+    shared = pm.SharedFunctionalGroupsSequence[0]
+    first = next(iter(sources.values()))
+    np.testing.assert_allclose(
+        [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient],
+        [float(v) for v in first.ImageOrientationPatient], atol=1e-6)
+    np.testing.assert_allclose([float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing],
+                               [float(v) for v in first.PixelSpacing], atol=1e-6)
+
+    # Research: no identifier, no source UID, one de-identified stand-in per slice.
+    data = path.read_bytes()
+    for value in (str(first.PatientID), first.StudyInstanceUID, first.SeriesInstanceUID,
+                  first.FrameOfReferenceUID, *sources):
+        assert value.encode() not in data, value
+    assert pm.PatientIdentityRemoved == "YES" and pm.PatientName == "Anonymous"
+    assert len(set(_frame_refs(pm))) == SLICES
+
+
+def test_filing_kind_references_every_source_slice_in_its_study(series):
+    folder_in, _ = series
+    volume = open_volume(folder_in)
+    heat = np.random.default_rng(1).random(volume.shape, dtype=np.float32)
+    maps = {("gradcam", "features.6"): MapResult("gradcam", "features.6", heat, heat)}
+    (obj,) = volume_map_objects(maps, volume, kind=PATIENT_STUDY)
+    pm = obj.dataset
+    sources = _sources(folder_in)
+    first = next(iter(sources.values()))
+    assert pm.StudyInstanceUID == first.StudyInstanceUID
+    assert pm.PatientID == first.PatientID
+    assert pm.FrameOfReferenceUID == first.FrameOfReferenceUID
+    assert pm.SeriesInstanceUID != first.SeriesInstanceUID
+    # Each frame is derived from the slice it lies on, and the series lists every slice.
+    slices = _frame_slices(pm, volume.affine)
+    assert sorted(slices) == list(range(SLICES))
+    assert _frame_refs(pm) == [volume.sop_uids[k] for k in slices]
+    values = np.frombuffer(pm.FloatPixelData, dtype="<f4").reshape(heat.shape)
+    np.testing.assert_array_equal(values, heat[slices])
+    listed = {str(ref.ReferencedSOPInstanceUID) for s in pm.ReferencedSeriesSequence
+              for ref in s.ReferencedInstanceSequence}
+    assert listed == set(sources)
+    expected = np.array([[float(v) for v in sources[volume.sop_uids[k]].ImagePositionPatient]
+                         for k in slices])
+    np.testing.assert_allclose(_frame_positions(pm), expected, atol=1e-3)
+
+
+def test_an_oblique_series_keeps_its_orientation_and_spacing(tmp_path):
+    c, s = np.cos(0.3), np.sin(0.3)
+    orientation = (c, s, 0.0, -s, c, 0.0)
+    normal = np.cross(orientation[:3], orientation[3:])
+    positions = [tuple(np.array([5.0, -3.0, 10.0]) + 3.0 * k * normal) for k in range(4)]
+    write_series(tmp_path / "oblique", ramp(4), positions, orientation=orientation,
+                 spacing=(0.7, 0.9))
+    volume = open_volume(tmp_path / "oblique")
+    heat = np.zeros(volume.shape, np.float32)
+    heat[2, 3, 1] = 1.0
+    maps = {("occlusion", "input"): MapResult("occlusion", "input", heat, heat)}
+    (obj,) = volume_map_objects(maps, volume, kind=RESEARCH)
+    pm = obj.dataset
+    shared = pm.SharedFunctionalGroupsSequence[0]
+    np.testing.assert_allclose(
+        [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient],
+        orientation, atol=1e-6)
+    measures = shared.PixelMeasuresSequence[0]
+    np.testing.assert_allclose([float(v) for v in measures.PixelSpacing], [0.7, 0.9])
+    assert float(measures.SpacingBetweenSlices) == pytest.approx(3.0)
+    slices = _frame_slices(pm, volume.affine)
+    assert sorted(slices) == [0, 1, 2, 3]
+    values = np.frombuffer(pm.FloatPixelData, dtype="<f4").reshape(heat.shape)
+    np.testing.assert_array_equal(values, heat[slices])
+    path = tmp_path / "pm.dcm"
+    path.write_bytes(obj.to_bytes())
+    assert dciodvfy_errors(path) == []
+
+
+def test_a_nifti_volume_has_no_slices_to_refer_to(series):
+    _, nifti = series
+    volume = open_nifti(nifti)
+    heat = np.zeros(volume.shape, np.float32)
+    maps = {("gradcam", "x"): MapResult("gradcam", "x", heat, heat)}
+    with pytest.raises(UsageError, match="not a DICOM series"):
+        volume_map_objects(maps, volume, kind=RESEARCH)
+
+
+def test_other_report_formats_for_a_volume_are_one_line(series, tmp_path, capsys):
+    folder_in, _ = series
+    assert main(["explain", str(folder_in), "--model", "demo-3d", "--out", str(tmp_path),
+                 "--report", "pdf"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--report writes pm" in err and "\n" not in err
