@@ -6,6 +6,10 @@ job router drops what arrives for a view that is gone. The absolute overlay scal
 maximum shared by the maps being compared; :meth:`ExplainController.shared_max` computes it from
 the cache (every class and image explained with the same model, method and layer, or every
 cell of the compare grid).
+
+A segmentation model's explanation comes with the predicted mask of the explained class,
+outlined over the image (the contours are traced on the worker). The class list picks the class;
+a region drawn with the ROI tool becomes the region explained, in place of the predicted mask.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 
+import numpy as np
+
 from engine.explain.api import INPUT_LAYER, is_layer_based
-from gui.overlay_layer import MapInfo
+from gui.overlay_layer import MapInfo, mask_contours
 
 #: Method shown first when the registry has it.
 DEFAULT_METHOD = "gradcam"
@@ -36,6 +42,19 @@ def map_info(map_result) -> MapInfo:
                    signed=bool(map_result.signed))
 
 
+def is_segmentation(model) -> bool:
+    """Whether a loaded model's card says ``task = "segmentation"``."""
+    return getattr(model, "task", "classification") == "segmentation"
+
+
+def target_outline(result) -> list | None:
+    """Contours of the explained class's predicted mask (None for a classifier's result)."""
+    labels = getattr(result, "segmentation", None)
+    if labels is None:
+        return None
+    return mask_contours(np.asarray(labels) == result.target)
+
+
 class ExplainController:
     """Asks for maps and puts them on screen, in the single viewer or the compare grid.
 
@@ -49,6 +68,7 @@ class ExplainController:
         self.window = window
         self.maps: OrderedDict[tuple, object] = OrderedDict()  # map key -> MapResult (LRU)
         self.results: dict[tuple, object] = {}  # context key -> last ExplainResult
+        self.outlines: dict[tuple, list | None] = {}  # context key -> predicted-mask contours
         self.param_values: dict[str, dict] = {}
         self.compare_methods: list[str] = []
         self.compare_layers: list[str] = []
@@ -90,10 +110,25 @@ class ExplainController:
 
     # -- keys -------------------------------------------------------------------------------
     def context_key(self, target=None) -> tuple:
+        """(image, frame, model sha256, model name, target); for a segmentation model with a
+        drawn region, the target is ``(target, region box)``: maps of one region are not
+        those of another."""
         window = self.window
         target = window.target if target is None else target
+        what = "top" if target is None else int(target)
+        region = self.explained_region()
         return (str(window.image.path), window.viewer.frame, window.model.sha256,
-                window.model.name, "top" if target is None else int(target))
+                window.model.name, what if region is None else (what, region))
+
+    def explained_region(self) -> tuple | None:
+        """The drawn region a segmentation model explains (x0, y0, x1, y1), or None.
+
+        An ellipse counts by its bounding box: the engine sums a target's logits over a box.
+        """
+        window = self.window
+        if window.roi is None or not is_segmentation(window.model):
+            return None
+        return tuple(int(v) for v in window.roi)
 
     def params_for(self, method: str) -> dict:
         """Return the parameter values the user set for ``method`` (defaults otherwise)."""
@@ -289,9 +324,10 @@ class ExplainController:
                 target=None) -> int:
         window = self.window
         target = window.target if target is None else target
+        region = ctx[4][1] if isinstance(ctx[4], tuple) else None
         fields = dict(image=window.image, model=window.model, methods=list(methods),
                       layers=layers, target="top" if target is None else int(target),
-                      frame=window.viewer.frame,
+                      frame=window.viewer.frame, roi=region,
                       params={m: dict(self.params_for(m)) for m in methods})
         context = {"key": ctx, "methods": list(methods),
                    "params": {m: tuple(sorted(self.params_for(m).items())) for m in methods}}
@@ -300,8 +336,9 @@ class ExplainController:
             # Imported here, on the worker: the session module imports torch.
             from engine.explain.session import ExplainRequest
 
-            return window.session.explain(ExplainRequest(**fields), progress=progress,
-                                          cancel=cancel, on_partial=on_partial)
+            result = window.session.explain(ExplainRequest(**fields), progress=progress,
+                                            cancel=cancel, on_partial=on_partial)
+            return result, target_outline(result)
 
         if kind == "explain":
             # Metrics of the map being replaced must not hold the new map back on the one
@@ -314,23 +351,27 @@ class ExplainController:
             on_failed=self._failed if kind == "explain" else lambda _t, _c: None,
             **context)
 
-    def _explained(self, result, context: dict) -> None:
+    def _explained(self, outcome, context: dict) -> None:
         window = self.window
+        result, outline = outcome
         for map_result in result.maps.values():
             self._store(context, map_result)
         self.results[context["key"]] = result
+        self.outlines[context["key"]] = outline
         if context["key"] != self.context_key():
             return  # the target changed while it ran; the cache keeps it for later
         window.result = result
+        self._show_outline(context["key"])
+        note = self.outline_note(context["key"])
         window.panel.set_prediction(result.classes, result.scores, result.target)
         window.set_use(result.intended_use or None)
         warnings = [w for w in result.warnings if w != result.intended_use.get("message")]
         for warning in warnings:
-            window.status.message.setText(warning)
+            window.status.message.setText(warning + note)
         if not warnings:
             window.status.message.setText(
                 f"{result.target_name}: {100 * result.scores[result.target]:.1f} %"
-                f" — {result.timings_ms.get('total', 0.0):.0f} ms")
+                f" — {result.timings_ms.get('total', 0.0):.0f} ms" + note)
         window.update_caption()
         window.metrics.schedule()
         self._ensure_reference(result, context)
@@ -348,9 +389,27 @@ class ExplainController:
         layers = [window.layer] if is_layer_based(self.explainer(window.method)) else "auto"
         self._submit(ctx, [window.method], layers, kind="reference", target=top)
 
-    def _reference_done(self, result, context: dict) -> None:
+    def _reference_done(self, outcome, context: dict) -> None:
+        result, outline = outcome
         for map_result in result.maps.values():
             self._store(context, map_result)
+        self.results.setdefault(context["key"], result)
+        self.outlines.setdefault(context["key"], outline)
+
+    def _show_outline(self, ctx: tuple) -> None:
+        """Outline the explained class's predicted mask, when the result for ``ctx`` has one."""
+        window = self.window
+        window.viewer.set_outline(self.outlines.get(ctx), frame=ctx[1])
+
+    def outline_note(self, ctx: tuple) -> str:
+        """What the outline and the map show, for the status line ("" without an outline)."""
+        result = self.results.get(ctx)
+        if result is None or self.outlines.get(ctx) is None:
+            return ""
+        where = ("the drawn region" if isinstance(ctx[4], tuple)
+                 else f"the pixels predicted as {result.target_name}")
+        return (f" — outlined: predicted {result.target_name} mask; the map explains "
+                f"{result.target_name} over {where}")
 
     def _failed(self, text: str, context: dict) -> None:
         window = self.window
@@ -386,6 +445,7 @@ class ExplainController:
         if result is window.result:
             return
         window.result = result
+        self._show_outline(ctx)
         if result is None:
             window.panel.clear_prediction()
         else:
@@ -394,6 +454,11 @@ class ExplainController:
         window.update_caption()
 
     # -- what the user changes --------------------------------------------------------------
+    def roi_changed(self, _value) -> None:
+        """A region was drawn or cleared: a segmentation model explains the new region."""
+        if is_segmentation(self.window.model):
+            self.request()
+
     def set_target(self, index: int | None) -> None:
         self.window.target = index
         self.request()

@@ -211,6 +211,7 @@ class QtMainWindow(QMainWindow, ViewCommands):
         v.sig_cine_changed.connect(self._cine_changed)
         v.sig_window_changed.connect(self.window_changed)
         v.sig_roi_changed.connect(self._roi_changed)
+        v.sig_roi_changed.connect(self.explain.roi_changed)  # a drawn region to explain
         v.sig_roi_tool_changed.connect(self._roi_tool_changed)
         self.volumes.sig_ready.connect(self._volume_ready)
         self.volumes.sig_pixel_info.connect(self.pixel_label.setText)

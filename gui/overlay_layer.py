@@ -271,3 +271,27 @@ class OverlayLayer(QObject):
             "scale": self._scale,
             "visible": self._visible,
         }
+
+
+def mask_contours(mask: np.ndarray) -> list[np.ndarray]:
+    """The outline of a boolean (H, W) mask as closed polygons of (x, y) image coordinates.
+
+    Pixel ``(row, col)`` covers ``[col, col + 1) x [row, row + 1)`` in scene coordinates, so
+    the polygons run along the mask's pixel edges at half-pixel precision (marching squares at
+    level 0.5, skimage.measure.find_contours). Slow for large masks: call it on the worker.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean (H, W) mask in image geometry.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One (N, 2) float array of (x, y) points per closed contour.
+    """
+    from skimage.measure import find_contours
+
+    # A border of background closes contours that touch the image's edge.
+    padded = np.pad(np.asarray(mask, dtype=np.float32), 1)
+    return [np.ascontiguousarray(c[:, ::-1] - 0.5) for c in find_contours(padded, 0.5)]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
-from PySide6.QtWidgets import QGraphicsPixmapItem
+from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsPixmapItem
 
 from gui.overlay_layer import OverlayLayer
 from gui.roi_item import RoiDrawingMixin
@@ -19,6 +19,8 @@ CT_PRESETS: tuple[tuple[str, float, float], ...] = (
     ("Brain", 40.0, 80.0),
     ("Abdomen", 60.0, 400.0),
 )
+#: Colour of a segmentation model's predicted-mask outline (apart from the jet colours).
+OUTLINE_COLOR = QColor(0, 255, 120)
 
 
 def qimage_from_array(array: np.ndarray) -> QImage:
@@ -68,6 +70,13 @@ class QtImageViewer(RoiDrawingMixin, QtZoomView):
         self._overlay_item = QGraphicsPixmapItem()
         self._overlay_item.setZValue(1)
         self.scene().addItem(self._overlay_item)
+        self._outline_item = QGraphicsPathItem()
+        pen = QPen(OUTLINE_COLOR, 1.5)
+        pen.setCosmetic(True)  # the same width on screen at every zoom
+        self._outline_item.setPen(pen)
+        self._outline_item.setZValue(2)
+        self._outline_item.setVisible(False)
+        self.scene().addItem(self._outline_item)
         self._init_roi()
         self.image = None
         self.frame = 0
@@ -118,6 +127,7 @@ class QtImageViewer(RoiDrawingMixin, QtZoomView):
         self._message = ""
         self._failed = False
         self.layer.heatmap = None
+        self.set_outline(None)  # an outline, like an ROI, belongs to one image
         self._roi_start = None
         self.clear_roi()  # an ROI marks pixels of one image; another image has other anatomy
         self._image_item.setPixmap(QPixmap())
@@ -164,6 +174,7 @@ class QtImageViewer(RoiDrawingMixin, QtZoomView):
         self._pending_frame = None
         self._image_item.setPixmap(QPixmap())
         self.layer.heatmap = None
+        self.set_outline(None)
         self._refresh_overlay()
         self.viewport().update()
 
@@ -178,8 +189,31 @@ class QtImageViewer(RoiDrawingMixin, QtZoomView):
         self._failed = False
         self._image_item.setPixmap(QPixmap())
         self.layer.heatmap = None
+        self.set_outline(None)
         self.clear_roi()
         self.viewport().update()
+
+    def set_outline(self, contours: list | None, frame: int | None = None) -> None:
+        """Outline a segmentation model's predicted mask with closed polygons, or clear it.
+
+        Parameters
+        ----------
+        contours : list of numpy.ndarray or None
+            (N, 2) arrays of (x, y) image coordinates (:func:`gui.overlay_layer.mask_contours`).
+        frame : int, optional
+            The frame the mask belongs to; on another frame nothing is drawn.
+        """
+        path = QPainterPath()
+        if contours and (frame is None or frame == self.frame):
+            for points in contours:
+                path.addPolygon(QPolygonF([QPointF(float(x), float(y)) for x, y in points]))
+                path.closeSubpath()
+        self._outline_item.setPath(path)
+        self._outline_item.setVisible(not path.isEmpty())
+
+    def outline_path(self) -> QPainterPath:
+        """The outline drawn over the image (empty when none)."""
+        return self._outline_item.path() if self._outline_item.isVisible() else QPainterPath()
 
     def _default_window(self) -> tuple[float, float] | None:
         self._window_arg = None  # the file's own default for each frame, function included
