@@ -27,15 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from engine.audit.loading import InputRecipe, LoadedBatch, error_record, load_batch
 from engine.audit.manifest import AuditRow, Manifest
 from engine.audit.runner import (
     AuditSettings,
-    InputRecipe,
-    LoadedBatch,
     Throughput,
-    error_record,
     explain_batch,
-    load_batch,
     plan,
     run_header,
     todo_rows,

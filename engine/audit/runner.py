@@ -12,21 +12,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from engine.audit import batchmaps
+from engine.audit import batchmaps, decode_pool
+from engine.audit.loading import InputRecipe, LoadedBatch, error_record, load_batch
 from engine.audit.manifest import BORDER_ROLE, AuditRow, Manifest
 from engine.audit.store import ResultStore
 from engine.core.cancel import CancelToken, ProgressFn
-from engine.core.errors import LucidaError, UsageError
+from engine.core.errors import UsageError
 from engine.explain import core
-from engine.models.intended_use import IntendedUse, check_input
-from engine.models.preprocess import InputSpec, prepare_array
 
 #: Target modes: explain the predicted class, or the labelled class.
 TARGETS = ("top", "label")
@@ -50,6 +48,10 @@ class AuditSettings:
         Images per batched forward/backward pass.
     heat_size : int
         Side of the stored, downsampled heatmaps.
+    decode_processes : int or None
+        Processes that read and preprocess the next batches while the model runs (see
+        :mod:`engine.audit.decode_pool`); None picks one per spare CPU, 0 reads in this
+        process. Results are the same either way.
     """
 
     method: str
@@ -58,6 +60,7 @@ class AuditSettings:
     target: str = "top"
     batch_size: int = 16
     heat_size: int = 64
+    decode_processes: int | None = None
 
 
 def plan(model, settings: AuditSettings) -> core.Plan:
@@ -78,19 +81,6 @@ def plan(model, settings: AuditSettings) -> core.Plan:
     return core.plan(model, [settings.method], layer, {settings.method: settings.params})
 
 
-def _label_index(label: str | None, classes: Sequence[str]) -> int | None:
-    """Return the class index of a manifest label (name or digits); None when unlabelled."""
-    if label is None:
-        return None
-    if label in classes:
-        return list(classes).index(label)
-    if label.isdigit() and int(label) < len(classes):
-        return int(label)
-    raise UsageError(
-        f"label {label!r} is not one of the model's classes ({', '.join(classes)})"
-    )
-
-
 def _masks(row: AuditRow, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """Return the row's mask-file roles as boolean masks in image geometry."""
     from PIL import Image as PILImage
@@ -108,66 +98,6 @@ def _masks(row: AuditRow, shape: tuple[int, int]) -> dict[str, np.ndarray]:
         except OSError as exc:
             raise UsageError(f"mask {path} cannot be read ({exc})") from None
     return masks
-
-
-def error_record(row: AuditRow, reason: str) -> dict:
-    """Return the record stored for an image that could not be audited."""
-    return {"key": row.key, "row": row.index, "path": str(row.path), "error": reason}
-
-
-@dataclass(frozen=True)
-class InputRecipe:
-    """How to turn an image into one model's input, without the model's weights.
-
-    Reading and preprocessing need only the card's input spec, intended use and classes, so
-    decode workers (threads here, Ray tasks on a cluster) get this small picklable object and
-    never the model.
-    """
-
-    spec: InputSpec
-    intended_use: IntendedUse | None
-    classes: tuple[str, ...]
-
-    @classmethod
-    def from_model(cls, model) -> InputRecipe:
-        """The recipe of a loaded model."""
-        return cls(model.input, getattr(model, "intended_use", None), tuple(model.classes))
-
-    def prepare(self, image) -> tuple[torch.Tensor, dict]:
-        """Return the (1, C, H, W) CPU model input and the intended-use check of ``image``."""
-        x = prepare_array(image.model_input(0, window=self.spec.window), self.spec)
-        return x, check_input(self.intended_use, image, x, self.spec).as_dict()
-
-
-@dataclass
-class LoadedBatch:
-    """Rows of a batch read and preprocessed: what the model pass needs, and the failures."""
-
-    rows: list[AuditRow]
-    errors: dict[int, dict]
-    ready: list[tuple[int, tuple[int, ...], int | None]]  # (position, image shape, label index)
-    x: torch.Tensor | None
-    intended_use: dict[int, dict] = field(default_factory=dict)  # per position
-
-
-def load_batch(rows: Sequence[AuditRow], recipe: InputRecipe) -> LoadedBatch:
-    """Open and preprocess rows; an unreadable row becomes an error record, not an exception."""
-    from engine.studies.image import open_image
-
-    errors, ready, tensors, uses = {}, [], [], {}
-    for pos, row in enumerate(rows):
-        try:
-            image = open_image(row.path, decode=True)
-            label = _label_index(row.label, recipe.classes)
-            x, uses[pos] = recipe.prepare(image)
-            tensors.append(x)
-            ready.append((pos, tuple(image.shape), label))
-        except LucidaError as exc:
-            errors[pos] = error_record(row, exc.one_line())
-        except Exception as exc:  # noqa: BLE001 - one broken file must not stop the audit
-            errors[pos] = error_record(row, f"cannot read the image ({type(exc).__name__}: {exc})")
-    x = torch.cat(tensors, 0) if tensors else None
-    return LoadedBatch(list(rows), errors, ready, x, uses)
 
 
 def explain_batch(batch: LoadedBatch, model, the_plan: core.Plan, roles: Sequence[str],
@@ -378,18 +308,16 @@ def run_audit(dataset: Manifest, model, settings: AuditSettings, out_dir: str | 
     progress(meter.fraction, f"{meter.finished}/{meter.total} images")
     step = max(1, int(settings.batch_size))
     batches = [todo[i : i + step] for i in range(0, len(todo), step)]
-    # Reading and decoding the next batch overlaps the model pass of this one.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-load") as pool:
-        recipe = InputRecipe.from_model(model)
-        pending = pool.submit(load_batch, batches[0], recipe) if batches else None
-        for i, rows in enumerate(batches):
+    # Decode processes read the next batches while the model explains this one.
+    loads = decode_pool.decoded(batches, InputRecipe.from_model(model), settings.decode_processes)
+    try:
+        for rows, loaded in zip(batches, loads, strict=True):
             cancel.check()
-            loaded = pending.result()
-            pending = pool.submit(load_batch, batches[i + 1], recipe) if i + 1 < len(batches) \
-                else None
             records, heatmaps = explain_batch(loaded, model, the_plan, dataset.roles, cancel,
                                               settings.target, settings.heat_size)
             store.append_batch(records, heatmaps)
             message = meter.add(len(rows))
             progress(meter.fraction, message)
+    finally:
+        loads.close()
     return store

@@ -1,0 +1,92 @@
+"""Reading and preprocessing audit rows: what a decode worker does, without the model.
+
+:func:`load_batch` turns manifest rows into one batched model input; an unreadable row becomes
+an error record, never an exception. It needs only an :class:`InputRecipe` (the card's input
+spec, intended use and classes), so it runs anywhere the rows can be read: in the audit's
+process, in its decode processes (:mod:`engine.audit.decode_pool`) or in Ray tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.audit.manifest import AuditRow
+from engine.core.errors import LucidaError, UsageError
+from engine.models.intended_use import IntendedUse, check_input
+from engine.models.preprocess import InputSpec, prepare_array
+
+
+def _label_index(label: str | None, classes: Sequence[str]) -> int | None:
+    """Return the class index of a manifest label (name or digits); None when unlabelled."""
+    if label is None:
+        return None
+    if label in classes:
+        return list(classes).index(label)
+    if label.isdigit() and int(label) < len(classes):
+        return int(label)
+    raise UsageError(
+        f"label {label!r} is not one of the model's classes ({', '.join(classes)})"
+    )
+
+
+def error_record(row: AuditRow, reason: str) -> dict:
+    """Return the record stored for an image that could not be audited."""
+    return {"key": row.key, "row": row.index, "path": str(row.path), "error": reason}
+
+
+@dataclass(frozen=True)
+class InputRecipe:
+    """How to turn an image into one model's input, without the model's weights.
+
+    Reading and preprocessing need only the card's input spec, intended use and classes, so
+    decode workers (threads here, Ray tasks on a cluster) get this small picklable object and
+    never the model.
+    """
+
+    spec: InputSpec
+    intended_use: IntendedUse | None
+    classes: tuple[str, ...]
+
+    @classmethod
+    def from_model(cls, model) -> InputRecipe:
+        """The recipe of a loaded model."""
+        return cls(model.input, getattr(model, "intended_use", None), tuple(model.classes))
+
+    def prepare(self, image) -> tuple[torch.Tensor, dict]:
+        """Return the (1, C, H, W) CPU model input and the intended-use check of ``image``."""
+        x = prepare_array(image.model_input(0, window=self.spec.window), self.spec)
+        return x, check_input(self.intended_use, image, x, self.spec).as_dict()
+
+
+@dataclass
+class LoadedBatch:
+    """Rows of a batch read and preprocessed: what the model pass needs, and the failures."""
+
+    rows: list[AuditRow]
+    errors: dict[int, dict]
+    ready: list[tuple[int, tuple[int, ...], int | None]]  # (position, image shape, label index)
+    x: torch.Tensor | None
+    intended_use: dict[int, dict] = field(default_factory=dict)  # per position
+
+
+def load_batch(rows: Sequence[AuditRow], recipe: InputRecipe) -> LoadedBatch:
+    """Open and preprocess rows; an unreadable row becomes an error record, not an exception."""
+    from engine.studies.image import open_image
+
+    errors, ready, tensors, uses = {}, [], [], {}
+    for pos, row in enumerate(rows):
+        try:
+            image = open_image(row.path, decode=True)
+            label = _label_index(row.label, recipe.classes)
+            x, uses[pos] = recipe.prepare(image)
+            tensors.append(x)
+            ready.append((pos, tuple(image.shape), label))
+        except LucidaError as exc:
+            errors[pos] = error_record(row, exc.one_line())
+        except Exception as exc:  # noqa: BLE001 - one broken file must not stop the audit
+            errors[pos] = error_record(row, f"cannot read the image ({type(exc).__name__}: {exc})")
+    x = torch.cat(tensors, 0) if tensors else None
+    return LoadedBatch(list(rows), errors, ready, x, uses)
