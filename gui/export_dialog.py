@@ -1,5 +1,14 @@
 """The export dialog: figure, reports and DICOM, with a live preview, de-identified by default.
 
+Two kinds of export, never confused:
+
+* **Research export** (the default): files in a folder, de-identified, new UIDs.
+* **File to the patient's study**: the Secondary Capture, Parametric Maps and SR keep the
+  patient and study identifiers and the StudyInstanceUID, get new series, reference the source
+  instance, and go to a PACS node of the node file, through the same engine code as
+  ``explain --send``. It is an explicit action: a confirmation names the patient, the study and
+  the node, and nothing is sent without it.
+
 By default every output holds what was reviewed: the map on screen, and the compare grid when
 it is shown. "All layers" puts every computed map in the reports instead.
 
@@ -24,8 +33,10 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
+    QRadioButton,
     QVBoxLayout,
     QWidget,
 )
@@ -35,6 +46,7 @@ from engine.core.cancel import Cancelled, CancelToken
 from engine.core.errors import LucidaError
 from engine.export import FigureOptions, export_view, render_figure, write_reports
 from engine.export.deid import Scrubber
+from engine.export.dicom_objects import PATIENT_STUDY, RESEARCH
 
 #: (label, FigureOptions.kind)
 LAYOUTS = (
@@ -50,8 +62,44 @@ OUTPUTS = (
     ("Report (PDF)", "pdf", True),
     ("Report (HTML)", "html", False),
     ("DICOM Secondary Capture", "dicom", False),
+    ("DICOM Parametric Map (DICOM images only)", "pm", False),
+    ("DICOM Comprehensive SR (DICOM images only)", "sr", False),
 )
 _PREVIEW_WIDTH = 460
+#: (kind, label) of the two kinds of export.
+KIND_LABELS = {
+    RESEARCH: "Research export: files, de-identified, new UIDs",
+    PATIENT_STUDY: "File to the patient's study on a PACS node",
+}
+
+
+def _load_nodes(config_path=None) -> tuple[dict, str]:
+    """The PACS nodes of the node file, and why there are none ("" when there are some)."""
+    from engine.pacs.config import config_path as default_path
+    from engine.pacs.config import load_config
+
+    try:
+        config = load_config(config_path)
+    except LucidaError as exc:
+        return {}, exc.one_line()
+    if not config.nodes:
+        return {}, (f"No PACS node: add one to {config.path or default_path()} "
+                    "(see the README's PACS section).")
+    return dict(config.nodes), ""
+
+
+def filing_question(image, node) -> str:
+    """The confirmation text: which patient, which study, which node."""
+    ds = image.dataset
+    patient = f"{ds.get('PatientName', '') or '(no name)'} (ID {ds.get('PatientID', '') or '-'})"
+    study = ds.get("StudyDescription", "") or "(no description)"
+    return (f"File this explanation into the patient's study?\n\n"
+            f"Patient: {patient}\n"
+            f"Study: {study}, {ds.get('StudyDate', '') or 'no date'}\n"
+            f"StudyInstanceUID: {ds.StudyInstanceUID}\n"
+            f"Node: {node.name} ({node.protocol}, {node.address})\n\n"
+            "A Secondary Capture, the Parametric Map(s) and an SR, with the patient's "
+            "identifiers, are sent as new series of this study.")
 
 
 class _Progress(QObject):
@@ -148,6 +196,33 @@ class QtExportDialog(QDialog):
         self.identity_warning.setVisible(False)
         self.deidentify.toggled.connect(lambda on: self.identity_warning.setVisible(not on))
 
+        self.kind_research = QRadioButton(KIND_LABELS[RESEARCH])
+        self.kind_research.setChecked(True)
+        self.kind_file = QRadioButton(KIND_LABELS[PATIENT_STUDY])
+        self.node_box = QComboBox()
+        self._nodes, why_not = _load_nodes()
+        for name in sorted(self._nodes):
+            node = self._nodes[name]
+            self.node_box.addItem(f"{name} ({node.protocol})", name)
+        if getattr(image, "dataset", None) is None or "StudyInstanceUID" not in image.dataset:
+            why_not = "Only a DICOM image has a patient's study to file into."
+        self.filing_note = QLabel(why_not)
+        self.filing_note.setWordWrap(True)
+        self.filing_note.setVisible(bool(why_not))
+        self.kind_file.setEnabled(not why_not)
+        self.node_box.setEnabled(False)
+        self.kind_file.toggled.connect(self._kind_changed)
+        kinds = QGroupBox("Kind of export")
+        kind_layout = QVBoxLayout(kinds)
+        kind_layout.addWidget(self.kind_research)
+        kind_layout.addWidget(self.kind_file)
+        node_row = QHBoxLayout()
+        node_row.addWidget(QLabel("Node"))
+        node_row.addWidget(self.node_box, 1)
+        kind_layout.addLayout(node_row)
+        kind_layout.addWidget(self.filing_note)
+        self._outputs_box = outputs
+
         self.folder = QLineEdit(str(self._default_folder()))
         self.folder.textChanged.connect(self._update_buttons)
         browse = QPushButton("Browse…")
@@ -170,6 +245,7 @@ class QtExportDialog(QDialog):
         self.close_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
         self.export_button.clicked.connect(self.export)
         self.close_button.clicked.connect(self._close_or_cancel)
+        self.confirm_box: QMessageBox | None = None  # the filing question while it is asked
 
         form = QFormLayout()
         form.addRow("Figure layout", self.layout_box)
@@ -177,6 +253,7 @@ class QtExportDialog(QDialog):
         form.addRow("Folder", folder_row)
         side = QVBoxLayout()
         side.addLayout(form)
+        side.addWidget(kinds)
         side.addWidget(outputs)
         side.addWidget(self.deidentify)
         side.addWidget(self.identity_warning)
@@ -209,6 +286,20 @@ class QtExportDialog(QDialog):
     def _preview_timer_start(self, *_args) -> None:
         self._preview_timer.start()
 
+    def kind(self) -> str:
+        """The kind of export chosen: :data:`RESEARCH` or :data:`PATIENT_STUDY`."""
+        return PATIENT_STUDY if self.kind_file.isChecked() else RESEARCH
+
+    def _kind_changed(self, *_args) -> None:
+        filing = self.kind() == PATIENT_STUDY
+        # Filing writes the identified DICOM objects; the research outputs do not apply.
+        self._outputs_box.setEnabled(not filing)
+        self.deidentify.setEnabled(not filing)
+        self.identity_warning.setVisible(filing or not self.deidentify.isChecked())
+        self.node_box.setEnabled(filing)
+        self.export_button.setText("File to study…" if filing else "Export")
+        self._update_buttons()
+
     def formats(self) -> list[str]:
         """The chosen output formats."""
         return [fmt for fmt, box in self.output_checks.items() if box.isChecked()]
@@ -221,9 +312,9 @@ class QtExportDialog(QDialog):
 
     def _update_buttons(self) -> None:
         busy = self._cancel is not None
-        self.export_button.setEnabled(
-            bool(self.formats()) and bool(self.folder.text()) and not busy
-        )
+        ready = self.node_box.currentData() is not None if self.kind() == PATIENT_STUDY \
+            else bool(self.formats())
+        self.export_button.setEnabled(ready and bool(self.folder.text()) and not busy)
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export to folder", self.folder.text())
@@ -277,16 +368,19 @@ class QtExportDialog(QDialog):
     # -- export ------------------------------------------------------------------------------
 
     def export(self) -> None:
-        """Write the chosen outputs on a worker thread; progress and outcome show in the dialog."""
-        if self._cancel is not None or not self.formats():
+        """Make the chosen kind of export on a worker thread; progress and outcome show here.
+
+        Filing into the patient's study asks first (:meth:`confirm_filing`); declined, nothing
+        is written or sent.
+        """
+        if self._cancel is not None:
             return
-        self._cancel = CancelToken()
-        self.progress.setValue(0)
-        self.progress.setVisible(True)
-        self.status.setStyleSheet("")
-        self.status.setText("Exporting…")
-        self.close_button.setText("Cancel")
-        self._update_buttons()
+        if self.kind() == PATIENT_STUDY:
+            self._file_to_study()
+            return
+        if not self.formats():
+            return
+        self._start("Exporting…")
         worker = create_worker(
             write_reports,
             self._result,
@@ -304,6 +398,59 @@ class QtExportDialog(QDialog):
         worker.returned.connect(self._on_exported)
         worker.errored.connect(self._on_failed)
         self._run(worker)
+
+    def _start(self, text: str) -> None:
+        self._cancel = CancelToken()
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.status.setStyleSheet("")
+        self.status.setText(text)
+        self.close_button.setText("Cancel")
+        self._update_buttons()
+
+    def confirm_filing(self, node) -> bool:
+        """Ask whether to file into the patient's study, naming the patient, study and node."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "File to the patient's study",
+                          filing_question(self._image, node),
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.button(QMessageBox.StandardButton.Yes).setText("File to study")
+        box.button(QMessageBox.StandardButton.No).setText("Don't file")
+        self.confirm_box = box
+        try:
+            return box.exec() == QMessageBox.StandardButton.Yes
+        finally:
+            self.confirm_box = None
+
+    def _file_to_study(self) -> None:
+        from engine.pacs.filing import file_reviewed
+
+        node = self._nodes.get(self.node_box.currentData())
+        if node is None:
+            return
+        if not self.confirm_filing(node):
+            self.status.setStyleSheet("")
+            self.status.setText("Not filed: nothing was written or sent.")
+            return
+        options = self.options()
+        reviewed = export_view(self._result, options, self.all_maps.isChecked()).reviewed
+        self._start(f"Filing into the patient's study on {node.name}…")
+        folder = Path(self.folder.text()).expanduser()
+        worker = create_worker(
+            file_reviewed, reviewed, self._image, folder, node, options=options,
+            progress=self._progress.sig_progress.emit, cancel=self._cancel,
+            _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda line, f=folder: self._on_filed(line, f))
+        worker.errored.connect(self._on_failed)
+        self._run(worker)
+
+    def _on_filed(self, line: str, folder: Path) -> None:
+        from engine.pacs.filing import FILED_FOLDER
+
+        self._finish()
+        self.status.setText(f"Filed into the patient's study (identifiers kept): {line}. "
+                            f"A copy is in {folder / FILED_FOLDER}")
+        self.sig_exported.emit(sorted((folder / FILED_FOLDER).glob("*.dcm")))
 
     def _run(self, worker) -> None:
         self._workers.add(worker)
@@ -323,7 +470,9 @@ class QtExportDialog(QDialog):
     def _on_exported(self, paths: list) -> None:
         self._finish()
         folder = paths[0].parent if paths else self.folder.text()
-        self.status.setText(f"Wrote {len(paths)} files to {folder}")
+        kind = ("de-identified, new UIDs" if self.deidentify.isChecked()
+                else "identifiers kept, new UIDs")
+        self.status.setText(f"Wrote {len(paths)} files to {folder} (research export: {kind})")
         self.sig_exported.emit(list(paths))
 
     def _on_failed(self, exc: BaseException) -> None:

@@ -13,10 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.core.atomic import StagedFiles
+from engine.core.cancel import CancelToken, ProgressFn
 from engine.core.errors import UsageError
 from engine.export.dicom_objects import PATIENT_STUDY, explanation_objects
 from engine.export.export_kind import record_export
 from engine.export.figure import FigureOptions, render_figure
+from engine.export.results import write_explain_outputs
 from engine.pacs.config import Node, load_config
 from engine.pacs.errors import PacsError
 from engine.pacs.send import send_datasets
@@ -58,7 +60,8 @@ def check_send(node_name: str, *, keep_identifiers: bool, config_path=None) -> N
 
 
 def file_into_study(result, image, folder: Path | str, node: Node, *,
-                    metrics: dict | None = None, colormap: str = "jet") -> str:
+                    metrics: dict | None = None, colormap: str = "jet",
+                    options: FigureOptions | None = None) -> str:
     """Build, keep and send the objects of one explained DICOM image to its study on ``node``.
 
     Parameters
@@ -75,6 +78,9 @@ def file_into_study(result, image, folder: Path | str, node: Node, *,
         Trust metrics, recorded in the SR.
     colormap : str
         Colormap of the figure in the Secondary Capture.
+    options : FigureOptions, optional
+        The figure the Secondary Capture holds (what the viewer showed); by default the
+        overlay in ``colormap``.
 
     Returns
     -------
@@ -93,7 +99,7 @@ def file_into_study(result, image, folder: Path | str, node: Node, *,
     if getattr(image, "dataset", None) is None:
         raise UsageError("is not a DICOM image, so it has no study to file into",
                          path=image.path, fix="explain a DICOM image, or drop --send")
-    figure = render_figure(result, image, FigureOptions(colormap=colormap))
+    figure = render_figure(result, image, options or FigureOptions(colormap=colormap))
     objects = explanation_objects(result, image, kind=PATIENT_STUDY, metrics=metrics,
                                   figure_rgb=figure.rgb,
                                   derivation=f"Lucida {figure.caption}")
@@ -132,3 +138,66 @@ def file_into_study(result, image, folder: Path | str, node: Node, *,
     return (f"  filed {len(objects)} objects (Secondary Capture, "
             f"{len(objects) - 2} Parametric Map(s), SR) into study {source.StudyInstanceUID} "
             f"on {node.name} ({node.protocol})")
+
+
+def file_reviewed(result, image, folder: Path | str, node: Node, *,
+                  options: FigureOptions | None = None, metrics: dict | None = None,
+                  progress: ProgressFn | None = None,
+                  cancel: CancelToken | None = None) -> str:
+    """File what was reviewed into the patient's study, as ``explain --send`` does.
+
+    The GUI's way in: ``folder`` gets the explanation's ``result.json`` (with the maps and
+    overlays, identifiers kept: this is the identified kind), then :func:`file_into_study`
+    builds, keeps and sends the objects and records the send in ``result.json``.
+
+    Parameters
+    ----------
+    result : ExplainResult
+        The maps reviewed (the map on screen, the compare grid's when shown).
+    image : Image
+        The explained DICOM image.
+    folder : Path or str
+        Where the files and the kept copy of the objects go.
+    node : Node
+        Where to send.
+    options : FigureOptions, optional
+        The figure the Secondary Capture holds.
+    metrics : dict, optional
+        Trust metrics, recorded in the SR.
+    progress : callable, optional
+        ``progress(fraction, message)``.
+    cancel : CancelToken, optional
+        Checked before the send starts; a send under way is not interrupted, so nothing is
+        ever half-sent by a cancel.
+
+    Returns
+    -------
+    str
+        The line saying what was filed where.
+
+    Raises
+    ------
+    UsageError
+        For a raster image.
+    PacsError
+        If the send failed (``result.json`` says ``"sent": false``).
+    Cancelled
+        If cancelled before the send.
+    """
+    report = progress or (lambda fraction, message="": None)
+    options = options or FigureOptions()
+    if getattr(image, "dataset", None) is None:
+        raise UsageError("is not a DICOM image, so it has no study to file into",
+                         path=image.path, fix="explain a DICOM image, or make a research export")
+    if cancel is not None:
+        cancel.check()
+    report(0.0, "writing the explanation")
+    write_explain_outputs(result, image, Path(folder), dict(result.timings_ms), metrics,
+                          cmap=options.colormap, opacity=options.opacity,
+                          keep_identifiers=True)
+    if cancel is not None:
+        cancel.check()
+    report(0.3, f"building the DICOM objects and sending them to {node.name}")
+    line = file_into_study(result, image, folder, node, metrics=metrics, options=options)
+    report(1.0, f"filed into the study on {node.name}")
+    return line.strip()
