@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,23 @@ def test_a_script_without_a_main_guard_runs_once(data, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(N)]
     assert marker.read_text() == "run\n"
+
+
+def test_idle_processes_stop(data, monkeypatch):
+    monkeypatch.setattr(decode_pool, "IDLE_S", 0.2)
+    assert decode_pool.wait_ready(1)
+    (pid,) = decode_pool.process_ids()
+    for _ in range(100):
+        if not decode_pool.process_ids() and not _exists(pid):
+            break
+        time.sleep(0.1)
+    assert decode_pool.process_ids() == []
+    assert not _exists(pid)  # ended and reaped, not left as a zombie
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -11,7 +11,8 @@ children re-import the parent's ``__main__`` script, which re-runs audits starte
 and notebooks without a main guard, and fork is unsafe in a process with threads (Qt, torch).
 
 The processes serve every audit of one Python process: they start on first use, stay for the
-next audit (a start costs seconds: torch is imported) and stop at exit or with :func:`close`.
+next audit (a start costs seconds: torch is imported) and stop after :data:`IDLE_S` without
+one, at exit, or with :func:`close`.
 Until a process reports ready, and for any batch of one that dies, the audit decodes in its own
 process, so results never depend on them: every batch goes through the same
 :func:`engine.audit.loading.load_batch`.
@@ -38,6 +39,8 @@ from engine.audit.manifest import AuditRow
 AHEAD = 2
 #: Most decode processes chosen automatically, whatever the machine has.
 AUTO_MAX = 4
+#: Seconds without an audit after which the processes stop (each holds torch, ~300 MiB).
+IDLE_S = 120.0
 _READY = "ready"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -126,6 +129,23 @@ class _Pool:
         self.processes: list[_Process] = []
         self.lock = threading.Lock()
         self.runs = itertools.count()
+        self.idle: threading.Timer | None = None
+
+    def release(self) -> None:
+        """End a use of the processes; they stop after :data:`IDLE_S` unless used again."""
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = threading.Timer(IDLE_S, self._stop_idle)
+        self.idle.daemon = True
+        self.idle.start()
+        self.lock.release()
+
+    def _stop_idle(self) -> None:
+        if self.lock.acquire(blocking=False):
+            try:
+                self.resize(0)
+            finally:
+                self.lock.release()
 
     def resize(self, n: int) -> list[_Process]:
         """Keep ``n`` live processes (starting the missing ones); return them."""
@@ -166,8 +186,11 @@ def wait_ready(processes: int, timeout: float = 60.0) -> bool:
     Audits never wait for them (they decode in-process until the processes are ready); tests
     and benchmarks that measure the processes do. Returns whether all are ready.
     """
-    with _POOL.lock:
+    _POOL.lock.acquire()
+    try:
         started = _POOL.resize(processes)
+    finally:
+        _POOL.release()
     return all(p.ready.wait(timeout) and not p.dead for p in started) and len(started) == processes
 
 
@@ -230,7 +253,7 @@ def decoded(batches: Sequence[Sequence[AuditRow]], recipe: InputRecipe,
             counts["here" if loaded is None else "processes"] += 1
             yield loaded if loaded is not None else load_batch(rows, recipe)
     finally:
-        _POOL.lock.release()
+        _POOL.release()
 
 
 def serve(stdin, stdout) -> None:
