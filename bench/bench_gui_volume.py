@@ -111,7 +111,8 @@ def main() -> None:
 
     # -- Score-CAM on the worker, the user scrolling meanwhile ---------------------------------
     beat = Heartbeat(QTimer)
-    win.param_values["scorecam"] = {**win.params_for("scorecam"), "batch_size": 4}
+    # Batches of one: many small passes, the most interpreter-lock traffic for the GUI thread.
+    win.param_values["scorecam"] = {**win.params_for("scorecam"), "batch_size": 1}
     scroller = QTimer()
     scroller.setInterval(SCROLL_MS)
     ticks = [0]

@@ -86,6 +86,9 @@ class VolumeController(QObject):
         self.heat: np.ndarray | None = None  # the shown map on the grid
         self.projections: dict[str, np.ndarray] = {}
         self._moved = False  # the user placed the crosshair (a map then does not move it)
+        # Per plane: the keys and images last drawn; the map's look changes bump the style.
+        self._drawn: dict[str, tuple] = {}
+        self._style = 0
         self._maps: OrderedDict[int, tuple] = OrderedDict()  # id(map) -> (map, grid, proj.)
         for pane in view.panes.values():
             pane.sig_clicked.connect(self.click)
@@ -107,6 +110,7 @@ class VolumeController(QObject):
         self.volume = self.grid = self.voxels = self.point = self.window = None
         self.heat, self.projections, self._moved = None, {}, False
         self._maps.clear()
+        self._drawn.clear()
         for pane in self.view.panes.values():
             pane.set_content(None, None, None)
         self.view.info.setText("")
@@ -214,6 +218,7 @@ class VolumeController(QObject):
         if context["volume"] is not self.volume or self.layer.heatmap is not heat:
             return  # another volume or another map is shown now
         self.heat, self.projections = made
+        self._style += 1
         self._maps[id(heat)] = (heat, *made)
         self._maps.move_to_end(id(heat))
         while len(self._maps) > max(1, MAP_GRID_BYTES // max(self.heat.nbytes, 1)):
@@ -249,23 +254,37 @@ class VolumeController(QObject):
         return None if rgba is None else qimage_from_array(rgba)
 
     def draw(self) -> None:
-        """Window and draw the three planes through the crosshair, each with its map."""
+        """Window and draw the three planes through the crosshair, each with its map.
+
+        A plane the crosshair move left in place (the coronal and sagittal ones of an axial
+        scroll) keeps its images; only its crosshair moves.
+        """
         if self.grid is None:
             return
-        center, width = self.window
+        index = self.grid.index(self.point)
         for plane, pane in self.view.panes.items():
-            unit = display.window_unit(self.plane_values(plane), center, width, self.function)
+            where = tuple(self.grid.geometry(plane, index).origin)
+            base_key = (where, self.window, self.function)
+            overlay_key = (where, self._style)
+            drawn = self._drawn.get(plane)
+            if drawn is not None and drawn[0] == base_key:
+                base = drawn[1]
+            else:
+                base = grey_qimage(display.window_unit(self.plane_values(plane), *self.window,
+                                                       self.function))
+            if drawn is not None and drawn[2] == overlay_key:
+                overlay = drawn[3]
+            else:
+                overlay = self._overlay_image(plane)
+            self._drawn[plane] = (base_key, base, overlay_key, overlay)
             name, axis = _DEPTH_NAMES[plane]
-            pane.set_content(grey_qimage(unit), self._overlay_image(plane), self.cross(plane),
+            pane.set_content(base, overlay, self.cross(plane),
                              f"{name} = {self.point[axis]:.1f} mm")
         self._describe()
 
     def _draw_overlays(self) -> None:
-        if self.grid is None:
-            return
-        for plane, pane in self.view.panes.items():
-            pane.set_overlay(self._overlay_image(plane))
-        self._describe()
+        self._style += 1
+        self.draw()
 
     def voxel(self) -> tuple[int, int, int]:
         """The volume's own voxel ``(slice, row, column)`` under the crosshair."""
