@@ -221,6 +221,14 @@ class QtExportDialog(QDialog):
         node_row.addWidget(self.node_box, 1)
         kind_layout.addLayout(node_row)
         kind_layout.addWidget(self.filing_note)
+        study = getattr(getattr(image, "dataset", None), "StudyInstanceUID", "")
+        self.filing_what = QLabel(
+            "Sends a Secondary Capture of the figure, the Parametric Map(s) and a "
+            "Comprehensive SR, with the patient's identifiers, as new series of study "
+            f"{study}. A copy is kept in the folder.")
+        self.filing_what.setWordWrap(True)
+        self.filing_what.setVisible(False)
+        kind_layout.addWidget(self.filing_what)
         self._outputs_box = outputs
 
         self.folder = QLineEdit(str(self._default_folder()))
@@ -293,8 +301,9 @@ class QtExportDialog(QDialog):
     def _kind_changed(self, *_args) -> None:
         filing = self.kind() == PATIENT_STUDY
         # Filing writes the identified DICOM objects; the research outputs do not apply.
-        self._outputs_box.setEnabled(not filing)
-        self.deidentify.setEnabled(not filing)
+        self._outputs_box.setVisible(not filing)
+        self.deidentify.setVisible(not filing)
+        self.filing_what.setVisible(filing)
         self.identity_warning.setVisible(filing or not self.deidentify.isChecked())
         self.node_box.setEnabled(filing)
         self.export_button.setText("File to study…" if filing else "Export")

@@ -19,8 +19,8 @@ CT_PRESETS: tuple[tuple[str, float, float], ...] = (
     ("Brain", 40.0, 80.0),
     ("Abdomen", 60.0, 400.0),
 )
-#: Colour of a segmentation model's predicted-mask outline (apart from the jet colours).
-OUTLINE_COLOR = QColor(0, 255, 120)
+#: Colour of a segmentation model's predicted-mask outline: magenta, which no heat colormap uses.
+OUTLINE_COLOR = QColor(255, 0, 255)
 
 
 def qimage_from_array(array: np.ndarray) -> QImage:
@@ -71,7 +71,7 @@ class QtImageViewer(RoiDrawingMixin, QtZoomView):
         self._overlay_item.setZValue(1)
         self.scene().addItem(self._overlay_item)
         self._outline_item = QGraphicsPathItem()
-        pen = QPen(OUTLINE_COLOR, 1.5)
+        pen = QPen(OUTLINE_COLOR, 2.0)
         pen.setCosmetic(True)  # the same width on screen at every zoom
         self._outline_item.setPen(pen)
         self._outline_item.setZValue(2)

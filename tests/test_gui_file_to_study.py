@@ -93,7 +93,7 @@ def _choose_filing(dialog, node: str, tmp_path):
     dialog.kind_file.setChecked(True)
     dialog.node_box.setCurrentIndex(dialog.node_box.findData(node))
     assert dialog.kind() == PATIENT_STUDY and dialog.export_button.text() == "File to study…"
-    assert not dialog.deidentify.isEnabled()
+    assert dialog.deidentify.isHidden() and not dialog.filing_what.isHidden()
 
 
 @pytest.mark.parametrize("node", ["web", "dimse"])

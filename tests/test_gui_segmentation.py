@@ -85,7 +85,7 @@ def test_a_drawn_region_is_what_gets_explained(seg_window, qapp):
     x0 = 0 if peak[1] > cols // 2 else cols // 2
     win.viewer.set_roi((x0, 0, x0 + cols // 2, rows // 2))
     assert win.explain.context_key()[4][1] == (x0, 0, x0 + cols // 2, rows // 2)
-    assert pump(qapp, lambda: win.layer_model.heatmap is not None
+    assert pump(qapp, lambda: win.layer_model.heatmap is not None and win.result is not None
                 and win.explain.results.get(win.explain.context_key()) is win.result)
     after = np.array(win.layer_model.heatmap)
     assert np.abs(after - before).max() > 0.2
