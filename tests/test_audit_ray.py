@@ -15,6 +15,7 @@ from engine.audit.manifest import load_dataset
 from engine.audit.ray_engine import run_audit_ray
 from engine.audit.runner import AuditSettings, run_audit
 from engine.audit.store import ResultStore
+from engine.cli import main as cli_main
 from engine.core.cancel import Cancelled, CancelToken
 from engine.models.loaded import load_model
 
@@ -131,3 +132,19 @@ def test_cli_audit_with_the_ray_engine_records_it(tmp_path, data):
     assert audit["engine"]["ray_version"] == ray.__version__
     assert audit["n"] == N
     assert "Traceback" not in done.stderr
+
+
+def test_the_demo_audit_on_ray_gives_the_local_bias_table(local_ray, tmp_path, capsys):
+    common = ["audit", "--demo", "--n", "12", "--batch", "4", "--no-pdf"]
+    assert cli_main([*common, "--out", str(tmp_path / "local")]) == 0
+    assert cli_main([*common, "--out", str(tmp_path / "ray"), "--engine", "ray",
+                     "--workers", "2"]) == 0
+    local, remote = (json.loads((tmp_path / d / "comparison.json").read_text())
+                     for d in ("local", "ray"))
+    _close(local, remote)
+    table = (tmp_path / "local" / "comparison.md").read_text()
+    assert table == (tmp_path / "ray" / "comparison.md").read_text()
+    assert "`demo-biased`" in table and "marker" in table
+    for name in ("demo", "demo-biased"):
+        audit = json.loads((tmp_path / "ray" / name / "audit.json").read_text())
+        assert audit["engine"]["name"] == "ray" and audit["n"] == 24

@@ -22,6 +22,8 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +196,32 @@ def _start_ray(address: str | None, workers: int) -> bool:
     return True
 
 
+@contextmanager
+def ray_session(address: str | None = None, workers: int = 2) -> Iterator[None]:
+    """Be connected to Ray inside the block: to ``address``, or to a local instance.
+
+    A session opened here is closed at the end; inside one that is already open (a caller
+    that audits several models, or a test's instance) nothing is started or stopped.
+
+    Raises
+    ------
+    UsageError
+        When the cluster at ``address`` cannot be reached.
+    """
+    import ray
+
+    try:
+        started = _start_ray(address, max(1, int(workers)))
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UsageError(f"cannot reach the Ray cluster at {address} ({exc})",
+                         fix="start it with `ray start --head` and pass --address") from None
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def _actor_cpus(workers: int) -> float:
     """Logical CPUs per actor such that the actors leave :data:`READ_RESERVE` free."""
     import ray
@@ -281,48 +309,42 @@ def run_audit_ray(
     if not todo:
         return store
     try:
-        started = _start_ray(address, workers)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UsageError(f"cannot reach the Ray cluster at {address} ({exc})",
-                         fix="start it with `ray start --head` and pass --address") from None
-    try:
-        step = max(1, int(settings.batch_size))
-        device = "cuda" if gpus_per_worker > 0 else "cpu"
-        ds = ray.data.from_items([{"row": row_to_json(r)} for r in todo],
-                                 override_num_blocks=max(1, -(-len(todo) // step)))
-        ds = ds.map_batches(decode_rows, batch_size=step, batch_format="numpy",
-                            num_cpus=READ_CPUS, fn_kwargs={"recipe": InputRecipe.from_model(model)})
-        ds = ds.map_batches(
-            AuditWorker,
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            batch_size=step,
-            batch_format="numpy",
-            num_cpus=_actor_cpus(workers),
-            num_gpus=gpus_per_worker or None,
-            fn_constructor_kwargs={
-                "model_spec": str(model_spec), "sha256": model.sha256, "trust": trust,
-                "settings": dataclasses.asdict(settings), "roles": list(dataset.roles),
-                "device": device, "fault_marker": fault_marker,
-            },
-        )
-        # Ray Data restarts a lost actor and retries its batch (infinite restarts and task
-        # retries are its defaults for actor pools); the store reads a record once even when
-        # a retried batch was written twice.
-        with warnings.catch_warnings():
-            # Fewer blocks than actors (a small resumed tail) is fine, not worth a warning.
-            warnings.filterwarnings("ignore", message=".*minimum number of concurrent actors")
-            for out in ds.iter_batches(batch_size=step, batch_format="numpy"):
-                cancel.check()
-                records = [json.loads(str(t)) for t in out["record"]]
-                for i, rec in enumerate(records):
-                    if rec.pop("has_heat", False):
-                        rec["heat_index"] = i
-                store.append_batch(records, out["heat"])
-                message = meter.add(len(records))
-                progress(meter.fraction, message)
+        with ray_session(address, workers):
+            step = max(1, int(settings.batch_size))
+            device = "cuda" if gpus_per_worker > 0 else "cpu"
+            ds = ray.data.from_items([{"row": row_to_json(r)} for r in todo],
+                                     override_num_blocks=max(1, -(-len(todo) // step)))
+            ds = ds.map_batches(decode_rows, batch_size=step, batch_format="numpy",
+                                num_cpus=READ_CPUS,
+                                fn_kwargs={"recipe": InputRecipe.from_model(model)})
+            ds = ds.map_batches(
+                AuditWorker,
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                batch_size=step,
+                batch_format="numpy",
+                num_cpus=_actor_cpus(workers),
+                num_gpus=gpus_per_worker or None,
+                fn_constructor_kwargs={
+                    "model_spec": str(model_spec), "sha256": model.sha256, "trust": trust,
+                    "settings": dataclasses.asdict(settings), "roles": list(dataset.roles),
+                    "device": device, "fault_marker": fault_marker,
+                },
+            )
+            # Ray Data restarts a lost actor and retries its batch (infinite restarts and task
+            # retries are its defaults for actor pools); the store reads a record once even when
+            # a retried batch was written twice.
+            with warnings.catch_warnings():
+                # Fewer blocks than actors (a small resumed tail) is fine, not worth a warning.
+                warnings.filterwarnings("ignore", message=".*minimum number of concurrent actors")
+                for out in ds.iter_batches(batch_size=step, batch_format="numpy"):
+                    cancel.check()
+                    records = [json.loads(str(t)) for t in out["record"]]
+                    for i, rec in enumerate(records):
+                        if rec.pop("has_heat", False):
+                            rec["heat_index"] = i
+                    store.append_batch(records, out["heat"])
+                    message = meter.add(len(records))
+                    progress(meter.fraction, message)
     except KeyboardInterrupt:
         raise Cancelled() from None
-    finally:
-        if started:
-            ray.shutdown()
     return store

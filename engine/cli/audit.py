@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import sys
 import time
@@ -114,17 +116,25 @@ def audit_one(dataset_path, model_spec, args, out: Path):
     return audit, store, model
 
 
-def _run_ray(dataset, model, model_spec, settings, args, out: Path):
-    try:
-        from engine.audit.ray_engine import engine_info, run_audit_ray
-    except ImportError:
+def _ray_engine():
+    """The Ray engine module, or a one-line error naming the extra to install."""
+    # The engine module imports Ray only when it runs, so ask for Ray itself here.
+    if importlib.util.find_spec("ray") is None:
         raise UsageError("--engine ray needs Ray",
-                         fix="pip install 'lucida[ray]' (or pip install 'ray[data]')") from None
-    store = run_audit_ray(dataset, model, model_spec, settings, out, trust=args.trust_model,
-                          resume=args.resume, progress=_progress_printer(),
-                          address=args.address, workers=args.workers,
-                          gpus_per_worker=args.gpus_per_worker)
-    return store, engine_info(args.workers, args.address)
+                         fix="pip install 'lucida[ray]' (or pip install 'ray[data]')")
+    from engine.audit import ray_engine
+
+    return ray_engine
+
+
+def _run_ray(dataset, model, model_spec, settings, args, out: Path):
+    ray_engine = _ray_engine()
+    store = ray_engine.run_audit_ray(
+        dataset, model, model_spec, settings, out, trust=args.trust_model, resume=args.resume,
+        progress=_progress_printer(), address=args.address, workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+    )
+    return store, ray_engine.engine_info(args.workers, args.address)
 
 
 def _summary(audit: dict, out: Path) -> None:
@@ -159,6 +169,13 @@ def run(args) -> int:
     return 0
 
 
+def _engine_session(args):
+    """One Ray session for every model a command audits (a start costs tens of seconds)."""
+    if getattr(args, "engine", "local") != "ray":
+        return contextlib.nullcontext()
+    return _ray_engine().ray_session(args.address, args.workers)
+
+
 def _run_demo(args, out: Path) -> int:
     from engine.audit.aggregate import mean_heatmaps
     from engine.demo.audit import (
@@ -176,13 +193,14 @@ def _run_demo(args, out: Path) -> int:
               file=sys.stderr)
         manifest = build_demo_dataset(data, args.n, args.seed)
     audits, cells = {}, {}
-    for name in DEMO_MODELS:
-        print(f"auditing {name}", file=sys.stderr)
-        audit, store, model = audit_one(manifest, name, args, out / name)
-        audits[name] = audit
-        cells[name] = mean_heatmaps(store.heatmaps(), model.classes,
-                                    (audit_heat_size(out / name),) * 2)
-        _summary(audit, out / name)
+    with _engine_session(args):
+        for name in DEMO_MODELS:
+            print(f"auditing {name}", file=sys.stderr)
+            audit, store, model = audit_one(manifest, name, args, out / name)
+            audits[name] = audit
+            cells[name] = mean_heatmaps(store.heatmaps(), model.classes,
+                                        (audit_heat_size(out / name),) * 2)
+            _summary(audit, out / name)
     comp = compare(audits)
     (out / "comparison.json").write_text(json.dumps(comp, indent=2))
     (out / "comparison.md").write_text(comparison_markdown(comp))
