@@ -160,7 +160,9 @@ def run_get(args) -> int:
               f"{root / safe_name(args.study)}; run the same command to resume",
               file=sys.stderr)
         return 130
-    finally:
-        progress.end()
+    except BaseException:
+        progress.end()  # the error line starts on a line of its own
+        raise
+    progress.end()
     print(report.line())
     return 0
