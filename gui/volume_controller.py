@@ -31,8 +31,13 @@ _DEPTH_NAMES = {"axial": ("z", 2), "coronal": ("y", 1), "sagittal": ("x", 0)}
 
 
 def volume_grid(volume, cancel):
-    """Decode a volume and resample it onto its patient grid (worker thread)."""
+    """Decode a volume and resample it onto its patient grid (worker thread).
+
+    The volume's default window is worked out here too (it may read the voxels), so the GUI
+    thread only looks it up.
+    """
     values = volume.voxels
+    _ = volume.default_window
     grid = patient_grid(volume.affine, volume.shape)
     return grid, grid.sample(values, volume.affine, fill=float(values.min()), cancel=cancel)
 
