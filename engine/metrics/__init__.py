@@ -7,6 +7,14 @@
 - :func:`case_metrics`: all of them for one map of one case (CLI ``--metrics`` and the GUI).
 """
 
-from engine.metrics.case import case_metrics
-
 __all__ = ["case_metrics"]
+
+
+def __getattr__(name: str):
+    # Imported on first use: case_metrics needs torch, and the GUI thread measures ROIs with
+    # engine.metrics.roi_stats without importing torch.
+    if name == "case_metrics":
+        from engine.metrics.case import case_metrics
+
+        return case_metrics
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
