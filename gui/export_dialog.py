@@ -437,12 +437,17 @@ class QtExportDialog(QDialog):
         node = self._nodes.get(self.node_box.currentData())
         if node is None:
             return
+        options = self.options()
+        try:
+            reviewed = export_view(self._result, options, self.all_maps.isChecked()).reviewed
+        except LucidaError as exc:
+            self.status.setStyleSheet("color: #a00000;")
+            self.status.setText(exc.one_line())
+            return
         if not self.confirm_filing(node):
             self.status.setStyleSheet("")
             self.status.setText("Not filed: nothing was written or sent.")
             return
-        options = self.options()
-        reviewed = export_view(self._result, options, self.all_maps.isChecked()).reviewed
         self._start(f"Filing into the patient's study on {node.name}…")
         folder = Path(self.folder.text()).expanduser()
         worker = create_worker(
