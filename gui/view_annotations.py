@@ -9,7 +9,7 @@ so it reads on white bone and black air alike.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
@@ -50,7 +50,12 @@ class QtViewAnnotations(QWidget):
         self.markers = None
         self.bar = None
         self._spacing = None
-        viewer.installEventFilter(self)
+        # The viewport is laid out after the view's own resize: follow the viewport's. The
+        # texts are recomputed a pass later, never inside an event of a view being destroyed.
+        self._viewport = viewer.viewport()
+        self._viewport.installEventFilter(self)
+        self._later = QTimer(self, singleShot=True, interval=0)
+        self._later.timeout.connect(self.refresh)
         for signal in (viewer.sig_frame_shown, viewer.sig_frame_changed):
             signal.connect(self._frame_shown)
         viewer.sig_window_changed.connect(lambda *_: self.refresh())
@@ -64,12 +69,13 @@ class QtViewAnnotations(QWidget):
         self.setVisible(bool(on))
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
-        if watched is self.viewer and event.type() in (QEvent.Type.Resize, QEvent.Type.Show):
-            self._follow_viewport()
+        if watched is self._viewport and event.type() in (QEvent.Type.Resize, QEvent.Type.Move):
+            self.setGeometry(self._viewport.geometry())
+            self._later.start()
         return False
 
     def _follow_viewport(self) -> None:
-        self.setGeometry(self.viewer.viewport().geometry())
+        self.setGeometry(self._viewport.geometry())
         self.refresh()
 
     def _frame_shown(self, _frame: int = 0) -> None:

@@ -167,7 +167,7 @@ def test_corners_show_patient_study_series_window_and_frame(viewer, qtbot):
     viewer.set_image(open_image(PYDICOM_FILES / "CT_small.dcm"))
     qtbot.waitUntil(annotations.showing)
     corners = annotations.corners
-    assert corners.top_left[:2] == ["CompressedSamples CT1", "ID 1CT1"]
+    assert corners.top_left == ["CompressedSamples CT1", "ID 1CT1", "Sex O"]
     assert any(line.startswith("Se ") for line in corners.top_right)
     assert corners.bottom_left[-1] == "128 × 128  CT"
     viewer.set_window(40, 400)
@@ -187,3 +187,13 @@ def test_scale_bar_follows_the_zoom(viewer, qtbot):
     assert bar.screen_px == pytest.approx(bar.length * 2.0 / 0.661468)
     assert bar.screen_px <= annotations.width() * 0.25
     assert bar.label.endswith("mm") or bar.label.endswith("cm")
+
+
+def test_annotations_cover_the_viewport_after_a_resize(viewer, qtbot):
+    annotations = viewer.tools.annotations
+    viewer.set_image(open_image(PYDICOM_FILES / "CT_small.dcm"))
+    viewer.resize(700, 520)
+    qtbot.waitUntil(lambda: annotations.geometry() == viewer.viewport().geometry())
+    assert annotations.width() == 700
+    h, w = viewer.viewport().height(), viewer.viewport().width()
+    assert _marker_pixels(viewer, (slice(h // 2 - 20, h // 2 + 20), slice(w - 30, w))) > 5

@@ -80,8 +80,9 @@ def corner_text(image, frame: int = 0, window: tuple[float, float] | None = None
             top_left += [name] if name else []
             pid = _text(ds, "PatientID")
             top_left += [f"ID {pid}"] if pid else []
-            born = " ".join(v for v in (_date(_text(ds, "PatientBirthDate")),
-                                        _text(ds, "PatientSex")) if v)
+            sex = _text(ds, "PatientSex")
+            born = "  ".join(v for v in (_date(_text(ds, "PatientBirthDate")),
+                                         f"Sex {sex}" if sex else "") if v)
             top_left += [born] if born else []
         if ds is not None:
             if not deidentified:
