@@ -10,28 +10,23 @@ no explainer.
 
 from __future__ import annotations
 
-from typing import Any
+import copy
 
 import torch
 
 
-class _RawLogits:
-    """A loaded model whose output function is the identity."""
-
-    def __init__(self, model: Any) -> None:
-        self._model = model
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-    def scores(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits
+def _identity(logits: torch.Tensor) -> torch.Tensor:
+    return logits
 
 
 def logit_view(capture):
     """Return a view of ``capture`` whose ``forward_scores(batch)`` gives (M, K) logits."""
     view = capture.view(capture.needs)
-    view.model = _RawLogits(capture.model)
+    # A shallow copy of the model whose output function is the identity: it still runs the
+    # model's own module, so the scorer's folded copy of that module serves it too.
+    model = copy.copy(capture.model)
+    object.__setattr__(model, "scores", _identity)
+    view.model = model
     return view
 
 

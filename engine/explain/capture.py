@@ -20,6 +20,7 @@ import torch
 
 from engine.core.cancel import CancelToken
 from engine.core.errors import LucidaError, ModelError, UsageError
+from engine.explain.scorer import fast_model, has_hooks, pass_size
 from engine.explain.targets import (
     class_scores,
     objective,
@@ -260,10 +261,11 @@ class Capture:
         """
         self._need("forward_fn")
         outs = []
+        model, size = self._scoring(batch, batch_size)
         with torch.inference_mode():
-            for start in range(0, batch.shape[0], batch_size):
-                chunk = batch[start : start + batch_size].to(self.input.device)
-                outs.append(region_scores(self.model.scores(self._logits(chunk)).float(),
+            for start in range(0, batch.shape[0], size):
+                chunk = batch[start : start + size].to(self.input.device)
+                outs.append(region_scores(self.model.scores(self._logits(chunk, model)).float(),
                                           self.region))
         self._count(int(batch.shape[0]))
         return torch.cat(outs, 0)
@@ -317,27 +319,41 @@ class Capture:
             raise UsageError(f"{idx.numel()} targets for {inputs.shape[0]} inputs")
         grads, values = [], []
         module = getattr(self.model, "module", None)
+        model, size = (self.model, batch_size) if hooks is not None else \
+            self._scoring(inputs, batch_size)
         ctx = hooks(module) if hooks is not None else contextlib.nullcontext()
         with ctx, torch.enable_grad():
-            for start in range(0, inputs.shape[0], batch_size):
+            for start in range(0, inputs.shape[0], size):
                 if cancel is not None:
                     cancel.check()
-                chunk = inputs[start : start + batch_size].to(self.input.device).detach()
+                chunk = inputs[start : start + size].to(self.input.device).detach()
                 chunk.requires_grad_(True)
-                value = self.objective(self.model.logits(chunk), idx[start : start + len(chunk)])
+                value = self.objective(model.logits(chunk), idx[start : start + len(chunk)])
                 (grad,) = torch.autograd.grad(value.sum(), chunk)
                 grads.append(grad.detach())
                 values.append(value.detach())
         self._count(int(inputs.shape[0]))
         return torch.cat(grads, 0), torch.cat(values, 0)
 
-    def _logits(self, chunk: torch.Tensor) -> torch.Tensor:
+    def _scoring(self, batch: torch.Tensor, batch_size: int) -> tuple[Any, int]:
+        """The model to score ``batch`` with and the inputs per pass (see engine.explain.scorer).
+
+        The folded private copy in cache-sized passes; with hooks installed on the model's
+        modules (Ablation-CAM's ablation pairs one channel with each input of a pass), the model
+        itself in the passes asked for.
+        """
+        module = getattr(self.model, "module", None)
+        if isinstance(module, torch.nn.Module) and has_hooks(module):
+            return self.model, batch_size
+        return fast_model(self.model, self.input), pass_size(batch, batch_size)
+
+    def _logits(self, chunk: torch.Tensor, model: Any) -> torch.Tensor:
         if self._channels_last:
             try:
-                return self.model.logits(chunk.contiguous(memory_format=torch.channels_last))
+                return model.logits(chunk.contiguous(memory_format=torch.channels_last))
             except RuntimeError:
                 self._channels_last = False
-        return self.model.logits(chunk)
+        return model.logits(chunk)
 
 
 def _copy(capture: Capture) -> Capture:
