@@ -466,6 +466,10 @@ class QtExportDialog(QDialog):
                             f"A copy is in {folder / FILED_FOLDER}")
         self.sig_exported.emit(sorted((folder / FILED_FOLDER).glob("*.dcm")))
 
+    def idle(self) -> bool:
+        """Whether no preview, export or filing is running on a worker thread."""
+        return not self._workers
+
     def _run(self, worker) -> None:
         self._workers.add(worker)
         worker.finished.connect(lambda w=worker: self._workers.discard(w))

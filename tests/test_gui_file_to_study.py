@@ -63,7 +63,8 @@ def dialog(qtbot, explained, config_path, monkeypatch):
     image, result = explained
     widget = QtExportDialog(None, result, image, VIEW_STATE)
     qtbot.addWidget(widget)
-    return widget
+    yield widget
+    qtbot.waitUntil(widget.idle, timeout=30000)  # no preview outlives the dialog
 
 
 def _series(orthanc) -> set[str]:
@@ -170,3 +171,4 @@ def test_filing_needs_a_node_file(qtbot, explained, tmp_path, monkeypatch):
     qtbot.addWidget(widget)
     assert not widget.kind_file.isEnabled()
     assert "No PACS node" in widget.filing_note.text()
+    qtbot.waitUntil(widget.idle, timeout=30000)
