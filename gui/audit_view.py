@@ -1,7 +1,8 @@
 """The Audit view: run a bias audit on the window's worker and browse its results.
 
 The view holds no audit logic: a background job on the review window's one worker calls the
-engine's ``run_audit`` and ``write_outputs`` with the model (and the trust) the user chose; the
+engine's ``run_audit`` (or, with the Ray engine, ``run_audit_ray`` on a local Ray instance or a
+cluster address) and ``write_outputs`` with the model (and the trust) the user chose; the
 table, charts and heatmap grid are read from the files the engine wrote. The review window's own
 work goes first: the audit pauses after its current batch and resumes by itself.
 """
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -38,15 +40,20 @@ from PySide6.QtWidgets import (
 
 #: Columns of audit.csv shown in the table, in order, when present.
 TABLE_LEAD = ("path", "label", "pred", "correct")
+#: Engine choices: (label, engine name).
+ENGINES = (("This computer", "local"), ("Ray (local instance or cluster)", "ray"))
 
 
 def audit_job(dataset_spec: str, model_spec: str, trust: bool, device: str, method: str,
-              layer: str, out_dir: str, resume: bool):
+              layer: str, out_dir: str, resume: bool, engine: str = "local",
+              address: str | None = None, workers: int = 2):
     """Return the worker function of one audit.
 
     It is a background job: the review window's own work preempts it after the current batch,
     and it runs again later, resuming the batches already stored, with the dataset and model it
-    loaded the first time.
+    loaded the first time. With ``engine="ray"`` the batches run on Ray (``address`` ``auto``
+    or ``HOST:PORT``, or None for a Ray instance on this computer) with ``workers`` actors; the
+    Ray session stays open for the resumed run and later audits.
     """
     loaded: dict = {}
 
@@ -61,13 +68,27 @@ def audit_job(dataset_spec: str, model_spec: str, trust: bool, device: str, meth
                                                 device=str(resolve_device(device)))
             loaded["resume"] = resume
         dataset, model = loaded["dataset"], loaded["model"]
-        store = run_audit(dataset, model, AuditSettings(method=method, layer=layer or "auto"),
-                          out_dir, resume=loaded["resume"], progress=progress, cancel=cancel)
+        settings = AuditSettings(method=method, layer=layer or "auto")
+        if engine == "ray":
+            from engine.audit import ray_engine
+
+            progress(0.0, f"connecting to Ray ({address or 'a local instance'})…")
+            ray_engine.stay_connected(address, workers)
+            store = ray_engine.run_audit_ray(
+                dataset, model, model_spec, settings, out_dir, trust=trust,
+                resume=loaded["resume"], progress=progress, cancel=cancel, address=address,
+                workers=workers,
+            )
+            info = ray_engine.engine_info(workers, address)
+        else:
+            store = run_audit(dataset, model, settings, out_dir, resume=loaded["resume"],
+                              progress=progress, cancel=cancel)
+            info = {"name": "local", "workers": 1}
         loaded["resume"] = True  # a preempted run picks up its stored batches
         cancel.check()
         progress(1.0, "writing audit.json, audit.csv, heatmaps and report.pdf")
         header = json.loads((Path(out_dir) / "run.json").read_text())
-        return write_outputs(store, dataset, model, header, out_dir), str(out_dir)
+        return write_outputs(store, dataset, model, header, out_dir, engine=info), str(out_dir)
 
     return run
 
@@ -184,6 +205,23 @@ class QtAuditView(QWidget):
         self.layer_edit = QLineEdit("auto")
         self.out_edit = QLineEdit(str(Path.home() / "lucida-audit"))
         self.resume_box = QCheckBox("Resume the run in this folder")
+        self.engine_combo = QComboBox()
+        for label, name in ENGINES:
+            self.engine_combo.addItem(label, name)
+        self.address_edit = QLineEdit()
+        self.address_edit.setPlaceholderText("empty: start Ray here; auto; or HOST:PORT")
+        self.address_edit.setToolTip("Start a cluster with `ray start --head`, then give its "
+                                     "address, or auto on one of its nodes")
+        self.workers_spin = QSpinBox()
+        self.workers_spin.setRange(1, 1024)
+        self.workers_spin.setValue(2)
+        self.workers_spin.setToolTip("Ray actors, each loading the model once")
+        cluster_row = QHBoxLayout()
+        cluster_row.addWidget(self.address_edit, 1)
+        cluster_row.addWidget(QLabel("Workers"))
+        cluster_row.addWidget(self.workers_spin)
+        self.engine_combo.currentIndexChanged.connect(self._engine_changed)
+        self._engine_changed()
 
         form = QFormLayout()
         form.addRow("Dataset", data_row)
@@ -192,6 +230,8 @@ class QtAuditView(QWidget):
         form.addRow("Layer", self.layer_edit)
         form.addRow("Output", self.out_edit)
         form.addRow("", self.resume_box)
+        form.addRow("Run on", self.engine_combo)
+        form.addRow("Ray address", cluster_row)
 
         self.run_button = QPushButton("Run audit")
         self.run_button.clicked.connect(self.start)
@@ -248,6 +288,11 @@ class QtAuditView(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.tabs, 1)
 
+    def _engine_changed(self, _index: int = 0) -> None:
+        on_ray = self.engine_combo.currentData() == "ray"
+        self.address_edit.setEnabled(on_ray)
+        self.workers_spin.setEnabled(on_ray)
+
     def _method_names(self) -> list[str]:
         window = self.jobs.parent()
         names = list(getattr(window, "explainers", {}) or ())
@@ -269,13 +314,17 @@ class QtAuditView(QWidget):
         spec = self.model_combo.currentText().strip()
         window_spec, window_trust, device = self._model_choice()
         trust = window_trust and spec == window_spec
+        engine = self.engine_combo.currentData()
         fn = audit_job(dataset, spec, trust, device, self.method_combo.currentText(),
                        self.layer_edit.text().strip(), self.out_edit.text().strip(),
-                       self.resume_box.isChecked())
+                       self.resume_box.isChecked(), engine=engine,
+                       address=self.address_edit.text().strip() or None,
+                       workers=self.workers_spin.value())
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        self.status.setText("Starting… (the review window's own work goes first)")
+        self.status.setText("Starting… (the review window's own work goes first)"
+                            + (" Ray takes some seconds to start." if engine == "ray" else ""))
         return self.jobs.submit("audit", fn, background=True, on_done=self._on_finished,
                                 on_failed=self._on_failed, on_cancelled=self._on_cancelled,
                                 on_progress=self._on_progress, spec=spec)

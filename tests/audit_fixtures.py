@@ -34,6 +34,18 @@ def write_phantom_dataset(folder: Path, n: int, size: int = 48, seed: int = 0) -
     return manifest
 
 
+def start_local_ray() -> None:
+    """Start a local Ray with two logical CPUs, as many as the tests' actors.
+
+    The decode tasks must still be scheduled next to the actors (the engine keeps CPUs free
+    for them), so a pool that took every CPU would hang the tests, not pass them.
+    """
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=128 * 1024**2)
+
+
 def small_model(size: int = 48, seed: int = 0) -> LoadedModel:
     """Return the demo architecture, narrow and randomly initialised, as a LoadedModel."""
     torch.manual_seed(seed)

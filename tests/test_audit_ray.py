@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import ray
-from audit_fixtures import write_phantom_dataset
+from audit_fixtures import start_local_ray, write_phantom_dataset
 
 from engine.audit.aggregate import aggregate
 from engine.audit.manifest import load_dataset
@@ -24,9 +24,7 @@ N = 14
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """Two logical CPUs, as many as actors: the read tasks must still be scheduled."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             object_store_memory=128 * 1024**2)
+    start_local_ray()
     yield
     ray.shutdown()
 

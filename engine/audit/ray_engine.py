@@ -18,6 +18,7 @@ store.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -196,6 +197,54 @@ def _start_ray(address: str | None, workers: int) -> bool:
     return True
 
 
+def require_ray() -> None:
+    """Raise a one-line error naming the extra to install when Ray is missing.
+
+    This module imports Ray only when it runs, so callers ask here before they start.
+    """
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError("the Ray engine needs Ray",
+                         fix="pip install 'lucida[ray]' (or pip install 'ray[data]')")
+
+
+def _connect(address: str | None, workers: int) -> bool:
+    try:
+        return _start_ray(address, max(1, int(workers)))
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UsageError(f"cannot reach the Ray cluster at {address} ({exc})",
+                         fix="start it with `ray start --head` and pass --address") from None
+
+
+#: The address of the session :func:`stay_connected` opened ("local" for a local instance).
+_KEPT: list[str] = []
+
+
+def stay_connected(address: str | None = None, workers: int = 2) -> None:
+    """Connect to Ray and stay connected, for an application that audits now and then.
+
+    A local instance or a cluster connection is started once and reused by later audits (and
+    by an audit that was paused and resumes); Ray closes it when the process exits. Asked for
+    another address, the kept session is closed and a new one opened. A session this module
+    did not open (a test's instance) is used as it is.
+
+    Raises
+    ------
+    UsageError
+        Ray is missing, or the cluster at ``address`` cannot be reached.
+    """
+    require_ray()
+    import ray
+
+    key = address or "local"
+    if ray.is_initialized():
+        if not _KEPT or _KEPT[0] == key:
+            return
+        ray.shutdown()
+    _KEPT[:] = []
+    _connect(address, workers)
+    _KEPT.append(key)
+
+
 @contextmanager
 def ray_session(address: str | None = None, workers: int = 2) -> Iterator[None]:
     """Be connected to Ray inside the block: to ``address``, or to a local instance.
@@ -208,13 +257,10 @@ def ray_session(address: str | None = None, workers: int = 2) -> Iterator[None]:
     UsageError
         When the cluster at ``address`` cannot be reached.
     """
+    require_ray()
     import ray
 
-    try:
-        started = _start_ray(address, max(1, int(workers)))
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UsageError(f"cannot reach the Ray cluster at {address} ({exc})",
-                         fix="start it with `ray start --head` and pass --address") from None
+    started = _connect(address, workers)
     try:
         yield
     finally:
@@ -296,6 +342,7 @@ def run_audit_ray(
     UsageError
         For a cluster without enough CPUs, or an unreachable address.
     """
+    require_ray()
     import ray
 
     progress = progress or (lambda f, m="": None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import sys
 import time
@@ -117,13 +116,10 @@ def audit_one(dataset_path, model_spec, args, out: Path):
 
 
 def _ray_engine():
-    """The Ray engine module, or a one-line error naming the extra to install."""
-    # The engine module imports Ray only when it runs, so ask for Ray itself here.
-    if importlib.util.find_spec("ray") is None:
-        raise UsageError("--engine ray needs Ray",
-                         fix="pip install 'lucida[ray]' (or pip install 'ray[data]')")
+    """The Ray engine module, once it is known that Ray is installed."""
     from engine.audit import ray_engine
 
+    ray_engine.require_ray()
     return ray_engine
 
 
