@@ -10,7 +10,7 @@ and heatmap. The numbers come from :mod:`engine.studies.calibration` and
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QLineF, QObject, QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QPainter, QPen, QTransform
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsView
 
 from engine.core.errors import UsageError
@@ -22,6 +22,8 @@ from gui.view_annotations import QtViewAnnotations
 #: The ruler's colour: yellow is no grey level, and the dark casing keeps it readable on white.
 RULER_COLOR = QColor(255, 225, 40)
 RULER_CASING = QColor(0, 0, 0, 200)
+#: An ROI ending right of this share of the image width gets its label on its left.
+RIGHT_SIDE = 0.6
 
 
 class QtRulerItem(QGraphicsItem):
@@ -199,8 +201,15 @@ class RoiStatsLabel(QObject):
         if self.stats is None:
             self.label.setVisible(False)
         else:
-            (_x0, _y0, x1, y1), _shape = roi
+            (x0, _y0, x1, y1), _shape = roi
             self.label.set_lines(self.stats.lines(), QPointF(x1, y1))
+            if x1 > RIGHT_SIDE * image.shape[1]:
+                # Near the right edge the label hangs to the left of the ROI, on the image.
+                self.label.setPos(QPointF(x0, y1))
+                width = self.label.boundingRect().width()
+                self.label.setTransform(QTransform.fromTranslate(-width, 0))
+            else:
+                self.label.setTransform(QTransform())
         self.sig_stats.emit(self.stats)
         return self.stats
 

@@ -197,3 +197,14 @@ def test_annotations_cover_the_viewport_after_a_resize(viewer, qtbot):
     assert annotations.width() == 700
     h, w = viewer.viewport().height(), viewer.viewport().width()
     assert _marker_pixels(viewer, (slice(h // 2 - 20, h // 2 + 20), slice(w - 30, w))) > 5
+
+
+def test_roi_label_stays_on_screen_at_the_right_edge(viewer, qtbot, tmp_path):
+    viewer.set_image(_ct_copy(tmp_path, "ct.dcm"))
+    label = viewer.tools.roi_stats.label
+    for box in ((10, 40, 40, 70), (96, 40, 126, 70)):
+        viewer.set_roi(box, "box")
+        qtbot.waitUntil(lambda: label.isVisible())
+        rect = label.deviceTransform(viewer.viewportTransform()).mapRect(
+            label.boundingRect())
+        assert 0 <= rect.left() and rect.right() <= viewer.viewport().width()
