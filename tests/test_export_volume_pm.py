@@ -1,7 +1,8 @@
 """A volume's map as a multi-frame Parametric Map in the volume's geometry, checked by dciodvfy.
 
 One frame per slice, each placed at its slice's Image Position (Patient) and derived from that
-slice; the research export refers to de-identified stand-ins, filing refers to the slices.
+slice; the research export refers to de-identified stand-ins, filing refers to the slices and
+is sent to a real Orthanc with ``explain SERIES --send``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from engine.explain.core import MapResult
 from engine.export.dicom_objects import PATIENT_STUDY, RESEARCH, volume_map_objects
 from engine.studies.nifti import open_nifti
 from engine.studies.volume import open_volume
-from tests.pacs_fixtures import dciodvfy_errors
+from tests.pacs_fixtures import Orthanc, dciodvfy_errors
 
 SLICES = 24
 
@@ -171,3 +172,33 @@ def test_other_report_formats_for_a_volume_are_one_line(series, tmp_path, capsys
                  "--report", "pdf"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--report writes pm" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("node", ["web", "dimse"])
+def test_explain_send_files_a_volume_map_into_the_series_study(series, tmp_path, node,
+                                                               monkeypatch, capsys):
+    folder_in, _ = series
+    sources = _sources(folder_in)
+    first = next(iter(sources.values()))
+    server = Orthanc(tmp_path / "orthanc").start()
+    try:
+        assert all(server.upload(p) for p in sorted(folder_in.glob("*.dcm")))
+        monkeypatch.setenv("LUCIDA_PACS_CONFIG", str(server.node_file(tmp_path)))
+        out = tmp_path / "out"
+        assert main(["explain", str(folder_in), "--model", "demo-3d", "--out", str(out),
+                     "--send", node, "--keep-identifiers"]) == 0
+        assert f"into study {first.StudyInstanceUID} on {node}" in capsys.readouterr().out
+        folder = out / folder_in.name
+        record = json.loads((folder / "result.json").read_text())["export"]
+        assert record["kind"] == PATIENT_STUDY and record["sent"] is True
+        (item,) = record["instances"]
+        assert item["stored"]
+        found = server.instances_of_series(first.StudyInstanceUID, item["series_instance_uid"])
+        assert [i["00080018"]["Value"][0] for i in found] == [item["sop_instance_uid"]]
+    finally:
+        server.stop()
+    (path,) = (folder / "patient_study").glob("pm_*.dcm")
+    assert dciodvfy_errors(path) == []
+    pm = pydicom.dcmread(path)
+    assert pm.StudyInstanceUID == first.StudyInstanceUID and int(pm.NumberOfFrames) == SLICES
+    assert set(_frame_refs(pm)) == set(sources)

@@ -170,14 +170,16 @@ def _explain_volume(args, path, folder, session, model, request_kw, load_ms) -> 
     from engine.export.volume import volume_result_json, write_volume_outputs
     from engine.studies.volume import open_volume
 
-    if args.send or (args.report and args.report.strip().lower() != "pm"):
-        raise UsageError("for volumes, --report writes pm (a multi-frame Parametric Map) only, "
-                         "and --send is not available yet", path=path,
-                         fix="use --report pm, or drop --report/--send; the maps and overlays "
-                         "are written")
+    if args.report and args.report.strip().lower() != "pm":
+        raise UsageError("for volumes, --report writes pm (a multi-frame Parametric Map) only",
+                         path=path, fix="use --report pm, or drop --report; the maps and "
+                         "overlays are written")
     start = time.perf_counter()
     volume = open_volume(path)
     open_ms = (time.perf_counter() - start) * 1000.0
+    if args.send and not volume.images:
+        raise UsageError("is not a DICOM series, so it has no study to file into", path=path,
+                         fix="explain the series folder, or drop --send")
     roi = None
     if args.roi is not None:
         from engine.metrics.volume import parse_box3d
@@ -240,9 +242,15 @@ def _explain_volume(args, path, folder, session, model, request_kw, load_ms) -> 
         from engine.export.export_kind import publish_research
 
         publish_research(folder, pm_files, keep_identifiers=args.keep_identifiers)
+    filed = ""
+    if args.send:
+        from engine.pacs.filing import file_volume_into_study
+
+        filed = "\n" + file_volume_into_study(maps, volume, folder, args.send_node)
     s, r, c = volume.shape
     return (f"{path}: {classes[target]} ({scores[target]:.3f}), {len(maps)} map(s) of "
-            f"{s}x{r}x{c} -> {folder}" + "".join(f"\n  warning: {w}" for w in warnings))
+            f"{s}x{r}x{c} -> {folder}" + "".join(f"\n  warning: {w}" for w in warnings)
+            + filed)
 
 
 def run(args) -> int:

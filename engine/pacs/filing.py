@@ -15,7 +15,7 @@ from pathlib import Path
 from engine.core.atomic import StagedFiles
 from engine.core.cancel import CancelToken, ProgressFn
 from engine.core.errors import UsageError
-from engine.export.dicom_objects import PATIENT_STUDY, explanation_objects
+from engine.export.dicom_objects import PATIENT_STUDY, explanation_objects, volume_map_objects
 from engine.export.export_kind import record_export
 from engine.export.figure import FigureOptions, render_figure
 from engine.export.results import write_explain_outputs
@@ -103,11 +103,48 @@ def file_into_study(result, image, folder: Path | str, node: Node, *,
     objects = explanation_objects(result, image, kind=PATIENT_STUDY, metrics=metrics,
                                   figure_rgb=figure.rgb,
                                   derivation=f"Lucida {figure.caption}")
+    return _keep_and_send(objects, image.dataset, folder, node, what=(
+        f"{len(objects)} objects (Secondary Capture, {len(objects) - 2} Parametric Map(s), SR)"))
+
+
+def file_volume_into_study(maps: dict, volume, folder: Path | str, node: Node) -> str:
+    """File a volume's maps into its study as multi-frame Parametric Maps on its slices.
+
+    Parameters
+    ----------
+    maps : dict
+        ``(method, layer) -> MapResult`` with ``(slices, rows, columns)`` heatmaps.
+    volume : Volume
+        The explained DICOM series.
+    folder : Path or str
+        The volume's output folder, holding its ``result.json``.
+    node : Node
+        Where to send.
+
+    Returns
+    -------
+    str
+        One line saying what was filed where.
+
+    Raises
+    ------
+    UsageError
+        For a volume that is not a DICOM series (NIfTI).
+    PacsError
+        If the send failed; ``result.json`` then says ``"sent": false``.
+    """
+    objects = volume_map_objects(maps, volume, kind=PATIENT_STUDY)
+    first = volume.images[0].dataset
+    return _keep_and_send(objects, first, Path(folder), node,
+                          what=f"{len(objects)} multi-frame Parametric Map(s)")
+
+
+def _keep_and_send(objects, source, folder: Path, node: Node, *, what: str) -> str:
+    """Keep a copy of the objects, send them, and record in ``result.json`` what was sent."""
     with StagedFiles(folder / FILED_FOLDER) as staged:
         for obj in objects:
             staged.add(obj.name, obj.to_bytes())
         staged.commit()
-    source = image.dataset
     record = {
         "kind": PATIENT_STUDY,
         "node": node.name,
@@ -135,9 +172,7 @@ def file_into_study(result, image, folder: Path | str, node: Node, *,
         item["stored"] = item["sop_instance_uid"] in report.stored
     record.update(sent=True, attempts=report.attempts)
     record_export(folder, record)
-    return (f"  filed {len(objects)} objects (Secondary Capture, "
-            f"{len(objects) - 2} Parametric Map(s), SR) into study {source.StudyInstanceUID} "
-            f"on {node.name} ({node.protocol})")
+    return f"  filed {what} into study {source.StudyInstanceUID} on {node.name} ({node.protocol})"
 
 
 def file_reviewed(result, image, folder: Path | str, node: Node, *,
