@@ -19,9 +19,9 @@ from pathlib import Path
 
 from engine.core.atomic import write_atomic
 from engine.core.errors import LucidaError
+from engine.core.hashing import sha256_file
 from engine.core.jsonsafe import jsonable
 from engine.core.versions import app_version
-from engine.models.loaders import sha256_file
 
 __all__ = [
     "REVIEW_FORMAT",

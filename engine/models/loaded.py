@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from engine.core.errors import ModelError, UsageError
+from engine.core.hashing import sha256_file
 from engine.core.resources import MODELS
 from engine.models.adapters import adapt_output
 from engine.models.card import ModelCard, default_spec, read_card
@@ -28,7 +29,6 @@ from engine.models.loaders import (
     build_architecture,
     load_whole_model,
     read_state_dict,
-    sha256_file,
 )
 from engine.models.preprocess import InputSpec, map_to_image, normalise_spec, prepare_array
 from engine.models.volume_preprocess import (

@@ -9,7 +9,6 @@ recognised by reading their opcodes with :mod:`pickletools`, which never execute
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import inspect
 import io
@@ -26,15 +25,6 @@ from engine.core.errors import ModelError, TrustRequired
 from engine.demo.arch import DEMO_ARCHITECTURES
 
 TRUST_FIX = "pass --trust-model (or confirm in the GUI) only if you trust where it came from"
-
-
-def sha256_file(path: str | Path) -> str:
-    """Return the SHA-256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def build_architecture(
