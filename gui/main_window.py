@@ -434,7 +434,26 @@ class QtMainWindow(QMainWindow, ViewCommands):
 
     def request_explain(self) -> int | None:
         """Show the wanted map(s) from the cache, or ask the worker for what is missing."""
+        mismatch = self._model_mismatch()
+        if mismatch:
+            self.show_error(mismatch)
+            return None
         return self.explain.request()
+
+    def _model_mismatch(self) -> str | None:
+        """Why the loaded model cannot read what is shown (a volume, or a 2-D image), or None."""
+        model, image = self.model, self.image
+        if model is None or image is None:
+            return None
+        volume, reads_volumes = is_volume(image), bool(getattr(model, "is_volumetric", False))
+        if volume and not reads_volumes:
+            return (f"model {model.name} reads 2-D images, not volumes. Fix: pick a 3-D model "
+                    "(a card with [input] size = [D, H, W], such as the demo 3-D model), or "
+                    "open one of the series' slices")
+        if reads_volumes and not volume:
+            return (f"model {model.name} reads volumes, not 2-D images. Fix: select a "
+                    "series' volume row or a NIfTI file, or pick a 2-D model")
+        return None
 
     def set_target(self, index: int | None) -> None:
         """Explain another class (None: the top class)."""

@@ -208,8 +208,11 @@ def test_the_export_holds_the_planes_on_screen(qapp, window, tmp_path):
 
 def test_another_volume_never_shows_this_volume_s_map(qapp, window):
     _back_to_volume(qapp, window)
+    errors = []
+    window.sig_error.connect(errors.append)
     window.load_model("demo")  # a 2-D model cannot explain a volume: nothing is drawn
     assert pump(qapp, lambda: window.model is not None and window.model.name == "demo")
+    assert pump(qapp, lambda: any("reads 2-D images, not volumes" in e for e in errors))
     nifti = open_paths([str(DEMO_CT / "chest_ct.nii.gz")]).nifti[0]
     assert nifti.shape == window.volumes.volume.shape  # same shape: only the owner tells
     window.show_image(nifti)
