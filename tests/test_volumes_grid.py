@@ -85,3 +85,13 @@ def test_an_unknown_plane_is_refused():
     grid = patient_grid(np.eye(4), (2, 3, 4))
     with pytest.raises(UsageError):
         grid.plane(np.zeros(grid.shape), "oblique", (0, 0, 0))
+
+
+def test_a_point_outside_the_volume_is_clipped_onto_its_last_plane():
+    volume = _volume(_ramp(), spacing=(2.5, 0.7, 0.7))
+    grid = patient_grid(volume.affine, volume.shape)
+    inside = grid.point((2, 3, 4))
+    far = inside + np.array([0.0, 0.0, 500.0])  # far above the head
+    clipped = grid.clip(far)
+    assert np.allclose(clipped, grid.point((0, 3, 4)))
+    assert np.allclose(grid.clip(inside), inside)

@@ -311,6 +311,11 @@ class PatientGrid:
         return tuple(int(np.clip(np.rint(s), 0, n - 1)) for s, n in zip(steps, self.shape,
                                                                           strict=True))
 
+    def clip(self, point) -> np.ndarray:
+        """The LPS point nearest ``point`` inside the grid (a scroll stops at the last plane)."""
+        steps = (_GRID_AXES @ (np.asarray(point, dtype=np.float64) - self.origin)) / self.pixel_mm
+        return self.point(np.clip(steps, 0, np.asarray(self.shape) - 1))
+
     def geometry(self, plane: str, index) -> PlaneGeometry:
         """Where the pixels of plane ``plane`` through grid voxel ``index`` lie."""
         _check(plane)
