@@ -18,6 +18,7 @@ import numpy as np
 from engine.audit.manifest import BORDER_ROLE
 from engine.audit.measures import (
     RunningMeanMap,
+    bootstrap_ci,
     classification_summary,
     confusion_matrix,
     summarise,
@@ -190,6 +191,74 @@ def verdicts(roi_share: dict) -> list[str]:
                 line += f"; no other {col} group has a `{role}` region"
             lines.append(line)
     return lines
+
+
+def _ratio(share: float, area: float) -> float:
+    """Share over area fraction; NaN when the region has no area or either is unknown."""
+    if not (np.isfinite(share) and np.isfinite(area)) or area <= 0.0:
+        return float("nan")
+    return float(share / area)
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def contrasts(records: Iterable[dict], roles: Sequence[str],
+              areas: dict[str, dict[str, float]]) -> dict:
+    """Return, per role, enrichment overall and per group, and each group against the rest.
+
+    Enrichment is the mean share of saliency on a role divided by the role's mean area
+    fraction over the same images: 1.0 is what a map spread evenly over the image gives, 10
+    means ten times the saliency its size would earn. Each group is contrasted with its
+    complement, the images outside it: the difference of mean shares, with a bootstrap CI
+    (:func:`engine.audit.measures.bootstrap_ci` with ``minus``).
+
+    Parameters
+    ----------
+    records : iterable of dict
+        Per-image records (failed images are skipped).
+    roles : sequence of str
+        The dataset's ROI roles (``border`` is added).
+    areas : dict
+        ``path -> {role: fraction of the image the role covers}``; images without an entry
+        count in the shares but not in the area fractions.
+
+    Returns
+    -------
+    dict
+        ``role -> {"area_fraction", "enrichment", "by_group": {group: {"share",
+        "area_fraction", "enrichment", "vs_rest": {"diff", "ci95", "n", "n_rest"}}}}``.
+    """
+    roles = [*sorted(r for r in roles if r != BORDER_ROLE), BORDER_ROLE]
+    done = [rec for rec in records if "error" not in rec]
+    out = {}
+    for role in roles:
+        pairs = [(rec, rec["shares"].get(role)) for rec in done]
+        pairs = [(rec, s) for rec, s in pairs if s is not None and np.isfinite(s)]
+        shares = [s for _, s in pairs]
+        fracs = [areas[r["path"]][role] for r, _ in pairs
+                 if role in areas.get(r["path"], {})]
+        entry = {"area_fraction": _mean(fracs), "enrichment": _ratio(_mean(shares), _mean(fracs))}
+        groups = sorted({g for rec, _ in pairs for g in group_keys(rec)})
+        by_group = {}
+        for g in groups:
+            inside = [(rec, s) for rec, s in pairs if g in group_keys(rec)]
+            rest = [s for rec, s in pairs if g not in group_keys(rec)]
+            g_shares = [s for _, s in inside]
+            g_fracs = [areas[r["path"]][role] for r, _ in inside
+                       if role in areas.get(r["path"], {})]
+            diff = _mean(g_shares) - _mean(rest) if rest else float("nan")
+            by_group[g] = {
+                "share": _mean(g_shares),
+                "area_fraction": _mean(g_fracs),
+                "enrichment": _ratio(_mean(g_shares), _mean(g_fracs)),
+                "vs_rest": {"diff": diff, "ci95": list(bootstrap_ci(g_shares, minus=rest)),
+                            "n": len(g_shares), "n_rest": len(rest)},
+            }
+        entry["by_group"] = by_group
+        out[role] = entry
+    return out
 
 
 def mean_heatmaps(

@@ -124,18 +124,34 @@ def region_shares(
     return out
 
 
+def _resampled_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Means of ``n_boot`` resamples of ``x``, drawn in chunks so memory stays bounded."""
+    n = x.size
+    means = np.empty(n_boot)
+    chunk = max(1, 4_000_000 // n)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        means[start:stop] = x[idx].mean(axis=1)
+    return means
+
+
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray,
     *,
     level: float = 0.95,
     n_boot: int = 2000,
     seed: int = 0,
+    minus: Sequence[float] | np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Return a percentile bootstrap confidence interval for the mean of ``values``.
 
     NaN values are dropped first. Resamples are drawn in chunks so memory stays bounded for
     large datasets. The same values and ``seed`` always give the same interval, in whatever
     order the values come (engines that finish images in different orders agree).
+
+    With ``minus`` the interval is for ``mean(values) - mean(minus)``: both samples are
+    resampled independently (a group against the images outside it).
 
     Returns
     -------
@@ -144,18 +160,19 @@ def bootstrap_ci(
     """
     x = np.asarray(values, dtype=np.float64)
     x = np.sort(x[np.isfinite(x)])
+    y = None
+    if minus is not None:
+        y = np.asarray(minus, dtype=np.float64)
+        y = np.sort(y[np.isfinite(y)])
     n = x.size
-    if n == 0:
+    if n == 0 or (y is not None and y.size == 0):
         return (float("nan"), float("nan"))
-    if n == 1:
+    if y is None and n == 1:
         return (float(x[0]), float(x[0]))
     rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    chunk = max(1, 4_000_000 // n)
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = x[idx].mean(axis=1)
+    means = _resampled_means(x, n_boot, rng)
+    if y is not None:
+        means = means - _resampled_means(y, n_boot, rng)
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     return (float(lo), float(hi))

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audit.aggregate import aggregate, flag_reason, mean_heatmaps
+from engine.audit.aggregate import aggregate, contrasts, flag_reason, mean_heatmaps
 from engine.audit.manifest import BORDER_ROLE, Manifest
+from engine.audit.measures import region_shares
 from engine.audit.store import ResultStore
 from engine.core.atomic import StagedFiles
 from engine.core.errors import ExportError
@@ -28,6 +29,54 @@ GRID_NAME = "grid.png"
 def _safe(name: str) -> str:
     """Return a file-name-safe version of a class or group label."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _image_shape(path: Path) -> tuple[int, int] | None:
+    """(rows, columns) of an image from its header alone, or None when it cannot be read."""
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(path) as im:
+            return im.size[1], im.size[0]
+    except OSError:
+        pass
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        return int(ds.Rows), int(ds.Columns)
+    except (OSError, AttributeError, ValueError, pydicom.errors.InvalidDicomError):
+        return None
+
+
+def _mask_fraction(path: Path) -> float | None:
+    """Fraction of a mask file's pixels that are set, or None when it cannot be read."""
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(path) as im:
+            return float((np.asarray(im.convert("L")) > 0).mean())
+    except OSError:
+        return None
+
+
+def area_fractions(dataset: Manifest) -> dict[str, dict[str, float]]:
+    """Return, per image path, the fraction of the image each of its roles covers.
+
+    It is the share a uniform map would put on each role (so an enrichment of 1.0 means
+    "as much saliency as the region's size"); an unreadable image has no entry.
+    """
+    out = {}
+    for row in dataset.rows:
+        shape = _image_shape(row.path)
+        if shape is None:
+            continue
+        fracs = region_shares(np.ones(shape), row.boxes, border=BORDER_ROLE)
+        for role, mask in row.masks.items():
+            if role not in row.boxes and (frac := _mask_fraction(mask)) is not None:
+                fracs[role] = frac
+        out[str(row.path)] = fracs
+    return out
 
 
 def summarise_run(store: ResultStore, dataset: Manifest, model, header: dict) -> dict:
@@ -56,6 +105,8 @@ def summarise_run(store: ResultStore, dataset: Manifest, model, header: dict) ->
                         + len(dataset.problems)},
             "params": header["params"],
             "target": header["target"],
+            # Enrichment (share over area) and each group against the rest, per role.
+            "roi_contrast": contrasts(store.records(), dataset.roles, area_fractions(dataset)),
         }
     )
 
