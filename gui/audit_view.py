@@ -5,6 +5,10 @@ engine's ``run_audit`` (or, with the Ray engine, ``run_audit_ray`` on a local Ra
 cluster address) and ``write_outputs`` with the model (and the trust) the user chose; the
 table, charts and heatmap grid are read from the files the engine wrote. The review window's own
 work goes first: the audit pauses after its current batch and resumes by itself.
+
+A second audit (another model on the same data) can be opened beside the first; the Demo
+button generates the demo phantoms and audits them with both demo models, ending in that
+side-by-side comparison.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ import json
 import shutil
 from pathlib import Path
 
-from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -29,7 +33,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSizePolicy,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -38,22 +41,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.audit_charts import QtBarChart
+from gui.param_form import QtParamForm
+
 #: Columns of audit.csv shown in the table, in order, when present.
 TABLE_LEAD = ("path", "label", "pred", "correct")
 #: Engine choices: (label, engine name).
 ENGINES = (("This computer", "local"), ("Ray (local instance or cluster)", "ray"))
+#: Demo phantoms per set (correlated and counterfactual) the Demo button generates.
+DEMO_N = 40
 
 
 def audit_job(dataset_spec: str, model_spec: str, trust: bool, device: str, method: str,
               layer: str, out_dir: str, resume: bool, engine: str = "local",
-              address: str | None = None, workers: int = 2):
+              address: str | None = None, workers: int = 2, params: dict | None = None):
     """Return the worker function of one audit.
 
     It is a background job: the review window's own work preempts it after the current batch,
     and it runs again later, resuming the batches already stored, with the dataset and model it
     loaded the first time. With ``engine="ray"`` the batches run on Ray (``address`` ``auto``
     or ``HOST:PORT``, or None for a Ray instance on this computer) with ``workers`` actors; the
-    Ray session stays open for the resumed run and later audits.
+    Ray session stays open for the resumed run and later audits. ``params`` are the method's
+    parameters (its schema's defaults when None).
     """
     loaded: dict = {}
 
@@ -68,7 +77,7 @@ def audit_job(dataset_spec: str, model_spec: str, trust: bool, device: str, meth
                                                 device=str(resolve_device(device)))
             loaded["resume"] = resume
         dataset, model = loaded["dataset"], loaded["model"]
-        settings = AuditSettings(method=method, layer=layer or "auto")
+        settings = AuditSettings(method=method, layer=layer or "auto", params=dict(params or {}))
         if engine == "ray":
             from engine.audit import ray_engine
 
@@ -93,56 +102,48 @@ def audit_job(dataset_spec: str, model_spec: str, trust: bool, device: str, meth
     return run
 
 
-class QtBarChart(QWidget):
-    """Bars with optional confidence whiskers, drawn with QPainter; values in [0, 1]."""
+def demo_job(out_dir: str, n: int, device: str, method: str, layer: str,
+             params: dict | None = None):
+    """Return the worker function that generates the demo data and audits both demo models.
 
-    def __init__(self, title: str = "", parent=None) -> None:
-        super().__init__(parent)
-        self.title = title
-        self.entries: list[tuple[str, float | None, float | None, float | None]] = []
-        self.setMinimumHeight(180)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+    It writes ``data/`` (correlated and counterfactual phantoms, :mod:`engine.demo.audit`)
+    and one audit folder per demo model under ``out_dir``, and returns
+    ``[(model, audit, folder), ...]``. Like :func:`audit_job` it is a background job: when
+    preempted it runs again, keeping the data and the stored batches.
+    """
+    state: dict = {"started": set()}
 
-    def set_entries(self, title: str, entries) -> None:
-        """Show ``entries``: (label, value, lo, hi); None draws nothing for that part."""
-        self.title = title
-        self.entries = list(entries)
-        self.update()
+    def run(progress, cancel, _partial):
+        from engine.audit import AuditSettings, load_dataset, run_audit, write_outputs
+        from engine.demo.audit import DEMO_MODELS, build_demo_dataset
+        from engine.explain.session import resolve_device
+        from engine.models import loaded as models
 
-    def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
-        p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        w, h = self.width(), self.height()
-        left, top, bottom = 40, 22, 46
-        plot_h = max(10, h - top - bottom)
-        p.drawText(QRectF(0, 2, w, 18), Qt.AlignmentFlag.AlignCenter, self.title)
-        p.setPen(QPen(QColor("#888")))
-        for frac in (0.0, 0.5, 1.0):
-            y = top + plot_h * (1 - frac)
-            p.drawLine(left, int(y), w - 8, int(y))
-            p.drawText(QRectF(0, y - 8, left - 4, 16), Qt.AlignmentFlag.AlignRight,
-                       f"{frac:.0%}")
-        if not self.entries:
-            p.end()
-            return
-        slot = (w - left - 8) / len(self.entries)
-        for i, (label, value, lo, hi) in enumerate(self.entries):
-            x = left + i * slot
-            if value is not None:
-                bar_h = plot_h * max(0.0, min(1.0, value))
-                p.fillRect(QRectF(x + slot * 0.2, top + plot_h - bar_h, slot * 0.6, bar_h),
-                           QColor("#4C72B0"))
-            if lo is not None and hi is not None:
-                p.setPen(QPen(QColor("#222"), 1.5))
-                cx = x + slot / 2
-                y_lo, y_hi = top + plot_h * (1 - lo), top + plot_h * (1 - hi)
-                p.drawLine(int(cx), int(y_lo), int(cx), int(y_hi))
-                p.drawLine(int(cx - 4), int(y_hi), int(cx + 4), int(y_hi))
-                p.drawLine(int(cx - 4), int(y_lo), int(cx + 4), int(y_lo))
-            p.setPen(QPen(QColor("#222")))
-            p.drawText(QRectF(x, top + plot_h + 4, slot, bottom - 6),
-                       Qt.AlignmentFlag.AlignHCenter | Qt.TextFlag.TextWordWrap, label)
-        p.end()
+        out = Path(out_dir)
+        if "dataset" not in state:
+            manifest = build_demo_dataset(
+                out / "data", n, cancel=cancel,
+                progress=lambda f, m="": progress(0.2 * f, m or "generating demo phantoms…"))
+            state["dataset"] = load_dataset(str(manifest))
+        settings = AuditSettings(method=method, layer=layer or "auto", params=dict(params or {}))
+        results = []
+        for k, name in enumerate(DEMO_MODELS):
+            def sub(f, m="", k=k, name=name):
+                progress(0.2 + 0.8 * (k + f) / len(DEMO_MODELS), f"{name}: {m}")
+
+            model = models.load_model(name, device=str(resolve_device(device)))
+            folder = out / name
+            store = run_audit(state["dataset"], model, settings, folder,
+                              resume=name in state["started"], progress=sub, cancel=cancel)
+            state["started"].add(name)
+            cancel.check()
+            header = json.loads((folder / "run.json").read_text())
+            audit = write_outputs(store, state["dataset"], model, header, folder,
+                                  engine={"name": "local", "workers": 1})
+            results.append((name, audit, str(folder)))
+        return results
+
+    return run
 
 
 class QtAuditView(QWidget):
@@ -152,7 +153,7 @@ class QtAuditView(QWidget):
     -------
     sig_open_image(str path, str method, str layer)
         A table row was clicked: open this image with this method's overlay, with the audited
-        model (:attr:`audited_model`).
+        model (:attr:`audited_model`, the model of the audit the table shows).
 
     Parameters
     ----------
@@ -179,6 +180,11 @@ class QtAuditView(QWidget):
         self.out_dir: Path | None = None
         #: The model spec of the audit shown (rows open with it).
         self.audited_model: str | None = None
+        #: Every audit on show, by model name, in order: ``(spec, audit, folder)``; the first
+        #: is compared with the second.
+        self.audits: dict[str, tuple[str | None, dict, Path]] = {}
+        self._explainers: dict[str, object] = {}
+        self._table_audit: dict | None = None  # the audit whose images the table lists
 
         self.dataset_edit = QLineEdit()
         self.dataset_edit.setPlaceholderText("manifest.csv or a DICOM folder")
@@ -200,8 +206,9 @@ class QtAuditView(QWidget):
         if spec:
             self.model_combo.setCurrentText(spec)
         self.method_combo = QComboBox()
-        self.method_combo.addItems(self._method_names())
-        self.method_combo.setCurrentText("gradcam")
+        self.params = QtParamForm()
+        self.method_combo.currentIndexChanged.connect(self._method_changed)
+        self.set_explainers(self._window_explainers())
         self.layer_edit = QLineEdit("auto")
         self.out_edit = QLineEdit(str(Path.home() / "lucida-audit"))
         self.resume_box = QCheckBox("Resume the run in this folder")
@@ -227,6 +234,7 @@ class QtAuditView(QWidget):
         form.addRow("Dataset", data_row)
         form.addRow("Model", self.model_combo)
         form.addRow("Method", self.method_combo)
+        form.addRow("", self.params)
         form.addRow("Layer", self.layer_edit)
         form.addRow("Output", self.out_edit)
         form.addRow("", self.resume_box)
@@ -241,12 +249,22 @@ class QtAuditView(QWidget):
         self.export_button = QPushButton("Export…")
         self.export_button.setEnabled(False)
         self.export_button.clicked.connect(self._export_dialog)
+        self.demo_button = QPushButton("Demo")
+        self.demo_button.setToolTip("Generate the demo phantoms (a site marker that goes with "
+                                    "nodules) and audit them with demo and demo-biased")
+        self.demo_button.clicked.connect(self.start_demo)
+        self.compare_button = QPushButton("Compare with…")
+        self.compare_button.setToolTip("Open another audit folder (another model on the same "
+                                       "data) beside this one")
+        self.compare_button.setEnabled(False)
+        self.compare_button.clicked.connect(self._compare_dialog)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         buttons = QHBoxLayout()
-        for b in (self.run_button, self.cancel_button, self.export_button):
+        for b in (self.run_button, self.demo_button, self.cancel_button, self.export_button,
+                  self.compare_button):
             buttons.addWidget(b)
         buttons.addWidget(self.progress, 1)
 
@@ -256,20 +274,44 @@ class QtAuditView(QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.cellClicked.connect(self._row_clicked)
+        self.table_audit = QComboBox()
+        self.table_audit.setToolTip("Whose images the table lists; a row opens with that model")
+        self.table_audit.currentTextChanged.connect(self._show_table_of)
+        images = QWidget()
+        images_layout = QVBoxLayout(images)
+        images_layout.addWidget(self.table_audit)
+        images_layout.addWidget(self.table, 1)
 
         self.verdicts = QLabel("")
         self.verdicts.setWordWrap(True)
         self.verdicts.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.finding = QLabel("")
+        self.finding.setWordWrap(True)
+        self.finding.setStyleSheet("font-weight: bold")
+        self.models_table = QTableWidget(0, 0)
+        self.models_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.models_table.verticalHeader().setVisible(False)
         self.share_chart = QtBarChart("Saliency share per group")
+        self.enrichment_chart = QtBarChart("Enrichment per group")
+        self.contrast_chart = QtBarChart("Each group against the rest")
         self.accuracy_chart = QtBarChart("Accuracy per group")
         charts = QWidget()
         chart_layout = QVBoxLayout(charts)
+        chart_layout.addWidget(self.finding)
+        chart_layout.addWidget(self.models_table)
         chart_layout.addWidget(self.verdicts)
         self.role_combo = QComboBox()
         self.role_combo.currentTextChanged.connect(self._show_role)
-        chart_layout.addWidget(self.role_combo)
-        chart_layout.addWidget(self.share_chart, 1)
-        chart_layout.addWidget(self.accuracy_chart, 1)
+        role_row = QHBoxLayout()
+        role_row.addWidget(QLabel("Region"))
+        role_row.addWidget(self.role_combo, 1)
+        chart_layout.addLayout(role_row)
+        chart_grid = QGridLayout()
+        chart_grid.addWidget(self.share_chart, 0, 0)
+        chart_grid.addWidget(self.enrichment_chart, 0, 1)
+        chart_grid.addWidget(self.contrast_chart, 1, 0)
+        chart_grid.addWidget(self.accuracy_chart, 1, 1)
+        chart_layout.addLayout(chart_grid, 1)
 
         self.grid_host = QWidget()
         self.grid_layout = QGridLayout(self.grid_host)
@@ -278,7 +320,7 @@ class QtAuditView(QWidget):
         grid_scroll.setWidget(self.grid_host)
 
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.table, "Images")
+        self.tabs.addTab(images, "Images")
         self.tabs.addTab(charts, "Charts")
         self.tabs.addTab(grid_scroll, "Mean heatmaps")
 
@@ -293,10 +335,48 @@ class QtAuditView(QWidget):
         self.address_edit.setEnabled(on_ray)
         self.workers_spin.setEnabled(on_ray)
 
-    def _method_names(self) -> list[str]:
-        window = self.jobs.parent()
-        names = list(getattr(window, "explainers", {}) or ())
-        return names or ["gradcam"]
+    def _window_explainers(self) -> dict[str, object]:
+        """The review window's explainers; on its own the view imports the registry."""
+        explainers = getattr(self.jobs.parent(), "explainers", None)
+        if explainers:
+            return dict(explainers)
+        from gui.explain_controller import load_registry
+
+        return load_registry()[0]
+
+    def set_explainers(self, explainers: dict[str, object]) -> None:
+        """List the methods by title (the registry key is the item's data)."""
+        self._explainers = dict(explainers)
+        current = self.method() or "gradcam"
+        self.method_combo.blockSignals(True)
+        self.method_combo.clear()
+        for name, explainer in self._explainers.items():
+            self.method_combo.addItem(getattr(explainer, "title", "") or name, name)
+            self.method_combo.setItemData(self.method_combo.count() - 1,
+                                          getattr(explainer, "description", ""),
+                                          Qt.ItemDataRole.ToolTipRole)
+        self.method_combo.blockSignals(False)
+        self.set_method(current if current in self._explainers else
+                        next(iter(self._explainers), ""))
+
+    def method(self) -> str:
+        """The registry key of the chosen method."""
+        return self.method_combo.currentData() or ""
+
+    def set_method(self, name: str) -> None:
+        """Choose a method by registry key and show its parameter widgets."""
+        index = self.method_combo.findData(name)
+        if index >= 0:
+            self.method_combo.setCurrentIndex(index)
+        self._method_changed()
+
+    def _method_changed(self, _index: int = 0) -> None:
+        explainer = self._explainers.get(self.method())
+        self.params.set_params(getattr(explainer, "params", ()) or ())
+
+    def method_title(self, name: str) -> str:
+        """The title of a method's registry key (the key itself when it is not loaded)."""
+        return getattr(self._explainers.get(name), "title", "") or name
 
     # -- running --------------------------------------------------------------------------
     def is_running(self) -> bool:
@@ -315,19 +395,42 @@ class QtAuditView(QWidget):
         window_spec, window_trust, device = self._model_choice()
         trust = window_trust and spec == window_spec
         engine = self.engine_combo.currentData()
-        fn = audit_job(dataset, spec, trust, device, self.method_combo.currentText(),
+        fn = audit_job(dataset, spec, trust, device, self.method(),
                        self.layer_edit.text().strip(), self.out_edit.text().strip(),
                        self.resume_box.isChecked(), engine=engine,
                        address=self.address_edit.text().strip() or None,
-                       workers=self.workers_spin.value())
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
+                       workers=self.workers_spin.value(), params=self.params.values())
+        self._busy()
         self.progress.setValue(0)
         self.status.setText("Starting… (the review window's own work goes first)"
                             + (" Ray takes some seconds to start." if engine == "ray" else ""))
         return self.jobs.submit("audit", fn, background=True, on_done=self._on_finished,
                                 on_failed=self._on_failed, on_cancelled=self._on_cancelled,
                                 on_progress=self._on_progress, spec=spec)
+
+    def start_demo(self, n: int = DEMO_N) -> int | None:
+        """Generate the demo data under the output folder and audit it with both demo models.
+
+        The dataset has ``n`` correlated and ``n`` counterfactual phantoms; the results end in
+        the two-model comparison (:meth:`show_comparison`).
+        """
+        if self.is_running():
+            return None
+        out = Path(self.out_edit.text().strip() or Path.home() / "lucida-audit") / "demo"
+        fn = demo_job(str(out), n, self._model_choice()[2], self.method(),
+                      self.layer_edit.text().strip(), self.params.values())
+        self.dataset_edit.setText(str(out / "data" / "manifest.csv"))
+        self._busy()
+        self.status.setText(f"Generating {n} + {n} demo phantoms, then auditing demo and "
+                            "demo-biased…")
+        return self.jobs.submit("audit", fn, background=True, on_done=self._on_demo_finished,
+                                on_failed=self._on_failed, on_cancelled=self._on_cancelled,
+                                on_progress=self._on_progress)
+
+    def _busy(self) -> None:
+        self.run_button.setEnabled(False)
+        self.demo_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
 
     def cancel(self) -> None:
         """Ask the running audit to stop after its current batch (finished work is kept)."""
@@ -337,6 +440,7 @@ class QtAuditView(QWidget):
 
     def _done(self) -> None:
         self.run_button.setEnabled(True)
+        self.demo_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         if self._own_worker is not None:
             self._own_worker.stop()  # a view on its own leaves no thread behind
@@ -359,22 +463,33 @@ class QtAuditView(QWidget):
         audit, out_dir = outcome
         self._done()
         self.progress.setValue(1000)
-        self.audited_model = context["spec"]
-        self.show_results(out_dir, audit)
+        self.show_results(out_dir, audit, spec=context["spec"])
+
+    def _on_demo_finished(self, results: list, _context: dict) -> None:
+        self._done()
+        self.progress.setValue(1000)
+        (first, audit, folder), *rest = results
+        self.show_results(folder, audit, spec=first)
+        for name, other, other_folder in rest:
+            self.add_comparison(other_folder, other, spec=name)
 
     # -- results --------------------------------------------------------------------------
-    def show_results(self, out_dir: str | Path, audit: dict | None = None) -> None:
-        """Show the results an audit wrote to ``out_dir`` (audit.json, audit.csv, heatmaps)."""
-        self.out_dir = Path(out_dir)
-        self.audit = audit or json.loads((self.out_dir / "audit.json").read_text())
+    def show_results(self, out_dir: str | Path, audit: dict | None = None,
+                     spec: str | None = None) -> None:
+        """Show the results an audit wrote to ``out_dir`` (audit.json, audit.csv, heatmaps).
+
+        ``spec`` is the model spec the audit ran with (rows open with it); without it, the
+        model name audit.json records. Any audit compared before is put away.
+        """
+        self.audits = {}
+        self._add_audit(out_dir, audit, spec)
+        _, self.audit, self.out_dir = next(iter(self.audits.values()))
         acc = self.audit["accuracy"]["overall"]
         self.status.setText(
             f"{self.audit['n']} images, "
             + (f"accuracy {acc:.1%}, " if acc is not None else "")
             + f"{len(self.audit['flagged'])} flagged, {len(self.audit['errors'])} skipped"
         )
-        self._fill_table(self.out_dir / "audit.csv")
-        self.verdicts.setText("\n".join(self.audit["verdicts"]) or "No groups to compare.")
         self.role_combo.blockSignals(True)
         self.role_combo.clear()
         roles = list(self.audit["roi_share"])
@@ -388,21 +503,132 @@ class QtAuditView(QWidget):
         shortcut = [r for r in roles if is_shortcut(r) and r != BORDER_ROLE]
         self.role_combo.setCurrentText(shortcut[0] if shortcut else BORDER_ROLE)
         self.role_combo.blockSignals(False)
-        self._show_role(self.role_combo.currentText())
-        acc_by = self.audit["accuracy"]["by_group"]
-        self.accuracy_chart.set_entries(
-            "Accuracy per group", [(g, a, None, None) for g, a in acc_by.items()]
-        )
+        self._refresh()
         self._fill_grid(self.out_dir / "mean_heatmaps")
         self.export_button.setEnabled(True)
+        self.compare_button.setEnabled(True)
+
+    def add_comparison(self, out_dir: str | Path, audit: dict | None = None,
+                       spec: str | None = None) -> None:
+        """Show a second audit (another model on the same data) beside the first."""
+        if not self.audits:
+            self.show_results(out_dir, audit, spec)
+            return
+        first = next(iter(self.audits))
+        self.audits = {first: self.audits[first]}
+        self._add_audit(out_dir, audit, spec)
+        self._refresh()
+
+    def _add_audit(self, out_dir, audit, spec) -> None:
+        folder = Path(out_dir)
+        audit = audit or json.loads((folder / "audit.json").read_text())
+        name = spec or audit["model"]["name"]
+        if name in self.audits:
+            name = f"{name} ({folder.name})"
+        self.audits[name] = (spec or audit["model"]["name"], audit, folder)
+
+    def _refresh(self) -> None:
+        """Redraw the table choice, the model comparison and the charts."""
+        self.table_audit.blockSignals(True)
+        self.table_audit.clear()
+        self.table_audit.addItems(list(self.audits))
+        self.table_audit.blockSignals(False)
+        self.table_audit.setVisible(len(self.audits) > 1)
+        self._show_table_of(self.table_audit.currentText())
+        prefix = len(self.audits) > 1
+        lines = [f"{name}: {line}" if prefix else line
+                 for name, (_, audit, _) in self.audits.items() for line in audit["verdicts"]]
+        self.verdicts.setText("\n".join(lines) or "No groups to compare.")
+        self._fill_models_table()
+        self._show_role(self.role_combo.currentText())
+
+    def _show_table_of(self, name: str) -> None:
+        if name not in self.audits:
+            return
+        spec, audit, folder = self.audits[name]
+        self.audited_model = spec
+        self._table_audit = audit
+        self._fill_table(folder / "audit.csv")
+
+    def comparison(self) -> dict | None:
+        """The two-audit comparison of the role shown (``engine.demo.audit.compare``)."""
+        if len(self.audits) < 2:
+            return None
+        from engine.demo.audit import compare
+
+        return compare({n: a for n, (_, a, _) in self.audits.items()},
+                       role=self.role_combo.currentText())
+
+    def _fill_models_table(self) -> None:
+        role = self.role_combo.currentText()
+        cols = ["model", "method", f"share on {role} (95% CI)", "enrichment", "accuracy"]
+        self.models_table.clear()
+        self.models_table.setColumnCount(len(cols))
+        self.models_table.setHorizontalHeaderLabels(cols)
+        self.models_table.setRowCount(len(self.audits))
+        for r, (name, (_, audit, _)) in enumerate(self.audits.items()):
+            share = audit["roi_share"].get(role)
+            contrast = audit.get("roi_contrast", {}).get(role, {})
+            acc = audit["accuracy"]["overall"]
+            cells = [name, f"{self.method_title(audit['method'])} · {audit['layer']}",
+                     _share_text(share) if share else "–",
+                     _num_text(contrast.get("enrichment"), "×"),
+                     "–" if acc is None else f"{acc:.1%}"]
+            for c, text in enumerate(cells):
+                self.models_table.setItem(r, c, QTableWidgetItem(text))
+        self.models_table.resizeColumnsToContents()
+        header = self.models_table.horizontalHeader().height()
+        self.models_table.setFixedHeight(header + 4 + sum(
+            self.models_table.rowHeight(r) for r in range(self.models_table.rowCount())))
+        comp = self.comparison()
+        self.finding.setText(comp["finding"] + "." if comp and "finding" in comp else "")
+        self.finding.setVisible(bool(self.finding.text()))
 
     def _show_role(self, role: str) -> None:
-        if not self.audit or role not in self.audit["roi_share"]:
+        if not self.audits or role not in self.audit["roi_share"]:
             return
-        entry = self.audit["roi_share"][role]
-        entries = [("all", entry["mean"], *entry["ci95"])]
-        entries += [(g, s["mean"], *s["ci95"]) for g, s in entry["by_group"].items()]
-        self.share_chart.set_entries(f"Share of saliency on `{role}` (95% CI)", entries)
+        self._fill_models_table()
+        audits = [(n, a) for n, (_, a, _) in self.audits.items()]
+        names = [n for n, _ in audits] if len(audits) > 1 else []
+        groups = list(self.audit["roi_share"][role]["by_group"])
+
+        def per_group(pick):
+            rows = []
+            for g in ["all", *groups]:
+                rows.append((g, [pick(a, g) for _, a in audits]))
+            return rows
+
+        def share(a, g):
+            entry = a["roi_share"].get(role, {})
+            s = entry if g == "all" else entry.get("by_group", {}).get(g)
+            return (s["mean"], *s["ci95"]) if s else (None, None, None)
+
+        def enrichment(a, g):
+            entry = a.get("roi_contrast", {}).get(role, {})
+            e = entry if g == "all" else entry.get("by_group", {}).get(g, {})
+            return (e.get("enrichment"), None, None)
+
+        def versus(a, g):
+            v = a.get("roi_contrast", {}).get(role, {}).get("by_group", {}).get(g, {})
+            v = v.get("vs_rest")
+            return (v["diff"], *v["ci95"]) if v else (None, None, None)
+
+        title = self.method_title(self.audit["method"])
+        self.share_chart.set_entries(f"Share of {title} saliency on `{role}` (95% CI)",
+                                     per_group(share), series=names)
+        self.enrichment_chart.set_entries(
+            f"Enrichment on `{role}`: share ÷ area (1.0 = as by area)", per_group(enrichment),
+            series=names, percent=False, reference=1.0)
+        self.contrast_chart.set_entries(
+            f"Share on `{role}`: group minus the rest (95% CI)",
+            [(g, [versus(a, g) for _, a in audits]) for g in groups
+             if any(versus(a, g)[0] is not None for _, a in audits)], series=names)
+        acc_groups = list(self.audit["accuracy"]["by_group"])
+        self.accuracy_chart.set_entries(
+            "Accuracy per group",
+            [(g, [(a["accuracy"]["overall"] if g == "all" else
+                   a["accuracy"]["by_group"].get(g), None, None) for _, a in audits])
+             for g in ["all", *acc_groups]], series=names)
 
     def _fill_table(self, csv_path: Path) -> None:
         self.table.setSortingEnabled(False)
@@ -432,11 +658,12 @@ class QtAuditView(QWidget):
 
     def _row_clicked(self, row: int, _column: int) -> None:
         cols = [self.table.horizontalHeaderItem(c).text() for c in range(self.table.columnCount())]
-        if "path" not in cols or not self.audit:
+        audit = self._table_audit
+        if "path" not in cols or not audit:
             return
         item = self.table.item(row, cols.index("path"))
         if item is not None and item.text():
-            self.sig_open_image.emit(item.text(), self.audit["method"], self.audit["layer"])
+            self.sig_open_image.emit(item.text(), audit["method"], audit["layer"])
 
     def _fill_grid(self, folder: Path) -> None:
         while self.grid_layout.count():
@@ -482,6 +709,15 @@ class QtAuditView(QWidget):
         self.status.setText(f"Exported to {folder}")
         return written
 
+    def _compare_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Audit folder to compare with")
+        if folder:
+            try:
+                self.add_comparison(folder)
+            except (OSError, ValueError, KeyError) as exc:
+                self.status.setText(f"{folder}: not an audit folder ({exc}). Fix: choose a "
+                                    "folder with the audit.json an audit wrote")
+
     def _browse_manifest(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Manifest", "", "CSV (*.csv)")
         if path:
@@ -498,3 +734,16 @@ class QtAuditView(QWidget):
         if self._own_worker is not None:
             self._own_worker.stop()
         super().closeEvent(event)
+
+
+def _share_text(stats: dict) -> str:
+    """``2.2% (1.9–2.6%)`` for a share with its CI."""
+    lo, hi = stats["ci95"]
+    return f"{_num_text(stats['mean'], '%')} ({_num_text(lo, '%')}–{_num_text(hi, '%')})"
+
+
+def _num_text(x, unit: str) -> str:
+    """A percentage (``%``) or a ratio (``×``), or a dash for a missing number."""
+    if x is None or x != x:
+        return "–"
+    return f"{100 * x:.1f}%" if unit == "%" else f"{x:.1f}×"
