@@ -382,7 +382,8 @@ def render_figure(result, image, options: FigureOptions | None = None, *,
     width = options.width
     pad, gap = 0.06, 0.05
     left = pad + (0.22 if has_row_labels else 0.0)
-    cbar_gap, cbar_w, cbar_labels = 0.08, 0.11, 0.50
+    # Tick labels of three significant digits and a label of up to two lines fit on the right.
+    cbar_gap, cbar_w, cbar_labels = 0.08, 0.11, 0.80
     right = cbar_gap + cbar_w + cbar_labels
     title_h = 0.20
     panel_w = (width - left - right - gap * (n_cols - 1)) / n_cols
@@ -580,7 +581,11 @@ def _colour_bar(fig, cax, result, options: FigureOptions) -> None:
         cbar.ax.set_yticklabels([f"{display_value(item, options, t):.3g}" for t in ticks])
         label = f"Map value ({item.units})"
     cbar.outline.set_linewidth(0.5)
-    cbar.set_label(label, fontsize=_FONT - 0.5, labelpad=3)
+    # A long unit name ("logit gradient x activation") would run past the bar's ends and off
+    # the figure: it is wrapped to the bar's height instead.
+    height_pt = cax.get_position().height * fig.get_figheight() * 72
+    per_line = max(12, int(height_pt / ((_FONT - 0.5) * 0.55)))
+    cbar.set_label(textwrap.fill(label, per_line), fontsize=_FONT - 0.5, labelpad=3)
     if options.threshold > 0:
         for level in (options.threshold, -options.threshold) if signed else (options.threshold,):
             cax.axhline(level, color="white", lw=1.2)
