@@ -50,6 +50,9 @@ ROWS = (
      "Probability drop when the image is multiplied by the map (Chattopadhay et al. 2018)."),
     ("increase_in_confidence", "Confidence increases", "{}",
      "Whether the map-weighted image scores higher than the image."),
+    ("sanity_similarity", "Similarity, top layers randomised", "{:.2f}",
+     "Mean of min(Spearman, SSIM) while the decision end of the model (at most half of its "
+     "layers, top first) is re-initialised; 0.5 or more fails the check (Adebayo et al. 2018)."),
     ("sanity_spearman", "Randomised-model correlation", "{:.2f}",
      "Spearman correlation with the map of a fully randomised model; near 0 is good "
      "(Adebayo et al. 2018)."),
@@ -231,9 +234,9 @@ class QtTrustPanel(QWidget):
         self.badge.setVisible(m.get("sanity_passed") is False)
         if m.get("sanity_passed") is False:
             self.badge.setToolTip(
-                f"The map barely changes when the model is randomised "
-                f"(Spearman {m.get('sanity_spearman', float('nan')):.2f}): it may show the image "
-                "rather than what the model uses."
+                f"The map barely changes when the model's top layers are randomised "
+                f"(similarity {m.get('sanity_similarity', float('nan')):.2f}, flagged from 0.5): "
+                "it may show the image rather than what the model uses."
             )
         rows = [
             (label, format_value(fmt, m[key]), tip) for key, label, fmt, tip in ROWS if key in m
