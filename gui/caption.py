@@ -159,7 +159,9 @@ def describe_view(window) -> tuple[str, list[str], str | None]:
             title = getattr(explainer, "title", window.method)
             details.append(f"{title} · {window.layer if is_layer_based(explainer) else 'input'}")
         score = result.scores[result.target]
-        details.append(f"explaining {result.target_name} ({100 * score:.1f} %)")
+        details.append(f"explaining {result.target_name} ({100 * score:.1f} %)"
+                       + (f" rather than {result.versus}" if getattr(result, "versus", None)
+                          else ""))
         details.append(f"model {window.model.name}")
         if score < WEAK_EVIDENCE:
             warning = (f"the evidence for {result.target_name} is weak: the model gives it "

@@ -110,15 +110,15 @@ class ExplainController:
 
     # -- keys -------------------------------------------------------------------------------
     def context_key(self, target=None) -> tuple:
-        """(image, frame, model sha256, model name, target); for a segmentation model with a
-        drawn region, the target is ``(target, region box)``: maps of one region are not
-        those of another."""
+        """(image, frame, model sha256, model name, target, versus); for a segmentation model
+        with a drawn region, the target is ``(target, region box)``: maps of one region are not
+        those of another. ``versus`` is the contrasted class index, or None."""
         window = self.window
         target = window.target if target is None else target
         what = "top" if target is None else int(target)
         region = self.explained_region()
         return (str(window.image.path), window.viewer.frame, window.model.sha256,
-                window.model.name, what if region is None else (what, region))
+                window.model.name, what if region is None else (what, region), window.versus)
 
     def explained_region(self) -> tuple | None:
         """The drawn region a segmentation model explains (x0, y0, x1, y1), or None.
@@ -327,7 +327,7 @@ class ExplainController:
         region = ctx[4][1] if isinstance(ctx[4], tuple) else None
         fields = dict(image=window.image, model=window.model, methods=list(methods),
                       layers=layers, target="top" if target is None else int(target),
-                      frame=window.viewer.frame, roi=region,
+                      frame=window.viewer.frame, roi=region, versus=ctx[5],
                       params={m: dict(self.params_for(m)) for m in methods})
         context = {"key": ctx, "methods": list(methods),
                    "params": {m: tuple(sorted(self.params_for(m).items())) for m in methods}}
@@ -383,7 +383,7 @@ class ExplainController:
         top = max(range(len(result.scores)), key=result.scores.__getitem__)
         if top == result.target or window.compare_on:
             return
-        ctx = context["key"][:4] + (top,)
+        ctx = context["key"][:4] + (top, None)  # the decision itself, uncontrasted
         if self.map_key(ctx, window.method, window.layer) in self.maps:
             return
         layers = [window.layer] if is_layer_based(self.explainer(window.method)) else "auto"
@@ -461,6 +461,11 @@ class ExplainController:
 
     def set_target(self, index: int | None) -> None:
         self.window.target = index
+        self.request()
+
+    def set_versus(self, index: int | None) -> None:
+        """Contrast the target with class ``index`` (logit target − logit index), or not."""
+        self.window.versus = index
         self.request()
 
     def set_method(self, name: str) -> None:

@@ -43,6 +43,9 @@ class QtExplainPanel(QWidget):
     sig_model_requested(str spec)
         A demo name, or ``OPEN_CARD`` when the user wants to pick a card file.
     sig_target_changed(int index)
+        A class was clicked: explain it.
+    sig_versus_changed(object index)
+        The class to contrast with (logit target − logit versus), or None.
     sig_method_changed(str name)
     sig_params_changed(dict values)
     sig_layer_changed(str name)
@@ -51,6 +54,7 @@ class QtExplainPanel(QWidget):
 
     sig_model_requested = Signal(str)
     sig_target_changed = Signal(int)
+    sig_versus_changed = Signal(object)
     sig_method_changed = Signal(str)
     sig_params_changed = Signal(dict)
     sig_layer_changed = Signal(str)
@@ -92,6 +96,16 @@ class QtExplainPanel(QWidget):
             lambda item, _col: self.sig_target_changed.emit(item.data(0, LAYER_ROLE))
         )
         pred_layout.addWidget(self.prediction)
+        # A contrastive target, as --versus: what makes the model say this class rather than
+        # that one (logit target − logit versus).
+        self.versus = QComboBox()
+        self.versus.setToolTip("Explain the target class's logit minus this class's logit")
+        self.versus.activated.connect(
+            lambda _i: self.sig_versus_changed.emit(self.versus.currentData()))
+        versus_row = QHBoxLayout()
+        versus_row.addWidget(QLabel("rather than"))
+        versus_row.addWidget(self.versus, 1)
+        pred_layout.addLayout(versus_row)
         layout.addWidget(pred_box)
 
         method_box = QGroupBox("Method")
@@ -163,6 +177,10 @@ class QtExplainPanel(QWidget):
         worker); the method note shows it.
         """
         self._model = model
+        self.versus.clear()
+        self.versus.addItem("(no contrast)", None)
+        for index, name in enumerate(model.classes):
+            self.versus.addItem(name, index)
         if reasons is not None:
             self._reasons = dict(reasons)
         if label is not None:

@@ -100,6 +100,7 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.device_choice = str(self.settings.value("device", "auto"))
         self.device: str | None = None  # what the choice resolved to, once the worker knows
         self.target: int | None = None  # None = the top class
+        self.versus: int | None = None  # a contrasted class: explain logit target − logit versus
         self.method: str | None = None
         self.layer: str | None = None
         self.result = None
@@ -222,6 +223,7 @@ class QtMainWindow(QMainWindow, ViewCommands):
         p = self.panel
         p.sig_model_requested.connect(self.models.requested)
         p.sig_target_changed.connect(self.set_target)
+        p.sig_versus_changed.connect(self.explain.set_versus)
         p.sig_method_changed.connect(self.set_method)
         p.sig_params_changed.connect(self.explain.params_changed)
         p.sig_layer_changed.connect(self.set_layer)
@@ -386,7 +388,7 @@ class QtMainWindow(QMainWindow, ViewCommands):
             self.panel.compare_selection()
         self.layer = self._layer_after_load or model.default_layer
         self._layer_after_load = None
-        self.target = None
+        self.target = self.versus = None
         self.result = None
         self.message.setText(f"Model {model.name} loaded")
         self.check_use()

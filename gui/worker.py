@@ -142,8 +142,13 @@ class QtEngineWorker(QThread):
         with self._lock:
             return self._running is not None or bool(self._queue)
 
-    def stop(self, timeout_ms: int = 5000) -> None:
-        """Cancel everything and end the thread (called when the window closes)."""
+    def stop(self, timeout_ms: int = 30000) -> None:
+        """Cancel everything and end the thread (called when the window closes).
+
+        A job notices the cancel at its next check; one inside a long library call (decoding
+        a series, say) finishes that call first. The wait is long enough for that, because Qt
+        aborts the whole process if a thread object is destroyed while its thread still runs.
+        """
         with self._lock:
             self._stopping = True
             self._queue.clear()

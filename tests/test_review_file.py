@@ -103,6 +103,7 @@ def test_window_review_saved_and_reopened_field_by_field(qapp, qtbot, tmp_path):
     path = save_to(first, tmp_path / "review")
     assert path is not None and path.is_file()
     saved_image = first.image.path
+    assert pump(qapp, lambda: not first.worker.busy())
     first.close()
 
     (tmp_path / "second").mkdir()
@@ -120,6 +121,7 @@ def test_window_review_saved_and_reopened_field_by_field(qapp, qtbot, tmp_path):
         else:
             assert restored[name] == value, name
     assert second.result.target == 1
+    assert pump(qapp, lambda: not second.worker.busy())
     second.close()
 
 
