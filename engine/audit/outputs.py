@@ -219,7 +219,9 @@ def _bar_chart(entries: list[tuple[str, float, float, float]], ylabel: str, titl
     ax.set_xticks(range(len(entries)))
     ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
     ax.set_ylabel(ylabel, fontsize=8)
-    ax.set_ylim(0, 1)
+    # Fit the axis to the bars and whiskers: a 2% share on a 0–100% axis does not show.
+    top = float(np.nanmax(np.concatenate([means, hi]))) if entries else float("nan")
+    ax.set_ylim(0, min(1.0, 1.2 * top) if np.isfinite(top) and top > 0 else 1.0)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return _png(fig.savefig)
