@@ -184,7 +184,7 @@ class ExplainController:
         else:
             wanted = {self.map_key((), window.method, window.layer)}
         peaks = [m.scale for key, m in self.maps.items()
-                 if key[2:4] == model and key[5:8] in wanted and m.units == units]
+                 if key[2:4] == model and key[-3:] in wanted and m.units == units]
         return max(peaks, default=None)
 
     def _draw_if_wanted(self, map_result, key: tuple) -> None:
@@ -271,7 +271,14 @@ class ExplainController:
         cached = self.cached(self.map_key(ctx, window.method, window.layer))
         if cached is not None:
             self.show_map(cached)
-            return None
+            # A map streamed in early is cached before its prediction: when the job that
+            # would bring the prediction was dropped (the image shown again meanwhile), ask
+            # again, or the window keeps a map with no prediction.
+            running = window.jobs.live_context("explain")
+            if ctx in self.results or not submit or (running or {}).get("key") == ctx:
+                return None
+            return self._submit(ctx, [window.method], [window.layer] if is_layer_based(
+                explainer) else "auto")
         window.layer_model.heatmap = None
         if not submit or window.viewer.is_playing():
             window.update_caption()

@@ -152,6 +152,12 @@ class JobRouter(QObject):
                 return None
         return pending
 
+    def live_context(self, kind: str) -> dict | None:
+        """The context of the newest job of ``kind`` whose outcome still matters, or None."""
+        job_id = self._latest.get(kind)
+        pending = None if job_id is None else self._live(job_id)
+        return None if pending is None else pending.context
+
     def _started(self, job_id: int, kind: str) -> None:
         if kind not in QUIET and self._live(job_id) is not None:
             self._visible.add(job_id)
