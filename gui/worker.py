@@ -14,11 +14,13 @@ stopped (decoded frames stay decoded, an audit resumes its finished batches).
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -73,6 +75,7 @@ class QtEngineWorker(QThread):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
+        _WORKERS.add(self)
         # The GUI thread enters Python for every event handler and slot; while torch works
         # here it waits for the GIL up to the switch interval each time. 5 ms (the default)
         # adds up to visible stalls when a grid of viewers lays itself out; 1 ms does not.
@@ -237,3 +240,15 @@ class QtEngineWorker(QThread):
                 self.sig_cancelled.emit(job.id, job.kind)
             else:
                 self.sig_finished.emit(job.id, job.kind, result)
+
+
+#: Every worker made in this process: one whose window was never closed must still be stopped
+#: before the interpreter destroys it, or Qt aborts the process.
+_WORKERS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_workers() -> None:
+    for worker in list(_WORKERS):
+        if worker.isRunning():
+            worker.stop()
