@@ -100,14 +100,21 @@ class DimseConnection:
         for attr in ("acse_timeout", "dimse_timeout", "network_timeout", "connection_timeout"):
             setattr(ae, attr, self.node.timeout)
         ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs
-        try:
-            assoc = ae.associate(self.node.host, self.node.port, contexts=contexts,
-                                 ae_title=self.node.ae_title, ext_neg=roles or None,
-                                 evt_handlers=handlers or None, tls_args=self._tls())
-        except (OSError, ssl.SSLError) as exc:
-            raise PacsUnreachable(f"cannot connect to {self.node.address} for {what} ({exc})",
-                                  path=self.node.label,
-                                  fix="check the host, port and that the PACS is running") from exc
+        # A PACS that rejects an association may reset the connection right after its
+        # A-ASSOCIATE-RJ, and under load the reset can arrive first and discard the rejection
+        # (seen with Orthanc: about 1 in 100 under load). One more try then reads the reason.
+        for _ in range(2):
+            try:
+                assoc = ae.associate(self.node.host, self.node.port, contexts=contexts,
+                                     ae_title=self.node.ae_title, ext_neg=roles or None,
+                                     evt_handlers=handlers or None, tls_args=self._tls())
+            except (OSError, ssl.SSLError) as exc:
+                raise PacsUnreachable(
+                    f"cannot connect to {self.node.address} for {what} ({exc})",
+                    path=self.node.label,
+                    fix="check the host, port and that the PACS is running") from exc
+            if not assoc.is_aborted:
+                break
         if assoc.is_established:
             return assoc
         if assoc.is_rejected:
@@ -116,7 +123,8 @@ class DimseConnection:
                 path=self.node.label,
                 fix=f"register AE title {self.node.calling_ae} in the PACS (its DICOM "
                 f"modalities), and check that {self.node.ae_title} is its AE title")
-        fix = "check the host, port, TLS setting and that the PACS is running"
+        fix = (f"check the host, port, TLS setting, that the PACS is running, and that it "
+               f"knows AE title {self.node.calling_ae}")
         if self.node.tls:
             fix = ("check the host and port, and that ca_bundle holds the CA that signed the "
                    "PACS's TLS certificate")
