@@ -34,9 +34,11 @@ from pytorch_grad_cam import GradCAM, ScoreCAM  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 from torchcam.methods import GradCAM as TorchCamGradCAM  # noqa: E402
 
+from engine.explain.capture import run_capture  # noqa: E402
 from engine.explain.session import ExplainRequest, Session  # noqa: E402
 from engine.models.loaded import LoadedModel, load_model  # noqa: E402
 from engine.models.preprocess import InputSpec  # noqa: E402
+from plugins.scorecam import _minmax  # noqa: E402
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
@@ -168,13 +170,21 @@ def bench_scorecam(size: int = 96) -> None:
 
     ours("fast")  # warm-up
     maps = {}
-    t_exact = _ms(lambda: maps.setdefault("exact", ours("exact")), 1)
+    # Best of three each, alternating, so that a burst of other load does not pick the winner.
+    t_exact = t_peer = float("inf")
+    for _ in range(3):
+        t_exact = min(t_exact, _ms(lambda: maps.setdefault("exact", ours("exact"))))
+        t_peer = min(t_peer, _ms(lambda: _scorecam_peer(net, "layer4", x, 0)))
     t_fast = _ms(lambda: maps.setdefault("fast", ours("fast")), 2)
-    t_peer = _ms(lambda: _scorecam_peer(net, "layer4", x, 0), 1)
     exact, fast = maps["exact"], maps["fast"]
+    capture = run_capture(model, x, 0, ["layer4"], gradients=False)
+    acts = capture.activations["layer4"][0]
+    scored = len(torch.unique(_minmax(acts[acts.flatten(1).amax(1) > acts.flatten(1).amin(1)])
+                              .flatten(1), dim=0))
     print(f"(c) exact Score-CAM, ResNet-18 layer4 (512 channels), {size}px: Lucida "
           f"{t_exact:.0f} ms, pytorch-grad-cam {t_peer:.0f} ms -> {t_exact / t_peer:.2f}x its time "
-          "(goal <= 0.8x)", flush=True)
+          f"(goal <= 0.8x); {scored} distinct masks scored against its {acts.shape[0]}",
+          flush=True)
     print(f"(d) Score-CAM fast (k=32): {t_fast:.0f} ms -> {t_peer / t_fast:.1f}x faster than "
           f"pytorch-grad-cam (goal >= 10x); Pearson to exact: ResNet-18 "
           f"{_pearson(fast, exact):.3f}", end="", flush=True)

@@ -41,6 +41,18 @@ def _kmeans(points: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return labels, centres
 
 
+def _distinct(normalised: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group channels whose min-max normalised maps are equal; return labels and one map each.
+
+    Channels that are positive multiples of each other (a lone peak in the same cell is common
+    after a ReLU on a small grid) normalise to the same map, and so to the same mask: each
+    group is scored once. Only exact equality groups, so every score is the one its own
+    channel's mask would get.
+    """
+    distinct, labels = torch.unique(normalised.flatten(1), dim=0, return_inverse=True)
+    return labels, distinct.view(-1, *normalised.shape[1:])
+
+
 class ScoreCAM(Explainer):
     """Score-CAM (Wang et al., Algorithm 1).
 
@@ -49,7 +61,8 @@ class ScoreCAM(Explainer):
     sigmoid) score of the masked input, ``w_k = p_c(X * H_k)``, or with ``baseline`` on the
     increase of confidence ``p_c(X * H_k) - p_c(X_b)`` against the all-zero input ``X_b``. The map
     is ``ReLU(sum_k w_k A_k)``. Masked inputs are scored in batches under ``inference_mode``;
-    flat channels (constant activation) are skipped with weight 0.
+    flat channels (constant activation) are skipped with weight 0, and channels whose min-max
+    normalised activations are identical share one scored mask.
 
     ``weighting`` chooses how the scores become weights:
 
@@ -114,11 +127,13 @@ class ScoreCAM(Explainer):
             # Bilinear upsampling keeps each channel's extremes, so flatness shows at layer size.
             span = acts.flatten(1).amax(1) - acts.flatten(1).amin(1)
             useful = torch.nonzero(span > _FLAT).flatten()
+            normalised = _minmax(acts[useful])
             if fast and len(useful) > k:
-                labels, centres = _kmeans(_minmax(acts[useful]).flatten(1), k)
+                labels, centres = _kmeans(normalised.flatten(1), k)
                 plans[layer] = (useful, labels, centres.view(k, *acts.shape[1:]))
             else:
-                plans[layer] = (useful, None, acts[useful])
+                labels, sources = _distinct(normalised)
+                plans[layer] = (useful, labels, sources)
         total = sum(-(-len(p[2]) // batch_size) for p in plans.values()) or 1
         done = 0
         maps = {}
@@ -139,7 +154,7 @@ class ScoreCAM(Explainer):
                 done += 1
                 progress(done / total, f"Score-CAM: {layer}")
             weights = torch.zeros(acts.shape[0], device=acts.device)
-            per_channel = scores if labels is None else scores[labels]
+            per_channel = scores[labels]
             if weighting != "score" and len(per_channel):
                 per_channel = torch.softmax(per_channel, dim=0)
             weights[useful] = per_channel

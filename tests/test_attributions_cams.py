@@ -144,3 +144,28 @@ def test_scorecam_softmax_logits_is_pytorch_grad_cams_algorithm():
     up = (up - up.min()) / (up.max() - up.min())
     r = float(np.corrcoef(up.ravel(), theirs.ravel())[0, 1])
     assert r >= 0.99, f"Pearson {r:.4f}"
+
+
+class _Twins(torch.nn.Module):
+    """Each channel of ``x`` and twice it: pairs that normalise to the same mask."""
+
+    def forward(self, x):
+        return torch.cat([x, 2.0 * x], dim=1)
+
+
+def test_scorecam_scores_identical_masks_once():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), _Twins(),
+        torch.nn.Conv2d(8, 6, 3, stride=2), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(6, 3))
+    model = TorchModel(net, ["a", "b", "c"], size=32, layers=["2"])
+    capture = run_capture(model, model.preprocess(random_image(40)), "top", ["2"],
+                          gradients=False)
+    acts, useful, _logit, prob, _base = _scorecam_inputs(model, capture, "2")
+    assert int(useful.sum()) == 8
+    expected = torch.relu(torch.einsum("c,chw->hw", torch.where(useful, prob, 0.0), acts))
+    before = capture.scored_images
+    ours = _explain("scorecam", capture, "2", batch_size=3)
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-6)
+    assert capture.scored_images - before == 4  # one forward per distinct mask, not per channel
