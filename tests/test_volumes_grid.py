@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from volume_fixtures import index_ramp, memory_volume
 
 from engine.core.errors import UsageError
 from engine.studies.planes import mip, patient_grid, resample_plane
-from engine.studies.volume import Volume
-
-
-def _volume(values, spacing=(2.5, 0.7, 0.7), flip_rows=False) -> Volume:
-    dz, dy, dx = spacing
-    s, r, c = values.shape
-    affine = np.diag([dx, dy, dz, 1.0])
-    affine[:3, 3] = (-20.0, -30.0, 100.0)
-    if flip_rows:
-        affine[1, 1] = -dy
-        affine[1, 3] = -30.0 + (r - 1) * dy
-        values = values[:, ::-1]
-    return Volume(path="mem", name="grid", modality="CT", affine=affine, shape=values.shape,
-                  voxels=np.ascontiguousarray(values))
-
-
-def _ramp(shape=(6, 10, 8)) -> np.ndarray:
-    k, j, i = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
-    return (100.0 * k + 10.0 * j + i).astype(np.float32)
 
 
 def test_the_grid_covers_the_volume_on_cubes_of_its_finest_spacing():
-    volume = _volume(_ramp((6, 10, 8)), spacing=(2.5, 0.7, 0.5))
+    volume = memory_volume(index_ramp((6, 10, 8)), spacing=(2.5, 0.7, 0.5))
     grid = patient_grid(volume.affine, volume.shape)
     assert grid.pixel_mm == pytest.approx(0.5)
     # 12.5 mm of slices, 6.3 mm of rows and 3.5 mm of columns, on 0.5 mm cubes.
@@ -38,7 +20,7 @@ def test_the_grid_covers_the_volume_on_cubes_of_its_finest_spacing():
 
 
 def test_a_coronal_slice_of_the_grid_is_the_coronal_plane_sampled_directly():
-    volume = _volume(_ramp(), spacing=(2.5, 0.7, 0.7), flip_rows=True)
+    volume = memory_volume(index_ramp(), spacing=(2.5, 0.7, 0.7), flip_rows=True)
     grid = patient_grid(volume.affine, volume.shape)
     values = grid.sample(volume.voxels, volume.affine, fill=-1.0)
     index = (3, 5, 2)
@@ -51,7 +33,7 @@ def test_a_coronal_slice_of_the_grid_is_the_coronal_plane_sampled_directly():
 def test_a_marked_voxel_lands_where_it_is_in_patient_space_in_all_three_planes():
     values = np.zeros((6, 10, 8), np.float32)
     values[2, 7, 3] = 1000.0
-    volume = _volume(values, spacing=(2.1, 0.7, 0.7), flip_rows=True)
+    volume = memory_volume(values, spacing=(2.1, 0.7, 0.7), flip_rows=True)
     grid = patient_grid(volume.affine, volume.shape)
     sampled = grid.sample(volume.voxels, volume.affine)
     # Rows were stored anterior-first, so the mark's patient position is not its row index.
@@ -64,7 +46,7 @@ def test_a_marked_voxel_lands_where_it_is_in_patient_space_in_all_three_planes()
 
 
 def test_the_grid_projection_matches_the_patient_space_mip():
-    volume = _volume(_ramp(), spacing=(2.8, 0.7, 0.7))
+    volume = memory_volume(index_ramp(), spacing=(2.8, 0.7, 0.7))
     grid = patient_grid(volume.affine, volume.shape)
     sampled = grid.sample(volume.voxels, volume.affine)
     for plane in ("axial", "coronal", "sagittal"):
@@ -88,7 +70,7 @@ def test_an_unknown_plane_is_refused():
 
 
 def test_a_point_outside_the_volume_is_clipped_onto_its_last_plane():
-    volume = _volume(_ramp(), spacing=(2.5, 0.7, 0.7))
+    volume = memory_volume(index_ramp(), spacing=(2.5, 0.7, 0.7))
     grid = patient_grid(volume.affine, volume.shape)
     inside = grid.point((2, 3, 4))
     far = inside + np.array([0.0, 0.0, 500.0])  # far above the head

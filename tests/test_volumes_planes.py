@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from volume_fixtures import index_ramp, memory_volume
 
 from engine.core.errors import UsageError
 from engine.studies.planes import (
@@ -13,30 +14,10 @@ from engine.studies.planes import (
     scroll_step,
     three_planes,
 )
-from engine.studies.volume import Volume
-
-
-def _axial(values, spacing=(2.5, 0.7, 0.7), flip_rows=False) -> Volume:
-    dz, dy, dx = spacing
-    s, r, c = values.shape
-    affine = np.diag([dx, dy, dz, 1.0])
-    affine[:3, 3] = (-20.0, -30.0, 100.0)
-    if flip_rows:
-        # Rows run anterior (-y): the same patient stored upside down.
-        affine[1, 1] = -dy
-        affine[1, 3] = -30.0 + (r - 1) * dy
-        values = values[:, ::-1]
-    return Volume(path="mem", name="planes", modality="CT", affine=affine, shape=values.shape,
-                  voxels=np.ascontiguousarray(values))
-
-
-def _ramp(shape=(6, 10, 8)) -> np.ndarray:
-    k, j, i = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
-    return (100.0 * k + 10.0 * j + i).astype(np.float32)
 
 
 def test_the_axial_plane_of_an_axial_series_is_its_slice():
-    volume = _axial(_ramp(), spacing=(2.5, 0.7, 0.7))
+    volume = memory_volume(index_ramp(), spacing=(2.5, 0.7, 0.7))
     point = volume.index_to_patient((3, 4, 5))
     view = plane_through(volume, "axial", point)
     np.testing.assert_allclose(view.image, volume.voxels[3], atol=1e-3)
@@ -44,8 +25,8 @@ def test_the_axial_plane_of_an_axial_series_is_its_slice():
 
 
 def test_anisotropic_voxels_keep_their_proportions_and_the_head_is_up():
-    values = _ramp()
-    volume = _axial(values, spacing=(2.5, 0.7, 0.7))
+    values = index_ramp()
+    volume = memory_volume(values, spacing=(2.5, 0.7, 0.7))
     view = plane_through(volume, "coronal", volume.index_to_patient((2, 5, 0)))
     # 6 slices 2.5 mm apart span 12.5 mm: about 18 rows of 0.7 mm; 8 columns of 0.7 mm.
     assert view.geometry.shape[1] == 8 and view.geometry.shape[0] in (18, 19)
@@ -62,8 +43,8 @@ def test_anisotropic_voxels_keep_their_proportions_and_the_head_is_up():
 
 
 def test_a_volume_stored_upside_down_shows_the_same_planes():
-    values = _ramp()
-    upright, flipped = _axial(values), _axial(values, flip_rows=True)
+    values = index_ramp()
+    upright, flipped = memory_volume(values), memory_volume(values, flip_rows=True)
     point = upright.index_to_patient((2, 3, 4))
     for plane in ("axial", "coronal", "sagittal"):
         a = plane_through(upright, plane, point).image
@@ -72,7 +53,7 @@ def test_a_volume_stored_upside_down_shows_the_same_planes():
 
 
 def test_the_overlay_is_resampled_on_the_same_pixels_and_crosshairs_link():
-    volume = _axial(np.zeros((8, 12, 10), np.float32), spacing=(3.0, 0.8, 0.8))
+    volume = memory_volume(np.zeros((8, 12, 10), np.float32), spacing=(3.0, 0.8, 0.8))
     heat = np.zeros(volume.shape, np.float32)
     heat[5, 7, 2] = 1.0
     point = peak_point(volume, heat)
@@ -91,7 +72,7 @@ def test_the_overlay_is_resampled_on_the_same_pixels_and_crosshairs_link():
 
 
 def test_mip_takes_the_largest_value_along_the_normal():
-    volume = _axial(np.zeros((6, 9, 7), np.float32), spacing=(2.0, 1.0, 1.0))
+    volume = memory_volume(np.zeros((6, 9, 7), np.float32), spacing=(2.0, 1.0, 1.0))
     heat = np.zeros(volume.shape, np.float32)
     heat[1, 2, 3], heat[4, 6, 5] = 0.5, 1.0
     projection, geometry = mip(heat, volume.affine, volume.shape, "axial")
@@ -102,7 +83,7 @@ def test_mip_takes_the_largest_value_along_the_normal():
 
 
 def test_scroll_steps_one_voxel_along_the_normal_and_planes_are_named():
-    volume = _axial(_ramp(), spacing=(2.5, 0.7, 0.9))
+    volume = memory_volume(index_ramp(), spacing=(2.5, 0.7, 0.9))
     assert scroll_step(volume.affine, "axial") == pytest.approx(2.5)
     assert scroll_step(volume.affine, "coronal") == pytest.approx(0.7)
     assert scroll_step(volume.affine, "sagittal") == pytest.approx(0.9)

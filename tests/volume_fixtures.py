@@ -9,6 +9,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from engine.studies.volume import Volume
+
 CT = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -113,3 +115,24 @@ def write_enhanced(path: Path, hu: np.ndarray, positions, frame_order, *, orient
     ds.PixelData = np.stack(stored).tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def memory_volume(values: np.ndarray, spacing=(2.5, 0.7, 0.7), flip_rows: bool = False) -> Volume:
+    """An in-memory axial CT of ``values`` at ``spacing`` (dz, dy, dx) mm, rows maybe flipped."""
+    dz, dy, dx = spacing
+    r = values.shape[1]
+    affine = np.diag([dx, dy, dz, 1.0])
+    affine[:3, 3] = (-20.0, -30.0, 100.0)
+    if flip_rows:
+        # Rows run anterior (-y): the same patient stored upside down.
+        affine[1, 1] = -dy
+        affine[1, 3] = -30.0 + (r - 1) * dy
+        values = values[:, ::-1]
+    return Volume(path="mem", name="mem", modality="CT", affine=affine, shape=values.shape,
+                  voxels=np.ascontiguousarray(values))
+
+
+def index_ramp(shape=(6, 10, 8)) -> np.ndarray:
+    """Values that say where they are: 100 * slice + 10 * row + column."""
+    k, j, i = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    return (100.0 * k + 10.0 * j + i).astype(np.float32)
