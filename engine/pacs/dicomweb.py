@@ -256,14 +256,6 @@ class WebConnection:
 
     # -- retrieve ----------------------------------------------------------------------------
 
-    def _fetch_one(self, ref: InstanceRef) -> bytes:
-        with web_errors(self.node, "retrieve"):
-            ds = self._client().retrieve_instance(ref.study_uid, ref.series_uid, ref.sop_uid,
-                                                  media_types=_AS_STORED)
-        buffer = io.BytesIO()
-        pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-        return buffer.getvalue()
-
     def fetch(self, refs: list[InstanceRef], deliver: Callable[[InstanceRef, bytes], None],
               cancel: CancelToken | None = None, whole_series: frozenset[str] = frozenset()
               ) -> None:
@@ -408,9 +400,7 @@ class WebConnection:
         failed = {str(item.ReferencedSOPInstanceUID): f"0x{int(item.get('FailureReason', 0)):04X}"
                   for item in (answer.get("FailedSOPSequence") or [])}
         if failed:
-            codes = ", ".join(f"{uid} {code}" for uid, code in failed.items())
-            raise StoreRejected(
-                f"{self.node.dicomweb} rejected {len(failed)} of {len(uids)} instances ({codes})",
-                codes=failed, stored=stored, path=self.node.label,
+            raise StoreRejected.some_of(
+                self.node.dicomweb, failed, stored, len(uids), path=self.node.label,
                 fix="see the server's log for why; the codes are DICOM Failure Reasons")
         return stored

@@ -344,10 +344,7 @@ class DimseConnection:
             if assoc.is_established:
                 assoc.release()
         if failed:
-            codes = ", ".join(f"{uid} {code}" for uid, code in failed.items())
-            raise StoreRejected(
-                f"{self.node.address} rejected {len(failed)} of {len(datasets)} instances "
-                f"({codes})",
-                codes=failed, stored=stored, path=self.node.label,
+            raise StoreRejected.some_of(
+                self.node.address, failed, stored, len(datasets), path=self.node.label,
                 fix="see the PACS's log; the codes are DIMSE C-STORE statuses")
         return stored
