@@ -7,33 +7,15 @@ with ``FILE`` a name in the demo study (default: the study's first nodule case).
 from __future__ import annotations
 
 import csv
-import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from screenshot_window import open_window, save_grab, wait
 
-from PySide6.QtCore import QSettings  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
-
-from gui.app import apply_dark_theme  # noqa: E402
-from gui.main_window import DEMO_STUDY, QtMainWindow  # noqa: E402
+from gui.main_window import DEMO_STUDY
 
 #: Pixels added around the lesion box so the ROI outline does not hide the lesion.
 ROI_PAD = 4
-
-
-def _wait(app: QApplication, condition, limit: float = 180.0) -> None:
-    """Process events until ``condition()`` holds; fail loudly after ``limit`` seconds."""
-    end = time.monotonic() + limit
-    while not condition() and time.monotonic() < end:
-        app.processEvents()
-        time.sleep(0.01)
-    if not condition():
-        raise SystemExit("timed out waiting for the window")
 
 
 def main(argv: list[str]) -> int:
@@ -43,30 +25,21 @@ def main(argv: list[str]) -> int:
     model = argv[2] if len(argv) > 2 else "demo"
     name = argv[3] if len(argv) > 3 else None
 
-    app = QApplication(["lucida"])
-    apply_dark_theme(app)
-    settings = QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.Format.IniFormat)
-    win = QtMainWindow(settings=settings)
-    win.resize(1440, 900)
-    win.show()
+    app, win = open_window()
     if name:
         win.open_paths([str(DEMO_STUDY / name)])
         win.load_model(model)
     else:
         win.open_demo()
-    _wait(app, lambda: win.layer_model.heatmap is not None and win.result is not None)
+    wait(app, lambda: win.layer_model.heatmap is not None and win.result is not None)
 
     with open(DEMO_STUDY / "manifest.csv", newline="") as handle:
         rows = {row["path"]: row for row in csv.DictReader(handle)}
     x0, y0, x1, y1 = (int(v) for v in rows[win.image.path.name]["lesion_box"].split())
     win.set_roi((x0 - ROI_PAD, y0 - ROI_PAD, x1 + ROI_PAD, y1 + ROI_PAD), shape)
     win.open_trust_panel()
-    _wait(app, lambda: "pointing_hit" in (win.trust_panel.metrics or {}))
-    settle = time.monotonic() + 0.5
-    _wait(app, lambda: time.monotonic() > settle)
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    win.grab().save(str(out))
+    wait(app, lambda: "pointing_hit" in (win.trust_panel.metrics or {}))
+    save_grab(app, win, out)
     win.close()
     return 0
 
