@@ -62,6 +62,34 @@ def _parse_formats(formats) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+def export_options(result, figure_options: FigureOptions | dict | None) -> FigureOptions:
+    """The figure options one export of ``result`` draws with, once it is known to have maps.
+
+    Parameters
+    ----------
+    result : ExplainResult
+        The explanation to export.
+    figure_options : FigureOptions or dict, optional
+        Layout and display settings (a dict is read as the GUI's view state); the defaults
+        when omitted.
+
+    Returns
+    -------
+    FigureOptions
+        The settings to draw with.
+
+    Raises
+    ------
+    UsageError
+        If the result has no map, or for an unknown figure setting.
+    """
+    if not result.maps:
+        raise UsageError("the result has no explanation map to export", fix="run a method first")
+    if isinstance(figure_options, dict):
+        return FigureOptions.from_view_state(figure_options)
+    return figure_options or FigureOptions()
+
+
 def reviewed_maps(result, options: FigureOptions, all_maps: bool = False) -> list:
     """The (method, layer) keys one export shows, in the order the report shows them.
 
@@ -178,11 +206,7 @@ def write_reports(
         For an unknown format or figure setting.
     """
     wanted = _parse_formats(formats)
-    if not result.maps:
-        raise UsageError("the result has no explanation map to export", fix="run a method first")
-    if isinstance(figure_options, dict):
-        figure_options = FigureOptions.from_view_state(figure_options)
-    options = figure_options or FigureOptions()
+    options = export_options(result, figure_options)
     view = export_view(result, options, all_maps)
     reviewed, grid, report_maps = view.reviewed, view.grid, view.report_maps
     report = progress or (lambda fraction, message="": None)

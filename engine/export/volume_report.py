@@ -18,7 +18,7 @@ from engine.core.atomic import StagedFiles
 from engine.core.cancel import CancelToken, ProgressFn
 from engine.core.errors import UsageError
 from engine.core.jsonsafe import json_bytes
-from engine.export import FILE_NAMES, reviewed_maps
+from engine.export import FILE_NAMES, export_options, reviewed_maps
 from engine.export.content import build_content
 from engine.export.deid import Scrubber
 from engine.export.figure import FigureOptions
@@ -104,11 +104,7 @@ def write_volume_exports(
         For an unknown format, or a result without the map on screen.
     """
     wanted = _formats(formats)
-    if not result.maps:
-        raise UsageError("the result has no explanation map to export", fix="run a method first")
-    if isinstance(figure_options, dict):
-        figure_options = FigureOptions.from_view_state(figure_options)
-    options = figure_options or FigureOptions()
+    options = export_options(result, figure_options)
     window = _window(volume, options)
     options = replace(options, window=window)
     keys = reviewed_maps(result, options, all_maps)
