@@ -25,6 +25,9 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import generate_uid
 
+from engine.pacs.config import load_config
+from engine.pacs.retrieve import retrieve
+
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 CT_SMALL = PYDICOM_FILES / "CT_small.dcm"
 #: Lucida's AE title in the tests, and one Orthanc does not know.
@@ -140,6 +143,14 @@ class Orthanc:
                 self.process.wait(timeout=10)
         self.process = None
 
+    def __enter__(self) -> Orthanc:
+        """Start Orthanc for a ``with`` block."""
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        """Stop Orthanc when the ``with`` block ends, however it ends."""
+        self.stop()
+
     def rest(self, path: str, data: bytes | None = None, method: str | None = None):
         """Call the REST API and return its JSON answer."""
         request = urllib.request.Request(self.url + path, data=data, method=method)
@@ -174,6 +185,14 @@ class Orthanc:
             f'port = {self.dicom_port}\ncalling_ae = "{LUCIDA_AE}"\ntimeout = 20\n\n{extra}',
             encoding="utf-8")
         return path
+
+
+def retrieve_ct_slice(config_path: Path, folder: Path) -> Path:
+    """Retrieve pydicom's CT slice from the ``web`` node of ``config_path``; return its file."""
+    study_uid = pydicom.dcmread(CT_SMALL, stop_before_pixels=True).StudyInstanceUID
+    retrieve(load_config(config_path).node("web"), study_uid, folder)
+    (path,) = Path(folder).rglob("*.dcm")
+    return path
 
 
 def self_signed_tls(folder: Path) -> tuple[Path, ssl.SSLContext]:

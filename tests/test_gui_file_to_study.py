@@ -19,10 +19,8 @@ from PySide6.QtWidgets import QMessageBox
 from engine.explain.session import ExplainRequest, Session
 from engine.export.dicom_objects import PATIENT_STUDY, RESEARCH
 from engine.models.loaded import load_model
-from engine.pacs.config import load_config
-from engine.pacs.retrieve import retrieve
 from engine.studies.image import open_image
-from tests.pacs_fixtures import CT_SMALL, Orthanc, dciodvfy_errors
+from tests.pacs_fixtures import CT_SMALL, Orthanc, dciodvfy_errors, retrieve_ct_slice
 
 CT = pydicom.dcmread(CT_SMALL, stop_before_pixels=True)
 VIEW_STATE = {"colormap": "jet", "opacity": 0.5, "method": "gradcam", "layer": "features"}
@@ -30,12 +28,9 @@ VIEW_STATE = {"colormap": "jet", "opacity": 0.5, "method": "gradcam", "layer": "
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory):
-    server = Orthanc(tmp_path_factory.mktemp("orthanc")).start()
-    try:
+    with Orthanc(tmp_path_factory.mktemp("orthanc")) as server:
         assert server.upload(CT_SMALL)
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +41,7 @@ def config_path(orthanc, tmp_path_factory):
 @pytest.fixture(scope="module")
 def explained(config_path, tmp_path_factory):
     """The CT slice retrieved from Orthanc, explained with the demo model."""
-    out = tmp_path_factory.mktemp("retrieved")
-    retrieve(load_config(config_path).node("web"), CT.StudyInstanceUID, out)
-    (path,) = out.rglob("*.dcm")
-    image = open_image(path)
+    image = open_image(retrieve_ct_slice(config_path, tmp_path_factory.mktemp("retrieved")))
     result = Session().explain(ExplainRequest(image=image, model=load_model("demo"),
                                               methods=["gradcam"]))
     return image, result

@@ -20,9 +20,14 @@ from engine.export.dicom_pm import PM_SOP_CLASS
 from engine.export.dicom_sr import SR_SOP_CLASS
 from engine.pacs.config import load_config
 from engine.pacs.errors import PacsError, StoreRejected
-from engine.pacs.retrieve import retrieve
 from engine.pacs.send import send_datasets
-from tests.pacs_fixtures import CT_SMALL, Orthanc, dciodvfy_errors, free_port
+from tests.pacs_fixtures import (
+    CT_SMALL,
+    Orthanc,
+    dciodvfy_errors,
+    free_port,
+    retrieve_ct_slice,
+)
 
 CT = pydicom.dcmread(CT_SMALL, stop_before_pixels=True)
 SC_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"
@@ -30,12 +35,9 @@ SC_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory):
-    server = Orthanc(tmp_path_factory.mktemp("orthanc")).start()
-    try:
+    with Orthanc(tmp_path_factory.mktemp("orthanc")) as server:
         assert server.upload_pydicom_test_files() > 40
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +48,7 @@ def config_path(orthanc, tmp_path_factory):
 @pytest.fixture(scope="module")
 def retrieved(config_path, tmp_path_factory):
     """The CT slice as retrieved from Orthanc over DICOMweb."""
-    out = tmp_path_factory.mktemp("retrieved")
-    retrieve(load_config(config_path).node("web"), CT.StudyInstanceUID, out)
-    (path,) = out.rglob("*.dcm")
-    return path
+    return retrieve_ct_slice(config_path, tmp_path_factory.mktemp("retrieved"))
 
 
 def _series_in_study(orthanc, study_uid) -> dict[str, list[dict]]:
