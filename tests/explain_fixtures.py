@@ -157,3 +157,24 @@ def gapnet_model(classes=3, size=48, output="softmax") -> TorchModel:
     names = [f"c{i}" for i in range(classes)]
     return TorchModel(GapNet(classes), names, size=size, layers=["features.1", "features.4"],
                       output=output)
+
+
+class MixedReLUNet(nn.Module):
+    """One ReLU module and one functional ReLU: guided methods can only see the first."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.ReLU()
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = F.relu(self.conv2(self.act(self.conv1(x))))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def mixed_relu_model() -> TorchModel:
+    """A seeded :class:`MixedReLUNet` as a loaded model with classes a and b on 16 px inputs."""
+    torch.manual_seed(0)
+    return TorchModel(MixedReLUNet(), ["a", "b"], size=16)

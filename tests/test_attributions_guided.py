@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from engine.core.cancel import CancelToken, no_progress
@@ -14,22 +13,7 @@ from engine.explain.api import INPUT_LAYER, resolve_params
 from engine.explain.capture import run_capture
 from engine.explain.registry import registry
 from engine.explain.session import ExplainRequest, Session
-from tests.explain_fixtures import TorchModel, gapnet_model, random_image
-
-
-class _Mixed(nn.Module):
-    """One ReLU module and one functional ReLU."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
-        self.act = nn.ReLU()
-        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
-        self.fc = nn.Linear(4, 2)
-
-    def forward(self, x):
-        x = F.relu(self.conv2(self.act(self.conv1(x))))
-        return self.fc(x.mean(dim=(2, 3)))
+from tests.explain_fixtures import TorchModel, gapnet_model, mixed_relu_model, random_image
 
 
 class _Breaks(nn.Module):
@@ -91,8 +75,7 @@ def test_hooks_are_removed_when_the_model_fails_mid_pass():
 
 
 def test_functional_relus_get_a_one_line_warning():
-    torch.manual_seed(0)
-    model = TorchModel(_Mixed(), ["a", "b"], size=16)
+    model = mixed_relu_model()
     capture = run_capture(model, model.preprocess(random_image(16)), target=1, gradients=False)
     _, notes = _direct("guidedbackprop", capture)
     (entry,) = notes["guidedbackprop"]

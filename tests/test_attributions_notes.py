@@ -11,8 +11,6 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from engine.explain import core
 from engine.explain.api import resolve_params
@@ -20,22 +18,7 @@ from engine.explain.capture import run_capture
 from engine.explain.registry import registry
 from engine.explain.session import ExplainRequest, Session
 from engine.export.results import result_json, write_explain_outputs
-from tests.explain_fixtures import TorchModel, gapnet_model, random_image
-
-
-class _Mixed(nn.Module):
-    """One ReLU module and one functional ReLU."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
-        self.act = nn.ReLU()
-        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
-        self.fc = nn.Linear(4, 2)
-
-    def forward(self, x):
-        x = F.relu(self.conv2(self.act(self.conv1(x))))
-        return self.fc(x.mean(dim=(2, 3)))
+from tests.explain_fixtures import gapnet_model, mixed_relu_model, random_image
 
 
 def _entry(content: dict, method: str) -> dict:
@@ -62,8 +45,7 @@ def test_intgrad_completeness_gap_is_in_result_json(tmp_path):
 
 
 def test_functional_relu_warning_reaches_the_result_once():
-    torch.manual_seed(0)
-    model = TorchModel(_Mixed(), ["a", "b"], size=16)
+    model = mixed_relu_model()
     result = Session(device="cpu").explain(
         ExplainRequest(random_image(16), model, ["guidedbackprop", "guidedgradcam"],
                        layers=["conv2"]))
