@@ -114,6 +114,31 @@ def phantom_dataset(ph: Phantom, index: int, seed: int, *, modality: str, mono1:
     return ds
 
 
+def write_manifest(out: Path, columns: tuple[str, ...], rows: list[tuple]) -> Path:
+    """Write a demo set's ground truth as ``manifest.csv`` in ``out``.
+
+    Parameters
+    ----------
+    out : Path
+        The demo set's folder.
+    columns : tuple of str
+        The header row.
+    rows : list of tuple
+        One row per written case, in the order of ``columns``.
+
+    Returns
+    -------
+    Path
+        The manifest's path.
+    """
+    manifest = out / "manifest.csv"
+    with open(manifest, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    return manifest
+
+
 def write_demo_set(
     out: Path,
     n: int,
@@ -170,9 +195,4 @@ def write_demo_set(
         rows.append((name, ph.label, ph.site, box_text(ph.lesion_box), box_text(ph.marker_box)))
         if progress is not None:
             progress((i + 1) / n, name)
-    manifest = out / "manifest.csv"
-    with open(manifest, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(MANIFEST_COLUMNS)
-        writer.writerows(rows)
-    return manifest
+    return write_manifest(out, MANIFEST_COLUMNS, rows)

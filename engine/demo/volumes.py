@@ -16,7 +16,6 @@ the head down, file names in no slice order, realistic table positions, and anis
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 
 from engine.core.cancel import CancelToken, ProgressFn
 from engine.core.errors import UsageError
+from engine.demo.files import write_manifest
 
 #: Class names of the 3-D demo, in the model's output order.
 VOLUME_CLASSES = ("normal", "nodule")
@@ -427,12 +427,7 @@ def write_volume_set(out: Path, n: int, seed: int, *, size: int = 128, slices: i
                      f"{chest.nodule_radius:.2f}" if chest.nodule_center else ""))
         if progress is not None:
             progress((i + 1) / n, name)
-    manifest = out / "manifest.csv"
-    with open(manifest, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(MANIFEST_COLUMNS)
-        writer.writerows(rows)
-    return manifest
+    return write_manifest(out, MANIFEST_COLUMNS, rows)
 
 
 def in_memory_volume(hu: np.ndarray, grid: AxialGrid, name: str = "demo volume"):
