@@ -38,6 +38,30 @@ def ramp_heatmap(shape: tuple[int, int]) -> np.ndarray:
     return np.tile(np.linspace(0.0, 1.0, cols, dtype=np.float32), (rows, 1))
 
 
+def qimage_pixels(image) -> np.ndarray:
+    """The RGB pixels of a ``QImage`` as a (rows, columns, 3) uint8 array."""
+    from PySide6.QtGui import QImage
+
+    image = image.convertToFormat(QImage.Format.Format_RGB888)
+    # Qt pads each row to 4 bytes: cut the padding before reshaping.
+    rows = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(),
+                                                              image.bytesPerLine())
+    return rows[:, : image.width() * 3].reshape(image.height(), image.width(), 3).copy()
+
+
+def drag(viewer, start, end) -> None:
+    """Left-drag with real mouse events on a viewer's viewport between two scene points."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    port = viewer.viewport()
+    a, b = viewer.mapFromScene(start), viewer.mapFromScene(end)
+    QTest.mousePress(port, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
+    QTest.mouseMove(port, (a + b) / 2)
+    QTest.mouseMove(port, b)
+    QTest.mouseRelease(port, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
+
+
 #: Generous limit for one explanation on a loaded 2-core machine.
 WAIT_MS = 60_000
 

@@ -5,22 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from gui_fixtures import PYDICOM_FILES, raster_image
+from gui_fixtures import PYDICOM_FILES, drag, qimage_pixels, raster_image
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QImage, QTransform
+from PySide6.QtGui import QTransform
 from PySide6.QtTest import QTest
 
 from engine.studies.image import open_image
 from gui.measure_tools import MeasureTools
 from gui.view_annotations import MARKER_COLOR
 from gui.viewer import QtImageViewer
-
-
-def _pixels(image: QImage) -> np.ndarray:
-    image = image.convertToFormat(QImage.Format.Format_RGB888)
-    rows = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(),
-                                                              image.bytesPerLine())
-    return rows[:, : image.width() * 3].reshape(image.height(), image.width(), 3).copy()
 
 
 def _ct_copy(folder, name: str, **elements):
@@ -47,16 +40,6 @@ def viewer(qtbot):
     return widget
 
 
-def _drag(viewer, start: QPointF, end: QPointF) -> None:
-    """Left drag from scene point ``start`` to ``end`` with real mouse events."""
-    port = viewer.viewport()
-    a, b = viewer.mapFromScene(start), viewer.mapFromScene(end)
-    QTest.mousePress(port, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
-    QTest.mouseMove(port, (a + b) / 2)
-    QTest.mouseMove(port, b)
-    QTest.mouseRelease(port, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
-
-
 def _at_one_to_one(viewer, image) -> None:
     viewer.set_image(image)
     viewer.setTransform(QTransform())  # one screen pixel per image pixel: exact drag ends
@@ -69,7 +52,7 @@ def test_distance_of_100_pixels_at_half_a_millimetre_reads_50_mm(viewer, tmp_pat
     measured = []
     tool.sig_measured.connect(measured.append)
     tool.set_active(True)
-    _drag(viewer, QPointF(10, 20), QPointF(110, 20))
+    drag(viewer, QPointF(10, 20), QPointF(110, 20))
     assert measured == ["50.0 mm"]
     assert tool.value == pytest.approx(50.0)
     assert tool.ruler.isVisible() and tool.ruler.label.lines() == ["50.0 mm"]
@@ -86,11 +69,11 @@ def test_imager_pixel_spacing_is_labelled_and_no_spacing_is_pixels(viewer, tmp_p
     _at_one_to_one(viewer, image)
     tool = viewer.tools.distance
     tool.set_active(True)
-    _drag(viewer, QPointF(10, 10), QPointF(10, 60))
+    drag(viewer, QPointF(10, 10), QPointF(10, 60))
     assert tool.text == "10.0 mm at detector"
     _at_one_to_one(viewer, raster_image(tmp_path, (128, 128)))
     assert not tool.ruler.isVisible()  # another image: the old measurement is gone
-    _drag(viewer, QPointF(10, 10), QPointF(40, 50))
+    drag(viewer, QPointF(10, 10), QPointF(40, 50))
     assert tool.text == "50.0 px"
 
 
@@ -137,7 +120,7 @@ def test_roi_label_shows_statistics_in_hu_matching_numpy(viewer, qtbot, tmp_path
 
 
 def _marker_pixels(viewer, region) -> int:
-    rgb = _pixels(viewer.grab().toImage()).astype(int)
+    rgb = qimage_pixels(viewer.grab().toImage()).astype(int)
     ys, xs = region
     patch = rgb[ys, xs]
     target = np.array([MARKER_COLOR.red(), MARKER_COLOR.green(), MARKER_COLOR.blue()])

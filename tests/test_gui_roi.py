@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 import pytest
-from gui_fixtures import raster_image
+from gui_fixtures import drag, qimage_pixels, raster_image
 from PySide6.QtCore import QPointF, QSettings, Qt
-from PySide6.QtGui import QImage, QTransform
+from PySide6.QtGui import QTransform
 from PySide6.QtTest import QTest
 
 from gui.roi_item import ROI_COLOR, roi_from_points
@@ -16,13 +16,6 @@ from gui.viewer import QtImageViewer
 
 #: Generous limit for an explanation or metrics run on a loaded 2-core machine.
 WAIT_MS = 60_000
-
-
-def _pixels(image: QImage) -> np.ndarray:
-    image = image.convertToFormat(QImage.Format.Format_RGB888)
-    rows = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(),
-                                                              image.bytesPerLine())
-    return rows[:, : image.width() * 3].reshape(image.height(), image.width(), 3).copy()
 
 
 @pytest.fixture
@@ -38,16 +31,6 @@ def viewer(qtbot, tmp_path):
     return widget
 
 
-def _drag(viewer, start: QPointF, end: QPointF) -> None:
-    """Left-drag on the viewport between two scene (image pixel) points."""
-    port = viewer.viewport()
-    a, b = viewer.mapFromScene(start), viewer.mapFromScene(end)
-    QTest.mousePress(port, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
-    QTest.mouseMove(port, (a + b) / 2)
-    QTest.mouseMove(port, b)
-    QTest.mouseRelease(port, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
-
-
 def _is_roi_colour(rgb: np.ndarray) -> np.ndarray:
     r, g, b = (rgb[..., i].astype(int) for i in range(3))
     return (abs(r - ROI_COLOR.red()) < 40) & (abs(g - ROI_COLOR.green()) < 40) & (
@@ -57,19 +40,19 @@ def _is_roi_colour(rgb: np.ndarray) -> np.ndarray:
 def test_drag_draws_a_box_in_image_pixels_at_a_zoom(viewer, qtbot):
     viewer.set_roi_tool("box")
     with qtbot.waitSignal(viewer.sig_roi_changed, timeout=1000) as blocker:
-        _drag(viewer, QPointF(10.5, 8.5), QPointF(30.5, 20.5))
+        drag(viewer, QPointF(10.5, 8.5), QPointF(30.5, 20.5))
     # Every pixel the drag touched, end-exclusive: columns 10..30 and rows 8..20.
     assert blocker.args == [((10, 8, 31, 21), "box")]
     assert viewer.roi() == ((10, 8, 31, 21), "box")
     # A drag backwards (bottom-right to top-left) gives the same box.
     with qtbot.waitSignal(viewer.sig_roi_changed, timeout=1000) as blocker:
-        _drag(viewer, QPointF(30.5, 20.5), QPointF(10.5, 8.5))
+        drag(viewer, QPointF(30.5, 20.5), QPointF(10.5, 8.5))
     assert blocker.args == [((10, 8, 31, 21), "box")]
 
     # The outline is drawn on those pixels after a further zoom: its left edge sits at the
     # screen column of image x = 10, and is nowhere near the column of x = 20.
     viewer.zoom_by(1.4, QPointF(viewer.mapFromScene(QPointF(20.0, 14.0))))
-    shot = _pixels(viewer.viewport().grab().toImage())
+    shot = qimage_pixels(viewer.viewport().grab().toImage())
     dpr = viewer.viewport().devicePixelRatioF()
     edge = viewer.mapFromScene(QPointF(10.0, 14.0))
     x, y = round(edge.x() * dpr), round(edge.y() * dpr)
@@ -84,7 +67,7 @@ def test_ellipse_tool_clear_and_escape(viewer, qtbot):
     viewer.set_roi_tool("ellipse")
     with qtbot.waitSignal(viewer.sig_roi_changed, timeout=1000) as blocker:
         # Past the image's right and bottom edges: clipped to the image.
-        _drag(viewer, QPointF(40.2, 30.2), QPointF(80.0, 70.0))
+        drag(viewer, QPointF(40.2, 30.2), QPointF(80.0, 70.0))
     assert blocker.args == [((40, 30, 64, 48), "ellipse")]
 
     with qtbot.waitSignal(viewer.sig_roi_changed, timeout=1000) as blocker:
@@ -95,8 +78,8 @@ def test_ellipse_tool_clear_and_escape(viewer, qtbot):
     # A drag that covers no pixel draws nothing, nor does a click (it would make a 1-pixel
     # ROI that nobody meant).
     with qtbot.assertNotEmitted(viewer.sig_roi_changed):
-        _drag(viewer, QPointF(-8.0, -8.0), QPointF(-2.0, -3.0))
-        _drag(viewer, QPointF(20.2, 20.2), QPointF(20.4, 20.4))
+        drag(viewer, QPointF(-8.0, -8.0), QPointF(-2.0, -3.0))
+        drag(viewer, QPointF(20.2, 20.2), QPointF(20.4, 20.4))
     assert viewer.roi() is None
 
     with qtbot.waitSignal(viewer.sig_roi_tool_changed, timeout=1000) as blocker:
@@ -106,7 +89,7 @@ def test_ellipse_tool_clear_and_escape(viewer, qtbot):
     # Left drag pans again and draws nothing.
     before = viewer.mapToScene(viewer.viewport().rect().center())
     with qtbot.assertNotEmitted(viewer.sig_roi_changed):
-        _drag(viewer, QPointF(20.0, 20.0), QPointF(30.0, 25.0))
+        drag(viewer, QPointF(20.0, 20.0), QPointF(30.0, 25.0))
     after = viewer.mapToScene(viewer.viewport().rect().center())
     assert (after - before).manhattanLength() > 5
 
