@@ -203,6 +203,35 @@ def integrated_gradients(
     return pixel_delta.to(summed) * summed
 
 
+def input_pixel_gradients(capture, targets: torch.Tensor, params, progress, cancel, message: str,
+                          hooks=None) -> torch.Tensor:
+    """Gradients of the target logits at the capture's own inputs, batch by batch.
+
+    Parameters
+    ----------
+    capture : Capture
+        The inputs (``capture.input``) and the passes that differentiate them.
+    targets : torch.Tensor
+        (N,) class index per input.
+    params : dict
+        The method's parameters; ``batch_size`` is the most inputs per pass.
+    progress, cancel
+        Reported and checked between batches.
+    message : str
+        Progress text.
+    hooks : callable, optional
+        Passed to ``input_gradients`` (Guided Backprop's ReLU hooks).
+
+    Returns
+    -------
+    torch.Tensor
+        (N, C, *spatial) gradients with respect to pixel values.
+    """
+    x = capture.input
+    grads, _ = pixel_gradients(capture, len(x), lambda a, b: (x[a:b], targets[a:b]),
+                               int(params["batch_size"]), progress, cancel, message, hooks)
+    return grads
+
 def channel_sum(attributions: torch.Tensor) -> torch.Tensor:
     """(N, C, *spatial) -> (N, *spatial): the reduction of the signed methods."""
     return attributions.sum(1)
@@ -234,10 +263,8 @@ class Saliency(Explainer):
 
     def explain(self, capture, target, layers, params, progress, cancel):
         """Return ``{"input": (N, *spatial)}`` in model-input geometry."""
-        x = capture.input
-        targets = targets_of(target, len(x))
-        grads, _ = pixel_gradients(capture, len(x), lambda a, b: (x[a:b], targets[a:b]),
-                                   int(params["batch_size"]), progress, cancel, self.title)
+        grads = input_pixel_gradients(capture, targets_of(target, len(capture.input)), params,
+                                      progress, cancel, self.title)
         return {INPUT_LAYER: channel_max_abs(grads)}
 
 
@@ -265,9 +292,8 @@ class InputXGradient(Explainer):
     def explain(self, capture, target, layers, params, progress, cancel):
         """Return ``{"input": (N, *spatial)}`` in model-input geometry."""
         x = capture.input
-        targets = targets_of(target, len(x))
-        grads, _ = pixel_gradients(capture, len(x), lambda a, b: (x[a:b], targets[a:b]),
-                                   int(params["batch_size"]), progress, cancel, self.title)
+        grads = input_pixel_gradients(capture, targets_of(target, len(x)), params, progress,
+                                      cancel, self.title)
         return {INPUT_LAYER: channel_sum(capture.to_pixels(x).to(grads) * grads)}
 
 

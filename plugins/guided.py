@@ -23,7 +23,7 @@ from torch.overrides import TorchFunctionMode
 
 from engine.explain.api import Explainer
 from plugins.gradient_cams import GradCAM
-from plugins.gradients import batch_param, channel_sum, note, pixel_gradients, targets_of
+from plugins.gradients import batch_param, channel_sum, input_pixel_gradients, note, targets_of
 
 #: The functional spellings of ReLU that module hooks cannot see.
 _FUNCTIONAL_RELUS = {torch.relu, torch.relu_, F.relu, F.relu_, torch.Tensor.relu,
@@ -104,11 +104,9 @@ class GuidedReLUs:
 
 def guided_gradients(capture, targets, params, progress, cancel) -> tuple[torch.Tensor, str | None]:
     """Guided gradients (N, C, *spatial) of the capture's inputs in pixel space, and a warning."""
-    x = capture.input
     hooks = GuidedReLUs()
-    grads, _ = pixel_gradients(capture, len(x), lambda a, b: (x[a:b], targets[a:b]),
-                               int(params["batch_size"]), progress, cancel, "Guided Backprop",
-                               hooks)
+    grads = input_pixel_gradients(capture, targets, params, progress, cancel, "Guided Backprop",
+                                  hooks)
     return grads, hooks.warning(str(getattr(capture.model, "name", "the model")))
 
 
