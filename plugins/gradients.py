@@ -215,12 +215,8 @@ def input_pixel_gradients(capture, targets: torch.Tensor, params, progress, canc
         (N,) class index per input.
     params : dict
         The method's parameters; ``batch_size`` is the most inputs per pass.
-    progress, cancel
-        Reported and checked between batches.
-    message : str
-        Progress text.
-    hooks : callable, optional
-        Passed to ``input_gradients`` (Guided Backprop's ReLU hooks).
+    progress, cancel, message, hooks
+        As for :func:`pixel_gradients`.
 
     Returns
     -------
