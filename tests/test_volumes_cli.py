@@ -96,6 +96,19 @@ def test_explain_a_series_with_the_3d_demo_writes_the_volume_contract(demo, tmp_
                                (affine @ [peak[2], peak[1], peak[0], 1])[:3], atol=1e-2)
 
 
+def test_a_volume_result_carries_each_maps_notes(demo, tmp_path):
+    out, rows = demo
+    series = out / rows[0]["series"]
+    assert cli(["explain", str(series), "--model", "demo-3d", "--method", "intgrad,gradcam",
+                "--param", "intgrad.steps=8", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / rows[0]["series"] / "result.json").read_text())
+    notes = {m["method"]: m["notes"] for m in result["maps"]}
+    gap = notes["intgrad"]["completeness"]
+    assert set(gap) == {"sum", "expected", "gap", "relative_gap"}
+    assert gap["gap"] == pytest.approx(gap["sum"] - gap["expected"])
+    assert notes["gradcam"] == {}
+
+
 def test_the_nifti_twin_explains_to_the_same_map(demo, tmp_path):
     out, rows = demo
     assert cli(["explain", str(out / rows[1]["series"]), "--model", "demo-3d",

@@ -147,7 +147,8 @@ def volume_result_json(volume, maps: dict, *, model: dict, classes: list[str],
             "method": m.method, "layer": m.layer, "heatmap": f"heatmap_{key}.npy",
             "overlays": {p: f"overlay_{p}_{key}.png" for p in PLANES},
             "warning": m.warning, "signed": bool(m.signed), "scale": float(m.scale),
-            "units": m.units, "peak_voxel": [int(v) for v in peak],
+            "units": m.units, "notes": dict(m.notes or {}),
+            "peak_voxel": [int(v) for v in peak],
             "peak_lps_mm": [round(float(v), 3) for v in volume.index_to_patient(peak)],
         })
     content = {
