@@ -114,10 +114,12 @@ def _to_pixmap(rgb) -> QPixmap:
     return QPixmap.fromImage(image.copy())
 
 
-def _draw_preview(generation: int, result, image, options: FigureOptions) -> tuple:
+def _draw_preview(generation: int, result, image, options: FigureOptions,
+                  keep_identifiers: bool) -> tuple:
     """Draw a preview figure off the GUI thread; never raises, so the outcome always returns."""
     try:
-        return generation, render_figure(result, image, options), None
+        return generation, render_figure(result, image, options,
+                                         keep_identifiers=keep_identifiers), None
     except LucidaError as exc:
         return generation, None, exc.one_line()
     except Exception as exc:  # noqa: BLE001 - a preview must not take the dialog down
@@ -153,6 +155,8 @@ class QtExportDialog(QDialog):
         self._result, self._image = result, image
         self._view_state = dict(view_state or {})
         self._preview_generation = 0
+        #: The annotation text burned into the shown preview (corners, orientation markers).
+        self.preview_burned_in: list[str] = []
         self._workers: set = set()
         self._cancel: CancelToken | None = None
         self._progress = _Progress(self)
@@ -195,6 +199,8 @@ class QtExportDialog(QDialog):
         self.identity_warning.setStyleSheet("color: #a00000; font-weight: bold;")
         self.identity_warning.setVisible(False)
         self.deidentify.toggled.connect(lambda on: self.identity_warning.setVisible(not on))
+        # Burned-in corners follow the choice, so the preview shows what will be written.
+        self.deidentify.toggled.connect(self._preview_timer_start)
 
         self.kind_research = QRadioButton(KIND_LABELS[RESEARCH])
         self.kind_research.setChecked(True)
@@ -349,6 +355,7 @@ class QtExportDialog(QDialog):
             shown,
             self._image,
             options,
+            self.kind() == RESEARCH and not self.deidentify.isChecked(),
             _start_thread=False,
             _ignore_errors=True,
         )
@@ -364,6 +371,7 @@ class QtExportDialog(QDialog):
         if figure is None:
             self.preview.setText(f"No preview: {error}")
             return
+        self.preview_burned_in = list(figure.burned_in)
         pixmap = _to_pixmap(figure.rgb)
         self.preview.setPixmap(
             pixmap.scaled(

@@ -112,3 +112,21 @@ def test_a_shown_compare_grid_is_the_default_layout_and_is_exported(qtbot, tmp_p
     assert "at layers features.3, head" in dialog.preview.toolTip()
     content = _export(dialog, qtbot, tmp_path / "grid", formats=("png", "pdf"))
     assert [(m["method"], m["layer"]) for m in content["maps"]] == compare
+
+
+def test_the_preview_burns_in_what_the_export_will(qtbot, tmp_path):
+    from gui.export_dialog import QtExportDialog
+
+    image = open_image(write_fake_dicom(tmp_path / "case.dcm", size=32))
+    widget = QtExportDialog(None, fake_result(image), image, {**VIEW_STATE, "corners": True})
+    qtbot.addWidget(widget)
+
+    def burned():
+        return " ".join(widget.preview_burned_in)
+
+    qtbot.waitUntil(lambda: bool(widget.preview_burned_in), timeout=20000)
+    assert FAKE["PatientID"] not in burned()
+    widget.deidentify.setChecked(False)  # identified research export: the corners name the patient
+    qtbot.waitUntil(lambda: FAKE["PatientID"] in burned(), timeout=20000)
+    widget.deidentify.setChecked(True)
+    qtbot.waitUntil(lambda: FAKE["PatientID"] not in burned(), timeout=20000)
