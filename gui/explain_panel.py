@@ -296,6 +296,11 @@ class QtExplainPanel(QWidget):
                 return
         raise KeyError(name)
 
+    def select_versus(self, index: int | None) -> None:
+        """Show class ``index`` as the contrasted one (None: no contrast), without a signal."""
+        found = self.versus.findData(index)
+        self.versus.setCurrentIndex(max(found, 0))
+
     def select_method(self, name: str) -> None:
         """Select a method as if the user picked it."""
         index = self.method_combo.findData(name)

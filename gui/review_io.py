@@ -3,7 +3,7 @@
 Saving reads the window's state into an :class:`engine.review.Review`. Opening loads the model
 through the ordinary path (a model that can run code is asked about again, never trusted
 because a file says so), opens the files, and once the reviewed image is on screen puts back
-its frame, target, layer, window, zoom, ROI and heatmap settings.
+its frame, target and contrasted class, layer, window, zoom, ROI and heatmap settings.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ def view_fields(window) -> dict:
     viewer, layer = window.viewer, window.layer_model
     transform, center, fitted = viewer.view_state()
     classes = list(getattr(window.model, "classes", []) or [])
-    target = window.target
+    target, versus = window.target, window.versus
     return {
         "method": window.method, "layer": window.layer,
         "target": None if target is None or target >= len(classes) else classes[target],
-        "versus": None,
+        "versus": None if versus is None or versus >= len(classes) else classes[versus],
         "params": dict(window.params_for(window.method)) if window.method else {},
         "frame": int(viewer.frame),
         "window": None if viewer.window is None else [float(v) for v in viewer.window],
@@ -139,8 +139,10 @@ class _Restore:
         if view.get("layer"):
             window.layer = view["layer"]
             window.panel.select_layer(window.layer)
-        target = view.get("target")
+        target, versus = view.get("target"), view.get("versus")
         window.target = classes.index(target) if target in classes else None
+        window.versus = classes.index(versus) if versus in classes else None
+        window.panel.select_versus(window.versus)
         if view.get("frame"):
             viewer.set_frame(int(view["frame"]))
         for name in ("opacity", "colormap", "threshold", "scale"):

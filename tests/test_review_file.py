@@ -92,6 +92,8 @@ def test_window_review_saved_and_reopened_field_by_field(qapp, qtbot, tmp_path):
     with qtbot.waitSignal(first.sig_map_drawn, timeout=WAIT_MS):
         first.set_target(1)
     with qtbot.waitSignal(first.sig_map_drawn, timeout=WAIT_MS):
+        first.explain.set_versus(0)  # "nodule rather than normal"
+    with qtbot.waitSignal(first.sig_map_drawn, timeout=WAIT_MS):
         first.set_layer(layer)
     first.set_window(-200.0, 900.0)
     first.layer_model.opacity = 0.35
@@ -120,7 +122,8 @@ def test_window_review_saved_and_reopened_field_by_field(qapp, qtbot, tmp_path):
             assert restored[name] == pytest.approx(value, rel=1e-3, abs=0.5), name
         else:
             assert restored[name] == value, name
-    assert second.result.target == 1
+    assert second.result.target == 1 and second.result.versus == "normal"
+    assert second.panel.versus.currentData() == 0
     assert pump(qapp, lambda: not second.worker.busy())
     second.close()
 
