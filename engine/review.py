@@ -2,8 +2,9 @@
 
 A review file is versioned JSON. It names the open files (and, for DICOM, the study, series and
 instance UIDs that find them again on a PACS), the model card with the SHA-256 of the model it
-loaded, and the view: method, parameters, layer, target, frame, window, zoom and pan, ROIs,
-opacity, colour map, threshold and scale, with the trust metrics computed for that map.
+loaded, and the view: method, parameters, layer, target and contrasted class, frame, window,
+zoom and pan, ROIs, the distance measured, whether the image annotations show, opacity, colour
+map, threshold and scale, with the trust metrics computed for that map.
 
 Reopening never trusts anything the file says: it re-hashes the shown image and the model's
 files and reports every difference (:func:`check_review`), and a model that needs trust is
@@ -48,7 +49,7 @@ VIEW_FIELDS = {
     "versus": (str, type(None)), "params": dict, "frame": int, "window": (list, type(None)),
     "invert": bool, "zoom": (float, int), "center": (list, type(None)), "fitted": bool,
     "rois": list, "opacity": (float, int), "colormap": str, "threshold": (float, int),
-    "scale": str, "overlay": bool,
+    "scale": str, "overlay": bool, "annotations": bool, "ruler": (list, type(None)),
 }
 
 

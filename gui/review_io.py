@@ -3,7 +3,8 @@
 Saving reads the window's state into an :class:`engine.review.Review`. Opening loads the model
 through the ordinary path (a model that can run code is asked about again, never trusted
 because a file says so), opens the files, and once the reviewed image is on screen puts back
-its frame, target and contrasted class, layer, window, zoom, ROI and heatmap settings.
+its frame, target and contrasted class, layer, window, zoom, ROI, distance measured,
+annotations and heatmap settings.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ CODE_KINDS = ("pickle", "torchscript", "export")
 
 def view_fields(window) -> dict:
     """The window's view, as a review stores it."""
-    viewer, layer = window.viewer, window.layer_model
+    viewer, layer, tools = window.viewer, window.layer_model, window.measure_tools
     transform, center, fitted = viewer.view_state()
+    line = tools.distance.ruler.line
     classes = list(getattr(window.model, "classes", []) or [])
     target, versus = window.target, window.versus
     return {
@@ -51,6 +53,9 @@ def view_fields(window) -> dict:
         "opacity": float(layer.opacity), "colormap": layer.colormap,
         "threshold": float(layer.threshold), "scale": layer.scale,
         "overlay": bool(layer.visible),
+        "annotations": not tools.annotations.isHidden(),
+        "ruler": None if tools.distance.value is None else
+        [float(line.x1()), float(line.y1()), float(line.x2()), float(line.y2())],
     }
 
 
@@ -159,10 +164,34 @@ class _Restore:
             zoom = float(view.get("zoom", 1.0))
             viewer.apply_view_state(QTransform.fromScale(zoom, zoom),
                                     QPointF(*view["center"]), False)
+        shown = bool(view.get("annotations", True))
+        window.actions_by_id["annotations"].setChecked(shown)  # setChecked does not trigger
+        window.measure_tools.annotations.set_enabled(shown)
+        self._ruler(view.get("ruler"), int(view.get("frame") or 0))
         window.request_explain()
         if self.review.metrics:
             window.open_trust_panel()
         window.review_restored = self.review
+
+
+    def _ruler(self, ends, frame: int) -> None:
+        # A measurement belongs to its frame (showing another one clears it), so it is drawn
+        # once the saved frame is on screen; frames may be decoded elsewhere, later.
+        if not ends or len(ends) != 4:
+            return
+        viewer, distance = self.window.viewer, self.window.measure_tools.distance
+
+        def draw(_frame=None) -> None:
+            if viewer.frame != frame:
+                return
+            if _frame is not None:
+                viewer.sig_frame_shown.disconnect(draw)
+            distance.measure(QPointF(*ends[:2]), QPointF(*ends[2:]))
+
+        if viewer.frame == frame:
+            draw()
+        else:
+            viewer.sig_frame_shown.connect(draw)
 
 
 def open_review(window, path: str | Path) -> Review | None:

@@ -78,6 +78,8 @@ def test_bad_review_files_get_one_line(tmp_path, content, words):
 
 
 def test_window_review_saved_and_reopened_field_by_field(qapp, qtbot, tmp_path):
+    from PySide6.QtCore import QPointF
+
     from gui.review_io import open_review, save_to, view_fields
 
     first = demo_window(qapp, tmp_path)
@@ -101,7 +103,11 @@ def test_window_review_saved_and_reopened_field_by_field(qapp, qtbot, tmp_path):
     first.layer_model.threshold = 0.2
     first.set_roi((4, 6, 30, 28), "ellipse")
     first.viewer.zoom_by(2.0)
+    first.measure_tools.distance.measure(QPointF(3, 4), QPointF(23, 19))
+    first.actions_by_id["annotations"].trigger()  # annotations off
     saved_view = view_fields(first)
+    assert saved_view["ruler"] == [3.0, 4.0, 23.0, 19.0] and not saved_view["annotations"]
+    first_distance = first.measure_tools.distance.text
     path = save_to(first, tmp_path / "review")
     assert path is not None and path.is_file()
     saved_image = first.image.path
@@ -124,6 +130,8 @@ def test_window_review_saved_and_reopened_field_by_field(qapp, qtbot, tmp_path):
             assert restored[name] == value, name
     assert second.result.target == 1 and second.result.versus == "normal"
     assert second.panel.versus.currentData() == 0
+    assert second.measure_tools.distance.text == first_distance
+    assert not second.actions_by_id["annotations"].isChecked()
     assert pump(qapp, lambda: not second.worker.busy())
     second.close()
 
