@@ -84,6 +84,7 @@ class QtCompareGrid(QWidget):
         self._built: list = []  # called once every cell is built
         self._maps: dict[tuple[str, str], tuple] = {}  # maps that arrived before their cell
         self._status: dict[str, str] = {}  # per-method states for cells not built yet
+        self._outline: tuple = (None, None)  # a segmentation mask's (contours, frame)
         self._build_args: tuple = ()
         settings.sig_changed.connect(self._mirror)
         # The grid takes the room it is given; its cells must never make the window grow.
@@ -132,6 +133,14 @@ class QtCompareGrid(QWidget):
         self._status.clear()
         self._todo = []
         self._spec = None
+        self._outline = (None, None)
+
+    def set_outline(self, contours: list | None, frame: int | None = None) -> None:
+        """Outline a segmentation model's predicted mask in every cell, as the main viewer does
+        (:meth:`gui.viewer.QtImageViewer.set_outline`); None clears it."""
+        self._outline = (contours, frame)
+        for cell in self.cells.values():
+            cell.viewer.set_outline(contours, frame=frame)
 
     def complete(self) -> bool:
         """Whether every cell of the grid is built."""
@@ -152,6 +161,7 @@ class QtCompareGrid(QWidget):
             for name in SHARED_SETTINGS:
                 setattr(cell.viewer.layer, name, getattr(self.settings, name))
             cell.viewer.set_image(image, frame, window, invert, rendered=rendered)
+            cell.viewer.set_outline(self._outline[0], frame=self._outline[1])
             cell.viewer.sig_view_changed.connect(lambda v=cell.viewer: self._sync_from(v))
             cell.set_status(self._status.get(method, "computing…"))
             self._grid.addWidget(cell, row, col)

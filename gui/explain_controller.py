@@ -295,6 +295,7 @@ class ExplainController:
             window.image, window.viewer.frame,
             [(m, self.explainer(m).title) for m in self.compare_methods],
             self.compare_layers, window.viewer.window, window.viewer.invert)
+        self._show_outline(ctx)
         missing_methods = []
         for method in self.compare_methods:
             reason = self.reason(method)
@@ -404,9 +405,11 @@ class ExplainController:
         self.outlines.setdefault(context["key"], outline)
 
     def _show_outline(self, ctx: tuple) -> None:
-        """Outline the explained class's predicted mask, when the result for ``ctx`` has one."""
+        """Outline the explained class's predicted mask, when the result for ``ctx`` has one, in
+        the viewer and in every cell of the compare grid."""
         window = self.window
         window.viewer.set_outline(self.outlines.get(ctx), frame=ctx[1])
+        window.compare.set_outline(self.outlines.get(ctx), frame=ctx[1])
 
     def outline_note(self, ctx: tuple) -> str:
         """What the outline and the map show, for the status line ("" without an outline)."""

@@ -96,6 +96,20 @@ def test_a_drawn_region_is_what_gets_explained(seg_window, qapp):
     np.testing.assert_allclose(win.layer_model.heatmap, before)
 
 
+def test_the_compare_grid_outlines_the_mask_in_every_cell(seg_window, qapp):
+    win = seg_window
+    _nodule(win, qapp)
+    expected = _fill(win.viewer.outline_path(), win.image.shape[:2])
+    win.set_compare(True)
+    try:
+        assert pump(qapp, lambda: win.compare.complete() and bool(win.compare.cells), WAIT_MS)
+        for key, cell in win.compare.cells.items():
+            drawn = _fill(cell.viewer.outline_path(), win.image.shape[:2])
+            assert drawn.any() and (drawn == expected).all(), key
+    finally:
+        win.set_compare(False)
+
+
 def test_switching_image_clears_the_outline(seg_window, qapp):
     from gui.study_browser import IMAGE_ROLE
 
