@@ -146,6 +146,12 @@ def demo_job(out_dir: str, n: int, device: str, method: str, layer: str,
     return run
 
 
+def _summary(audit: dict) -> str:
+    """One audit in a line: images, accuracy, flagged and skipped."""
+    acc = audit["accuracy"]["overall"]
+    return (f"{audit['n']} images, " + (f"accuracy {acc:.1%}, " if acc is not None else "")
+            + f"{len(audit['flagged'])} flagged, {len(audit['errors'])} skipped")
+
 class QtAuditView(QWidget):
     """Choose a dataset, model and method, run the audit, and browse per-image results.
 
@@ -484,12 +490,6 @@ class QtAuditView(QWidget):
         self.audits = {}
         self._add_audit(out_dir, audit, spec)
         _, self.audit, self.out_dir = next(iter(self.audits.values()))
-        acc = self.audit["accuracy"]["overall"]
-        self.status.setText(
-            f"{self.audit['n']} images, "
-            + (f"accuracy {acc:.1%}, " if acc is not None else "")
-            + f"{len(self.audit['flagged'])} flagged, {len(self.audit['errors'])} skipped"
-        )
         self.role_combo.blockSignals(True)
         self.role_combo.clear()
         roles = list(self.audit["roi_share"])
@@ -504,7 +504,6 @@ class QtAuditView(QWidget):
         self.role_combo.setCurrentText(shortcut[0] if shortcut else BORDER_ROLE)
         self.role_combo.blockSignals(False)
         self._refresh()
-        self._fill_grid(self.out_dir / "mean_heatmaps")
         self.export_button.setEnabled(True)
         self.compare_button.setEnabled(True)
 
@@ -539,6 +538,11 @@ class QtAuditView(QWidget):
         lines = [f"{name}: {line}" if prefix else line
                  for name, (_, audit, _) in self.audits.items() for line in audit["verdicts"]]
         self.verdicts.setText("\n".join(lines) or "No groups to compare.")
+        summaries = [(name, _summary(audit)) for name, (_, audit, _) in self.audits.items()]
+        self.status.setText("; ".join(f"{name}: {line}" if prefix else line
+                                      for name, line in summaries))
+        self._fill_grid([(name, folder / "mean_heatmaps")
+                         for name, (_, _, folder) in self.audits.items()])
         self._fill_models_table()
         self._show_role(self.role_combo.currentText())
 
@@ -665,26 +669,33 @@ class QtAuditView(QWidget):
         if item is not None and item.text():
             self.sig_open_image.emit(item.text(), audit["method"], audit["layer"])
 
-    def _fill_grid(self, folder: Path) -> None:
+    def _fill_grid(self, folders: list[tuple[str, Path]]) -> None:
+        """One row per class of each audit (labelled with the audit when there are several),
+        one column per group, so two models' mean maps sit one above the other."""
         while self.grid_layout.count():
             widget = self.grid_layout.takeAt(0).widget()
             if widget is not None:
                 widget.deleteLater()
-        files = sorted(folder.glob("*__*.png"))
-        classes = sorted({f.stem.split("__")[0] for f in files})
-        groups = sorted({f.stem.split("__")[1] for f in files}, key=lambda g: (g != "all", g))
+        files = {name: sorted(folder.glob("*__*.png")) for name, folder in folders}
+        groups = sorted({f.stem.split("__")[1] for found in files.values() for f in found},
+                        key=lambda g: (g != "all", g))
         for j, g in enumerate(groups):
             self.grid_layout.addWidget(QLabel(g), 0, j + 1, Qt.AlignmentFlag.AlignCenter)
-        for i, cls in enumerate(classes):
-            self.grid_layout.addWidget(QLabel(cls), i + 1, 0)
-            for j, g in enumerate(groups):
-                path = folder / f"{cls}__{g}.png"
-                if path.is_file():
-                    label = QLabel()
-                    label.setPixmap(QPixmap(str(path)).scaled(
-                        128, 128, Qt.AspectRatioMode.KeepAspectRatio,
-                        Qt.TransformationMode.SmoothTransformation))
-                    self.grid_layout.addWidget(label, i + 1, j + 1)
+        row = 0
+        for name, folder in folders:
+            for cls in sorted({f.stem.split("__")[0] for f in files[name]}):
+                row += 1
+                self.grid_layout.addWidget(
+                    QLabel(f"{name}\n{cls}" if len(folders) > 1 else cls), row, 0)
+                for j, g in enumerate(groups):
+                    path = folder / f"{cls}__{g}.png"
+                    if path.is_file():
+                        label = QLabel()
+                        label.setPixmap(QPixmap(str(path)).scaled(
+                            128, 128, Qt.AspectRatioMode.KeepAspectRatio,
+                            Qt.TransformationMode.SmoothTransformation))
+                        label.setToolTip(f"{name}: mean map of {cls}, {g}")
+                        self.grid_layout.addWidget(label, row, j + 1)
 
     # -- export ---------------------------------------------------------------------------
     def _export_dialog(self) -> None:

@@ -81,6 +81,19 @@ def test_two_audits_show_the_biased_model_on_the_marker(demo):
     assert largest < 0.15 and view.share_chart.axis[1] < 0.2
 
 
+def test_two_audits_each_get_their_summary_and_mean_maps(demo):
+    from PySide6.QtWidgets import QLabel
+
+    _, view, _, _ = demo
+    text = view.status.text()
+    for name, (_, audit, _) in view.audits.items():
+        assert f"{name}: {audit['n']} images" in text
+    tips = [w.toolTip() for w in view.grid_host.findChildren(QLabel) if w.toolTip()]
+    for name, (_, _, folder) in view.audits.items():
+        pngs = list((folder / "mean_heatmaps").glob("*__*.png"))
+        assert pngs and sum(t.startswith(f"{name}: ") for t in tips) == len(pngs)
+
+
 def _marker_area_fraction(manifest) -> float:
     """Mean marker-box area over image area, by hand from the manifest and the image files."""
     fracs = []
