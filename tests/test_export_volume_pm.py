@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image as PILImage
 from volume_fixtures import ramp, write_series
 
 from engine.cli import main
@@ -166,12 +167,39 @@ def test_a_nifti_volume_has_no_slices_to_refer_to(series):
         volume_map_objects(maps, volume, kind=RESEARCH)
 
 
-def test_other_report_formats_for_a_volume_are_one_line(series, tmp_path, capsys):
+def test_a_3d_models_volume_reports_come_from_the_command_line(series, tmp_path, capsys):
     folder_in, _ = series
-    assert main(["explain", str(folder_in), "--model", "demo-3d", "--out", str(tmp_path),
-                 "--report", "pdf"]) == 2
+    assert main(["explain", str(folder_in), "--model", "demo-3d", "--method", "gradcam,layercam",
+                 "--out", str(tmp_path), "--report", "pdf,html,pm,nifti"]) == 0
+    folder = tmp_path / folder_in.name
+    for name in ("report.pdf", "report.html", "report.json", "result.json"):
+        assert (folder / name).is_file(), name
+    assert len(list(folder.glob("explanation_pm_*.dcm"))) == 2
+    assert len(list(folder.glob("heatmap_*.nii.gz"))) == 2  # every map, not one on a screen
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert "Grad-CAM" in html and "LayerCAM" in html
+
+
+def test_reports_a_volume_cannot_have_are_one_line_before_any_work(series, tmp_path, capsys):
+    folder_in, _ = series
+    assert main(["explain", str(folder_in), "--model", "demo-3d", "--out", str(tmp_path / "a"),
+                 "--report", "pdf,sr"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "--report writes pm" in err and "\n" not in err
+    assert "--report sr" in err and "pdf, html, png, nifti" in err and "\n" not in err
+    # A 2-D model run over the slices has no volume report: only the Parametric Map.
+    assert main(["explain", str(folder_in), "--model", "demo", "--slices", "all",
+                 "--out", str(tmp_path / "b"), "--report", "pdf"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "writes pm" in err and "\n" not in err
+    # NIfTI maps are for volumes: asked for a 2-D image, the command refuses up front.
+    png = tmp_path / "flat.png"
+    PILImage.fromarray(np.full((64, 64), 128, np.uint8)).save(png)
+    assert main(["explain", str(png), "--model", "demo", "--out", str(tmp_path / "c"),
+                 "--report", "nifti"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "volumes only" in err and "\n" not in err
+    for name in "abc":
+        assert not (tmp_path / name).exists()
 
 
 @pytest.mark.parametrize("node", ["web", "dimse"])

@@ -16,6 +16,12 @@ import numpy as np
 from engine.core.errors import LucidaError, UsageError
 from engine.metrics.localisation import parse_roi
 
+#: What ``--report`` can write for a volume a 3-D model explained: the multi-frame Parametric
+#: Map, and the reports and files of :func:`engine.export.volume_report.write_volume_exports`.
+VOLUME_REPORTS = ("pm", "pdf", "html", "png", "nifti")
+#: Of those, the ones a 2-D image has no use for.
+VOLUME_ONLY = ("nifti",)
+
 
 def register(subparsers) -> None:
     """Add the ``explain`` sub-command."""
@@ -60,7 +66,9 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=16,
                    help="slices per model pass with --slices (default 16)")
     p.add_argument("--report", metavar="pdf,html,dicom",
-                   help="also write reports in these formats")
+                   help="also write reports in these formats; for volumes pm (a multi-frame "
+                   "Parametric Map), and with a 3-D model also pdf, html, png (the planes "
+                   "figure) and nifti (the maps as NIfTI)")
     p.add_argument("--send", metavar="NODE",
                    help="file the results into the patient's study on this PACS node "
                    "(needs --keep-identifiers; see `python main.py pacs`)")
@@ -129,11 +137,12 @@ def _explain_one(args, path, folder, session, model, request_kw, load_ms, roi) -
     timings = dict(result.timings_ms, load=load_ms + open_ms)
     write_explain_outputs(result, image, folder, timings, metrics, cmap=args.colormap,
                           keep_identifiers=args.keep_identifiers)
-    if args.report:
+    reports = [f for f in (args.report or "").split(",") if f.strip().lower() not in VOLUME_ONLY]
+    if any(f.strip() for f in reports):
         from engine.export import write_reports
 
         # No screen here: the report holds every map the command asked for.
-        write_reports(result, image, folder, args.report,
+        write_reports(result, image, folder, reports,
                       keep_identifiers=args.keep_identifiers, metrics=metrics,
                       figure_options={"colormap": args.colormap}, all_maps=True)
     filed = ""
@@ -170,10 +179,15 @@ def _explain_volume(args, path, folder, session, model, request_kw, load_ms) -> 
     from engine.export.volume import volume_result_json, write_volume_outputs
     from engine.studies.volume import open_volume
 
-    if args.report and args.report.strip().lower() != "pm":
-        raise UsageError("for volumes, --report writes pm (a multi-frame Parametric Map) only",
-                         path=path, fix="use --report pm, or drop --report; the maps and "
-                         "overlays are written")
+    reports = [f.strip().lower() for f in (args.report or "").split(",") if f.strip()]
+    allowed = VOLUME_REPORTS if model.is_volumetric else ("pm",)
+    unknown = [f for f in reports if f not in allowed]
+    if unknown:
+        what = ("a 3-D model's volume reports are " + ", ".join(VOLUME_REPORTS)
+                if model.is_volumetric else
+                "a 2-D model run over the slices writes pm (a multi-frame Parametric Map) only")
+        raise UsageError(f"--report {','.join(unknown)}: {what}", path=path,
+                         fix=f"use --report {','.join(allowed)} or a subset, or drop --report")
     start = time.perf_counter()
     volume = open_volume(path)
     open_ms = (time.perf_counter() - start) * 1000.0
@@ -233,11 +247,19 @@ def _explain_volume(args, path, folder, session, model, request_kw, load_ms) -> 
         intended_use=use, versus=versus, metrics=metrics, slices=slices,
         keep_identifiers=args.keep_identifiers)
     pm_files = []
-    if args.report:
+    if "pm" in reports:
         from engine.export.dicom_objects import research_volume_files
 
         pm_files = research_volume_files(maps, volume, keep_identifiers=args.keep_identifiers)
     write_volume_outputs(volume, maps, folder, content, cmap=args.colormap)
+    figures = [f for f in reports if f != "pm"]
+    if figures:
+        from engine.export.volume_report import write_volume_exports
+
+        # No screen here: the report holds every map the command asked for, through its peak.
+        write_volume_exports(result, volume, folder, figures,
+                             keep_identifiers=args.keep_identifiers,
+                             figure_options={"colormap": args.colormap}, all_maps=True)
     if pm_files:
         from engine.export.export_kind import publish_research
 
@@ -273,10 +295,12 @@ def run(args) -> int:
     volumes = any(Path(name).is_dir() or Path(name).name.lower().endswith((".nii", ".nii.gz"))
                   for name in args.files)
     roi = None if args.roi is None or volumes else parse_roi(args.roi)
-    if args.report:
+    reports = [f.strip().lower() for f in (args.report or "").split(",") if f.strip()]
+    if reports:
         from engine.export import _parse_formats
 
-        _parse_formats(args.report)  # a bad --report fails before anything is written
+        # A bad --report fails before anything is written.
+        _parse_formats([f for f in reports if f not in VOLUME_ONLY] or ["json"])
     if args.send:
         from engine.pacs.filing import check_send
 
@@ -288,6 +312,10 @@ def run(args) -> int:
     # Unknown layers and parameters, or methods that cannot run on this model, are usage
     # errors before any image is read.
     core.plan(model, methods, args.layer, params)
+    only = [f for f in reports if f in VOLUME_ONLY]
+    if only and not any(_is_volume_input(Path(name), model) for name in args.files):
+        raise UsageError(f"--report {','.join(only)} is written for volumes only, and no input "
+                         "is a volume", fix=f"drop {','.join(only)} from --report")
     session = Session(device=str(device))
     request_kw = {"methods": methods, "layers": args.layer, "target": args.target,
                   "params": params, "versus": args.versus}
