@@ -96,6 +96,8 @@ class FileOpener:
     def __init__(self, window) -> None:
         self.window = window
         self.tree = None
+        #: The files and folders the open study was read from, as the user chose them.
+        self.paths: list[str] = []
 
     def open_paths(self, paths: list[str], prefer: str | None = None) -> int:
         """Open files or folders on the worker; the first image is shown when they are read.
@@ -145,7 +147,7 @@ class FileOpener:
         failed = [p for p in problems if p.kind == FAILED]
         window.problems.set_problems(problems)
         if images or volumes:  # a drop of unreadable files keeps the study that is open
-            self.tree = tree
+            self.tree, self.paths = tree, list(context["paths"])
             window.browser.set_tree(tree)
             window.jobs.submit("thumbs", lambda _p, cancel, partial: draw_thumbnails(
                 images, cancel, partial), background=True,

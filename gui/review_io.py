@@ -70,10 +70,10 @@ def capture_review(window) -> Review:
     tree = window.files.tree
     if window.image is None or tree is None or window.model is None:
         raise LucidaError("nothing to save", fix="open an image and a model first")
-    # Every image of the tree, unhashed: reopening them rebuilds the same study tree, and
-    # hashing a folder of thousands of files would stall the save.
-    opened = [file_entry(path, hash_file=False)
-              for path in dict.fromkeys(str(image.path) for image in tree.all_images())]
+    # The files and folders the study was opened from, unhashed: reopening reads them as the
+    # first opening did (a folder of thousands of files stays one entry, its series and
+    # volumes included), and hashing them all would stall the save.
+    opened = [file_entry(path, hash_file=False) for path in window.files.paths]
     shown = file_entry(window.image.path, window.image.dataset)
     metrics = None
     panel = window.trust_panel

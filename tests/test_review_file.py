@@ -110,6 +110,9 @@ def test_window_review_saved_and_reopened_field_by_field(qapp, qtbot, tmp_path):
     first_distance = first.measure_tools.distance.text
     path = save_to(first, tmp_path / "review")
     assert path is not None and path.is_file()
+    # The study is recorded as it was opened (the demo folder is one entry, not its files).
+    opened = [entry.path for entry in load_review(path).opened]
+    assert str(Path(DEMO_STUDY).absolute()) in opened and len(opened) == len(first.files.paths)
     saved_image = first.image.path
     assert pump(qapp, lambda: not first.worker.busy())
     first.close()
