@@ -20,3 +20,13 @@ def _seed():
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def window(qapp, tmp_path_factory):
+    """One demo review window per test module (a module may define its own instead)."""
+    from gui_fixtures import demo_window
+
+    win = demo_window(qapp, tmp_path_factory.mktemp("settings"))
+    yield win
+    win.close()

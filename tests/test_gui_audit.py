@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
 from audit_fixtures import write_phantom_dataset
 from gui_fixtures import WAIT_MS, demo_window, pump
-
-
-@pytest.fixture(scope="module")
-def window(qapp, tmp_path_factory):
-    win = demo_window(qapp, tmp_path_factory.mktemp("settings"))
-    yield win
-    win.close()
 
 
 def test_the_audit_runs_on_the_window_worker_with_its_model(window, qapp, qtbot, tmp_path):

@@ -7,21 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from gui_fixtures import WAIT_MS, demo_window, pump
+from gui_fixtures import WAIT_MS, pump
 from PySide6.QtCore import QStandardPaths
 
 from gui.export_folder import EXPORTS, LAST_FOLDER_KEY
 from gui.model_loading import trust_box
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def window(qapp, tmp_path_factory):
-    win = demo_window(qapp, tmp_path_factory.mktemp("settings"))
-    yield win
-    win.close()
 
 
 def test_exports_go_to_the_documents_folder_then_to_the_last_one_used(window, qapp, tmp_path):

@@ -6,19 +6,12 @@ import shutil
 import threading
 
 import pytest
-from gui_fixtures import PYDICOM_FILES, WAIT_MS, demo_window, pump
+from gui_fixtures import PYDICOM_FILES, WAIT_MS, pump
 
 from engine.studies.filetypes import FAILED, SKIPPED, classify, looks_like_image
 from engine.studies.tree import FileProblem
 
 BAD_FILES = 76
-
-
-@pytest.fixture(scope="module")
-def window(qapp, tmp_path_factory):
-    win = demo_window(qapp, tmp_path_factory.mktemp("settings"))
-    yield win
-    win.close()
 
 
 def test_every_file_that_failed_is_listed_with_its_reason(window, qapp, qtbot, tmp_path):

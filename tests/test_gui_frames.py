@@ -9,20 +9,13 @@ from __future__ import annotations
 import threading
 
 import pytest
-from gui_fixtures import WAIT_MS, demo_window, pump, write_multiframe
+from gui_fixtures import WAIT_MS, pump, write_multiframe
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
 from engine.studies.image import Image
 
 N_FRAMES = 12
-
-
-@pytest.fixture(scope="module")
-def window(qapp, tmp_path_factory):
-    win = demo_window(qapp, tmp_path_factory.mktemp("settings"))
-    yield win
-    win.close()
 
 
 @pytest.fixture(scope="module")

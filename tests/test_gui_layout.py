@@ -12,8 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from gui_fixtures import WAIT_MS, demo_window, pump
+from gui_fixtures import WAIT_MS, pump
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,13 +73,6 @@ def test_the_window_fits_a_1366_by_768_screen(tmp_path):
         assert minimum <= ah, (step, report)
     # Compare mode does not grow the window, nor does leaving it.
     assert report["compare"][2:4] == report["docks"][2:4] == report["after"][2:4]
-
-
-@pytest.fixture(scope="module")
-def window(qapp, tmp_path_factory):
-    win = demo_window(qapp, tmp_path_factory.mktemp("settings"))
-    yield win
-    win.close()
 
 
 def test_the_window_opens_within_the_screen(window):

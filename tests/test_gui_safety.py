@@ -9,17 +9,9 @@ import shutil
 
 import numpy as np
 import pytest
-from gui_fixtures import PYDICOM_FILES, WAIT_MS, demo_window, image_named, pump
+from gui_fixtures import PYDICOM_FILES, WAIT_MS, image_named, pump
 
 from engine.core.resources import DEMO_STUDY
-
-
-@pytest.fixture(scope="module")
-def window(qapp, tmp_path_factory):
-    """One demo window for this module, with pydicom's test files opened next to the demo."""
-    win = demo_window(qapp, tmp_path_factory.mktemp("settings"))
-    yield win
-    win.close()
 
 
 @pytest.fixture(scope="module")
