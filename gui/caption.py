@@ -11,6 +11,7 @@ from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from engine.explain.api import is_layer_based
+from engine.explain.targets import is_segmentation
 from gui.roi_item import describe_roi
 
 #: Separator between the parts of the caption.
@@ -159,11 +160,17 @@ def describe_view(window) -> tuple[str, list[str], str | None]:
             title = getattr(explainer, "title", window.method)
             details.append(f"{title} · {window.layer if is_layer_based(explainer) else 'input'}")
         score = result.scores[result.target]
-        details.append(f"explaining {result.target_name} ({100 * score:.1f} %)"
+        # A segmentation model's class scores are pixel shares: a small lesion has a small
+        # share however sure the model is, so only an empty mask is worth a warning.
+        segmentation = is_segmentation(window.model)
+        share = " of the pixels" if segmentation else ""
+        details.append(f"explaining {result.target_name} ({100 * score:.1f} %{share})"
                        + (f" rather than {result.versus}" if getattr(result, "versus", None)
                           else ""))
         details.append(f"model {window.model.name}")
-        if score < WEAK_EVIDENCE:
+        if segmentation and score == 0:
+            warning = f"the model labels no pixel {result.target_name}"
+        elif not segmentation and score < WEAK_EVIDENCE:
             warning = (f"the evidence for {result.target_name} is weak: the model gives it "
                        f"{100 * score:.1f} %")
         layer = window.layer_model

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.explain.api import is_layer_based
+from engine.explain.targets import is_segmentation
 from gui.param_form import QtParamForm
 
 #: Model-picker entries that are not a loaded card.
@@ -177,6 +178,9 @@ class QtExplainPanel(QWidget):
         worker); the method note shows it.
         """
         self._model = model
+        # A segmentation model's class scores are the share of pixels labelled each class.
+        self.prediction.setHeaderLabels(
+            ["Class", "Pixel share" if is_segmentation(model) else "Probability"])
         self.versus.clear()
         self.versus.addItem("(no contrast)", None)
         for index, name in enumerate(model.classes):

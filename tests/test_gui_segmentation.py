@@ -66,6 +66,13 @@ def test_the_nodule_outline_is_the_models_argmax_mask(seg_window, qapp):
     assert iou > 0.9
     assert "outlined: predicted nodule mask" in win.explain.outline_note(
         win.explain.context_key())
+    # A small lesion has a small pixel share, which is not weak evidence.
+    from gui.caption import describe_view
+
+    _, details, warning = describe_view(win)
+    assert any(d.startswith("explaining nodule (") and "% of the pixels)" in d for d in details)
+    assert warning is None or "weak" not in warning
+    assert win.panel.prediction.headerItem().text(1) == "Pixel share"
     # Another class outlines another mask.
     lung = win.result.classes.index("lung")
     win.set_target(lung)
