@@ -66,6 +66,10 @@ class RISE(Explainer):
         weighted = torch.zeros(height, width, device=x.device)
         coverage = torch.zeros(height, width, device=x.device)
         total = 0.0
+        # With the baseline subtracted, scores are summed relative to the first one: a model
+        # whose score no mask changes then gives an exact zero map, not rounding noise that
+        # the display would stretch to full contrast.
+        offset: float | None = None if params.get("baseline", True) else 0.0
         for start in range(0, n, batch_size):
             cancel.check()
             m = min(batch_size, n - start)
@@ -79,6 +83,9 @@ class RISE(Explainer):
             # I . M in pixel space, written in the model's normalised space.
             masked = torch.lerp(black, x, masks)
             scores = capture.target_scores(masked, target, batch_size).to(masks)
+            if offset is None:
+                offset = float(scores[0])
+            scores = scores - offset
             weighted += torch.einsum("n,nhw->hw", scores, masks[:, 0])
             coverage += masks[:, 0].sum(0)
             total += float(scores.sum())

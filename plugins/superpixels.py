@@ -155,7 +155,10 @@ def weighted_ridge(z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) ->
     does with ``sample_weight`` (which is how the ``lime`` package fits).
     """
     zc = z - (w @ z) / w.sum()
-    yc = y - (w @ y) / w.sum()
+    # Relative to the first score first: equal scores then centre to an exact zero (and zero
+    # coefficients), not to rounding noise that the display would stretch to full contrast.
+    yc = y - y[0]
+    yc = yc - (w @ yc) / w.sum()
     gram = zc.T @ (zc * w[:, None]) + alpha * np.eye(z.shape[1])
     return np.linalg.solve(gram, zc.T @ (w * yc))
 

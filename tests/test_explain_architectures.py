@@ -1,0 +1,53 @@
+"""Explainers on network shapes beyond the plain CNN: what each does where it cannot apply.
+
+Each test builds a small network with the trait that once broke a method (an output no input
+changes, a head that is not one linear layer on pooled features, a single superpixel, ...),
+explains it through the product path, ``Session.explain``, and checks the map or the one-line
+reason.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from explain_fixtures import GapNet, random_image
+from torch import nn
+
+from engine.explain.session import ExplainRequest, Session
+from engine.models.loaded import LoadedModel
+from engine.models.preprocess import InputSpec
+
+SIZE = 32
+
+
+def _loaded(net: nn.Module, classes: int = 3, channels: int = 3) -> LoadedModel:
+    spec = InputSpec(size=(SIZE, SIZE), channels=channels, mean=(0.5,) * channels,
+                     std=(0.25,) * channels)
+    return LoadedModel.from_module(net.eval(), classes=[f"c{i}" for i in range(classes)],
+                                   input=spec, name=type(net).__name__)
+
+
+def _explain(model, method, params=None, image=None):
+    image = image if image is not None else random_image(SIZE)
+    return Session(device="cpu").explain(
+        ExplainRequest(image, model, [method], target=0, params={method: params or {}}))
+
+
+def _constant_net() -> GapNet:
+    """A GapNet whose head is zero: every input gets the same scores."""
+    torch.manual_seed(0)
+    net = GapNet(3)
+    nn.init.zeros_(net.fc.weight)
+    nn.init.zeros_(net.fc.bias)
+    return net
+
+
+def test_rise_and_lime_give_an_exact_zero_map_when_no_mask_changes_the_score():
+    # The baseline-subtracted sums used to leave rounding noise (about 1e-9) that the display
+    # stretched to a full-contrast map with no warning.
+    model = _loaded(_constant_net())
+    for method, params in (("rise", {"n_masks": 40}), ("lime", {"samples": 40, "segments": 8})):
+        result = _explain(model, method, params)
+        raw = next(iter(result.maps.values())).raw
+        assert np.count_nonzero(raw) == 0, (method, float(np.abs(raw).max()))
+        assert any("all zero" in line for line in result.warnings), (method, result.warnings)
