@@ -66,6 +66,10 @@ class CAM(Explainer):
             maps[layer] = torch.relu(torch.tensordot(weights[target].float(), acts, dims=1))
             progress((i + 1) / len(layers), f"CAM: {layer}")
         if not maps:
+            if getattr(capture.model, "default_layer", None) in layers:
+                # Not even the layer before global pooling feeds the last linear layer (an MLP
+                # head, a norm or a class token in between): no layer choice can help.
+                raise ExplainerUnavailable(_refusal(capture.model))
             raise ExplainerUnavailable(
                 f"CAM: none of the layers {', '.join(layers)} is globally average pooled into "
                 "the final linear layer",

@@ -9,10 +9,12 @@ reason.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from explain_fixtures import GapNet, random_image
 from torch import nn
 
+from engine.explain.api import ExplainerUnavailable
 from engine.explain.session import ExplainRequest, Session
 from engine.models.loaded import LoadedModel
 from engine.models.preprocess import InputSpec
@@ -51,3 +53,26 @@ def test_rise_and_lime_give_an_exact_zero_map_when_no_mask_changes_the_score():
         raw = next(iter(result.maps.values())).raw
         assert np.count_nonzero(raw) == 0, (method, float(np.abs(raw).max()))
         assert any("all zero" in line for line in result.warnings), (method, result.warnings)
+
+
+class MlpHeadNet(nn.Module):
+    """GapNet's features, pooled, then a two-layer head (MobileNetV3's and EfficientNet's kind)."""
+
+    def __init__(self, classes=3):
+        super().__init__()
+        self.features = GapNet(classes).features
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Sequential(nn.Linear(16, 16), nn.Hardswish(), nn.Linear(16, classes))
+
+    def forward(self, x):
+        return self.head(self.pool(self.features(x)).flatten(1))
+
+
+def test_cam_on_a_head_of_two_linear_layers_names_the_model_not_a_layer_choice():
+    # At the default layer the old line told the user to pick "layer auto", which they had.
+    torch.manual_seed(0)
+    with pytest.raises(ExplainerUnavailable) as caught:
+        _explain(_loaded(MlpHeadNet()), "cam")
+    line = str(caught.value)
+    assert "MlpHeadNet does not end that way" in line and "Grad-CAM" in line, line
+    assert "layer auto" not in line and "\n" not in line, line
