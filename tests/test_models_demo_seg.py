@@ -48,3 +48,15 @@ def test_demo_seg_finds_the_lungs_and_the_nodules_of_held_out_phantoms(model):
     assert float(np.mean(lung_iou)) > 0.85
     # Measured: the model finds all 12 nodules and Grad-CAM peaks inside every lesion box.
     assert hits >= 0.75 * len(cases), f"{hits}/{len(cases)}"
+
+
+def test_a_segmentation_report_calls_its_scores_pixel_shares(tmp_path):
+    from engine.cli import main
+    from engine.core.resources import DEMO_STUDY
+
+    image = next(DEMO_STUDY.glob("*.png"))
+    assert main(["explain", str(image), "--model", "demo-seg", "--target", "nodule",
+                 "--out", str(tmp_path), "--report", "html"]) == 0
+    html = (tmp_path / image.stem / "report.html").read_text(encoding="utf-8")
+    assert "<th>Pixel share</th>" in html and "Probability" not in html
+    assert "nodule (pixel share" in html

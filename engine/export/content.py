@@ -96,6 +96,11 @@ def size_text(case: dict) -> str:
     return f"{size[1]} × {size[0]}"
 
 
+def score_label(content: dict) -> str:
+    """What the class scores are: probabilities, or a segmentation model's pixel shares."""
+    return "pixel share" if content["model"].get("task") == "segmentation" else "probability"
+
+
 def summary_rows(content: dict) -> list[tuple[str, str]]:
     """Return the report's at-a-glance facts as (label, value) pairs, for PDF and HTML."""
     maps = content["maps"]
@@ -104,7 +109,8 @@ def summary_rows(content: dict) -> list[tuple[str, str]]:
     return [
         (
             "Target",
-            f"{content['target']} (probability {probability_text(content['target_probability'])})",
+            f"{content['target']} ({score_label(content)} "
+            f"{probability_text(content['target_probability'])})",
         ),
         (
             "Model",
@@ -148,7 +154,8 @@ def case_rows(content: dict) -> list[tuple[str, str]]:
 
 
 def prediction_rows(content: dict) -> list[tuple[str, str, bool]]:
-    """Return (class, probability text, is the explained target), most probable first."""
+    """Return (class, score text, is the explained target), highest score first (see
+    :func:`score_label` for what the score is)."""
     return [
         (name, probability_text(p), name == content["target"])
         for name, p in sorted(content["prediction"].items(), key=lambda kv: -kv[1])
@@ -307,6 +314,7 @@ def build_content(
             "card": model.get("card"),
             "kind": model.get("kind"),
             "output": model.get("output"),
+            "task": model.get("task") or "classification",
             "classes": classes,
         },
         "prediction": dict(zip(classes, scores, strict=False)),

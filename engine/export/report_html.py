@@ -14,6 +14,7 @@ from engine.export.content import (
     notice_text,
     param_rows,
     prediction_rows,
+    score_label,
     summary_rows,
 )
 
@@ -87,7 +88,8 @@ def report_html(content: dict, figures: list[tuple[bytes, str, str | None]]) -> 
     parts += ["<h2>Case</h2>", _rows(case_rows(content), ("Item", "Value"))]
 
     parts.append(f"<h2>Prediction ({_e(model.get('output') or 'scores')})</h2><table>")
-    parts.append("<tr><th>Class</th><th>Probability</th><th></th></tr>")
+    parts.append(f"<tr><th>Class</th><th>{_e(score_label(content).capitalize())}</th>"
+                 "<th></th></tr>")
     for name, p, is_target in prediction_rows(content):
         mark = "explained target" if is_target else ""
         cls = ' class="target"' if is_target else ""

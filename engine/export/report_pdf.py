@@ -35,6 +35,7 @@ from engine.export.content import (
     notice_text,
     param_rows,
     prediction_rows,
+    score_label,
     summary_rows,
 )
 
@@ -274,7 +275,7 @@ def _case_section(content: dict, st, width) -> list:
 
 def _prediction_section(content: dict, st, width) -> list:
     predictions = prediction_rows(content)
-    rows = [["Class", "Probability", ""]]
+    rows = [["Class", score_label(content).capitalize(), ""]]
     rows += [[name, p, "explained target" if target else ""] for name, p, target in predictions]
     table = _table(rows, [0.4 * width, 0.25 * width, 0.35 * width], styles=st)
     target_row = 1 + [target for _, _, target in predictions].index(True)

@@ -281,13 +281,14 @@ class LoadedModel:
         return check_input(use, image, x, self.input)
 
     def describe(self) -> dict:
-        """Identity of the model for results: name, hashes, classes, output, kind, card."""
+        """Identity of the model for results: name, hashes, classes, output, task, kind, card."""
         return {
             "name": self.name,
             "sha256": self.sha256,
             "files": dict(self.files),
             "classes": list(self.classes),
             "output": self.output,
+            "task": self.task,
             "kind": self.kind,
             "card": self.card_path,
         }
