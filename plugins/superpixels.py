@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from skimage.segmentation import slic
 
-from engine.explain.api import INPUT_LAYER, Explainer, Param
+from engine.explain.api import INPUT_LAYER, Explainer, ExplainerUnavailable, Param
 from plugins.baselines import baseline_input, baseline_param
 from plugins.gradients import completeness, note
 
@@ -56,6 +56,52 @@ def superpixels(capture, segments: int, compactness: float) -> np.ndarray:
                   start_label=0)
     _, dense = np.unique(labels, return_inverse=True)
     return dense.reshape(labels.shape)
+
+
+#: How much the compactness grows on each retry when SLIC finds a single superpixel.
+COMPACTNESS_STEP = 10.0
+#: Retries before the input is refused.
+COMPACTNESS_RETRIES = 3
+
+
+def method_superpixels(capture, name: str, params: dict) -> tuple[np.ndarray, str | None]:
+    """The superpixels a method fits on, and a warning when the compactness had to be raised.
+
+    On a noisy input (speckle, quantum noise, or random pixels) a colour-following SLIC at low
+    compactness merges everything into one superpixel, and a fit on one feature shows one
+    colour. The compactness is then raised :data:`COMPACTNESS_STEP`-fold, up to
+    :data:`COMPACTNESS_RETRIES` times, until there are at least two superpixels.
+
+    Returns
+    -------
+    labels : np.ndarray
+        As :func:`superpixels` returns them.
+    warning : str or None
+        What was changed, for the method's notes.
+
+    Raises
+    ------
+    ExplainerUnavailable
+        When no compactness tried splits the input.
+    """
+    segments, asked = int(params["segments"]), float(params["compactness"])
+    compactness = asked
+    labels = superpixels(capture, segments, compactness)
+    for _ in range(COMPACTNESS_RETRIES):
+        if labels.max() > 0:
+            break
+        compactness *= COMPACTNESS_STEP
+        labels = superpixels(capture, segments, compactness)
+    if labels.max() == 0:
+        raise ExplainerUnavailable(
+            f"{name}: SLIC finds a single superpixel in this input at every compactness from "
+            f"{asked:g} to {compactness:g}, and a fit on one superpixel has nothing to show",
+            fix="use occlusion or RISE on this input")
+    if compactness == asked:
+        return labels, None
+    return labels, (f"{name}: SLIC found a single superpixel at compactness {asked:g} (a noisy "
+                    f"input); the map uses compactness {compactness:g} "
+                    f"({int(labels.max()) + 1} superpixels)")
 
 
 def score_samples(capture, target: int, samples: np.ndarray, labels: np.ndarray,
@@ -133,7 +179,9 @@ class LIME(Explainer):
 
     def explain(self, capture, target, layers, params, progress, cancel):
         """Return ``{"input": (H, W) map}`` in model-input geometry."""
-        labels = superpixels(capture, params["segments"], params["compactness"])
+        labels, warning = method_superpixels(capture, self.name, params)
+        if warning:
+            note(capture, self.name, [{"warning": warning}])
         m = int(labels.max()) + 1
         rng = np.random.default_rng(int(params["seed"]))
         z = rng.integers(0, 2, size=(int(params["samples"]), m)).astype(bool)
@@ -281,7 +329,7 @@ class KernelSHAP(Explainer):
 
     def explain(self, capture, target, layers, params, progress, cancel):
         """Return ``{"input": (H, W) map}``; notes the efficiency check."""
-        labels = superpixels(capture, params["segments"], params["compactness"])
+        labels, warning = method_superpixels(capture, self.name, params)
         m = int(labels.max()) + 1
         rng = np.random.default_rng(int(params["seed"]))
         z, w = shapley_samples(m, int(params["samples"]), rng)
@@ -291,8 +339,10 @@ class KernelSHAP(Explainer):
                           int(params["batch_size"]), progress, cancel, self.title)
         empty, full = float(y[0]), float(capture.reference_scores()[0])
         phi = constrained_shapley(z, y[1:], w, empty, full)
-        note(capture, self.name, [{"efficiency": completeness(float(phi.sum()), full - empty),
-                                   "superpixels": m}])
+        notes = {"efficiency": completeness(float(phi.sum()), full - empty), "superpixels": m}
+        if warning:
+            notes["warning"] = warning
+        note(capture, self.name, [notes])
         return {INPUT_LAYER: _as_map(phi, labels, capture.input)}
 
 

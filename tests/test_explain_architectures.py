@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from explain_fixtures import GapNet, random_image
+from explain_fixtures import ArrayImage, GapNet, random_image
 from torch import nn
 
 from engine.explain.api import ExplainerUnavailable
@@ -76,3 +76,21 @@ def test_cam_on_a_head_of_two_linear_layers_names_the_model_not_a_layer_choice()
     line = str(caught.value)
     assert "MlpHeadNet does not end that way" in line and "Grad-CAM" in line, line
     assert "layer auto" not in line and "\n" not in line, line
+
+
+def _noise_image(channels: int = 3) -> ArrayImage:
+    shape = (SIZE, SIZE, channels) if channels > 1 else (SIZE, SIZE)
+    return ArrayImage(np.random.default_rng(0).random(shape))
+
+
+def test_lime_and_kernelshap_raise_the_compactness_on_a_noisy_input():
+    # At compactness 0.3 SLIC merges white noise into one superpixel; the maps were one colour,
+    # with only "constant: nothing to show" to say why.
+    torch.manual_seed(0)
+    model = _loaded(GapNet(3))
+    for method in ("lime", "kernelshap"):
+        result = _explain(model, method, {"samples": 40, "segments": 8}, image=_noise_image())
+        mapped = next(iter(result.maps.values()))
+        assert np.ptp(mapped.raw) > 0, method
+        assert mapped.warning is None, mapped.warning
+        assert any("compactness 3 " in line for line in result.warnings), result.warnings
