@@ -37,6 +37,7 @@ class QtCompareCell(QWidget):
     def __init__(self, method: str, layer: str, title: str, parent=None) -> None:
         super().__init__(parent)
         self.method, self.layer_name = method, layer
+        self._warning = ""  # the map's own warning, kept while the scale or threshold change
         layout = QVBoxLayout(self)
         layout.setContentsMargins(1, 1, 1, 1)
         layout.setSpacing(0)
@@ -57,6 +58,20 @@ class QtCompareCell(QWidget):
         """Append a short state (computing, unavailable) to the title."""
         base = self.title.text().split("  —  ")[0]
         self.title.setText(f"{base}  —  {text}" if text else base)
+
+    def show_map_state(self, warning: str | None = None) -> None:
+        """Title the cell with its map's warning, and say when the map peaks under the
+        threshold (on a shared scale a weaker method's map can draw nothing at all)."""
+        if warning is not None:
+            self._warning = warning
+        layer = self.viewer.layer
+        under = layer.heatmap is not None and layer.peak() < layer.threshold
+        # Cells are narrow: the title says it in two words, its tooltip in full.
+        self.set_status("; ".join(n for n in (self._warning, "under threshold" if under else "")
+                                  if n))
+        self.title.setToolTip(
+            f"The map peaks at {100 * layer.peak():.0f} % of the scale, under the threshold "
+            f"({100 * layer.threshold:.0f} %): nothing is drawn" if under else "")
 
 
 class QtCompareGrid(QWidget):
@@ -190,7 +205,7 @@ class QtCompareGrid(QWidget):
     def _apply(self, cell, map_result, info) -> None:
         image, frame = self._build_args[:2]
         cell.viewer.layer.set_map(map_result.heatmap, info, owner=(str(image.path), frame))
-        cell.set_status(map_result.warning or "")
+        cell.show_map_state(map_result.warning or "")
 
     def set_status(self, method: str, text: str) -> None:
         """Put a state on every cell of one method (e.g. why it is unavailable)."""
@@ -213,6 +228,8 @@ class QtCompareGrid(QWidget):
         if name in SHARED_SETTINGS:
             for cell in self.cells.values():
                 setattr(cell.viewer.layer, name, getattr(self.settings, name))
+                if cell.viewer.layer.heatmap is not None:
+                    cell.show_map_state()
 
     def _sync_from(self, source: QtImageViewer) -> None:
         if self._syncing:

@@ -210,6 +210,7 @@ class ExplainController:
             layer = cell.viewer.layer
             if layer.heatmap is not None:
                 layer.set_shared_max(self.shared_max(layer.info.units))
+                cell.show_map_state()
 
     def _wanted_keys(self) -> set:
         window = self.window

@@ -113,6 +113,21 @@ def test_the_compare_grid_outlines_the_mask_in_every_cell(seg_window, qapp):
         for key, cell in win.compare.cells.items():
             drawn = _fill(cell.viewer.outline_path(), win.image.shape[:2])
             assert drawn.any() and (drawn == expected).all(), key
+        # A map that draws nothing at the threshold says so in its title.
+        assert pump(qapp, lambda: all(c.viewer.layer.heatmap is not None
+                                      for c in win.compare.cells.values()), WAIT_MS)
+        threshold = win.layer_model.threshold
+        win.layer_model.threshold = 0.999
+        try:
+            for key, cell in win.compare.cells.items():
+                under = cell.viewer.layer.peak() < 0.999
+                assert ("under threshold" in cell.title.text()) == under, key
+            assert any("under threshold" in c.title.text()
+                       for c in win.compare.cells.values())
+        finally:
+            win.layer_model.threshold = threshold
+        assert not any("under threshold" in c.title.text()
+                       for c in win.compare.cells.values() if c.viewer.layer.peak() >= threshold)
     finally:
         win.set_compare(False)
 
