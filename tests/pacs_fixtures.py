@@ -68,12 +68,19 @@ class Orthanc:
     ----------
     folder : Path
         Holds the configuration, the storage, the index and the log.
+    move : bool
+        Let Lucida's AE retrieve with C-MOVE, to ``127.0.0.1:move_port``, and let any AE query
+        and ask for a C-MOVE (one Orthanc does not know then learns that its destination is
+        unknown).
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, move: bool = False) -> None:
         self.folder = Path(folder)
         self.http_port = free_port()
         self.dicom_port = free_port()
+        #: Where Orthanc sends a C-MOVE for Lucida's AE: Lucida's Storage SCP listens there.
+        self.move_port = free_port()
+        self.move = move
         self.aet = "ORTHANC"
         self.process: subprocess.Popen | None = None
 
@@ -104,10 +111,12 @@ class Orthanc:
             "DicomAlwaysAllowEcho": False,
             "DicomAlwaysAllowStore": False,
             "DicomModalities": {
-                "lucida": {"AET": LUCIDA_AE, "Host": "127.0.0.1", "Port": free_port(),
+                "lucida": {"AET": LUCIDA_AE, "Host": "127.0.0.1", "Port": self.move_port,
                            "AllowEcho": True, "AllowFind": True, "AllowGet": True,
-                           "AllowStore": True, "AllowMove": False},
+                           "AllowStore": True, "AllowMove": self.move},
             },
+            "DicomAlwaysAllowFind": self.move,
+            "DicomAlwaysAllowMove": self.move,
             "Plugins": [str(dicomweb_plugin())],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True},
             "StableAge": 1,
@@ -177,14 +186,26 @@ class Orthanc:
             return json.loads(answer.read() or b"[]")
 
     def node_file(self, folder: Path, extra: str = "") -> Path:
-        """A node file naming this Orthanc as ``web`` (DICOMweb) and ``dimse`` (DIMSE)."""
+        """A node file naming this Orthanc as ``web`` (DICOMweb) and ``dimse`` (DIMSE C-GET).
+
+        With ``move``, also as ``move`` (DIMSE C-MOVE to :attr:`move_port`).
+        """
         path = Path(folder) / "pacs.toml"
+        if self.move:
+            extra = f"{self.dimse_node('move', retrieve='move')}\n{extra}"
         path.write_text(
             f'[nodes.web]\ndicomweb = "{self.dicomweb}"\ntimeout = 20\n\n'
-            f'[nodes.dimse]\nae_title = "{self.aet}"\nhost = "127.0.0.1"\n'
-            f'port = {self.dicom_port}\ncalling_ae = "{LUCIDA_AE}"\ntimeout = 20\n\n{extra}',
-            encoding="utf-8")
+            f'{self.dimse_node("dimse")}\n{extra}', encoding="utf-8")
         return path
+
+    def dimse_node(self, name: str, calling_ae: str = LUCIDA_AE, retrieve: str = "get",
+                   move_port: int | None = None) -> str:
+        """One ``[nodes.NAME]`` table for this Orthanc over DIMSE (C-MOVE to move_port)."""
+        table = (f'[nodes.{name}]\nae_title = "{self.aet}"\nhost = "127.0.0.1"\n'
+                 f'port = {self.dicom_port}\ncalling_ae = "{calling_ae}"\ntimeout = 20\n')
+        if retrieve == "move":
+            table += f'retrieve = "move"\nmove_port = {move_port or self.move_port}\n'
+        return table
 
 
 def retrieve_ct_slice(config_path: Path, folder: Path) -> Path:

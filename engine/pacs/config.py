@@ -21,6 +21,14 @@ Example::
     host = "127.0.0.1"
     port = 4242
     calling_ae = "LUCIDA"
+    retrieve = "move"                              # C-MOVE instead of C-GET (the default)
+    move_port = 11112                              # where Lucida's Storage SCP listens
+
+A DIMSE node retrieves with C-GET unless it says ``retrieve = "move"``. C-MOVE makes the PACS
+open its own association to a *move destination*, so the PACS must know ``calling_ae`` with this
+machine's address and ``move_port``. Lucida then listens on ``move_port`` for the length of each
+retrieve only, on ``move_host`` (by default 127.0.0.1 when the PACS's host is this machine, and
+every interface otherwise, since a PACS elsewhere must reach it).
 """
 
 from __future__ import annotations
@@ -43,8 +51,11 @@ DEFAULT_CACHE_MB = 4096
 _NODE_KEYS = {
     "dicomweb", "token_env", "ca_bundle", "verify_tls",
     "ae_title", "host", "port", "calling_ae", "tls", "tls_cert", "tls_key",
-    "timeout", "retries", "backoff",
+    "timeout", "retries", "backoff", "retrieve", "move_port", "move_host",
 }
+#: How a DIMSE node may retrieve.
+RETRIEVE_METHODS = ("get", "move")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _SECRET_KEYS = {"token", "password", "passwd", "secret", "authorization", "api_key", "bearer"}
 _CACHE_KEYS = {"max_mb", "folder"}
 
@@ -78,7 +89,7 @@ class Node:
     ae_title, host, port : str, str, int
         The DIMSE peer.
     calling_ae : str
-        Lucida's own AE title, which the PACS must know for C-GET and C-STORE.
+        Lucida's own AE title, which the PACS must know for C-GET, C-MOVE and C-STORE.
     tls : bool
         DIMSE over TLS.
     tls_cert, tls_key : str
@@ -89,6 +100,12 @@ class Node:
         Further attempts of a send after a connection fault (rejections are not retried).
     backoff : float
         Seconds before the first retry; doubled before each next one.
+    retrieve : str
+        ``"get"`` (C-GET, the default) or ``"move"`` (C-MOVE to ``calling_ae``).
+    move_port : int
+        The port Lucida's Storage SCP listens on during a C-MOVE; 0 for C-GET nodes.
+    move_host : str
+        The address that Storage SCP binds to (see :attr:`move_bind`); empty for the default.
     """
 
     name: str
@@ -106,6 +123,20 @@ class Node:
     timeout: float = 30.0
     retries: int = 3
     backoff: float = 0.5
+    retrieve: str = "get"
+    move_port: int = 0
+    move_host: str = ""
+
+    @property
+    def move_bind(self) -> str:
+        """The address the C-MOVE Storage SCP binds to.
+
+        ``move_host`` when given; otherwise 127.0.0.1 for a PACS on this machine (nothing
+        else can then store to Lucida) and every interface for a PACS elsewhere.
+        """
+        if self.move_host:
+            return self.move_host
+        return "127.0.0.1" if self.host in _LOOPBACK else "0.0.0.0"
 
     @property
     def protocol(self) -> str:
@@ -221,10 +252,14 @@ def _node(path: Path, name: str, table: dict) -> Node:
             timeout=float(table.get("timeout", 30.0)),
             retries=int(table.get("retries", 3)),
             backoff=float(table.get("backoff", 0.5)),
+            retrieve=str(table.get("retrieve", "get")),
+            move_port=int(table.get("move_port", 0)),
+            move_host=str(table.get("move_host", "")),
         )
     except (TypeError, ValueError) as exc:
         raise _bad(path, f"node {name} has a value of the wrong type ({exc})",
-                   "port, retries are integers; timeout, backoff are numbers") from exc
+                   "port, move_port, retries are integers; timeout, backoff are numbers"
+                   ) from exc
     for title in (node.ae_title, node.calling_ae):
         if title and not (len(title) <= 16 and title.isascii() and "\\" not in title):
             raise _bad(path, f"node {name}: AE title {title!r} is not valid",
@@ -232,7 +267,26 @@ def _node(path: Path, name: str, table: dict) -> Node:
     if node.timeout <= 0 or node.retries < 0 or node.backoff < 0:
         raise _bad(path, f"node {name}: timeout, retries or backoff is out of range",
                    "use timeout > 0, retries >= 0 and backoff >= 0")
+    _check_retrieve(path, name, node, table)
     return node
+
+
+def _check_retrieve(path: Path, name: str, node: Node, table: dict) -> None:
+    given = sorted(k for k in ("retrieve", "move_port", "move_host") if k in table)
+    if node.dicomweb and given:
+        raise _bad(path, f"node {name} is a dicomweb node and sets {given[0]}",
+                   "retrieve, move_port and move_host apply to DIMSE nodes only; remove it")
+    if node.retrieve not in RETRIEVE_METHODS:
+        raise _bad(path, f"node {name}: retrieve = {node.retrieve!r} is not get or move",
+                   'write retrieve = "get" (C-GET, the default) or retrieve = "move" (C-MOVE)')
+    if node.retrieve == "move" and not 0 < node.move_port < 65536:
+        raise _bad(path, f"node {name}: retrieve = \"move\" needs move_port (1-65535)",
+                   "add move_port = N, the port the PACS knows for AE title "
+                   f"{node.calling_ae} on this machine")
+    if node.retrieve == "get" and ("move_port" in table or "move_host" in table):
+        raise _bad(path, f"node {name} sets {'move_port' if 'move_port' in table else 'move_host'}"
+                   " but retrieves with C-GET",
+                   'add retrieve = "move", or remove move_port and move_host')
 
 
 def load_config(path: Path | str | None = None) -> PacsConfig:

@@ -1,8 +1,10 @@
-"""DIMSE (C-ECHO, C-FIND, C-GET, C-STORE) through pynetdicom.
+"""DIMSE (C-ECHO, C-FIND, C-GET, C-MOVE, C-STORE) through pynetdicom.
 
 C-GET brings instances back on the same association, so Lucida needs no listening port and works
-behind a firewall; the PACS must know Lucida's AE title. Each instance arrives complete in a
-C-STORE sub-operation and is handed over whole, so nothing half-received reaches the disk.
+behind a firewall; the PACS must know Lucida's AE title. A node with ``retrieve = "move"`` uses
+C-MOVE instead, for PACS that offer only that: the PACS stores the instances to Lucida's AE title
+on ``move_port`` (:mod:`engine.pacs.move`). Either way each instance arrives complete in a
+C-STORE and is handed over whole, so nothing half-received reaches the disk.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 
 from engine.core.cancel import Cancelled, CancelToken
 from engine.pacs.config import Node
 from engine.pacs.errors import PacsError, PacsUnreachable, StoreRejected
+from engine.pacs.move import MoveDestination
 from engine.pacs.query import (
     INSTANCE_FIELDS,
     SERIES_FIELDS,
@@ -57,6 +61,8 @@ RECEIVE_SYNTAXES = (
 )
 _SUCCESS = 0x0000
 _PENDING = (0xFF00, 0xFF01)
+_WARNING = 0xB000
+_MOVE_DESTINATION_UNKNOWN = 0xA801
 # C-STORE warnings: the instance is stored (coerced, elements discarded, not fully checked).
 _STORE_WARNINGS = (0x0001, 0xB000, 0xB006, 0xB007)
 
@@ -214,7 +220,7 @@ class DimseConnection:
     def fetch(self, refs: list[InstanceRef], deliver: Callable[[InstanceRef, bytes], None],
               cancel: CancelToken | None = None, whole_series: frozenset[str] = frozenset()
               ) -> None:
-        """C-GET instances on one association and hand each over complete.
+        """Retrieve instances with C-GET, or C-MOVE for a ``retrieve = "move"`` node.
 
         Parameters
         ----------
@@ -225,18 +231,26 @@ class DimseConnection:
         cancel : CancelToken, optional
             Checked after every instance; cancelling aborts the association.
         whole_series : frozenset of str
-            Series of which every instance is wanted: asked for with one SERIES-level C-GET
+            Series of which every instance is wanted: asked for with one SERIES-level request
             each; the others are asked for instance by instance (a resumed retrieve).
 
         Raises
         ------
         PacsError
-            If the node cannot be reached, refuses, or drops the association.
+            If the node cannot be reached, refuses, or drops the association; for C-MOVE also
+            if ``move_port`` is in use or the PACS does not know the move destination.
         Cancelled
             If cancelled; instances delivered so far stay delivered.
         """
         if not refs:
             return
+        if self.node.retrieve == "move":
+            self._move(refs, deliver, cancel, whole_series)
+        else:
+            self._get(refs, deliver, cancel, whole_series)
+
+    def _get(self, refs, deliver, cancel, whole_series) -> None:
+        # C-GET brings instances back as C-STORE sub-operations on this same association.
         by_uid = {ref.sop_uid: ref for ref in refs}
         classes = sorted({ref.sop_class for ref in refs if ref.sop_class})
         contexts = [build_context(StudyRootQueryRetrieveInformationModelGet)]
@@ -260,10 +274,43 @@ class DimseConnection:
 
         assoc = self._associate(contexts, "C-GET", roles=roles,
                                 handlers=[(evt.EVT_C_STORE, on_store)])
+        self._follow(assoc, "C-GET", refs, whole_series, cancel, failures,
+                     lambda identifier: assoc.send_c_get(
+                         identifier, StudyRootQueryRetrieveInformationModelGet))
+
+    def _move(self, refs, deliver, cancel, whole_series) -> None:
+        # C-MOVE: the PACS stores the instances to calling_ae, which listens on move_port
+        # only while this runs, and takes only what this retrieve asked for.
+        by_uid = {ref.sop_uid: ref for ref in refs}
+        study_uids = {ref.study_uid for ref in refs}
+
+        def wanted(ds: Dataset) -> InstanceRef | None:
+            uid = str(ds.get("SOPInstanceUID", ""))
+            if uid in by_uid:
+                return by_uid[uid]
+            study = str(ds.get("StudyInstanceUID", ""))
+            series = str(ds.get("SeriesInstanceUID", ""))
+            if series in whole_series and study in study_uids:
+                return InstanceRef(study, series, uid, str(ds.get("SOPClassUID", "")))
+            return None
+
+        destination = MoveDestination(self.node, wanted, deliver,
+                                      {ref.sop_class for ref in refs}, RECEIVE_SYNTAXES, cancel)
+        with destination:
+            assoc = self._associate([build_context(StudyRootQueryRetrieveInformationModelMove)],
+                                    "C-MOVE")
+            self._follow(assoc, "C-MOVE", refs, whole_series, cancel, destination.failures,
+                         lambda identifier: assoc.send_c_move(
+                             identifier, self.node.calling_ae,
+                             StudyRootQueryRetrieveInformationModelMove),
+                         refused=lambda: destination.refused)
+
+    def _follow(self, assoc, what: str, refs, whole_series, cancel, failures: list[str],
+                send, refused: Callable[[], int] = lambda: 0) -> None:
+        """Send each retrieve request and follow its responses to the end, or abort."""
         try:
             for identifier in self._get_identifiers(refs, whole_series):
-                for status, _answer in assoc.send_c_get(
-                        identifier, StudyRootQueryRetrieveInformationModelGet):
+                for status, _answer in send(identifier):
                     if cancel is not None and cancel.cancelled:
                         assoc.abort()
                         raise Cancelled()
@@ -271,22 +318,42 @@ class DimseConnection:
                         raise PacsError(f"cannot keep a received instance ({failures[0]})",
                                         path=self.node.label, fix="check the output folder")
                     if not status:
-                        raise self._dropped("C-GET")
+                        raise self._dropped(what)
                     code = status.Status
-                    if code not in _PENDING and code != _SUCCESS:
-                        raise PacsError(
-                            f"{self.node.address} answered C-GET with {_status(code)} "
-                            f"({int(status.get('NumberOfFailedSuboperations', 0) or 0)} failed)",
-                            path=self.node.label,
-                            fix=f"check that {self.node.calling_ae} may retrieve (C-GET) from "
-                            "this PACS, and its log")
+                    failed = int(status.get("NumberOfFailedSuboperations", 0) or 0)
+                    # A warning for instances refused as not asked for (new since the query).
+                    if code in _PENDING or code == _SUCCESS or (
+                            code == _WARNING and failed <= refused()):
+                        continue
+                    raise self._retrieve_failed(what, code, failed)
         except BaseException:
-            # A release would wait for the rest of the C-GET; an abort stops it now.
+            # A release would wait for the rest of the retrieve; an abort stops it now.
             if assoc.is_established:
                 assoc.abort()
             raise
         if assoc.is_established:
             assoc.release()
+
+    def _retrieve_failed(self, what: str, code: int, failed: int) -> PacsError:
+        node = self.node
+        if what == "C-GET":
+            return PacsError(
+                f"{node.address} answered C-GET with {_status(code)} ({failed} failed)",
+                path=node.label,
+                fix=f"check that {node.calling_ae} may retrieve (C-GET) from this PACS, and its "
+                "log")
+        host = node.move_bind if node.move_bind != "0.0.0.0" else "this machine's address"
+        register = (f"register AE title {node.calling_ae} with host {host} and port "
+                    f"{node.move_port} in the PACS (its DICOM modalities)")
+        if code == _MOVE_DESTINATION_UNKNOWN:
+            return PacsError(
+                f"{node.address} does not know the move destination {node.calling_ae} "
+                f"({_status(code)})", path=node.label, fix=register)
+        # Some PACS (Orthanc among them) answer an unknown destination with a generic failure.
+        return PacsError(
+            f"{node.address} answered C-MOVE with {_status(code)} ({failed} failed)",
+            path=node.label,
+            fix=f"{register}, and let it retrieve (C-MOVE); the PACS's log says which is missing")
 
     @staticmethod
     def _get_identifiers(refs: list[InstanceRef], whole_series: frozenset[str]):
