@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+from collections.abc import Callable
 
 import torch
 
@@ -11,21 +13,34 @@ from plugins.scoring import logit_objective
 
 
 @contextlib.contextmanager
-def ablating(module: torch.nn.Module, channels: list[torch.Tensor]):
+def ablating(module: torch.nn.Module, channels: list[torch.Tensor],
+             to_map: Callable[[torch.Tensor], torch.Tensor]):
     """Zero channel ``channels[0][i]`` of input ``i``'s output of ``module`` in the next pass.
 
-    ``channels`` is a one-item list the caller refills before each pass; the forward hook is
-    removed on exit, whatever happens.
+    ``channels`` is a one-item list the caller refills before each pass. ``to_map`` turns the
+    module's output into the (N, C, *grid) view the activation maps use (the model's
+    ``to_activation_map`` for the layer), so a channel is zeroed where its map came from:
+    the last dimension of a channels-last layer (Swin's stages) or of a token layer (a ViT's;
+    a class token keeps its values, as the map leaves it out). The forward hook is removed on
+    exit, whatever happens.
     """
 
     def hook(_m, _inputs, output):
-        if not isinstance(output, torch.Tensor) or output.dim() not in (4, 5):
+        if not isinstance(output, torch.Tensor):
             raise ExplainerUnavailable(
-                "Ablation-CAM needs a layer whose output is an (N, C, H, W) map",
+                "Ablation-CAM needs a layer whose output is one tensor",
                 fix="pick a convolutional layer (see `python main.py layers`)",
             )
         ablated = output.clone()
-        ablated[torch.arange(len(ablated)), channels[0].to(ablated.device)] = 0.0
+        view = to_map(ablated)
+        shared = view.untyped_storage().data_ptr() == ablated.untyped_storage().data_ptr()
+        if view.dim() not in (4, 5) or not shared:
+            raise ExplainerUnavailable(
+                "Ablation-CAM needs a layer whose output is an (N, C, H, W) map, channels-last "
+                "or token grid",
+                fix="pick a convolutional layer (see `python main.py layers`)",
+            )
+        view[torch.arange(len(view)), channels[0].to(view.device)] = 0.0
         return ablated
 
     handle = module.register_forward_hook(hook)
@@ -79,7 +94,8 @@ class AblationCAM(Explainer):
         for layer, (acts, live) in plans.items():
             weights = torch.zeros(acts.shape[0], device=acts.device)
             channels: list[torch.Tensor] = [live[:0]]
-            with ablating(capture.model.submodule(layer), channels):
+            to_map = functools.partial(capture.model.to_activation_map, layer)
+            with ablating(capture.model.submodule(layer), channels, to_map):
                 for start in range(0, len(live), batch_size):
                     cancel.check()
                     chunk = live[start : start + batch_size]

@@ -13,6 +13,8 @@ import pytest
 import torch
 from explain_fixtures import ArrayImage, GapNet, random_image
 from torch import nn
+from torchvision.models.swin_transformer import SwinTransformer
+from torchvision.models.vision_transformer import VisionTransformer
 
 from engine.explain.api import ExplainerUnavailable
 from engine.explain.session import ExplainRequest, Session
@@ -94,3 +96,58 @@ def test_lime_and_kernelshap_raise_the_compactness_on_a_noisy_input():
         assert np.ptp(mapped.raw) > 0, method
         assert mapped.warning is None, mapped.warning
         assert any("compactness 3 " in line for line in result.warnings), result.warnings
+
+
+def _tiny_swin() -> nn.Module:
+    torch.manual_seed(0)
+    return SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[1, 1], num_heads=[2, 2],
+                           window_size=[4, 4], num_classes=3)
+
+
+def _tiny_vit() -> nn.Module:
+    torch.manual_seed(0)
+    net = VisionTransformer(image_size=SIZE, patch_size=8, num_layers=2, num_heads=2,
+                            hidden_dim=16, mlp_dim=32, num_classes=3)
+    nn.init.normal_(net.heads.head.weight, std=0.5)  # torchvision starts it at zero
+    return net
+
+
+def _ablation_by_hand(model, layer, image, zero):
+    """Ablation-CAM from its definition, zeroing channel k of the raw output with ``zero``."""
+    net, x = model.module, model.preprocess(image)
+    module = net.get_submodule(layer)
+    kept = {}
+    handle = module.register_forward_hook(lambda _m, _i, out: kept.setdefault("out", out))
+    with torch.no_grad():
+        logit = float(net(x)[0, 0])
+    handle.remove()
+    acts = model.to_activation_map(layer, kept["out"])[0]
+    weights = torch.zeros(acts.shape[0])
+    for k in range(acts.shape[0]):
+        handle = module.register_forward_hook(lambda _m, _i, out, k=k: zero(out.clone(), k))
+        with torch.no_grad():
+            weights[k] = (logit - float(net(x)[0, 0])) / abs(logit)
+        handle.remove()
+    return torch.relu((weights[:, None, None] * acts).sum(0)).numpy()
+
+
+def _zero_last(out, k, first=0):
+    out[:, first:, ..., k] = 0.0
+    return out
+
+
+def test_ablationcam_ablates_the_channel_of_a_channels_last_or_token_layer():
+    # A Swin stage's (N, H, W, C) output had row k zeroed for channel k (an IndexError past the
+    # grid's height); a ViT token layer was refused.
+    image = random_image(SIZE)
+    cases = ((_tiny_swin(), "features.1", _zero_last),
+             (_tiny_vit(), "encoder.layers.encoder_layer_1.ln_1",
+              lambda out, k: _zero_last(out, k, first=1)))
+    for net, layer, zero in cases:
+        model = _loaded(net)
+        result = Session(device="cpu").explain(
+            ExplainRequest(image, model, ["ablationcam"], layers=[layer], target=0))
+        got = result.maps[("ablationcam", layer)].raw
+        expected = _ablation_by_hand(model, layer, image, zero)
+        assert np.abs(expected).max() > 0, layer
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
