@@ -277,10 +277,13 @@ class CuttingProxy:
     pause : float
         Seconds to wait before forwarding each chunk from the target: a slow link, so a
         transfer is still under way when a test interrupts it.
+    listen_port : int
+        The port to listen on; by default a free one.
     """
 
     def __init__(self, target_port: int, cut_after: int = 1 << 62,
-                 tls: ssl.SSLContext | None = None, pause: float = 0.0) -> None:
+                 tls: ssl.SSLContext | None = None, pause: float = 0.0,
+                 listen_port: int = 0) -> None:
         self.target_port = target_port
         self.tls = tls
         self.pause = pause
@@ -288,7 +291,7 @@ class CuttingProxy:
         self.cuts = 0
         self._server = socket.socket()
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind(("127.0.0.1", 0))
+        self._server.bind(("127.0.0.1", listen_port))
         self._server.listen(16)
         self.port = self._server.getsockname()[1]
         self._sockets: list[socket.socket] = []
@@ -361,6 +364,11 @@ class CuttingProxy:
     def close(self) -> None:
         """Stop accepting and close every forwarded connection."""
         self._closed = True
+        try:
+            # Wakes the accept thread: until it returns, a bare close leaves the port listening.
+            self._server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._server.close()
         with self._lock:
             for sock in self._sockets:

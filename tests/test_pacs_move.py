@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import copy
+import os
+import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -17,8 +22,16 @@ from engine.pacs.config import load_config
 from engine.pacs.errors import PacsError
 from engine.pacs.move import NOT_ASKED, MoveDestination
 from engine.pacs.retrieve import retrieve
-from tests.pacs_fixtures import CT_SMALL, STRANGER_AE, Orthanc, free_port, synthetic_study
+from tests.pacs_fixtures import (
+    CT_SMALL,
+    STRANGER_AE,
+    CuttingProxy,
+    Orthanc,
+    free_port,
+    synthetic_study,
+)
 
+ROOT = Path(__file__).resolve().parents[1]
 BIG = 24
 OTHER = 6  # instances of a second series in the same study
 
@@ -130,6 +143,44 @@ def _error_line(err):
     (line,) = [line for line in err.splitlines() if line.startswith("error:")]
     assert err.endswith(line + "\n") and "Fix:" in line
     return line
+
+
+def test_ctrl_c_during_a_move_stops_cleanly_and_a_rerun_resumes(orthanc, tmp_path):
+    # Orthanc stores to a slow link in front of Lucida's Storage SCP, which listens elsewhere:
+    # each C-STORE answer waits, so the move is still under way when SIGINT arrives.
+    listen = free_port()
+    config = tmp_path / "slow.toml"
+    config.write_text(orthanc.dimse_node("slow", retrieve="move", move_port=listen),
+                      encoding="utf-8")
+    out = tmp_path / "out"
+    proxy = CuttingProxy(listen, pause=0.1, listen_port=orthanc.move_port)
+    try:
+        env = dict(os.environ, LUCIDA_PACS_CONFIG=str(config), PYTHONUNBUFFERED="1")
+        process = subprocess.Popen(
+            [sys.executable, "main.py", "pacs", "get", "slow", orthanc.study, "--out", str(out)],
+            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        seen = []
+        for line in process.stderr:
+            seen.append(line)
+            if line.lstrip().startswith(("10.0%", "20.0%")):
+                break
+        else:
+            pytest.fail(f"pacs get ended before any progress: {''.join(seen)}")
+        process.send_signal(signal.SIGINT)
+        stdout, rest = process.communicate(timeout=60)
+    finally:
+        proxy.close()
+    assert process.returncode == 130, rest
+    after = [line for line in rest.splitlines() if line.strip() and "%" not in line[:8]]
+    assert len(after) == 1 and after[0].startswith("cancelled:"), rest
+    assert "Traceback" not in rest and stdout == ""
+    kept = len(_by_sop(out))
+    assert 0 < kept < BIG + OTHER
+    assert _port_is_free(listen)
+
+    report = retrieve(load_config(orthanc.node_file(tmp_path)).node("move"), orthanc.study, out)
+    assert report.already == kept and report.received == BIG + OTHER - kept
+    assert len(_by_sop(out)) == BIG + OTHER
 
 
 def test_unknown_move_destination_says_how_to_register_it(orthanc, tmp_path, capsys):
