@@ -2,7 +2,8 @@
 
 :class:`Orthanc` writes a JSON configuration into a temporary folder (storage and index there,
 HTTP and DICOM ports picked free, the DICOMweb plugin loaded, Lucida's AE registered for C-FIND,
-C-GET and C-STORE), starts the Debian package's ``Orthanc`` and stops it. :class:`CuttingProxy`
+C-GET and C-STORE), starts the Debian package's ``Orthanc`` and stops it; :class:`DcmQrScp`
+does the same for DCMTK's ``dcmqrscp``, a second Q/R SCP for C-MOVE. :class:`CuttingProxy`
 forwards a local port to Orthanc and cuts every connection after a number of bytes, to test a
 transfer that breaks in the middle.
 """
@@ -206,6 +207,83 @@ class Orthanc:
         if retrieve == "move":
             table += f'retrieve = "move"\nmove_port = {move_port or self.move_port}\n'
         return table
+
+
+class DcmQrScp:
+    """DCMTK's reference Q/R SCP (``dcmqrscp``, Debian ``dcmtk``) serving some files.
+
+    It answers a C-MOVE to an AE title missing from its host table with 0xA801 (move
+    destination unknown), as most PACS do; Orthanc answers 0xC000.
+
+    Parameters
+    ----------
+    folder : Path
+        Holds the configuration, the database and the log.
+    files : list of Path
+        The instances it serves.
+    destinations : dict of str to int, optional
+        AE title -> port on 127.0.0.1 of each move destination it knows.
+    """
+
+    def __init__(self, folder: Path, files, destinations: dict[str, int] | None = None) -> None:
+        self.folder = Path(folder)
+        self.files = [Path(f) for f in files]
+        self.destinations = dict(destinations or {})
+        self.port = free_port()
+        self.aet = "DCMQR"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> DcmQrScp:
+        """Index the files, write the configuration, start dcmqrscp and wait for its port."""
+        binary = shutil.which("dcmqrscp")
+        assert binary, "dcmqrscp is missing: run .ci/system-packages (apt-get install dcmtk)"
+        database = self.folder / "db"
+        database.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["dcmqridx", str(database), *map(str, self.files)], check=True,
+                       capture_output=True, timeout=60)
+        hosts = "".join(f"dest{i} = ({aet}, 127.0.0.1, {port})\n"
+                        for i, (aet, port) in enumerate(self.destinations.items()))
+        config = self.folder / "dcmqrscp.cfg"
+        config.write_text(
+            f"NetworkTCPPort = {self.port}\nMaxPDUSize = 16384\nMaxAssociations = 16\n"
+            f"HostTable BEGIN\n{hosts}HostTable END\nVendorTable BEGIN\nVendorTable END\n"
+            f"AETable BEGIN\n{self.aet} {database} RW (200, 1024mb) ANY\nAETable END\n",
+            encoding="utf-8")
+        log = (self.folder / "dcmqrscp.log").open("wb")
+        self.process = subprocess.Popen([binary, "-c", str(config)], stdout=log,
+                                        stderr=subprocess.STDOUT, cwd=self.folder)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dcmqrscp exited: see {self.folder / 'dcmqrscp.log'}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("dcmqrscp did not start within 30 s")
+
+    def stop(self) -> None:
+        """Stop dcmqrscp and wait for it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+        self.process = None
+
+    def __enter__(self) -> DcmQrScp:
+        """Start dcmqrscp for a ``with`` block."""
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        """Stop dcmqrscp when the ``with`` block ends."""
+        self.stop()
+
+    def move_node(self, name: str, move_port: int) -> str:
+        """A ``[nodes.NAME]`` table retrieving from it with C-MOVE to Lucida's AE."""
+        return (f'[nodes.{name}]\nae_title = "{self.aet}"\nhost = "127.0.0.1"\n'
+                f'port = {self.port}\ncalling_ae = "{LUCIDA_AE}"\ntimeout = 20\n'
+                f'retrieve = "move"\nmove_port = {move_port}\n')
 
 
 def retrieve_ct_slice(config_path: Path, folder: Path) -> Path:

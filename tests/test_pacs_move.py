@@ -26,6 +26,7 @@ from tests.pacs_fixtures import (
     CT_SMALL,
     STRANGER_AE,
     CuttingProxy,
+    DcmQrScp,
     Orthanc,
     free_port,
     synthetic_study,
@@ -196,6 +197,27 @@ def test_unknown_move_destination_says_how_to_register_it(orthanc, tmp_path, cap
             f"{orthanc.move_port}") in err
     assert not _files(tmp_path / "o")
     assert _port_is_free(orthanc.move_port)
+
+
+def test_dcmtk_moves_to_a_known_destination_and_names_an_unknown_one(tmp_path, capsys):
+    port = free_port()
+    ct = pydicom.dcmread(CT_SMALL)
+    with DcmQrScp(tmp_path / "qr", [CT_SMALL], {"LUCIDA": port}) as known, \
+            DcmQrScp(tmp_path / "qr2", [CT_SMALL]) as unknown:
+        path = tmp_path / "pacs.toml"
+        path.write_text(known.move_node("known", port) + unknown.move_node("unknown", port),
+                        encoding="utf-8")
+        report = retrieve(load_config(path).node("known"), ct.StudyInstanceUID, tmp_path / "o")
+        assert report.received == 1
+        (got,) = _files(tmp_path / "o")
+        assert pydicom.dcmread(got).pixel_array.tobytes() == ct.pixel_array.tobytes()
+        assert main(["pacs", "get", "unknown", ct.StudyInstanceUID, "--out",
+                     str(tmp_path / "u"), "--config", str(path)]) == 2
+    err = _error_line(capsys.readouterr().err)
+    assert err.startswith("error: pacs node unknown:")
+    assert "does not know the move destination LUCIDA (0xA801)" in err
+    assert f"Fix: register AE title LUCIDA with host 127.0.0.1 and port {port} in the PACS" in err
+    assert not _files(tmp_path / "u")
 
 
 def test_move_port_in_use_is_one_line_naming_it(config_path, orthanc, tmp_path, capsys):
