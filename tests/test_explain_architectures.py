@@ -13,9 +13,11 @@ import pytest
 import torch
 from explain_fixtures import ArrayImage, GapNet, random_image
 from torch import nn
+from torchvision.models import mobilenet_v3_small
 from torchvision.models.swin_transformer import SwinTransformer
 from torchvision.models.vision_transformer import VisionTransformer
 
+from engine.explain import scorer
 from engine.explain.api import ExplainerUnavailable
 from engine.explain.session import ExplainRequest, Session
 from engine.models.loaded import LoadedModel
@@ -151,3 +153,36 @@ def test_ablationcam_ablates_the_channel_of_a_channels_last_or_token_layer():
         expected = _ablation_by_hand(model, layer, image, zero)
         assert np.abs(expected).max() > 0, layer
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
+
+
+class BranchingBNNet(nn.Module):
+    """Conv -> BatchNorm with a branch on the data: ``torch.fx`` cannot trace it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = self.bn(self.conv(x))
+        if float(y.mean()) > 0:
+            y = -y
+        return self.fc(y.mean(dim=(2, 3)))
+
+
+def test_the_folded_scorer_copy_is_equal_or_not_used():
+    # MobileNetV3 (Hardswish, squeeze-excitation) folds; a data-dependent branch cannot be
+    # traced, and the model itself is scored.
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, SIZE, SIZE)
+    batch = torch.cat([x, x.flip(-1), 0.5 * x])
+    mobile = mobilenet_v3_small(num_classes=3).eval()
+    folded = scorer.fast_module(mobile, x)
+    assert folded is not mobile
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        want = mobile(batch)
+        assert float((folded(batch) - want).abs().max()) <= 1e-5 * float(want.abs().max())
+    branching = BranchingBNNet().eval()
+    assert scorer.fast_module(branching, x) is branching
