@@ -6,6 +6,7 @@ import copy
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ from tests.pacs_fixtures import (
     DcmQrScp,
     Orthanc,
     free_port,
+    self_signed_tls,
     synthetic_study,
 )
 
@@ -259,12 +261,38 @@ def test_the_destination_takes_only_what_was_asked_and_only_while_open(config_pa
                              ).is_established
 
 
+def test_a_tls_node_receives_its_move_over_tls(tmp_path):
+    cert, _ = self_signed_tls(tmp_path)
+    port = free_port()
+    path = tmp_path / "pacs.toml"
+    path.write_text(f'[nodes.tls]\nae_title = "P"\nhost = "127.0.0.1"\nport = 1\ntls = true\n'
+                    f'tls_cert = "{cert}"\ntls_key = "{tmp_path / "key.pem"}"\n'
+                    f'retrieve = "move"\nmove_port = {port}\ntimeout = 5\n', encoding="utf-8")
+    node = load_config(path).node("tls")
+    ct = pydicom.dcmread(CT_SMALL)
+    delivered = []
+    destination = MoveDestination(node, lambda ds: "ok", lambda key, data: delivered.append(key),
+                                  [CTImageStorage], [ct.file_meta.TransferSyntaxUID])
+    scu = AE(ae_title="ORTHANC")
+    scu.add_requested_context(CTImageStorage, ct.file_meta.TransferSyntaxUID)
+    trusting = ssl.create_default_context(cafile=str(cert))
+    with destination:
+        assert not scu.associate("127.0.0.1", port, ae_title="LUCIDA").is_established
+        assoc = scu.associate("127.0.0.1", port, ae_title="LUCIDA",
+                              tls_args=(trusting, "127.0.0.1"))
+        assert assoc.is_established
+        assert assoc.send_c_store(ct).Status == 0x0000
+        assoc.release()
+    assert delivered == ["ok"]
+
+
 @pytest.mark.parametrize(("body", "words"), [
     ('retrieve = "fetch"', ["retrieve = 'fetch' is not get or move", 'retrieve = "move"']),
     ('retrieve = "move"', ['retrieve = "move" needs move_port', "add move_port = N"]),
     ('retrieve = "move"\nmove_port = 70000', ["needs move_port (1-65535)"]),
     ("move_port = 11112", ["sets move_port but retrieves with C-GET"]),
     ('retrieve = "move"\nmove_port = "x"', ["wrong type", "move_port"]),
+    ('retrieve = "move"\nmove_port = 11112\ntls = true', ["C-MOVE over TLS needs tls_cert"]),
 ])
 def test_bad_retrieve_settings_are_one_line_naming_the_file(tmp_path, body, words):
     path = tmp_path / "pacs.toml"

@@ -28,7 +28,8 @@ A DIMSE node retrieves with C-GET unless it says ``retrieve = "move"``. C-MOVE m
 open its own association to a *move destination*, so the PACS must know ``calling_ae`` with this
 machine's address and ``move_port``. Lucida then listens on ``move_port`` for the length of each
 retrieve only, on ``move_host`` (by default 127.0.0.1 when the PACS's host is this machine, and
-every interface otherwise, since a PACS elsewhere must reach it).
+every interface otherwise, since a PACS elsewhere must reach it). With ``tls = true`` that
+Storage SCP serves TLS too, showing ``tls_cert`` and ``tls_key``.
 """
 
 from __future__ import annotations
@@ -283,6 +284,9 @@ def _check_retrieve(path: Path, name: str, node: Node, table: dict) -> None:
         raise _bad(path, f"node {name}: retrieve = \"move\" needs move_port (1-65535)",
                    "add move_port = N, the port the PACS knows for AE title "
                    f"{node.calling_ae} on this machine")
+    if node.retrieve == "move" and node.tls and not node.tls_cert:
+        raise _bad(path, f"node {name}: a C-MOVE over TLS needs tls_cert and tls_key",
+                   "give Lucida's certificate and key: its Storage SCP shows them to the PACS")
     if node.retrieve == "get" and ("move_port" in table or "move_host" in table):
         raise _bad(path, f"node {name} sets {'move_port' if 'move_port' in table else 'move_host'}"
                    " but retrieves with C-GET",

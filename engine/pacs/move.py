@@ -10,6 +10,7 @@ and hands each over complete, so nothing half-received reaches the disk.
 from __future__ import annotations
 
 import errno
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 
@@ -35,7 +36,8 @@ class MoveDestination:
     Parameters
     ----------
     node : Node
-        A DIMSE node with ``retrieve = "move"``; the SCP answers as ``calling_ae``.
+        A DIMSE node with ``retrieve = "move"``; the SCP answers as ``calling_ae``, over TLS
+        with ``tls_cert`` and ``tls_key`` when the node has ``tls = true``.
     wanted : callable
         ``wanted(dataset) -> key or None``: what to deliver the instance as, or None to refuse
         it (not of the requested study or series).
@@ -76,6 +78,19 @@ class MoveDestination:
             self._ae.add_supported_context(sop, list(syntaxes))
         self._server = None
 
+    def _tls(self) -> ssl.SSLContext | None:
+        # A TLS node's PACS stores over TLS too: the SCP shows Lucida's own certificate.
+        if not self.node.tls:
+            return None
+        try:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.node.tls_cert, self.node.tls_key or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise PacsError(f"cannot load the TLS files for the C-MOVE ({exc})",
+                            path=self.node.label,
+                            fix="check tls_cert and tls_key in the node file") from exc
+        return context
+
     def _on_store(self, event) -> int:
         if not self._open.is_set() or (self._cancel is not None and self._cancel.cancelled):
             return NOT_KEPT
@@ -96,12 +111,13 @@ class MoveDestination:
         Raises
         ------
         PacsError
-            If the port is in use or cannot be bound.
+            If the port is in use or cannot be bound, or the TLS files cannot be loaded.
         """
         where = f"{self.node.move_bind}:{self.node.move_port}"
+        context = self._tls()
         try:
             self._server = self._ae.start_server(
-                (self.node.move_bind, self.node.move_port), block=False,
+                (self.node.move_bind, self.node.move_port), block=False, ssl_context=context,
                 evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
