@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 
 import pydicom
@@ -116,6 +117,28 @@ def test_move_one_series_takes_only_that_series(config_path, orthanc, tmp_path):
     moved = _by_sop(tmp_path / "move")
     assert {series for series, _ in moved.values()} == {orthanc.other_series}
     assert moved == _by_sop(tmp_path / "get")
+
+
+def test_a_store_the_move_did_not_ask_for_is_refused(config_path, orthanc, tmp_path):
+    # While the move runs, Orthanc is told to push CT_small (another study) to Lucida's AE.
+    ct = pydicom.dcmread(CT_SMALL, stop_before_pixels=True)
+    (found,) = orthanc.rest("/tools/lookup", str(ct.SOPInstanceUID).encode(), method="POST")
+    pushed = []
+
+    def progress(fraction, message=""):
+        if fraction > 0 and not pushed:
+            try:
+                orthanc.rest("/modalities/lucida/store", found["ID"].encode(), method="POST")
+                pushed.append("stored")
+            except urllib.error.HTTPError as exc:
+                pushed.append(exc.code)
+
+    node = load_config(config_path).node("move")
+    report = retrieve(node, orthanc.study, tmp_path, series_uid=orthanc.series,
+                      progress=progress)
+    assert report.received == BIG and pushed and pushed != ["stored"]
+    moved = _by_sop(tmp_path)
+    assert len(moved) == BIG and str(ct.SOPInstanceUID) not in moved
 
 
 def test_cancel_keeps_complete_instances_and_a_rerun_resumes(config_path, orthanc, tmp_path):
@@ -259,6 +282,20 @@ def test_the_destination_takes_only_what_was_asked_and_only_while_open(config_pa
     assert delivered == [("ok", asked.SOPInstanceUID)] and destination.refused == 1
     assert not scu.associate("127.0.0.1", node.move_port, ae_title=node.calling_ae
                              ).is_established
+
+
+def test_a_move_host_not_on_this_machine_is_one_line(tmp_path):
+    path = tmp_path / "pacs.toml"
+    path.write_text('[nodes.far]\nae_title = "P"\nhost = "10.0.0.5"\nport = 1\n'
+                    'retrieve = "move"\nmove_port = 11112\nmove_host = "192.0.2.1"\n',
+                    encoding="utf-8")
+    destination = MoveDestination(load_config(path).node("far"), lambda ds: None,
+                                  lambda key, data: None, [], [])
+    with pytest.raises(PacsError) as info, destination:
+        pass
+    line = info.value.one_line()
+    assert line.startswith("pacs node far: cannot listen on 192.0.2.1:11112 for the C-MOVE")
+    assert "Fix: check move_host and move_port" in line
 
 
 def test_a_tls_node_receives_its_move_over_tls(tmp_path):
