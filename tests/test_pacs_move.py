@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import urllib.error
 from pathlib import Path
 
@@ -282,6 +283,30 @@ def test_the_destination_takes_only_what_was_asked_and_only_while_open(config_pa
     assert delivered == [("ok", asked.SOPInstanceUID)] and destination.refused == 1
     assert not scu.associate("127.0.0.1", node.move_port, ae_title=node.calling_ae
                              ).is_established
+
+
+def test_a_second_retrieve_waits_for_the_first_to_let_go_of_the_port(tmp_path):
+    path = tmp_path / "pacs.toml"
+    path.write_text(f'[nodes.n]\nae_title = "P"\nhost = "127.0.0.1"\nport = 1\ntimeout = 1\n'
+                    f'retrieve = "move"\nmove_port = {free_port()}\n', encoding="utf-8")
+    node = load_config(path).node("n")
+
+    def destination():
+        return MoveDestination(node, lambda ds: None, lambda key, data: None, [], [])
+
+    entered = threading.Event()
+    with destination():
+        with pytest.raises(PacsError, match="another retrieve still listens on port"):
+            with destination():
+                pass
+        second = destination()
+        thread = threading.Thread(target=lambda: (second.__enter__(), entered.set()))
+        thread.start()
+        assert not entered.wait(0.3)  # held by the first one
+    thread.join(5)
+    assert entered.is_set()  # the first let go: the second listens now
+    second.__exit__(None, None, None)
+    assert _port_is_free(node.move_port)
 
 
 def test_a_move_host_not_on_this_machine_is_one_line(tmp_path):

@@ -28,6 +28,15 @@ NOT_ASKED = 0x0124
 NOT_KEPT = 0xA700
 #: Seconds to wait for a store under way when the destination closes.
 _JOIN = 5.0
+# One destination per port in this process: a retrieve started right after cancelling another
+# (the PACS dock does that) waits for the cancelled one to let go of the port.
+_PORTS: dict[int, threading.Lock] = {}
+_PORTS_LOCK = threading.Lock()
+
+
+def _port_lock(port: int) -> threading.Lock:
+    with _PORTS_LOCK:
+        return _PORTS.setdefault(port, threading.Lock())
 
 
 class MoveDestination:
@@ -77,6 +86,7 @@ class MoveDestination:
         for sop in sorted(classes | {c for c in sop_classes if c}):
             self._ae.add_supported_context(sop, list(syntaxes))
         self._server = None
+        self._port = _port_lock(node.move_port)
 
     def _tls(self) -> ssl.SSLContext | None:
         # A TLS node's PACS stores over TLS too: the SCP shows Lucida's own certificate.
@@ -115,6 +125,20 @@ class MoveDestination:
         """
         where = f"{self.node.move_bind}:{self.node.move_port}"
         context = self._tls()
+        if not self._port.acquire(timeout=self.node.timeout):
+            raise PacsError(
+                f"cannot receive the C-MOVE: another retrieve still listens on port "
+                f"{self.node.move_port}", path=self.node.label,
+                fix="wait for it to finish or cancel it, then retrieve again")
+        try:
+            self._listen(where, context)
+        except BaseException:
+            self._port.release()
+            raise
+        self._open.set()
+        return self
+
+    def _listen(self, where: str, context: ssl.SSLContext | None) -> None:
         try:
             self._server = self._ae.start_server(
                 (self.node.move_bind, self.node.move_port), block=False, ssl_context=context,
@@ -130,8 +154,6 @@ class MoveDestination:
             raise PacsError(f"cannot listen on {where} for the C-MOVE ({exc})",
                             path=self.node.label,
                             fix="check move_host and move_port in the node file") from exc
-        self._open.set()
-        return self
 
     def __exit__(self, *exc) -> None:
         """Stop listening, end any store association still open, and wait for it."""
@@ -139,9 +161,12 @@ class MoveDestination:
         server, self._server = self._server, None
         if server is None:
             return
-        associations = list(server.active_associations)
-        server.shutdown()
-        for assoc in associations:
-            assoc.abort()
-        for assoc in associations:
-            assoc.join(_JOIN)
+        try:
+            associations = list(server.active_associations)
+            server.shutdown()
+            for assoc in associations:
+                assoc.abort()
+            for assoc in associations:
+                assoc.join(_JOIN)
+        finally:
+            self._port.release()
