@@ -10,8 +10,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from engine.explain.api import is_layer_based
-from engine.explain.targets import is_segmentation
+from engine.explain.api import is_layer_based, is_segmentation
 from gui.roi_item import describe_roi
 
 #: Separator between the parts of the caption.

@@ -19,7 +19,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from engine.explain.api import INPUT_LAYER, is_layer_based
+from engine.explain.api import INPUT_LAYER, is_layer_based, is_segmentation
 from gui.overlay_layer import MapInfo, mask_contours
 
 #: Method shown first when the registry has it.
@@ -40,11 +40,6 @@ def map_info(map_result) -> MapInfo:
     """The colour-bar facts of a ``MapResult``."""
     return MapInfo(scale=float(map_result.scale), units=str(map_result.units),
                    signed=bool(map_result.signed))
-
-
-def is_segmentation(model) -> bool:
-    """Whether a loaded model's card says ``task = "segmentation"``."""
-    return getattr(model, "task", "classification") == "segmentation"
 
 
 def target_outline(result) -> list | None:

@@ -20,8 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.explain.api import is_layer_based
-from engine.explain.targets import is_segmentation
+from engine.explain.api import is_layer_based, is_segmentation
 from gui.param_form import QtParamForm
 
 #: Model-picker entries that are not a loaded card.

@@ -64,7 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "INPUT_LAYER", "NEEDS", "PARAM_TYPES", "Cancelled", "CancelToken", "Explainer",
     "ExplainerUnavailable", "Param", "ProgressFn", "UsageError", "is_layer_based",
-    "resolve_params",
+    "is_segmentation", "resolve_params",
 ]
 
 #: What an explainer may ask the capture for.
@@ -246,6 +246,12 @@ class Explainer:
             Polled between batches.
         """
         raise NotImplementedError
+
+
+def is_segmentation(model: Any) -> bool:
+    """Whether a loaded model's card declares ``task = "segmentation"`` (its logits are per
+    pixel, and a target is a class over a region)."""
+    return getattr(model, "task", "classification") == "segmentation"
 
 
 def is_layer_based(explainer: Any) -> bool:

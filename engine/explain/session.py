@@ -20,9 +20,10 @@ import torch
 from engine.core.cancel import Cancelled, CancelToken, ProgressFn, no_progress
 from engine.core.errors import ExplainerUnavailable, UsageError
 from engine.explain import core
+from engine.explain.api import is_segmentation
 from engine.explain.capture import Capture, CaptureCache
 from engine.explain.core import MapResult, finish_map, resolve_layers
-from engine.explain.targets import class_scores, is_segmentation, label_map, roi_on_grid
+from engine.explain.targets import class_scores, label_map, roi_on_grid
 
 __all__ = ["ExplainRequest", "ExplainResult", "MapResult", "Session", "finish_map",
            "resolve_device", "resolve_layers"]

@@ -19,11 +19,6 @@ import torch.nn.functional as F
 from engine.core.errors import UsageError
 
 
-def is_segmentation(model: Any) -> bool:
-    """Whether the model's card declares ``task = "segmentation"``."""
-    return getattr(model, "task", "classification") == "segmentation"
-
-
 def class_scores(model: Any, logits: torch.Tensor) -> torch.Tensor:
     """(N, K) per-class scores: probabilities, or for segmentation each class's pixel share."""
     if logits.ndim == 4:
