@@ -2,10 +2,11 @@
 
 Starts a throwaway Orthanc (the one the tests use), stores a 100-instance CT study, and times:
 
-* Lucida's retrieve over DICOMweb (WADO-RS, a few requests in flight) and over DIMSE (C-GET),
-  each writing every instance atomically into a fresh folder;
+* Lucida's retrieve over DICOMweb (WADO-RS, a few requests in flight) and over DIMSE (C-GET,
+  and C-MOVE to its own Storage SCP), each writing every instance atomically into a fresh
+  folder;
 * a plain dicomweb-client loop (one ``retrieve_instance`` after another, written with pydicom);
-* dcmtk's ``getscu`` (C-GET), when it is installed.
+* dcmtk's ``getscu`` (C-GET) and ``movescu`` (C-MOVE to itself), when they are installed.
 
 Prints images/s for each (best of a few runs) and Lucida's ratio to each peer.
 """
@@ -60,6 +61,16 @@ def _getscu(binary: str, orthanc, study_uid: str, out: Path) -> None:
         check=True, capture_output=True, timeout=300)
 
 
+def _movescu(binary: str, orthanc, study_uid: str, out: Path) -> None:
+    # movescu is its own move destination: it listens on the port Orthanc knows for LUCIDA.
+    subprocess.run(
+        [binary, "-aet", "LUCIDA", "-aem", "LUCIDA", "-aec", orthanc.aet, "--port",
+         str(orthanc.move_port), "127.0.0.1", str(orthanc.dicom_port), "-S",
+         "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid}",
+         "-od", str(out)],
+        check=True, capture_output=True, timeout=300)
+
+
 def main() -> int:
     """Run the benchmark and print its table."""
     from engine.pacs.config import load_config
@@ -67,7 +78,7 @@ def main() -> int:
     from tests.pacs_fixtures import Orthanc, synthetic_study
 
     with tempfile.TemporaryDirectory() as tmp:
-        orthanc = Orthanc(Path(tmp) / "orthanc").start()
+        orthanc = Orthanc(Path(tmp) / "orthanc", move=True).start()
         try:
             study_uid, paths = synthetic_study(Path(tmp) / "study", COUNT)
             for path in paths:
@@ -79,6 +90,8 @@ def main() -> int:
                     _best(lambda out: retrieve(config.node("web"), study_uid, out)),
                 "Lucida, DIMSE (C-GET)":
                     _best(lambda out: retrieve(config.node("dimse"), study_uid, out)),
+                "Lucida, DIMSE (C-MOVE)":
+                    _best(lambda out: retrieve(config.node("move"), study_uid, out)),
                 "plain dicomweb-client loop":
                     _best(lambda out: _plain_dicomweb_loop(orthanc.dicomweb, study_uid, out)),
             }
@@ -86,6 +99,10 @@ def main() -> int:
             if getscu:
                 rows["dcmtk getscu (C-GET)"] = _best(
                     lambda out: _getscu(getscu, orthanc, study_uid, out))
+            movescu = shutil.which("movescu")
+            if movescu:
+                rows["dcmtk movescu (C-MOVE)"] = _best(
+                    lambda out: _movescu(movescu, orthanc, study_uid, out))
         finally:
             orthanc.stop()
     print(f"   retrieve {COUNT} CT instances ({size_mb:.1f} MB) from a local Orthanc, "
@@ -101,6 +118,12 @@ def main() -> int:
               f"({'faster' if dimse < dcmtk else 'slower'})")
     else:
         print("   dcmtk getscu not installed: that comparison is skipped")
+    move = rows["Lucida, DIMSE (C-MOVE)"]
+    print(f"   ratio Lucida C-MOVE / C-GET time: {move / dimse:.2f}x")
+    if "dcmtk movescu (C-MOVE)" in rows:
+        dcmtk = rows["dcmtk movescu (C-MOVE)"]
+        print(f"   ratio Lucida C-MOVE / dcmtk movescu: {dcmtk / move:.2f}x "
+              f"({'faster' if move < dcmtk else 'slower'})")
     return 0
 
 
