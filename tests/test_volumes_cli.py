@@ -166,3 +166,18 @@ def test_a_series_with_a_missing_slice_fails_in_one_line_naming_it(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and 'series 7 "TEST SERIES"' in lines[0]
     assert "1 slice(s) missing" in lines[0] and "Traceback" not in done.stderr
+
+
+def test_a_thin_volume_is_told_it_fills_little_of_the_models_box(demo, tmp_path):
+    from engine.core.resources import DEMO_STUDY
+    from engine.models.loaded import load_model
+    from engine.studies.volume import open_volume
+
+    model = load_model("demo-3d")
+    out, rows = demo
+    thin = model.check_use(open_volume(out / rows[0]["series"]))  # 24 slices of 2.5 mm
+    assert thin.out_of_distribution
+    (problem,) = [p for p in thin.problems if "far outside" in p]
+    assert "fills only 44 % of the model box's 144 mm depth (the rest is padding)" in problem
+    full = model.check_use(open_volume(DEMO_STUDY.parent / "demo-ct"))  # the shipped series
+    assert not full.out_of_distribution and not any("fills" in p for p in full.problems)

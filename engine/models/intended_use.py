@@ -139,7 +139,8 @@ def _body_part(image: Any) -> str:
     return str(value or "").strip().upper()
 
 
-def check(use: IntendedUse | None, image: Any, model_input: np.ndarray | None = None) -> UseCheck:
+def check(use: IntendedUse | None, image: Any, model_input: np.ndarray | None = None,
+          why: str | None = None) -> UseCheck:
     """Check one image against a model's intended use.
 
     Parameters
@@ -151,6 +152,9 @@ def check(use: IntendedUse | None, image: Any, model_input: np.ndarray | None = 
     model_input : numpy.ndarray, optional
         The image as the model sees it, in [0, 1] pixel space; compared with the training
         input statistics when the card records them.
+    why : str, optional
+        A likely cause, added to the out-of-distribution phrase when it is found (e.g. how
+        little of a 3-D model's box a thin volume fills).
 
     Returns
     -------
@@ -178,7 +182,8 @@ def check(use: IntendedUse | None, image: Any, model_input: np.ndarray | None = 
         z = (float(np.mean(model_input)) - use.input_mean) / use.input_std
         ood = bool(abs(z) > use.max_z)
         if ood:
-            problems.append(f"input statistics far outside the training data (z = {z:+.1f})")
+            problems.append(f"input statistics far outside the training data (z = {z:+.1f})"
+                            + (f": {why}" if why else ""))
     if not problems:
         return UseCheck(MATCH, f"within the model's intended use ({use.summary()})",
                         out_of_distribution=ood)
@@ -199,4 +204,27 @@ def check_input(use: IntendedUse | None, image: Any, x: Any, spec: Any) -> UseCh
         shape = (1, -1) + (1,) * (arr.ndim - 2)
         pixels = arr * np.asarray(spec.std, np.float32).reshape(shape) \
             + np.asarray(spec.mean, np.float32).reshape(shape)
-    return check(use, image, pixels)
+    return check(use, image, pixels, _padding(image, spec) if pixels is not None else None)
+
+
+#: A 3-D model's box axis the volume fills less of than this is named as padded.
+FILLED = 0.75
+
+
+def _padding(volume: Any, spec: Any) -> str | None:
+    """How little of a 3-D model's input box ``volume`` fills, or None (a 2-D input, or full).
+
+    A volume thinner than the box is padded to it, which moves the input statistics on its own.
+    """
+    from engine.models.volume_preprocess import is_volume_spec, model_grid
+
+    if not is_volume_spec(spec) or getattr(volume, "affine", None) is None:
+        return None
+    grid = model_grid(volume.affine, volume.shape, spec)
+    short = [f"{100 * got / size:.0f} % of the model box's {size * step:.0f} mm {name}"
+             for name, got, size, step in zip(("depth", "height", "width"), grid.resampled,
+                                              grid.size, spec.spacing, strict=True)
+             if got < FILLED * size]
+    if not short:
+        return None
+    return "the volume fills only " + " and ".join(short) + " (the rest is padding)"
