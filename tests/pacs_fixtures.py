@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -454,3 +455,20 @@ class CuttingProxy:
                     sock.close()
                 except OSError:
                     pass
+
+
+def interrupt_after_progress(process: subprocess.Popen) -> tuple[int, str, str]:
+    """Ctrl-C a ``pacs get`` process once a tenth of its progress has arrived on stderr.
+
+    Returns its exit code, its stdout, and what it wrote to stderr after the interrupt.
+    """
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.lstrip().startswith(("10.0%", "20.0%")):
+            break
+    else:
+        raise AssertionError(f"pacs get ended before any progress: {''.join(seen)}")
+    process.send_signal(signal.SIGINT)
+    stdout, rest = process.communicate(timeout=60)
+    return process.returncode, stdout, rest

@@ -7,7 +7,6 @@ that waits before every chunk), so the transfer is still under way when SIGINT a
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from tests.pacs_fixtures import CuttingProxy, Orthanc, synthetic_study
+from tests.pacs_fixtures import CuttingProxy, Orthanc, interrupt_after_progress, synthetic_study
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNT = 60
@@ -64,19 +63,10 @@ def test_ctrl_c_during_get_stops_cleanly_and_a_rerun_resumes(orthanc, protocol, 
         config = _node_file(tmp_path, protocol, proxy.port)
         out = tmp_path / "out"
         process = _get(config, orthanc.study, out)
-        # Progress goes to stderr a line per tenth; interrupt once a tenth has arrived.
-        seen = []
-        for line in process.stderr:
-            seen.append(line)
-            if line.lstrip().startswith(("10.0%", "20.0%")):
-                break
-        else:
-            pytest.fail(f"pacs get ended before any progress: {''.join(seen)}")
-        process.send_signal(signal.SIGINT)
-        stdout, rest = process.communicate(timeout=60)
+        code, stdout, rest = interrupt_after_progress(process)
     finally:
         proxy.close()
-    assert process.returncode == 130, rest
+    assert code == 130, rest
     after = [line for line in rest.splitlines() if line.strip() and "%" not in line[:8]]
     assert len(after) == 1, rest  # one line, no traceback
     assert after[0].startswith("cancelled:") and "run the same command to resume" in after[0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -32,6 +31,7 @@ from tests.pacs_fixtures import (
     DcmQrScp,
     Orthanc,
     free_port,
+    interrupt_after_progress,
     self_signed_tls,
     synthetic_study,
 )
@@ -186,18 +186,10 @@ def test_ctrl_c_during_a_move_stops_cleanly_and_a_rerun_resumes(orthanc, tmp_pat
         process = subprocess.Popen(
             [sys.executable, "main.py", "pacs", "get", "slow", orthanc.study, "--out", str(out)],
             cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        seen = []
-        for line in process.stderr:
-            seen.append(line)
-            if line.lstrip().startswith(("10.0%", "20.0%")):
-                break
-        else:
-            pytest.fail(f"pacs get ended before any progress: {''.join(seen)}")
-        process.send_signal(signal.SIGINT)
-        stdout, rest = process.communicate(timeout=60)
+        code, stdout, rest = interrupt_after_progress(process)
     finally:
         proxy.close()
-    assert process.returncode == 130, rest
+    assert code == 130, rest
     after = [line for line in rest.splitlines() if line.strip() and "%" not in line[:8]]
     assert len(after) == 1 and after[0].startswith("cancelled:"), rest
     assert "Traceback" not in rest and stdout == ""
