@@ -23,6 +23,11 @@ VOLUME_REPORTS = ("pm", "pdf", "html", "png", "nifti")
 VOLUME_ONLY = ("nifti",)
 
 
+def _reports(text: str | None) -> list[str]:
+    """The formats ``--report`` names, lower case, blanks dropped."""
+    return [f.strip().lower() for f in (text or "").split(",") if f.strip()]
+
+
 def register(subparsers) -> None:
     """Add the ``explain`` sub-command."""
     p = subparsers.add_parser(
@@ -137,8 +142,8 @@ def _explain_one(args, path, folder, session, model, request_kw, load_ms, roi) -
     timings = dict(result.timings_ms, load=load_ms + open_ms)
     write_explain_outputs(result, image, folder, timings, metrics, cmap=args.colormap,
                           keep_identifiers=args.keep_identifiers)
-    reports = [f for f in (args.report or "").split(",") if f.strip().lower() not in VOLUME_ONLY]
-    if any(f.strip() for f in reports):
+    reports = [f for f in _reports(args.report) if f not in VOLUME_ONLY]
+    if reports:
         from engine.export import write_reports
 
         # No screen here: the report holds every map the command asked for.
@@ -179,7 +184,7 @@ def _explain_volume(args, path, folder, session, model, request_kw, load_ms) -> 
     from engine.export.volume import volume_result_json, write_volume_outputs
     from engine.studies.volume import open_volume
 
-    reports = [f.strip().lower() for f in (args.report or "").split(",") if f.strip()]
+    reports = _reports(args.report)
     allowed = VOLUME_REPORTS if model.is_volumetric else ("pm",)
     unknown = [f for f in reports if f not in allowed]
     if unknown:
@@ -295,12 +300,12 @@ def run(args) -> int:
     volumes = any(Path(name).is_dir() or Path(name).name.lower().endswith((".nii", ".nii.gz"))
                   for name in args.files)
     roi = None if args.roi is None or volumes else parse_roi(args.roi)
-    reports = [f.strip().lower() for f in (args.report or "").split(",") if f.strip()]
-    if reports:
+    reports = _reports(args.report)
+    two_d = [f for f in reports if f not in VOLUME_ONLY]
+    if args.report and (two_d or not reports):  # nifti alone is checked once inputs are known
         from engine.export import _parse_formats
 
-        # A bad --report fails before anything is written.
-        _parse_formats([f for f in reports if f not in VOLUME_ONLY] or ["json"])
+        _parse_formats(two_d)  # a bad --report fails before anything is written
     if args.send:
         from engine.pacs.filing import check_send
 
