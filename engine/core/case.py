@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Case", "ContentId", "Target", "array_digest", "bytes_digest", "freeze"]
+__all__ = ["VERDICTS", "Case", "ContentId", "Target", "Verdict", "array_digest", "bytes_digest",
+           "freeze"]
 
 
 def bytes_digest(*parts: bytes | str) -> str:
@@ -172,3 +173,40 @@ class Case:
         return {"content": self.content.as_dict(), "model_sha256": self.model,
                 "target": self.target.as_dict(), "method": self.method,
                 "params": dict(self.params) if self.params else {}, "key": self.key}
+
+
+#: The answers a reviewer can give about a case's prediction and map.
+VERDICTS = ("agree", "disagree", "unsure")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The reviewer's verdict on a case: agree, disagree or unsure, with a comment.
+
+    Attributes
+    ----------
+    value : str
+        One of :data:`VERDICTS`.
+    comment : str
+        Free text; de-identified outputs scrub it like any other free text.
+    recorded : str
+        ISO 8601 time it was given (``""`` when unknown).
+    """
+
+    value: str
+    comment: str = ""
+    recorded: str = ""
+
+    def __post_init__(self) -> None:
+        if self.value not in VERDICTS:
+            raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, not {self.value!r}")
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (review files, ``result.json``, reports)."""
+        return {"value": self.value, "comment": self.comment, "recorded": self.recorded}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Verdict:
+        """Inverse of :meth:`as_dict`."""
+        return cls(value=str(data["value"]), comment=str(data.get("comment", "")),
+                   recorded=str(data.get("recorded", "")))
