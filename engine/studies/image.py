@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from engine.core.case import ContentId, array_digest
 from engine.core.errors import StudyError, UsageError
+from engine.core.hashing import sha256_file
 from engine.studies import dicom_io, display, raster
 from engine.studies.decode_errors import TRUNCATED_FIX, reraise_fatal, short_reason
 from engine.studies.windows import WindowPreset, read_presets
@@ -113,6 +115,7 @@ class Image:
         self.series_window: SeriesWindow | None = None
         self._domains: dict[tuple, np.ndarray] = {}
         self._lock = threading.RLock()
+        self._digest: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -326,6 +329,27 @@ class Image:
                     value = ""
                 out[keyword] = "" if value is None else str(value)
         return out
+
+    def content_id(self, frame: int = 0) -> ContentId:
+        """What this frame is, by content: the case identity's first part.
+
+        A DICOM instance is named by its SOP Instance UID and frame, a raster file by its
+        bytes; both carry the SHA-256 of the file as read, so a file changed on disk since it
+        was opened, or a copy elsewhere with other content, is another case. An image whose
+        file is gone is named by its pixel values. Computed once, on first use.
+        """
+        self._check_frame(frame)
+        with self._lock:
+            if self._digest is None:
+                try:
+                    self._digest = sha256_file(self.path)
+                except OSError:
+                    self._digest = array_digest(self.modality_frame(0))
+        uid = ""
+        if self.dataset is not None:
+            uid = str(self.dataset.get("SOPInstanceUID", "") or "")
+        kind = "instance" if self.kind == "dicom" else "file"
+        return ContentId(kind=kind, digest=self._digest, uid=uid, frame=int(frame))
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -32,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from engine.core.case import ContentId, array_digest, bytes_digest
 from engine.core.errors import StudyError, UsageError
+from engine.core.hashing import sha256_file
 from engine.studies import display
 from engine.studies.windows import WindowPreset
 
@@ -148,6 +150,7 @@ class Volume:
         self._voxels = None if voxels is None else _read_only(voxels)
         self._window = window
         self._lock = threading.Lock()
+        self._content: ContentId | None = None
 
     def __repr__(self) -> str:
         s, r, c = self.shape
@@ -249,6 +252,33 @@ class Volume:
             return self.images[0].identifiers()
         return {}
 
+    def content_id(self, frame: int = 0) -> ContentId:
+        """What this volume is, by content: the case identity's first part.
+
+        A DICOM series is named by its Series Instance UID, its instances (UID and frame, in
+        order) and its geometry, so two series or reconstructions in one folder are two cases;
+        a NIfTI file by its bytes; voxels in memory by their values. ``frame`` is accepted for
+        the image interface and must be 0.
+        """
+        if frame:
+            raise UsageError(f"a volume has one frame, not frame {frame}", path=self.path,
+                             fix="use frame 0")
+        with self._lock:
+            if self._content is None:
+                if self.images or self.series_uid:
+                    digest = bytes_digest(self.series_uid, "\\".join(self.sop_uids),
+                                          repr(self.frames), repr(self.shape),
+                                          np.round(self.affine, 6).tobytes())
+                    self._content = ContentId("series", digest, uid=self.series_uid)
+                elif self._loader is not None and self.path.is_file():
+                    self._content = ContentId("file", sha256_file(self.path))
+                else:
+                    self._content = None
+        if self._content is None:
+            self._content = ContentId("array", bytes_digest(
+                array_digest(self.voxels), np.round(self.affine, 6).tobytes()))
+        return self._content
+
     def info(self) -> dict:
         """What ``main.py info`` prints for a volume: its kind, path and geometry."""
         return {"path": str(self.path), "kind": "volume", **self.geometry()}
@@ -288,6 +318,12 @@ class SliceView:
         if not isinstance(preset, WindowPreset):
             preset = WindowPreset(float(preset[0]), float(preset[1]), "custom", "LINEAR")
         return display.window_unit(values, preset.center, preset.width, preset.function)
+
+    def content_id(self, frame: int = 0) -> ContentId:
+        """The slice's own instance and frame, or the volume's content and the slice index."""
+        if self._image is not None:
+            return self._image.content_id(self.volume.frames[self.index])
+        return self.volume.content_id().at_frame(self.index)
 
     def identifiers(self) -> dict[str, str]:
         """The slice's identifiers (see :meth:`Volume.identifiers`)."""
