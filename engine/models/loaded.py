@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.core.device import resolve_device
 from engine.core.errors import ModelError, UsageError
 from engine.core.hashing import sha256_file
 from engine.core.resources import MODELS
@@ -306,7 +307,8 @@ def load_model(spec: str | Path, *, trust: bool = False, device: str = "cpu") ->
     trust : bool
         Allow files that run Python code when loaded (pickles, ``python:`` architectures).
     device : str
-        ``cpu``, ``cuda``, ``cuda:1``, ..., or ``auto`` (CUDA when available, else CPU).
+        ``cpu``, ``cuda``, ``cuda:1``, ``mps``, ..., or ``auto`` (see
+        :func:`engine.core.device.resolve_device`).
 
     Returns
     -------
@@ -319,7 +321,7 @@ def load_model(spec: str | Path, *, trust: bool = False, device: str = "cpu") ->
     TrustRequired
         The file would run code and ``trust`` is False.
     """
-    dev = _device(device)
+    dev = resolve_device(device)
     text = str(spec)
     if text in DEMO_MODELS:
         return _from_card(read_card(model_dir(text) / "card.toml"), trust, dev)
@@ -347,19 +349,6 @@ def load_model(spec: str | Path, *, trust: bool = False, device: str = "cpu") ->
         module, name=path.stem, classes=_infer_classes(module, spec_in, dev, None),
         input=spec_in, kind=kind, device=dev, files={str(path.resolve()): digest}, sha256=digest,
     )
-
-
-def _device(name: str) -> torch.device:
-    """Resolve a device name; ``auto`` picks CUDA when it is available."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise UsageError(f"unknown device {name!r}", fix="use cpu, cuda, cuda:N or auto") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {name!r} is not available here", fix="use --device cpu")
-    return dev
 
 
 def _infer_classes(module, spec: InputSpec, device, output_key,

@@ -51,32 +51,50 @@ def build_architecture(
     -------
     torch.nn.Module
     """
-    args = dict(args)
-    if num_classes is not None:
-        args.setdefault("num_classes", num_classes)
     kind, _, rest = spec.partition(":")
+    if spec in DEMO_ARCHITECTURES:
+        builder = DEMO_ARCHITECTURES[spec]
+    elif kind == "torchvision" and rest:
+        builder = _torchvision(rest, card)
+    elif kind == "python" and rest:
+        return _python_builder(rest, args, num_classes, base, trust, card)
+    else:
+        raise ModelError(
+            f"unknown architecture {spec!r}",
+            path=card,
+            fix="use torchvision:<name>, python:<file.py>:<function> or one of "
+            + ", ".join(DEMO_ARCHITECTURES),
+        )
+    args = _builder_args(builder, args, num_classes)
     try:
-        if spec in DEMO_ARCHITECTURES:
-            return DEMO_ARCHITECTURES[spec](**args)
-        if kind == "torchvision" and rest:
-            return _torchvision(rest, args, card)
-        if kind == "python" and rest:
-            return _python_builder(rest, args, base, trust, card)
+        return builder(**args)
     except TypeError as exc:
         raise ModelError(
             f"cannot build {spec} with arguments {args} ({exc})",
             path=card,
             fix="check [architecture_args] in the model card",
         ) from None
-    raise ModelError(
-        f"unknown architecture {spec!r}",
-        path=card,
-        fix="use torchvision:<name>, python:<file.py>:<function> or one of "
-        + ", ".join(DEMO_ARCHITECTURES),
-    )
 
 
-def _torchvision(name: str, args: dict, card: Path | None) -> nn.Module:
+def _builder_args(builder, args: dict, num_classes: int | None) -> dict:
+    """``args`` plus ``num_classes`` when it is known and the builder can take it."""
+    args = dict(args)
+    if num_classes is None or "num_classes" in args:
+        return args
+    try:
+        params = inspect.signature(builder).parameters.values()
+    except (TypeError, ValueError):
+        # No signature to read (a builtin): offer the count, as a builder usually wants it.
+        params = None
+    if params is None or any(
+        (p.name == "num_classes" and p.kind is not p.POSITIONAL_ONLY) or p.kind is p.VAR_KEYWORD
+        for p in params
+    ):
+        args["num_classes"] = num_classes
+    return args
+
+
+def _torchvision(name: str, card: Path | None):
     import torchvision
 
     if name not in torchvision.models.list_models():
@@ -87,14 +105,21 @@ def _torchvision(name: str, args: dict, card: Path | None) -> nn.Module:
         )
     # Random init only: weights come from the user's file, never from a download.
     builder = torchvision.models.get_model_builder(name)
+    defaults = {}
     if "weights_backbone" in inspect.signature(builder).parameters:
         # Segmentation and detection builders fetch an ImageNet backbone unless told not to;
         # Lucida never downloads: the card's weights replace everything.
-        args = {"weights_backbone": None, **args}
-    return builder(weights=None, **args)
+        defaults["weights_backbone"] = None
+
+    def build(**args) -> nn.Module:
+        # weights=None is fixed, not a default: a card's own "weights" argument is refused.
+        return builder(weights=None, **{**defaults, **args})
+
+    return build
 
 
-def _python_builder(rest: str, args: dict, base: Path, trust: bool, card: Path | None):
+def _python_builder(rest: str, args: dict, num_classes: int | None, base: Path, trust: bool,
+                    card: Path | None):
     file_part, _, fn_name = rest.rpartition(":")
     if not file_part or not fn_name:
         raise ModelError(
@@ -120,6 +145,7 @@ def _python_builder(rest: str, args: dict, base: Path, trust: bool, card: Path |
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise ModelError(f"{file.name} has no function {fn_name!r}", path=card, fix="fix the card")
+    args = _builder_args(fn, args, num_classes)
     try:
         built = fn(**args)
     except Exception as exc:  # noqa: BLE001 - user code can fail in any way
