@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from engine.core.cancel import Cancelled, CancelToken, ProgressFn, no_progress
-from engine.core.errors import ExplainerUnavailable, UsageError
+from engine.core.device import resolve_device
+from engine.core.errors import ExplainerUnavailable
 from engine.explain import core
 from engine.explain.api import is_segmentation
 from engine.explain.capture import Capture, CaptureCache
@@ -30,41 +31,6 @@ __all__ = ["ExplainRequest", "ExplainResult", "MapResult", "Session", "finish_ma
 
 #: Share of the progress bar given to the capture; the explainers share the rest.
 _CAPTURE_SHARE = 0.1
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """Return the torch device for ``name``.
-
-    Parameters
-    ----------
-    name : str
-        ``auto`` (CUDA, then Apple MPS, then CPU) or a torch device string (``cpu``, ``cuda:0``).
-
-    Raises
-    ------
-    UsageError
-        For an unknown device or one this machine does not have.
-    """
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise UsageError(f"unknown device {name!r}", fix="use auto, cpu, cuda or mps") from None
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available(),
-        "mps": getattr(torch.backends, "mps", None) is not None
-        and torch.backends.mps.is_available(),
-    }
-    if not available.get(device.type, False):
-        raise UsageError(f"device {name!r} is not available here", fix="use --device auto or cpu")
-    return device
 
 
 @dataclass
