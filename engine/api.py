@@ -102,7 +102,9 @@ class Explanation:
     target : str
         The class explained.
     provenance : dict
-        Model name and SHA-256, methods, parameters, timings, intended-use check, warnings.
+        Model name and SHA-256, methods, parameters, timings, intended-use check, warnings,
+        and ``case``: what was explained, by content (never by path; see
+        :class:`engine.core.case.Case`).
     """
 
     maps: dict[tuple[str, str], np.ndarray]
@@ -159,7 +161,8 @@ def explain(image, model, methods: list[str] | str = "gradcam", layers: str | li
         target=result.target_name,
         provenance={"model": result.model, "params": result.params,
                     "timings_ms": result.timings_ms, "intended_use": result.intended_use,
-                    "warnings": list(result.warnings), "versus": result.versus},
+                    "warnings": list(result.warnings), "versus": result.versus,
+                    "case": result.case.as_dict()},
         result=result, image=image, model=model,
     )
 

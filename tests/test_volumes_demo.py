@@ -6,7 +6,7 @@ import numpy as np
 
 from engine.demo.volume_check import nodule_localisation
 from engine.demo.volumes import VOLUME_CLASSES, in_memory_volume, volume_set
-from engine.explain.session import Session
+from engine.explain import core
 from engine.models.loaded import load_model
 from engine.models.volume_preprocess import VolumeSpec
 
@@ -25,11 +25,11 @@ def test_the_card_declares_a_3d_grid_and_the_default_layer_is_spatial():
 
 def test_demo_3d_tells_nodules_from_normal_chests_it_never_saw():
     model = load_model("demo-3d")
-    session = Session(device="cpu")
     right = 0
     chests = volume_set(16, HELD_OUT_SEED + 1)
     for chest, grid in chests:
-        scores = session.predict(in_memory_volume(chest.render(grid), grid), model)
+        volume = in_memory_volume(chest.render(grid), grid)
+        scores = core.predict(model, model.preprocess(volume))[0].numpy()
         right += VOLUME_CLASSES[int(np.argmax(scores))] == chest.label
     assert right / len(chests) >= 0.9
 

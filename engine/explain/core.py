@@ -23,10 +23,18 @@ import numpy as np
 import torch
 
 from engine.core.cancel import Cancelled, CancelToken, ProgressFn, no_progress
+from engine.core.case import Target
 from engine.core.errors import ExplainerUnavailable, LucidaError, ModelError, UsageError
-from engine.explain.api import INPUT_LAYER, is_layer_based, resolve_params
+from engine.explain.api import (
+    INPUT_LAYER,
+    PluginError,
+    is_layer_based,
+    is_segmentation,
+    resolve_params,
+)
 from engine.explain.capture import Capture, run_capture
 from engine.explain.registry import registry
+from engine.explain.targets import roi_on_grid
 from engine.models.preprocess import maps_to_image
 
 
@@ -154,10 +162,57 @@ def plan(model: Any, methods: list[str] | str, layers: str | list[str] = "auto",
     )
 
 
-def capture(model: Any, x: torch.Tensor, targets: Any, the_plan: Plan,
-            versus: Any = None, roi: torch.Tensor | None = None) -> Capture:
-    """Run the plan's one forward (and backward) pass over a batch; see :func:`run_capture`."""
-    return run_capture(model, x, targets, the_plan.layers, the_plan.gradients, versus, roi)
+def capture(model: Any, x: torch.Tensor, target: Any, the_plan: Plan,
+            image_shape: tuple[int, ...] | None = None) -> Capture:
+    """Run the plan's one forward (and backward) pass over a batch; see :func:`run_capture`.
+
+    Parameters
+    ----------
+    model : LoadedModel
+        The model.
+    x : torch.Tensor
+        (N, C, *spatial) preprocessed inputs.
+    target : Target or str or int or sequence
+        What is explained: one :class:`engine.core.case.Target` (class, versus and region),
+        or for a batch one class per input (``None`` meaning top).
+    the_plan : Plan
+        From :func:`plan`.
+    image_shape : tuple of int, optional
+        ``(rows, cols)`` of the image, to carry a target's region onto a segmentation model's
+        output grid.
+    """
+    versus = roi = None
+    if isinstance(target, Target):
+        versus = target.versus
+        if target.roi is not None and is_segmentation(model):
+            if image_shape is None:
+                raise UsageError("a region target needs the image's shape",
+                                 fix="pass image_shape to capture")
+
+            def roi(grid, box=target.roi, shape=tuple(image_shape[:2])):
+                return roi_on_grid(box, shape, model.input, grid)
+        target = target.label
+    return run_capture(model, x, target, the_plan.layers, the_plan.gradients, versus, roi)
+
+
+def predict(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """Class scores of a batch, without explaining it: the core's forward-only pass.
+
+    Parameters
+    ----------
+    model : LoadedModel
+        The model.
+    x : torch.Tensor
+        (N, C, *spatial) preprocessed inputs.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, K) softmax or sigmoid probabilities on the CPU; each class's pixel share for a
+        segmentation model.
+    """
+    cap = run_capture(model, x, "top", (), gradients=False)
+    return cap.scores.detach().float().cpu()
 
 
 @dataclass
@@ -193,13 +248,34 @@ def _call(explainer, cap: Capture, keys, params, report, cancel) -> tuple[dict, 
     target = view.targets if explainer.batched else int(view.targets[0])
     layers = [k for k in keys if k != INPUT_LAYER]
     got = dict(explainer.explain(view, target, layers, params, report, cancel))
-    return got, list(view.notes.get(explainer.name, []))
+    # Every map is (N, *grid), batch first. A map of another shape is the plugin's mistake: it
+    # is told in one line, not reshaped into something that would pass for a map.
+    n, rank = len(cap), cap.input.dim() - 2
+    maps = {}
+    for key in keys:
+        if key not in got:
+            continue
+        t = _as_tensor(got[key])
+        if t.ndim != 1 + rank or t.shape[0] != n:
+            grid = "h, w" if rank == 2 else "d, h, w"
+            raise PluginError(
+                f"its map for {key} is shaped {tuple(t.shape)}, not ({n}, {grid}): batch "
+                f"first, for the {n} input(s) of a {rank}-D model",
+                fix="return every map batch first, (N, *grid) with N = len(capture), as "
+                "engine/explain/api.py describes")
+        maps[key] = t
+    return maps, list(view.notes.get(explainer.name, []))
 
 
 def explain(cap: Capture, the_plan: Plan, progress: ProgressFn | None = None,
             cancel: CancelToken | None = None,
             wanted: dict[str, list[str]] | None = None) -> BatchMaps:
     """Run every planned explainer on a capture and collect raw maps per input.
+
+    Every explainer returns its maps batch first, (N, *grid) with the capture's N (1 for an
+    unbatched explainer, which gets one input at a time) and a grid of the model input's rank.
+    A map of another shape is that method's one-line error for the inputs it covers; the other
+    methods go on.
 
     Parameters
     ----------
@@ -240,15 +316,17 @@ def explain(cap: Capture, the_plan: Plan, progress: ProgressFn | None = None,
                 got, notes = _call(explainer, cap, keys, params, report, cancel)
                 for i, entry in enumerate(notes[:n]):
                     out.notes[i][explainer.name] = entry
-                for key, raw in got.items():
-                    stack = _as_tensor(raw)
-                    if n == 1 and stack.ndim >= 1 and stack.shape[0] != 1:
-                        stack = stack[None]
+                for key, stack in got.items():
                     for i in range(n):
                         results[i] = results[i] or {}
                         results[i][key] = stack[i]
             except Cancelled:
                 raise
+            except PluginError as exc:
+                # Maps of the wrong shape come from the plugin, not from one input: running it
+                # again input by input would only repeat them.
+                for i in range(n):
+                    out.errors[i][explainer.name] = _one_line(explainer, exc)
             except Exception as exc:  # noqa: BLE001 - isolate the input it fails on below
                 if n == 1:
                     out.errors[0][explainer.name] = _one_line(explainer, exc)
@@ -261,10 +339,7 @@ def explain(cap: Capture, the_plan: Plan, progress: ProgressFn | None = None,
                                    lambda f, msg="", i=i: report(f, msg, i=i, m=n), cancel)
                 if notes:
                     out.notes[i][explainer.name] = notes[0]
-                results[i] = {}
-                for key, raw in got.items():
-                    t = _as_tensor(raw)
-                    results[i][key] = t[0] if explainer.batched and t.ndim > 2 else t
+                results[i] = {key: stack[0] for key, stack in got.items()}
             except Cancelled:
                 raise
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the others
@@ -384,11 +459,15 @@ def finish_map(method: str, layer: str, raw: Any, model: Any, image_shape,
                      scale=float(scales[0]), units=units)
 
 
-def explain_one(model: Any, x: torch.Tensor, method: str, layer: str, target: int,
-                params: dict | None = None, cancel: CancelToken | None = None) -> np.ndarray:
+def explain_one(model: Any, x: torch.Tensor, method: str, layer: str, target: Any,
+                params: dict | None = None, cancel: CancelToken | None = None,
+                image_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """Run one explainer on one input and return its raw map for ``layer`` (numpy).
 
-    Used where the model itself changes between runs (the randomisation sanity check).
+    Used where the model itself changes between runs (the randomisation sanity check), and to
+    re-run a shown map on the unchanged model. ``target`` is the case's
+    :class:`engine.core.case.Target` (or a class index), so a contrastive or region map is
+    re-run as what it explains.
 
     Raises
     ------
@@ -399,7 +478,7 @@ def explain_one(model: Any, x: torch.Tensor, method: str, layer: str, target: in
                     {method: params or {}})
     if not is_layer_based(the_plan.explainers[0]):
         the_plan.layers = []
-    cap = capture(model, x, target, the_plan)
+    cap = capture(model, x, target, the_plan, image_shape)
     got = explain(cap, the_plan, cancel=cancel)
     if got.errors[0]:
         raise ExplainerUnavailable(next(iter(got.errors[0].values())))

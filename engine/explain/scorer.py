@@ -39,7 +39,8 @@ _lock = threading.Lock()
 _folded: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _fingerprint(module: nn.Module) -> tuple:
+def weights_fingerprint(module: nn.Module) -> tuple:
+    """What changes when any weight of ``module`` changes: each tensor's address and version."""
     # In-place changes bump a tensor's version counter; a replaced tensor changes its address.
     return tuple((t.data_ptr(), t._version)
                  for t in (*module.parameters(), *module.buffers()))
@@ -113,7 +114,7 @@ def fast_module(module: Any, example: torch.Tensor) -> Any:
     if any(m.training for m in module.modules()) or has_hooks(module):
         return module
     try:
-        key = _fingerprint(module)
+        key = weights_fingerprint(module)
     except RuntimeError:  # inference tensors carry no version counter
         return module
     with _lock:

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import InitVar, dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-import torch
 
 from engine.core.cancel import Cancelled, CancelToken, ProgressFn, no_progress
+from engine.core.case import Case, Target, freeze
 from engine.core.device import resolve_device
-from engine.core.errors import ExplainerUnavailable
+from engine.core.errors import ExplainerUnavailable, UsageError
 from engine.explain import core
 from engine.explain.api import is_segmentation
 from engine.explain.capture import Capture, CaptureCache
 from engine.explain.core import MapResult, finish_map, resolve_layers
-from engine.explain.targets import class_scores, label_map, roi_on_grid
+from engine.explain.identity import content_of, model_hash
+from engine.explain.targets import label_map
 
 __all__ = ["ExplainRequest", "ExplainResult", "MapResult", "Session", "finish_map",
            "resolve_device", "resolve_layers"]
@@ -33,27 +36,59 @@ __all__ = ["ExplainRequest", "ExplainResult", "MapResult", "Session", "finish_ma
 _CAPTURE_SHARE = 0.1
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExplainRequest:
     """What to explain: one image frame, one model, some methods, some layers, one target.
 
-    ``layers`` is ``"auto"`` (the model's default layer), ``"all"`` (every candidate layer), a
-    comma-separated string or a list of names. ``target`` is ``"top"``, a class index or a class
-    name. ``params`` maps a method name to its parameter values. ``versus`` names a second
-    class for a contrastive target: the maps then explain ``logit[target] - logit[versus]``.
-    For a segmentation model, ``roi`` (``x0, y0, x1, y1`` image pixels) is the region whose
-    target logits are explained, instead of the pixels the model assigns to the target.
+    A frozen value. ``layers`` is ``"auto"`` (the model's default layer), ``"all"`` (every
+    candidate layer), a comma-separated string or a sequence of names. ``target`` is one
+    :class:`engine.core.case.Target` (class, ``versus`` and region); a class given alone
+    (``"top"``, an index or a name) is made into one with the ``versus`` and ``roi`` keywords,
+    which are read only then. ``versus`` names a second class for a contrastive target: the
+    maps then explain ``logit[target] - logit[versus]``. For a segmentation model, ``roi``
+    (``x0, y0, x1, y1`` image pixels) is the region whose target logits are explained, instead
+    of the pixels the model assigns to the target. ``params`` maps a method name to its
+    parameter values.
     """
 
     image: Any
     model: Any
-    methods: list[str]
-    layers: str | list[str] = "auto"
-    target: str | int = "top"
+    methods: tuple[str, ...]
+    layers: str | tuple[str, ...] = "auto"
+    target: Target | str | int = "top"
     frame: int = 0
-    params: dict[str, dict] = field(default_factory=dict)
-    versus: str | int | None = None
-    roi: tuple[float, float, float, float] | None = None
+    params: Mapping[str, Mapping] = field(default_factory=dict)
+    versus: InitVar[str | int | None] = None
+    roi: InitVar[tuple[float, float, float, float] | None] = None
+
+    def __post_init__(self, versus, roi) -> None:
+        target = self.target
+        if not isinstance(target, Target):
+            target = Target(target, versus, roi)
+        elif versus is not None or roi is not None:
+            raise UsageError("give versus and roi inside the Target, not beside it",
+                             fix="pass target=Target(label, versus, roi)")
+        set_ = object.__setattr__
+        set_(self, "target", target)
+        set_(self, "methods", tuple(self.methods))
+        if not isinstance(self.layers, str):
+            set_(self, "layers", tuple(self.layers))
+        set_(self, "params", MappingProxyType(
+            {str(m): MappingProxyType(dict(p)) for m, p in dict(self.params).items()}))
+        set_(self, "frame", int(self.frame))
+
+    @property
+    def case(self) -> Case:
+        """The case this request explains (no method): content, model hash and target.
+
+        A classifier's drawn region does not change its maps, so it is left out; a
+        segmentation model's region is what it explains, so it is kept.
+        """
+        target = self.target
+        if target.roi is not None and not is_segmentation(self.model):
+            target = replace(target, roi=None)
+        return Case(content=content_of(self.image, self.frame), model=model_hash(self.model),
+                    target=target)
 
 
 @dataclass
@@ -74,6 +109,7 @@ class ExplainResult:
     intended_use: dict = field(default_factory=dict)
     versus: str | None = None
     segmentation: np.ndarray | None = None
+    case: Case | None = None
 
 
 class _RequestToken(CancelToken):
@@ -90,10 +126,6 @@ class _RequestToken(CancelToken):
     def check(self) -> None:
         if self.cancelled:
             raise Cancelled()
-
-
-def _freeze(params: dict) -> tuple:
-    return tuple(sorted(params.items()))
 
 
 class Session:
@@ -172,21 +204,12 @@ class Session:
                 if self._current is token:
                     self._current = None
 
-    def predict(self, image: Any, model: Any, frame: int = 0) -> list[float]:
-        """Return the model's class scores for one image frame.
-
-        Softmax or sigmoid probabilities; each class's pixel share for a segmentation model.
-        """
-        with self._run_lock, torch.inference_mode():
-            x = model.preprocess(image, frame)
-            return [float(s) for s in class_scores(model, model.logits(x))[0]]
-
     # -- internals --------------------------------------------------------------------------
     def _capture(self, request, the_plan, token) -> tuple[Capture, dict, bool]:
         model, image = request.model, request.image
-        key = (id(model), str(getattr(image, "path", id(image))), request.frame,
-               tuple(getattr(image, "shape", ())), str(request.target), str(request.versus),
-               str(request.roi) if is_segmentation(model) else "")
+        # Keyed by content, model hash and target, never by path or id(): two series in one
+        # folder, or two model objects, are never mixed.
+        key = request.case
         cached = self._captures.get(key)
         if cached is not None and cached.covers(the_plan.layers, the_plan.gradients):
             return cached, cached.maps, True
@@ -195,13 +218,9 @@ class Session:
         gradients = the_plan.gradients or bool(cached is not None and cached.has_gradients)
         x = model.preprocess(image, request.frame)
         wider = core.Plan(the_plan.explainers, the_plan.params, union, gradients)
-        roi = None
-        if request.roi is not None and is_segmentation(model):
-            def roi(grid, box=tuple(request.roi), shape=tuple(image.shape[:2])):
-                return roi_on_grid(box, shape, model.input, grid)
-        capture = core.capture(model, x, request.target, wider, request.versus, roi)
+        capture = core.capture(model, x, key.target, wider, tuple(image.shape))
         self.forward_passes += 1
-        # Maps depend only on (image, model, target), so those of the replaced capture stay valid.
+        # Maps depend only on the case, so those of the replaced capture stay valid.
         capture.maps = cached.maps if cached is not None else {}
         self._captures.put(key, capture)
         return capture, capture.maps, False
@@ -220,7 +239,7 @@ class Session:
         progress(_CAPTURE_SHARE, "model done")
 
         maps_start = time.perf_counter()
-        frozen = {name: _freeze(p) for name, p in the_plan.params.items()}
+        frozen = {name: freeze(p) for name, p in the_plan.params.items()}
         missing = {
             e.name: [k for k in the_plan.map_layers(e)
                      if (e.name, k, frozen[e.name]) not in done_maps]
@@ -292,4 +311,6 @@ class Session:
             versus=None if capture.versus is None else str(model.classes[capture.versus]),
             segmentation=None if capture.region is None else label_map(
                 model, capture.logits, tuple(request.image.shape[:2])).numpy().astype(np.uint8),
+            case=replace(request.case,
+                         target=request.case.target.resolved(target, capture.versus)),
         )

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from engine.core.cancel import CancelToken, ProgressFn, no_progress
+from engine.core.case import Target
 from engine.core.errors import ExplainerUnavailable, UsageError
 from engine.explain import core
 from engine.explain.core import MapResult
@@ -128,7 +129,7 @@ def explain_slices(model: Any, volume: Any, methods: list[str] | str, layers: An
         cancel.check()
         indices = chosen[first : first + batch_size]
         x = torch.cat([model.preprocess(volume.slice_view(k)) for k in indices])
-        cap = core.capture(model, x, target, the_plan, versus)
+        cap = core.capture(model, x, Target(target, versus), the_plan)
         for key in ("forward", "backward"):
             timings[key] += cap.timings_ms[key] * len(indices)
         share = len(indices) / len(chosen)
