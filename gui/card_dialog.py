@@ -6,7 +6,6 @@ The dialog writes an ordinary model card next to the model file (``<stem>.card.t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from PySide6.QtCore import Signal
@@ -21,8 +20,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from engine.core.errors import ModelError
+from engine.core.errors import LucidaError, ModelError
 from engine.models.card import default_spec
+from engine.models.card_writer import CardExists, write_card
 
 #: Suffix of the card written next to a model file.
 CARD_SUFFIX = ".card.toml"
@@ -39,24 +39,24 @@ def _numbers(text: str, what: str) -> list[float]:
     return values
 
 
-def card_text(model_file: Path, name: str, classes: list[str], output: str,
-              size: tuple[int, int], channels: int, mean: list[float], std: list[float],
-              window: str) -> str:
-    """Return the TOML of a card for ``model_file`` (JSON strings and lists are valid TOML)."""
-    lines = [
-        f"name = {json.dumps(name)}",
-        f"model = {json.dumps(model_file.name)}",
-        f"classes = {json.dumps(classes)}",
-        f"output = {json.dumps(output)}",
-        "",
-        "[input]",
-        f"size = {json.dumps(list(size))}",
-        f"channels = {channels}",
-        f"mean = {json.dumps(mean)}",
-        f"std = {json.dumps(std)}",
-        f"window = {json.dumps(window)}",
-    ]
-    return "\n".join(lines) + "\n"
+def card_fields(model_file: Path, name: str, classes: list[str], output: str,
+                size: tuple[int, int], channels: int, mean: list[float], std: list[float],
+                window: str) -> dict:
+    """Return the card for ``model_file`` as :func:`~engine.models.card_writer.write_card` takes it.
+
+    Returns
+    -------
+    dict
+        Top-level fields and the ``input`` table; the model file is named relative to the card.
+    """
+    return {
+        "name": name,
+        "model": model_file.name,
+        "classes": classes,
+        "output": output,
+        "input": {"size": list(size), "channels": channels, "mean": mean, "std": std,
+                  "window": window},
+    }
 
 
 class QtCardDialog(QDialog):
@@ -97,6 +97,8 @@ class QtCardDialog(QDialog):
         self.window.setToolTip("default: the file's own window; minmax: each image's range")
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        #: The existing card that the next Save replaces, once the user was told it is there.
+        self._replace: Path | None = None
         form = QFormLayout()
         form.addRow("Name", self.name)
         form.addRow("Classes", self.classes)
@@ -141,18 +143,20 @@ class QtCardDialog(QDialog):
             if len(mean) != channels or len(std) != channels:
                 raise ModelError(f"mean and std need {channels} value(s) each",
                                  fix="give one number per channel")
-            text = card_text(self.model_file, self.name.text().strip() or self.model_file.stem,
-                             classes, self.output.currentText(),
-                             (self.rows.value(), self.cols.value()), channels, mean, std,
-                             self.window.currentText())
+            fields = card_fields(self.model_file,
+                                 self.name.text().strip() or self.model_file.stem, classes,
+                                 self.output.currentText(), (self.rows.value(), self.cols.value()),
+                                 channels, mean, std, self.window.currentText())
             path = self.card_path()
-            path.write_text(text, encoding="utf-8")
-        except ModelError as exc:
-            self.status.setText(exc.one_line())
+            write_card(path, fields, overwrite=self._replace == path)
+        except CardExists:
+            # A card written earlier is replaced only when Save is pressed a second time.
+            self._replace = path
+            self.status.setText(f"{path.name} already exists. Fix: press Save again to replace "
+                                "it, or Cancel to keep it")
             return None
-        except OSError as exc:
-            self.status.setText(f"cannot write the card ({exc.strerror}). Fix: save the model "
-                                "file in a folder you can write to")
+        except LucidaError as exc:
+            self.status.setText(exc.one_line())
             return None
         self.sig_card_saved.emit(str(path))
         self.accept()

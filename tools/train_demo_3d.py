@@ -17,7 +17,6 @@ points inside the nodule's box (``tools/localisation_3d.py`` prints the table).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import sys
@@ -39,11 +38,14 @@ from engine.demo.volumes import (  # noqa: E402
     write_nifti_volume,
     write_series,
 )
+from engine.models.card import ModelCard  # noqa: E402
+from engine.models.card_writer import write_card  # noqa: E402
 from engine.models.volume_preprocess import (  # noqa: E402
     VolumeSpec,
     normalise_volume_spec,
     prepare_volume,
 )
+from tools.train_demo_models import card_header, fixed, stats_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "demo-3d"
@@ -137,55 +139,54 @@ def write(best: dict, out: Path, args: argparse.Namespace) -> None:
     """Write ``card.toml`` and the weights into ``out/demo-3d``."""
     folder = out / NAME
     folder.mkdir(parents=True, exist_ok=True)
-    weights = f"{NAME}.safetensors"
-    save_file({n: t.contiguous() for n, t in best["state"].items()}, str(folder / weights),
-              metadata={"format": "pt"})
-    os.chmod(folder / weights, 0o644)  # safetensors writes owner-only files
-    header = "# Lucida demo model card. Regenerate with: python tools/train_demo_3d.py"
-    (folder / "card.toml").write_text(f"""{header}
-name = "{NAME}"
-description = "Demo 3-D nodule classifier on synthetic chest CT volumes."
-architecture = "{DEMO_3D_ARCHITECTURE}"
-weights = "{weights}"
-classes = {json.dumps(list(VOLUME_CLASSES))}
-output = "softmax"
+    save_file({n: t.contiguous() for n, t in best["state"].items()},
+              str(folder / f"{NAME}.safetensors"), metadata={"format": "pt"})
+    os.chmod(folder / f"{NAME}.safetensors", 0o644)  # safetensors writes owner-only files
+    write_demo_card(folder, best, args)
 
-[architecture_args]
-in_channels = 1
-num_classes = {len(VOLUME_CLASSES)}
 
-[input]
-size = {list(SPEC.size)}
-spacing = {list(SPEC.spacing)}
-orientation = "{SPEC.orientation}"
-crop = "{SPEC.crop}"
-channels = {SPEC.channels}
-mean = {list(SPEC.mean)}
-std = {list(SPEC.std)}
-window = {list(SPEC.window)}
+#: Why the card's default layer is where it is.
+CARD_COMMENTS = {"layers.default": (
+    "The second block's output (16 x 32 x 32, 9 mm cells): Grad-CAM there peaked inside the "
+    "nodule\nbox on held-out chests far more often than at the coarse last block (see the "
+    "README table).")}
 
-[layers]
-# The second block's output (16 x 32 x 32, 9 mm cells): Grad-CAM there peaked inside the nodule
-# box on held-out chests far more often than at the coarse last block (see the README table).
-default = "features.6"
 
-[intended_use]
-modalities = ["CT"]
-body_parts = ["CHEST"]
-description = "Demo only: nodule vs normal in synthetic chest CT volumes."
-
-[intended_use.input_stats]
-mean = {best["input_stats"][0]:.4f}
-std = {best["input_stats"][1]:.4f}
-max_z = 6.0
-
-[training]
-data_seed = {SEED}
-train_volumes = {args.n_train}
-epochs = {args.epochs}
-selected_epoch = {best["epoch"]}
-validation_accuracy = {best["accuracy"]:.4f}
-""")
+def write_demo_card(folder: Path, best: dict, args: argparse.Namespace) -> ModelCard:
+    """Write ``folder/card.toml`` for the model that ``best`` reports."""
+    return write_card(folder / "card.toml", {
+        "name": NAME,
+        "description": "Demo 3-D nodule classifier on synthetic chest CT volumes.",
+        "architecture": DEMO_3D_ARCHITECTURE,
+        "weights": f"{NAME}.safetensors",
+        "classes": list(VOLUME_CLASSES),
+        "output": "softmax",
+        "architecture_args": {"in_channels": 1, "num_classes": len(VOLUME_CLASSES)},
+        "input": {
+            "size": list(SPEC.size),
+            "spacing": list(SPEC.spacing),
+            "orientation": SPEC.orientation,
+            "crop": SPEC.crop,
+            "channels": SPEC.channels,
+            "mean": list(SPEC.mean),
+            "std": list(SPEC.std),
+            "window": list(SPEC.window),
+        },
+        "layers": {"default": "features.6"},
+        "intended_use": {
+            "modalities": ["CT"],
+            "body_parts": ["CHEST"],
+            "description": "Demo only: nodule vs normal in synthetic chest CT volumes.",
+            "input_stats": stats_table(best["input_stats"], max_z=6.0),
+        },
+        "training": {
+            "data_seed": SEED,
+            "train_volumes": args.n_train,
+            "epochs": args.epochs,
+            "selected_epoch": best["epoch"],
+            "validation_accuracy": fixed(best["accuracy"]),
+        },
+    }, header=card_header("train_demo_3d.py"), comments=CARD_COMMENTS, overwrite=True)
 
 
 def write_demo_study(studies: Path) -> Path:

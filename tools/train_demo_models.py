@@ -13,10 +13,10 @@ Usage: ``python tools/train_demo_models.py [--only demo|demo-biased] [--out DIR]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,8 @@ sys.path.insert(0, str(ROOT))
 from engine.demo.arch import DEMO_ARCHITECTURE, build_demo_cnn  # noqa: E402
 from engine.demo.files import write_demo_set  # noqa: E402
 from engine.demo.phantoms import CORRELATED, LABELS, phantom_set  # noqa: E402
+from engine.models.card import ModelCard  # noqa: E402
+from engine.models.card_writer import write_card  # noqa: E402
 from engine.models.preprocess import InputSpec, prepare_array  # noqa: E402
 
 #: Preprocessing shared by training and the shipped cards.
@@ -121,55 +123,63 @@ def write_model(name: str, summary: dict, out: Path, args: argparse.Namespace) -
     """Write ``card.toml`` and ``<name>.safetensors`` into ``out/name``."""
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
-    weights = f"{name}.safetensors"
     state = {k: v.contiguous() for k, v in summary["state"].items()}
-    save_file(state, str(folder / weights), metadata={"format": "pt"})
-    os.chmod(folder / weights, 0o644)  # safetensors writes owner-only files
+    save_file(state, str(folder / f"{name}.safetensors"), metadata={"format": "pt"})
+    os.chmod(folder / f"{name}.safetensors", 0o644)  # safetensors writes owner-only files
+    write_demo_card(folder, name, summary, args)
+
+
+def card_header(script: str) -> str:
+    """The comment line that opens a demo card: which script in tools/ writes it."""
+    return f"Lucida demo model card. Regenerate with: python tools/{script}"
+
+
+def write_demo_card(folder: Path, name: str, summary: dict, args: argparse.Namespace) -> ModelCard:
+    """Write ``folder/card.toml`` for demo model ``name`` trained as ``summary`` reports."""
     p_marker, seed, _ = MODELS[name]
-    card = f"""# Lucida demo model card. Regenerate with: python tools/train_demo_models.py
-name = "{name}"
-description = "{DESCRIPTIONS[name]}"
-architecture = "{DEMO_ARCHITECTURE}"
-weights = "{weights}"
-classes = {json.dumps(list(LABELS))}
-output = "softmax"
+    return write_card(folder / "card.toml", {
+        "name": name,
+        "description": DESCRIPTIONS[name],
+        "architecture": DEMO_ARCHITECTURE,
+        "weights": f"{name}.safetensors",
+        "classes": list(LABELS),
+        "output": "softmax",
+        "architecture_args": {"in_channels": 1, "num_classes": len(LABELS)},
+        "input": input_table(SPEC),
+        "layers": {"default": "features"},
+        "intended_use": {
+            "modalities": ["CR", "DX"],
+            "body_parts": ["CHEST"],
+            "photometric": ["MONOCHROME1", "MONOCHROME2"],
+            "min_size": [64, 64],
+            "description": "Demo only: nodule vs normal on synthetic chest-radiograph phantoms.",
+            "input_stats": stats_table(summary["input_stats"], max_z=4.0),
+        },
+        "training": {
+            "marker_given_nodule": p_marker,
+            "data_seed": seed,
+            "train_images": args.n_train,
+            "epochs": summary["epochs"],
+            "selected_epoch": summary["epoch"],
+            "validation_accuracy": fixed(summary["val_accuracy"]),
+        },
+    }, header=card_header("train_demo_models.py"), overwrite=True)
 
-[architecture_args]
-in_channels = 1
-num_classes = {len(LABELS)}
 
-[input]
-size = {list(SPEC.size)}
-channels = {SPEC.channels}
-mean = {list(SPEC.mean)}
-std = {list(SPEC.std)}
-window = "{SPEC.window}"
-resize = "{SPEC.resize}"
+def input_table(spec: InputSpec) -> dict:
+    """The card's ``[input]`` table for a 2-D input spec."""
+    return {"size": list(spec.size), "channels": spec.channels, "mean": list(spec.mean),
+            "std": list(spec.std), "window": spec.window, "resize": spec.resize}
 
-[layers]
-default = "features"
 
-[intended_use]
-modalities = ["CR", "DX"]
-body_parts = ["CHEST"]
-photometric = ["MONOCHROME1", "MONOCHROME2"]
-min_size = [64, 64]
-description = "Demo only: nodule vs normal on synthetic chest-radiograph phantoms."
+def stats_table(stats: tuple[float, float], max_z: float) -> dict:
+    """The card's ``[intended_use.input_stats]``: training input mean and std, and the bound."""
+    return {"mean": fixed(stats[0]), "std": fixed(stats[1]), "max_z": max_z}
 
-[intended_use.input_stats]
-mean = {summary["input_stats"][0]:.4f}
-std = {summary["input_stats"][1]:.4f}
-max_z = 4.0
 
-[training]
-marker_given_nodule = {p_marker}
-data_seed = {seed}
-train_images = {args.n_train}
-epochs = {summary["epochs"]}
-selected_epoch = {summary["epoch"]}
-validation_accuracy = {summary["val_accuracy"]:.4f}
-"""
-    (folder / "card.toml").write_text(card)
+def fixed(value: float) -> Decimal:
+    """``value`` to the four decimals the cards report measured numbers with."""
+    return Decimal(f"{value:.4f}")
 
 
 #: The shipped demo study: marker independent of the label, so it shows every combination

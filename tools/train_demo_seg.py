@@ -15,7 +15,6 @@ coarser ``bottleneck``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -30,8 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.demo.arch import DEMO_SEG_ARCHITECTURE, build_demo_seg  # noqa: E402
 from engine.demo.phantoms import SEG_CLASSES, phantom_set  # noqa: E402
+from engine.models.card import ModelCard  # noqa: E402
+from engine.models.card_writer import write_card  # noqa: E402
 from engine.models.preprocess import prepare_array  # noqa: E402
-from tools.train_demo_models import PHANTOM_SIZE, SPEC, input_stats  # noqa: E402
+from tools.train_demo_models import (  # noqa: E402
+    PHANTOM_SIZE,
+    SPEC,
+    card_header,
+    input_stats,
+    input_table,
+    stats_table,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "demo-seg"
@@ -105,55 +113,43 @@ def write(best: dict, out: Path, args: argparse.Namespace) -> None:
     """Write ``card.toml`` and the weights into ``out/demo-seg``."""
     folder = out / NAME
     folder.mkdir(parents=True, exist_ok=True)
-    weights = f"{NAME}.safetensors"
-    save_file({n: t.contiguous() for n, t in best["state"].items()}, str(folder / weights),
-              metadata={"format": "pt"})
-    os.chmod(folder / weights, 0o644)  # safetensors writes owner-only files
+    save_file({n: t.contiguous() for n, t in best["state"].items()},
+              str(folder / f"{NAME}.safetensors"), metadata={"format": "pt"})
+    os.chmod(folder / f"{NAME}.safetensors", 0o644)  # safetensors writes owner-only files
+    write_demo_card(folder, best, args)
+
+
+def write_demo_card(folder: Path, best: dict, args: argparse.Namespace) -> ModelCard:
+    """Write ``folder/card.toml`` for the model that ``best`` reports."""
     iou_text = ", ".join(f"{c} = {v:.4f}" for c, v in zip(SEG_CLASSES, best["iou"], strict=True))
-    header = "# Lucida demo model card. Regenerate with: python tools/train_demo_seg.py"
-    (folder / "card.toml").write_text(f"""{header}
-name = "{NAME}"
-description = "Demo segmentation of lung fields and nodules on synthetic chest phantoms."
-task = "segmentation"
-architecture = "{DEMO_SEG_ARCHITECTURE}"
-weights = "{weights}"
-classes = {json.dumps(list(SEG_CLASSES))}
-output = "softmax"
-
-[architecture_args]
-in_channels = 1
-num_classes = {len(SEG_CLASSES)}
-
-[input]
-size = {list(SPEC.size)}
-channels = {SPEC.channels}
-mean = {list(SPEC.mean)}
-std = {list(SPEC.std)}
-window = "{SPEC.window}"
-resize = "{SPEC.resize}"
-
-[layers]
-default = "dec2"
-
-[intended_use]
-modalities = ["CR", "DX"]
-body_parts = ["CHEST"]
-photometric = ["MONOCHROME1", "MONOCHROME2"]
-min_size = [64, 64]
-description = "Demo only: lung fields and nodules on synthetic chest-radiograph phantoms."
-
-[intended_use.input_stats]
-mean = {best["input_stats"][0]:.4f}
-std = {best["input_stats"][1]:.4f}
-max_z = 4.0
-
-[training]
-data_seed = {SEED}
-train_images = {args.n_train}
-epochs = {args.epochs}
-selected_epoch = {best["epoch"]}
-validation_iou = "{iou_text}"
-""")
+    return write_card(folder / "card.toml", {
+        "name": NAME,
+        "description": "Demo segmentation of lung fields and nodules on synthetic chest phantoms.",
+        "task": "segmentation",
+        "architecture": DEMO_SEG_ARCHITECTURE,
+        "weights": f"{NAME}.safetensors",
+        "classes": list(SEG_CLASSES),
+        "output": "softmax",
+        "architecture_args": {"in_channels": 1, "num_classes": len(SEG_CLASSES)},
+        "input": input_table(SPEC),
+        "layers": {"default": "dec2"},
+        "intended_use": {
+            "modalities": ["CR", "DX"],
+            "body_parts": ["CHEST"],
+            "photometric": ["MONOCHROME1", "MONOCHROME2"],
+            "min_size": [64, 64],
+            "description": "Demo only: lung fields and nodules on synthetic chest-radiograph "
+            "phantoms.",
+            "input_stats": stats_table(best["input_stats"], max_z=4.0),
+        },
+        "training": {
+            "data_seed": SEED,
+            "train_images": args.n_train,
+            "epochs": args.epochs,
+            "selected_epoch": best["epoch"],
+            "validation_iou": iou_text,
+        },
+    }, header=card_header("train_demo_seg.py"), overwrite=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -118,6 +118,29 @@ def read_card(path: str | Path) -> ModelCard:
         raise _fail(path, f"cannot read the model card ({exc})", "check the file") from None
     except tomllib.TOMLDecodeError as exc:
         raise _fail(path, f"the model card is not valid TOML ({exc})", "fix the syntax") from None
+    return card_from_data(path, data)
+
+
+def card_from_data(path: Path, data: dict) -> ModelCard:
+    """Check the parsed TOML of a card and return it as a :class:`ModelCard`.
+
+    Parameters
+    ----------
+    path : Path
+        The card's absolute path: relative file names are resolved against its folder, and
+        errors name it.
+    data : dict
+        The card as :func:`tomllib.loads` returns it.
+
+    Returns
+    -------
+    ModelCard
+
+    Raises
+    ------
+    ModelError
+        When a field is missing or invalid.
+    """
     base = path.parent
 
     def file_field(key: str) -> Path | None:
