@@ -20,8 +20,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.core.case import Target  # noqa: E402
 from engine.metrics import case_metrics  # noqa: E402
-from engine.metrics.case import pixel_forward  # noqa: E402
+from engine.metrics.case import case_scorer  # noqa: E402
 from engine.metrics.faithfulness import impute  # noqa: E402
 
 SIZE = 512
@@ -69,8 +70,8 @@ def main() -> int:
         t_sanity = _best_of(1, lambda: panel(True)) - t_panel
 
         x = model.preprocess(image)
-        to_pixels, forward = pixel_forward(model)
-        pixels = to_pixels(x).cpu()
+        cap, forward = case_scorer(model, x, Target("nodule"), tuple(image.shape))
+        pixels = cap.to_pixels(x).cpu()
         batch = impute(pixels, torch.zeros(STEPS + 1, 1, *pixels.shape[-2:]), "mean")
         t_forward = _best_of(3, lambda: forward(batch))
     print(f"   case {SIZE}x{SIZE}, model input {tuple(x.shape[-2:])}, {STEPS + 1} points per curve")

@@ -93,13 +93,15 @@ def _p_nodule_without_lesion(model, path, box, baseline="background"):
     import torch
     import torch.nn.functional as F
 
-    from engine.metrics.case import pixel_forward
+    from engine.core.case import Target
+    from engine.metrics.case import case_scorer
     from engine.metrics.faithfulness import impute
     from engine.metrics.localisation import roi_mask
 
     image = open_image(path)
-    to_pixels, forward = pixel_forward(model)
-    pixels = to_pixels(model.preprocess(image)).cpu()
+    x = model.preprocess(image)
+    cap, forward = case_scorer(model, x, Target(1), tuple(image.shape))
+    pixels = cap.to_pixels(x).cpu()
     box_mask = torch.from_numpy(roi_mask(image.shape, box).astype("float32"))[None, None]
     # Every model-input pixel the box touches is removed.
     removed = F.adaptive_max_pool2d(box_mask, tuple(pixels.shape[-2:])) > 0

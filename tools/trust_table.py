@@ -30,8 +30,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.core.case import Target  # noqa: E402
 from engine.demo.phantoms import phantom_set  # noqa: E402
-from engine.metrics.case import pixel_forward  # noqa: E402
+from engine.metrics.case import case_scorer  # noqa: E402
 from engine.metrics.faithfulness import (  # noqa: E402
     average_drop_increase,
     impute,
@@ -81,14 +82,15 @@ def evaluate(model_name: str, phantoms, paths, log) -> dict:
     model = load_model(model_name)
     session = Session(device="cpu", cache_size=2)
     methods = _methods(model)
-    to_pixels, forward = pixel_forward(model)
     loc: dict[str, dict[str, list]] = {m: {"hit": [], "energy": [], "marker": [], "del": [],
                                            "ins": []} for m in methods}
     adic: dict[str, dict[str, list]] = {m: {"drop": [], "inc": []} for m in ("scorecam", "gradcam")}
     road: dict[str, list] = {}
     for ph, path in zip(phantoms, paths, strict=True):
         image = open_image(path)
-        pixels = to_pixels(model.preprocess(image)).cpu()
+        x = model.preprocess(image)
+        cap, forward = case_scorer(model, x, Target("top"), tuple(image.shape))
+        pixels = cap.to_pixels(x).cpu()
         if ph.lesion_box is not None:
             start = time.perf_counter()
             result = session.explain(ExplainRequest(image=image, model=model, methods=methods,

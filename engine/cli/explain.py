@@ -234,10 +234,9 @@ def _explain_volume(args, path, folder, session, model, request_kw, load_ms) -> 
     if args.metrics or roi is not None:
         method, layer = next(iter(maps))
         if model.is_volumetric:
-            from engine.metrics.volume import volume_metrics
+            from engine.metrics import case_metrics
 
-            metrics = {"method": method, "layer": layer,
-                       **volume_metrics(model, volume, result, method, layer, roi=roi)}
+            metrics = case_metrics(session, result, volume, model, method, layer, roi=roi)
         elif roi is not None:
             from engine.metrics.volume import roi_metrics_3d
 

@@ -1,9 +1,15 @@
 """Trust metrics for the case on screen: faithfulness, sanity and localisation of one map.
 
-:func:`case_metrics` is what ``explain --metrics`` and the GUI trust panel call. It works on the
-model-input tensor (deletion/insertion, Average Drop) and on the map in image geometry
-(localisation against an ROI), and re-runs the explainer on randomised copies of the model for the
-sanity checks. The user's model is never modified.
+:func:`case_metrics` is the one entry point: ``explain --metrics``, ``engine.api.metrics``, the
+GUI trust panel and the tools call it, for an image or a volume (it picks the 2-D or 3-D
+measures itself). Everything runs through the explain core, for the case's own target:
+
+- the faithfulness curves score perturbed inputs with the core's scorer for the case, so a
+  contrastive map's curves track ``p[target] - p[versus]`` and a segmentation model's region
+  map tracks the region, as the perturbation explainers do;
+- the sanity checks re-run the explainer through the core with the case's target, versus and
+  region, first on the unchanged model (how well the shown map is reproduced), then on
+  randomised copies. The user's model is never modified.
 """
 
 from __future__ import annotations
@@ -16,14 +22,17 @@ import numpy as np
 import torch
 
 from engine.core.cancel import Cancelled, CancelToken, ProgressFn, no_progress
+from engine.core.case import Target
 from engine.core.errors import UsageError
-from engine.explain.targets import region_scores
 from engine.metrics.faithfulness import average_drop_increase, perturbation_curve
 from engine.metrics.localisation import roi_metrics
 from engine.metrics.sanity import cascading_randomisation, decision_end_verdict, spearman
 
 #: Spearman correlation with another class's map above which the map is called class-blind.
 CLASS_INSENSITIVE = 0.9
+#: Spearman correlation between the shown map and its re-run on the unchanged model below
+#: which the map is not reproducible (dropout left on, a non-deterministic layer, unseeded noise).
+REPRODUCIBLE = 0.99
 #: Share of pixels whose removal the summary line reports.
 SUMMARY_FRACTION = 0.10
 #: (LeRF deletion AUC - MoRF deletion AUC) / original score above which a map is called
@@ -40,29 +49,6 @@ def _as_numpy(a: Any) -> np.ndarray:
     return np.nan_to_num(np.asarray(a, dtype=np.float32), nan=0.0)
 
 
-def pixel_forward(model: Any):
-    """Return ``(to_pixels, forward)`` for a loaded model.
-
-    ``to_pixels`` maps a preprocessed ``(N, C, H, W)`` tensor back to [0, 1] pixel space by
-    undoing the card's mean/std; ``forward`` scores pixel-space batches (probabilities). Working
-    in pixel space makes "remove a pixel" and "multiply by the map" mean what the papers mean.
-    """
-    device = getattr(model, "device", torch.device("cpu"))
-    mean = torch.tensor(model.input.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(model.input.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-
-    def to_pixels(x: torch.Tensor) -> torch.Tensor:
-        return x.float() * std + mean
-
-    def forward(batch: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            # A segmentation model's pixel probabilities become each class's image mean.
-            return region_scores(model.scores(model.logits((batch.to(device) - mean) / std)),
-                                 None).float().cpu()
-
-    return to_pixels, forward
-
-
 def _with_module(model: Any, module: torch.nn.Module) -> Any:
     """A shallow copy of a loaded model that runs ``module`` instead of its own."""
     twin = copy.copy(model)
@@ -71,8 +57,8 @@ def _with_module(model: Any, module: torch.nn.Module) -> Any:
 
 
 def map_function(model: Any, method: str, layer: str, x: torch.Tensor, params: dict | None = None,
-                 cancel: CancelToken | None = None):
-    """Return ``explain(module, target) -> (h, w) map`` that reruns one explainer.
+                 cancel: CancelToken | None = None, image_shape: tuple[int, ...] | None = None):
+    """Return ``explain(module, target) -> raw map`` that reruns one explainer through the core.
 
     Parameters
     ----------
@@ -83,19 +69,52 @@ def map_function(model: Any, method: str, layer: str, x: torch.Tensor, params: d
     layer : str
         Layer of the map (``"input"`` for model-agnostic explainers).
     x : torch.Tensor
-        ``(1, C, H, W)`` preprocessed input.
+        ``(1, C, *spatial)`` preprocessed input.
     params : dict, optional
         The explainer's parameters (checked against its schema).
     cancel : CancelToken, optional
         Passed to the explainer.
+    image_shape : tuple of int, optional
+        The image's ``(rows, cols)``, to place a region target on the model's grid.
+
+    The returned function takes the module to run and the
+    :class:`engine.core.case.Target` (or class index) to explain.
     """
     from engine.explain.core import explain_one
 
-    def explain(module: torch.nn.Module, target: int) -> np.ndarray:
+    def explain(module: torch.nn.Module, target: Any) -> np.ndarray:
         return _as_numpy(explain_one(_with_module(model, module), x, method, layer, target,
-                                     params, cancel))
+                                     params, cancel, image_shape))
 
     return explain
+
+
+def case_target(result: Any, model: Any) -> Target:
+    """The :class:`Target` a result explained: its case's, or rebuilt from its fields."""
+    case = getattr(result, "case", None)
+    if case is not None:
+        return case.target
+    versus = getattr(result, "versus", None)
+    return Target(int(result.target),
+                  None if versus is None else int(model.resolve_target(versus)))
+
+
+def case_scorer(model: Any, x: torch.Tensor, target: Target,
+                image_shape: tuple[int, ...] | None) -> Any:
+    """The core's scorer for one case, as ``forward(pixels) -> (N, K)`` on [0, 1] inputs.
+
+    The capture is forward-only; its ``forward_scores`` carries the case's region (a
+    segmentation model's explained region), and the folded copy of the model where one
+    exists. Returns ``(capture, forward)``.
+    """
+    from engine.explain import core
+
+    cap = core.capture(model, x, target, core.Plan([], {}, [], False), image_shape)
+
+    def forward(pixels: torch.Tensor) -> torch.Tensor:
+        return cap.forward_scores(cap.from_pixels(pixels.to(x.device))).float().cpu()
+
+    return cap, forward
 
 
 def summary_line(
@@ -173,7 +192,7 @@ def case_metrics(
     steps: int = 20,
     cascade_steps: int = 4,
 ) -> dict:
-    """Compute the trust metrics of one map of one case.
+    """Compute the trust metrics of one map of one case: an image, or a volume a 3-D model read.
 
     Parameters
     ----------
@@ -217,8 +236,13 @@ def case_metrics(
         means and how many stages they cover), ``sanity_cascade`` (per stage ``layers``,
         ``spearman``, ``ssim``, ``similarity``),
         ``random_label_spearman``, ``random_label_class``; with ``roi``: ``pointing_hit``,
-        ``energy_in_roi``, ``iou_at_half``; always ``curves``, ``summary``, ``warnings`` and
-        ``timings_ms``.
+        ``energy_in_roi``, ``iou_at_half``; always ``versus`` (the contrasted class index or
+        None), ``versus_name``, ``tracks`` (what the curves follow), ``curves``, ``summary``,
+        ``warnings`` and ``timings_ms``. ``reference_spearman`` (with ``sanity``) says how
+        well the method re-run on the unchanged model reproduces the shown map: below
+        :data:`REPRODUCIBLE` it warns. For a volume: the keys of
+        :func:`engine.metrics.volume.volume_metrics` (``roi`` is then a voxel box
+        ``(x0, y0, z0, x1, y1, z1)``) and ``reference_spearman``.
 
     Raises
     ------
@@ -235,33 +259,56 @@ def case_metrics(
         )
     mres = result.maps[key]
     raw = _as_numpy(mres.raw)
-    target = int(result.target)
-    target_name = str(getattr(result, "target_name", "") or target)
+    target = case_target(result, model)
+    label = int(target.label)
+    target_name = str(getattr(result, "target_name", "") or label)
+    volume = getattr(image, "kind", None) == "volume"
+    image_shape = None if volume else tuple(image.shape[:2])
     timings: dict[str, float] = {}
     warnings: list[str] = []
 
     start = time.perf_counter()
     x = model.preprocess(image, getattr(result, "frame", 0)).detach()
-    to_pixels, forward = pixel_forward(model)
-    pixels = to_pixels(x).cpu()
+    cap, forward = case_scorer(model, x, target, image_shape)
+    pixels = cap.to_pixels(x).cpu()
 
     def part(lo: float, hi: float) -> ProgressFn:
         return lambda f, m="": report(lo + (hi - lo) * f, m)
 
-    deletion = perturbation_curve(forward, pixels, raw, target, "deletion", baseline=baseline,
-                                  steps=steps, progress=part(0.0, 0.2), cancel=cancel)
-    lerf = perturbation_curve(forward, pixels, raw, target, "deletion", baseline=baseline,
-                              steps=steps, order="lerf", progress=part(0.2, 0.4), cancel=cancel)
-    insertion = perturbation_curve(forward, pixels, raw, target, "insertion", baseline=baseline,
-                                   steps=steps, progress=part(0.4, 0.6), cancel=cancel)
-    drop, increased, p0, _ = average_drop_increase(forward, pixels, raw, target)
+    common = {"method": method, "layer": layer, "target": label, "target_name": target_name,
+              "versus": None if target.versus is None else int(target.versus),
+              "versus_name": None if target.versus is None else str(
+                  model.classes[int(target.versus)]),
+              "tracks": "p[target] - p[versus]" if target.versus is not None else "p[target]"}
+    if volume:
+        from engine.metrics.volume import volume_metrics
+
+        out: dict[str, Any] = {**common, **volume_metrics(
+            forward, pixels, mres, label, roi=roi, steps=steps, versus=target.versus,
+            cancel=cancel)}
+        timings["faithfulness"] = (time.perf_counter() - start) * 1000.0
+        report(0.8, "faithfulness done")
+        _reference(out, warnings, model, method, layer, x, raw, result, target, image_shape,
+                   cancel)
+        out["warnings"] = warnings
+        out["timings_ms"] = timings
+        report(1.0, "trust metrics done")
+        return out
+
+    deletion = perturbation_curve(forward, pixels, raw, label, "deletion", baseline=baseline,
+                                  steps=steps, progress=part(0.0, 0.2), cancel=cancel,
+                                  versus=target.versus)
+    lerf = perturbation_curve(forward, pixels, raw, label, "deletion", baseline=baseline,
+                              steps=steps, order="lerf", progress=part(0.2, 0.4), cancel=cancel,
+                              versus=target.versus)
+    insertion = perturbation_curve(forward, pixels, raw, label, "insertion", baseline=baseline,
+                                   steps=steps, progress=part(0.4, 0.6), cancel=cancel,
+                                   versus=target.versus)
+    drop, increased, p0, _ = average_drop_increase(forward, pixels, raw, label, target.versus)
     timings["faithfulness"] = (time.perf_counter() - start) * 1000.0
     p10 = deletion.score_at(SUMMARY_FRACTION)
-    out: dict[str, Any] = {
-        "method": method,
-        "layer": layer,
-        "target": target,
-        "target_name": target_name,
+    out = {
+        **common,
         "baseline": baseline,
         "score": p0,
         "score_after_top10": p10,
@@ -279,14 +326,15 @@ def case_metrics(
     if sanity:
         start = time.perf_counter()
         try:
-            sanity_out = _sanity(model, method, layer, x, raw, result, target, cascade_steps,
-                                 part(0.62, 0.98), cancel)
+            sanity_out = _sanity(model, method, layer, x, raw, result, target, image_shape,
+                                 cascade_steps, part(0.62, 0.98), cancel)
         except (UsageError, Cancelled):
             raise
         except Exception as exc:  # noqa: BLE001 - a model we cannot copy still gets its metrics
             warnings.append(f"sanity check skipped: {type(exc).__name__}: {exc}")
         timings["sanity"] = (time.perf_counter() - start) * 1000.0
         out.update(sanity_out)
+        _warn_reference(sanity_out, warnings)
         if sanity_out.get("sanity_passed") is False:
             warnings.append(
                 "the map barely changes when the top layers of the model are randomised: it may "
@@ -301,11 +349,39 @@ def case_metrics(
 
     if roi is not None:
         out.update(roi_metrics(_as_numpy(mres.heatmap), roi, roi_shape))
-    out["summary"] = summary_line(target_name, p0, p10, deletion.auc, lerf.auc, sanity_out)
+    shown = target_name if target.versus is None else \
+        f"{target_name} rather than {out['versus_name']}"
+    out["summary"] = summary_line(shown, p0, p10, deletion.auc, lerf.auc, sanity_out)
     out["warnings"] = warnings
     out["timings_ms"] = timings
     report(1.0, "trust metrics done")
     return out
+
+
+def _warn_reference(out: dict, warnings: list[str]) -> None:
+    value = out.get("reference_spearman")
+    if value is not None and value < REPRODUCIBLE:
+        warnings.append(
+            f"re-running the method on the unchanged model reproduces the shown map only to "
+            f"Spearman {value:.2f} (below {REPRODUCIBLE}): dropout left on, a non-deterministic "
+            "layer or unseeded noise; the metrics describe a map that cannot be made twice"
+        )
+
+
+def _reference(out, warnings, model, method, layer, x, raw, result, target, image_shape,
+               cancel) -> None:
+    """Add ``reference_spearman``: the shown map against its re-run on the unchanged model."""
+    params = result.params.get(method) if isinstance(result.params, dict) else None
+    explain = map_function(model, method, layer, x, params if isinstance(params, dict) else None,
+                           cancel, image_shape)
+    try:
+        out["reference_spearman"] = spearman(raw, explain(model.module, target))
+    except (UsageError, Cancelled):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the other metrics still stand
+        warnings.append(f"reference re-run skipped: {type(exc).__name__}: {exc}")
+        return
+    _warn_reference(out, warnings)
 
 
 def _finite(value: float) -> float | None:
@@ -313,10 +389,14 @@ def _finite(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
-def _sanity(model, method, layer, x, raw, result, target, cascade_steps, progress, cancel):
+def _sanity(model, method, layer, x, raw, result, target, image_shape, cascade_steps,
+            progress, cancel):
     params = result.params.get(method) if isinstance(result.params, dict) else None
     explain = map_function(model, method, layer, x, params if isinstance(params, dict) else None,
-                           cancel)
+                           cancel, image_shape)
+    # The reference: the same method, target, versus and region on the unchanged model. The
+    # cascade is judged against the shown map; this says whether that map can be made again.
+    out: dict[str, Any] = {"reference_spearman": spearman(raw, explain(model.module, target))}
     steps = cascading_randomisation(
         model.module,
         lambda module: explain(module, target),
@@ -327,7 +407,7 @@ def _sanity(model, method, layer, x, raw, result, target, cascade_steps, progres
         cancel=cancel,
     )
     verdict = decision_end_verdict(steps)
-    out: dict[str, Any] = {
+    out.update({
         "sanity_spearman": steps[-1].spearman,
         "sanity_passed": verdict.passed,
         "sanity_similarity": verdict.similarity,
@@ -336,12 +416,14 @@ def _sanity(model, method, layer, x, raw, result, target, cascade_steps, progres
         "sanity_top_stages": verdict.stages,
         "sanity_cascade": [{"layers": s.layers, "spearman": s.spearman, "ssim": _finite(s.ssim),
                             "similarity": s.similarity} for s in steps],
-    }
+    })
     classes = list(getattr(result, "classes", []) or getattr(model, "classes", []))
-    others = [i for i in range(len(classes)) if i != target]
+    label = int(target.label)
+    others = [i for i in range(len(classes)) if i not in (label, target.versus)]
     if others:
         # Seeded by the target, so the same case always checks the same other class.
-        other = int(np.random.default_rng(target).choice(others))
+        other = int(np.random.default_rng(label).choice(others))
         out["random_label_class"] = classes[other]
-        out["random_label_spearman"] = spearman(raw, explain(model.module, other))
+        out["random_label_spearman"] = spearman(
+            raw, explain(model.module, Target(other, target.versus, target.roi)))
     return out

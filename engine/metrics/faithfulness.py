@@ -300,6 +300,16 @@ def trapezoid_auc(fractions, scores) -> float:
     return float(np.sum((f[1:] - f[:-1]) * (s[1:] + s[:-1]) / 2))
 
 
+def tracked(scores: torch.Tensor, target: int, versus: int | None = None) -> torch.Tensor:
+    """The (N,) quantity a curve tracks: ``p[target]``, or ``p[target] - p[versus]``.
+
+    A contrastive map explains why the model says the target rather than ``versus``, so its
+    curves track that difference, as the perturbation explainers do.
+    """
+    out = scores[:, target]
+    return out - scores[:, versus] if versus is not None else out
+
+
 def perturbation_curve(
     forward: ForwardFn,
     x: torch.Tensor,
@@ -314,6 +324,7 @@ def perturbation_curve(
     seed: int = 0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    versus: int | None = None,
 ) -> Curve:
     """Compute a deletion or insertion curve (Petsiuk et al. 2018), batched.
 
@@ -341,6 +352,8 @@ def perturbation_curve(
         Seed for tie-breaking and imputation noise.
     progress, cancel
         Progress callback and cancel token.
+    versus : int, optional
+        A contrasted class: the curve tracks ``p[target] - p[versus]`` (see :func:`tracked`).
 
     Returns
     -------
@@ -372,7 +385,7 @@ def perturbation_curve(
         removed = top if kind == "deletion" else ~top
         batch = impute(x, removed, baseline, base=base, generator=g)
         with torch.inference_mode():
-            p = forward(batch)[:, target]
+            p = tracked(forward(batch), target, versus)
         scores.extend(float(v) for v in p.detach().cpu())
         if progress is not None:
             progress(min(1.0, (start + len(chunk)) / len(counts)), f"{kind} curve")
@@ -382,7 +395,7 @@ def perturbation_curve(
 
 
 def average_drop_increase(
-    forward: ForwardFn, x: torch.Tensor, saliency, target: int
+    forward: ForwardFn, x: torch.Tensor, saliency, target: int, versus: int | None = None
 ) -> tuple[float, bool, float, float]:
     """Average Drop and Increase in Confidence for one image (Chattopadhay et al. 2018).
 
@@ -398,6 +411,8 @@ def average_drop_increase(
         ``(h, w)`` map.
     target : int
         Class index.
+    versus : int, optional
+        A contrasted class (see :func:`tracked`).
 
     Returns
     -------
@@ -414,7 +429,7 @@ def average_drop_increase(
     lo, hi = sal.min(), sal.max()
     m = (sal - lo) / (hi - lo) if hi > lo else torch.zeros_like(sal)
     with torch.inference_mode():
-        p = forward(torch.cat([x, x * m]))[:, target]
+        p = tracked(forward(torch.cat([x, x * m])), target, versus)
     y, o = float(p[0]), float(p[1])
     drop = 100.0 * max(0.0, y - o) / y if y > 0 else 0.0
     return drop, o > y, y, o

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from engine.core.cancel import CancelToken
 from engine.core.errors import UsageError
-from engine.metrics.faithfulness import Curve, saliency_ranks, trapezoid_auc
+from engine.metrics.faithfulness import Curve, saliency_ranks, tracked, trapezoid_auc
 from engine.metrics.localisation import energy_in_roi, iou_at_threshold, pointing_hit
 
 VOXEL_BASELINES = ("blur", "mean")
@@ -99,7 +99,7 @@ def blur3d(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def voxel_curve(forward, x: torch.Tensor, saliency, target: int, kind: str = "deletion", *,
                 baseline: str = "blur", steps: int = 20, batch_size: int = 8, seed: int = 0,
-                cancel: CancelToken | None = None) -> Curve:
+                cancel: CancelToken | None = None, versus: int | None = None) -> Curve:
     """A deletion or insertion curve over the voxels of a 3-D model's input.
 
     Parameters
@@ -116,7 +116,7 @@ def voxel_curve(forward, x: torch.Tensor, saliency, target: int, kind: str = "de
     baseline : {"blur", "mean"}
         What stands in for a removed voxel: a Gaussian blur of 1/16 of the largest side, or the
         input's mean.
-    steps, batch_size, seed, cancel
+    steps, batch_size, seed, cancel, versus
         As in :func:`engine.metrics.faithfulness.perturbation_curve`.
 
     Returns
@@ -149,32 +149,40 @@ def voxel_curve(forward, x: torch.Tensor, saliency, target: int, kind: str = "de
         removed = (top if kind == "deletion" else ~top).to(x.dtype)
         batch = x * (1 - removed) + base * removed
         with torch.inference_mode():
-            scores += [float(v) for v in forward(batch)[:, target].detach().cpu()]
+            scores += [float(v) for v in tracked(forward(batch), target, versus).detach().cpu()]
     fractions = [c / n for c in counts]
     return Curve(kind=kind, fractions=fractions, scores=scores,
                  auc=trapezoid_auc(fractions, scores))
 
 
-def volume_metrics(model, volume, result, method: str, layer: str, roi=None,
-                   steps: int = 20, baseline: str = "blur") -> dict:
-    """The trust metrics of one map of a 3-D model's explanation.
+def volume_metrics(forward, pixels: torch.Tensor, found, target: int, roi=None,
+                   steps: int = 20, baseline: str = "blur", versus: int | None = None,
+                   cancel: CancelToken | None = None) -> dict:
+    """The faithfulness and localisation metrics of one map of a 3-D model's explanation.
+
+    :func:`engine.metrics.case.case_metrics` calls this for a volume: it owns the forward
+    function (the core's scorer for the case) and the pixel-space input.
 
     Parameters
     ----------
-    model : LoadedModel
-        The 3-D model.
-    volume : Volume
-        The explained volume.
-    result : ExplainResult
-        From :meth:`engine.explain.session.Session.explain` on the volume.
-    method, layer : str
-        Which map.
+    forward : callable
+        ``f(batch (N, C, D, H, W) in [0, 1]) -> probabilities (N, K)``.
+    pixels : torch.Tensor
+        ``(1, C, D, H, W)`` the model's input in [0, 1] space.
+    found : MapResult
+        The map measured.
+    target : int
+        The class explained.
     roi : tuple, optional
         Voxel box ``(x0, y0, z0, x1, y1, z1)`` for the pointing game and energy.
     steps : int
         Steps of the deletion and insertion curves.
     baseline : {"blur", "mean"}
         What removed voxels become.
+    versus : int, optional
+        The contrasted class of a contrastive map (the curves track the difference).
+    cancel : CancelToken, optional
+        Checked between batches.
 
     Returns
     -------
@@ -182,21 +190,11 @@ def volume_metrics(model, volume, result, method: str, layer: str, roi=None,
         ``deletion_auc``, ``insertion_auc`` and their curves, and with ``roi`` the keys of
         :func:`roi_metrics_3d`.
     """
-    found = result.maps[(method, layer)]
-    x = model.preprocess(volume)
-    shape = (1, -1, 1, 1, 1)
-    mean = torch.tensor(model.input.mean, dtype=x.dtype, device=x.device).view(shape)
-    std = torch.tensor(model.input.std, dtype=x.dtype, device=x.device).view(shape)
-
-    def forward(batch):
-        return model.scores(model.logits((batch - mean) / std))
-
-    pixels = x * std + mean
     saliency = np.clip(found.raw, 0.0, None) if not found.signed else found.raw
     out = {}
     for kind in ("deletion", "insertion"):
-        curve = voxel_curve(forward, pixels, saliency, result.target, kind, baseline=baseline,
-                            steps=steps)
+        curve = voxel_curve(forward, pixels, saliency, target, kind, baseline=baseline,
+                            steps=steps, versus=versus, cancel=cancel)
         out[f"{kind}_auc"] = curve.auc
         out[f"{kind}_curve"] = curve.to_dict()
     out["baseline"] = baseline
