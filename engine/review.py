@@ -4,7 +4,8 @@ A review file is versioned JSON. It names the open files (and, for DICOM, the st
 instance UIDs that find them again on a PACS), the model card with the SHA-256 of the model it
 loaded, and the view: method, parameters, layer, target and contrasted class, frame, window,
 zoom and pan, ROIs, the distance measured, whether the image annotations show, opacity, colour
-map, threshold and scale, with the trust metrics computed for that map.
+map, threshold and scale, with the trust metrics computed for that map, and the reviewer's
+verdict (agree, disagree or unsure, with a comment).
 
 Reopening never trusts anything the file says: it re-hashes the shown image and the model's
 files and reports every difference (:func:`check_review`), and a model that needs trust is
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from engine.core.atomic import write_atomic
+from engine.core.case import Verdict
 from engine.core.errors import LucidaError
 from engine.core.hashing import sha256_file
 from engine.core.jsonsafe import jsonable
@@ -94,6 +96,8 @@ class Review:
         The fields of :data:`VIEW_FIELDS`.
     metrics : dict or None
         The trust metrics computed for the shown map, as the trust panel had them.
+    verdict : Verdict or None
+        The reviewer's verdict on the shown case (files saved before verdicts have none).
     """
 
     opened: list[ReviewFile]
@@ -101,6 +105,7 @@ class Review:
     model: dict
     view: dict
     metrics: dict | None = None
+    verdict: Verdict | None = None
 
     def as_dict(self) -> dict:
         """The JSON document, with format, version and the writing Lucida's version."""
@@ -203,7 +208,20 @@ def load_review(path: str | Path) -> Review:
         raise _fail(path, "the review's metrics are malformed")
     return Review(files, shown, {"spec": model["spec"], "sha256": str(model.get("sha256", "")),
                                  "needs_trust": bool(model.get("needs_trust", False))},
-                  view, metrics)
+                  view, metrics, _verdict(path, doc.get("verdict")))
+
+
+def _verdict(path: Path, value) -> Verdict | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("value"), str) \
+            or not isinstance(value.get("comment", ""), str) \
+            or not isinstance(value.get("recorded", ""), str):
+        raise _fail(path, "the review's verdict is malformed")
+    try:
+        return Verdict.from_dict(value)
+    except ValueError as exc:
+        raise _fail(path, f"the review's verdict is malformed ({exc})") from None
 
 
 def check_review(review: Review, model_sha256: str | None = None) -> list[str]:

@@ -44,8 +44,8 @@ from superqt.utils import create_worker
 
 from engine.core.cancel import Cancelled, CancelToken
 from engine.core.errors import LucidaError
-from engine.export import FigureOptions, export_view, render_figure, write_reports
-from engine.export.deid import Scrubber
+from engine.core.pseudonym import Pseudonyms
+from engine.export import FigureOptions, ReviewedView, export_view, render_figure, write_reports
 from engine.export.dicom_objects import PATIENT_STUDY, RESEARCH
 
 #: (label, FigureOptions.kind)
@@ -102,6 +102,42 @@ def filing_question(image, node) -> str:
             "identifiers, are sent as new series of this study.")
 
 
+def reviewed_view(window) -> ReviewedView:
+    """The window's state an export reproduces and records, as one value.
+
+    The display (:meth:`view_state`), the colour scale, the ROI, the contrasted class, the
+    trust metrics of the map and ROI on screen (none while the trust panel has not measured
+    them) and the reviewer's verdict.
+    """
+    classes = list(getattr(window.model, "classes", []) or [])
+    versus = window.versus
+    return ReviewedView.from_state(
+        window.view_state(),
+        scale=window.layer_model.scale,
+        roi=window.roi,
+        roi_shape=window.roi_shape,
+        versus=None if versus is None or versus >= len(classes) else classes[versus],
+        metrics=window.metrics.shown_metrics(),
+        # The window's verdict control sets ``verdict``; a window without one records none.
+        verdict=getattr(window, "verdict", None),
+    )
+
+
+def free_case_folder(root: Path) -> str:
+    """The first pseudonym (``case-001``, ``case-002``...) with no folder under ``root`` yet.
+
+    The suggested folder names no file: a file name often names the patient. It is also one
+    no earlier export used, so an export does not replace another case's files.
+    """
+    names = Pseudonyms()
+    number = 0
+    while True:
+        number += 1
+        name = names.name(number)
+        if not (root / name).exists():
+            return name
+
+
 class _Progress(QObject):
     """Carries progress from the writing thread to the GUI thread (queued by Qt)."""
 
@@ -136,10 +172,11 @@ class QtExportDialog(QDialog):
         What to export.
     image : Image
         The explained image.
-    view_state : dict
+    view_state : ReviewedView or dict
+        What the window shows (see :func:`reviewed_view`): the exports reproduce its display
+        and record its metrics, scale, ROI, contrasted class and verdict. A dict is read as
         ``{"window", "invert", "opacity", "colormap", "threshold", "method", "layer",
-        "heat_offset", "heat_gain", "compare"}`` (see ``FigureOptions.from_view_state``): the
-        exports reproduce what the viewer shows.
+        "heat_offset", "heat_gain", "compare", "corners"}``.
 
     Signals
     -------
@@ -149,11 +186,13 @@ class QtExportDialog(QDialog):
 
     sig_exported = Signal(list)
 
-    def __init__(self, parent: QWidget | None, result, image, view_state: dict | None) -> None:
+    def __init__(self, parent: QWidget | None, result, image,
+                 view_state: ReviewedView | dict | None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export")
         self._result, self._image = result, image
-        self._view_state = dict(view_state or {})
+        self.view = (view_state if isinstance(view_state, ReviewedView)
+                     else ReviewedView.from_state(view_state))
         self._preview_generation = 0
         #: The annotation text burned into the shown preview (corners, orientation markers).
         self.preview_burned_in: list[str] = []
@@ -172,7 +211,7 @@ class QtExportDialog(QDialog):
         for label, kind in LAYOUTS:
             self.layout_box.addItem(label, kind)
         # The compare grid is what the user looked at when it is shown.
-        self.layout_box.setCurrentIndex(2 if self._view_state.get("compare") else 1)
+        self.layout_box.setCurrentIndex(2 if self.view.compare else 1)
         self.resolution_box = QComboBox()
         for label, dpi in RESOLUTIONS:
             self.resolution_box.addItem(label, dpi)
@@ -290,12 +329,9 @@ class QtExportDialog(QDialog):
     # -- state -------------------------------------------------------------------------------
 
     def options(self, dpi: int | None = None) -> FigureOptions:
-        """The figure options the dialog's controls and the view state describe."""
-        return FigureOptions.from_view_state(
-            self._view_state,
-            kind=self.layout_box.currentData(),
-            dpi=dpi or self.resolution_box.currentData(),
-        )
+        """The figure options the dialog's controls and the view describe."""
+        return self.view.figure_options(kind=self.layout_box.currentData(),
+                                        dpi=dpi or self.resolution_box.currentData())
 
     def _preview_timer_start(self, *_args) -> None:
         self._preview_timer.start()
@@ -320,10 +356,11 @@ class QtExportDialog(QDialog):
         return [fmt for fmt, box in self.output_checks.items() if box.isChecked()]
 
     def _default_folder(self) -> Path:
-        stem = Path(str(self._result.image_path)).stem or "image"
-        # The folder name must not leak a patient ID that a file name may carry.
-        stem = Scrubber(self._image.identifiers()).text(stem).replace("[removed]", "case")
-        return Path.home() / "Lucida exports" / stem
+        from gui.export_folder import EXPORTS, export_root
+
+        settings = getattr(self.parent(), "settings", None)
+        root = export_root(settings) if settings is not None else Path.home() / EXPORTS
+        return root / free_case_folder(root)
 
     def _update_buttons(self) -> None:
         busy = self._cancel is not None
@@ -406,6 +443,7 @@ class QtExportDialog(QDialog):
             self.formats(),
             keep_identifiers=not self.deidentify.isChecked(),
             figure_options=self.options(),
+            view=self.view,
             all_maps=self.all_maps.isChecked(),
             progress=self._progress.sig_progress.emit,
             cancel=self._cancel,
@@ -460,6 +498,7 @@ class QtExportDialog(QDialog):
         folder = Path(self.folder.text()).expanduser()
         worker = create_worker(
             file_reviewed, reviewed, self._image, folder, node, options=options,
+            metrics=self.view.metrics, verdict=self.view.verdict,
             progress=self._progress.sig_progress.emit, cancel=self._cancel,
             _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda line, f=folder: self._on_filed(line, f))

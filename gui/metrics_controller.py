@@ -79,6 +79,23 @@ class MetricsController:
             self.panel.set_busy(False)
             self.panel.set_metrics(None)
 
+    def shown_metrics(self) -> dict | None:
+        """The trust metrics of the map and ROI on screen, as the panel shows them.
+
+        Returns
+        -------
+        dict or None
+            ``method``, ``layer`` and the measures; None while the panel has not measured
+            what is on screen (closed, still computing, or out of date).
+        """
+        window, panel = self.window, self.panel
+        if panel is None or not panel.metrics or self._for is None:
+            return None
+        roi = None if window.roi is None else (window.roi, window.roi_shape)
+        if self._for != (self._signature(), roi):
+            return None
+        return {"method": window.method, "layer": self._layer(), **panel.metrics}
+
     # -- what is measured -------------------------------------------------------------------
     def _layer(self) -> str:
         window = self.window

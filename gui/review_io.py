@@ -4,7 +4,7 @@ Saving reads the window's state into an :class:`engine.review.Review`. Opening l
 through the ordinary path (a model that can run code is asked about again, never trusted
 because a file says so), opens the files, and once the reviewed image is on screen puts back
 its frame, target and contrasted class, layer, window, zoom, ROI, distance measured,
-annotations and heatmap settings.
+annotations and heatmap settings, and the reviewer's verdict (``window.verdict``).
 """
 
 from __future__ import annotations
@@ -81,7 +81,9 @@ def capture_review(window) -> Review:
         metrics = dict(panel.metrics)
     model = {"spec": window.model_spec, "sha256": window.model.sha256,
              "needs_trust": window.model.kind in CODE_KINDS}
-    return Review(opened, shown, model, view_fields(window), metrics)
+    # The window's verdict control sets ``verdict``; a window without one saves none.
+    return Review(opened, shown, model, view_fields(window), metrics,
+                  getattr(window, "verdict", None))
 
 
 def save_dialog(window) -> Path | None:
@@ -168,6 +170,7 @@ class _Restore:
         window.actions_by_id["annotations"].setChecked(shown)  # setChecked does not trigger
         window.measure_tools.annotations.set_enabled(shown)
         self._ruler(view.get("ruler"), int(view.get("frame") or 0))
+        window.verdict = self.review.verdict
         window.request_explain()
         if self.review.metrics:
             window.open_trust_panel()

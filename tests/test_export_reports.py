@@ -150,7 +150,7 @@ def test_deidentified_exports_hold_no_other_identifiers(case):
 
 
 def test_sidecar_extends_result_json(case):
-    _image, result, out = case
+    image, result, out = case
     data = json.loads(next(p for p in out[False] if p.suffix == ".json").read_text())
     for key in (
         "model",
@@ -168,7 +168,9 @@ def test_sidecar_extends_result_json(case):
     assert data["prediction"] == {"normal": 0.1875, "nodule": 0.8125}
     assert [(m["method"], m["layer"]) for m in data["maps"]] == list(result.maps)
     assert data["method"] == "gradcam,scorecam" and data["layer"] == "features.3"
-    assert data["image"] == "case.dcm"  # the file name only: folders may name the patient
+    # A pseudonym and the content's digest: file and folder names may name the patient.
+    assert data["image"] == data["case"]["file"] == data["content"]["case"] == "case-001"
+    assert data["content"]["digest"] == image.content_id().digest
     assert data["deidentified"] is True and "patient" not in data["case"]
     assert data["display"]["window"] == [1500.0, 2000.0]
     assert data["metrics"]["curves"]["deletion"] == [1.0, 0.5]

@@ -15,8 +15,8 @@ from engine.core.atomic import StagedFiles
 from engine.core.cancel import CancelToken, ProgressFn
 from engine.core.errors import UsageError
 from engine.core.jsonsafe import json_bytes
+from engine.core.pseudonym import Pseudonyms
 from engine.export.content import build_content
-from engine.export.deid import Scrubber
 from engine.export.dicom_sc import secondary_capture
 from engine.export.figure import (
     FigureOptions,
@@ -27,11 +27,13 @@ from engine.export.figure import (
     report_image,
     with_kind,
 )
+from engine.export.identity import case_name, case_scrubber
 from engine.export.report_html import report_html
 from engine.export.report_pdf import report_pdf
+from engine.export.reviewed import ReviewedView, reviewed_view
 
-__all__ = ["FORMATS", "ExportView", "FigureOptions", "RenderedFigure", "export_view",
-           "render_figure", "write_reports"]
+__all__ = ["FORMATS", "ExportView", "FigureOptions", "RenderedFigure", "ReviewedView",
+           "export_view", "render_figure", "write_reports"]
 
 #: Formats :func:`write_reports` understands; the JSON sidecar comes with every export.
 FORMATS = ("png", "pdf", "html", "dicom", "pm", "sr", "json")
@@ -160,12 +162,17 @@ def write_reports(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
     all_maps: bool = False,
+    view: ReviewedView | None = None,
+    pseudonyms: Pseudonyms | None = None,
 ) -> list[Path]:
     """Write the chosen exports of one explained image.
 
     Every output holds what was reviewed: the map on screen (``figure_options.method`` and
     ``layer``), and the compare grid when it was shown (``figure_options.compare``), unless
-    ``all_maps`` asks for every map of the result.
+    ``all_maps`` asks for every map of the result. The reports record the trust metrics, the
+    colour scale, the ROI, the contrasted class, the window and the reviewer's verdict.
+    The window and the CLI both call this function: the window with its state as ``view``,
+    the CLI with ``metrics`` and ``figure_options``.
 
     Parameters
     ----------
@@ -180,18 +187,27 @@ def write_reports(
         ``pm`` (a Parametric Map per map), ``sr`` (Comprehensive SR) and ``json``; a
         comma-separated string is accepted. ``report.json`` is always written.
     keep_identifiers : bool
-        Keep patient identifiers, on purpose. By default every output is de-identified and
-        checked byte by byte for the patient's name and ID before it is written.
+        Keep patient identifiers, on purpose. By default every output is de-identified (the
+        case is called by its pseudonym, the model by its name and hashes) and checked byte
+        by byte for the patient's name and ID and the image's file name and folder before
+        it is written.
     metrics : dict, optional
-        Trust metrics to include.
+        Trust metrics to include (they replace the view's).
     figure_options : FigureOptions or dict, optional
-        Layout and display settings (a dict is read as the GUI's view state).
+        Layout and display settings (a dict is read as the GUI's view state); by default
+        the view's.
     progress : callable, optional
         ``progress(fraction, message)``.
     cancel : CancelToken, optional
         Checked between outputs; cancelling writes nothing.
     all_maps : bool
         Every map of the result ("All layers"): a report figure per map, and a grid of all.
+    view : ReviewedView, optional
+        The review window's state: the map and display, its metrics, scale, ROI, contrasted
+        class and the reviewer's verdict.
+    pseudonyms : Pseudonyms, optional
+        The run's pseudonyms (see :func:`engine.export.results.output_name`); the case is
+        ``case-001`` without them.
 
     Returns
     -------
@@ -206,11 +222,18 @@ def write_reports(
         For an unknown format or figure setting.
     """
     wanted = _parse_formats(formats)
-    options = export_options(result, figure_options)
-    view = export_view(result, options, all_maps)
-    reviewed, grid, report_maps = view.reviewed, view.grid, view.report_maps
+    seen = reviewed_view(result, view, figure_options, metrics)
+    options = export_options(result, figure_options if figure_options is not None
+                             else seen.figure_options())
+    metrics = seen.metrics
+    shown = export_view(result, options, all_maps)
+    reviewed, grid, report_maps = shown.reviewed, shown.grid, shown.report_maps
     report = progress or (lambda fraction, message="": None)
-    scrubber = Scrubber(image.identifiers(), active=not keep_identifiers)
+    scrubber = case_scrubber(image, keep_identifiers)
+    if seen.verdict is not None:
+        # The comment is free text: it may name the patient.
+        seen = replace(seen, verdict=replace(seen.verdict,
+                                             comment=scrubber.text(seen.verdict.comment)))
     outputs: list[tuple[str, bytes]] = []
     reports_wanted = bool({"pdf", "html"} & set(wanted))
     steps = len(wanted) + (len(report_maps) + (grid is not None) if reports_wanted else 0) + 1
@@ -225,7 +248,7 @@ def write_reports(
 
     if {"png", "dicom"} & set(wanted):
         step("drawing the figure")
-        figure = render_figure(view.figure, image, options, keep_identifiers=keep_identifiers)
+        figure = render_figure(shown.figure, image, options, keep_identifiers=keep_identifiers)
         if "png" in wanted:
             outputs.append(("png", figure_png(figure, scrubber)))
         if "dicom" in wanted:
@@ -250,7 +273,7 @@ def write_reports(
         step("building the DICOM Parametric Map and SR")
         # Named files: one Parametric Map per reviewed map, and the SR.
         outputs += research_files(reviewed, image, set(wanted), metrics=metrics,
-                                  keep_identifiers=keep_identifiers)
+                                  keep_identifiers=keep_identifiers, verdict=seen.verdict)
 
     figures: list[tuple[bytes, str, str | None]] = []
     captions: dict[tuple[str, str], str] = {}
@@ -287,6 +310,8 @@ def write_reports(
         metrics=metrics,
         files=names,
         figures=captions or None,
+        view=seen,
+        name=case_name(image, pseudonyms, keep_identifiers),
     )
     if "pdf" in wanted:
         step("typesetting the PDF report")

@@ -15,7 +15,6 @@ import numpy as np
 from engine.core.atomic import write_atomic
 from engine.core.errors import UsageError
 from engine.explain.colour import blend, colormap_lut, diverging_lut
-from engine.export.deid import Scrubber
 from engine.export.figure import (
     DISCLAIMER,
     DRAW_LOCK,
@@ -29,6 +28,7 @@ from engine.export.figure import (
     probability_text,
     window_used,
 )
+from engine.export.identity import case_scrubber
 from engine.export.provenance import method_title
 
 _FONT = 8.0
@@ -202,7 +202,7 @@ def write_model_comparison(results, image, path: Path | str,
     """
     figure = render_model_comparison(results, image, options,
                                      keep_identifiers=keep_identifiers)
-    scrubber = Scrubber(image.identifiers(), active=not keep_identifiers)
+    scrubber = case_scrubber(image, keep_identifiers)
     data = figure_png(figure, scrubber)
     scrubber.check(data, str(path))
     return write_atomic(path, data)

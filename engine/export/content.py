@@ -15,7 +15,9 @@ from engine.core.jsonsafe import jsonable
 from engine.core.versions import app_version, library_versions
 from engine.export.deid import BASIC_PROFILE_CODE, METHOD, Scrubber
 from engine.export.figure import DISCLAIMER, FigureOptions, probability_text, window_used
+from engine.export.identity import case_name, image_entry, model_identity
 from engine.export.provenance import method_title, timestamp
+from engine.export.reviewed import ReviewedView, review_record, reviewed_view
 
 #: Identifiers shown in the case section only when the user keeps them, in this order.
 CASE_FIELDS = (
@@ -32,16 +34,11 @@ CASE_FIELDS = (
 )
 
 
-def _case_path(image, result, keep: bool, scrubber: Scrubber) -> str:
-    # A full path names folders that often carry the patient; de-identified, the file name only.
-    path = Path(str(getattr(image, "path", "") or result.image_path))
-    return str(path) if keep else scrubber.text(path.name)
-
-
-def _case(image, result, keep: bool, scrubber: Scrubber) -> dict:
+def _case(image, result, keep: bool, name: str) -> dict:
     path = Path(str(getattr(image, "path", "") or result.image_path))
     case: dict[str, Any] = {
-        "file": scrubber.text(path.name),
+        # De-identified, the case is called by its pseudonym: file names often name the patient.
+        "file": path.name if keep else name,
         "modality": str(getattr(image, "modality", "")),
         "photometric": str(getattr(image, "photometric", "")),
         # (rows, columns), or (slices, rows, columns) for a volume.
@@ -153,6 +150,51 @@ def case_rows(content: dict) -> list[tuple[str, str]]:
     ]
 
 
+def _roi_text(roi: list | None, shape: str | None) -> str:
+    if not roi:
+        return "none"
+    if len(roi) == 4:
+        corners = ", ".join(f"{n} {v:g}" for n, v in zip(("x0", "y0", "x1", "y1"), roi,
+                                                          strict=True))
+        return f"{shape or 'box'}: {corners} (image pixels)"
+    return " ".join(f"{v:g}" for v in roi)
+
+
+def card_text(model: dict) -> str:
+    """The model card as a report names it: its file name, or where its hash is listed."""
+    if model.get("card"):
+        return str(model["card"])
+    return "listed by role, with its SHA-256" if "card" in (model.get("files") or {}) else "—"
+
+
+def review_rows(content: dict) -> list[tuple[str, str]]:
+    """Return what the reviewer saw and said, as (label, value) pairs for PDF and HTML.
+
+    The contrasted class, the display window, the colour scale and the ROI of the map shown,
+    then the reviewer's verdict with its comment (scrubbed when de-identified).
+    """
+    review = content.get("review") or {}
+    versus = review.get("versus")
+    window = review.get("window")
+    roi = review.get("roi")
+    rows = [
+        ("Contrast (versus)", f"{content['target']} versus {versus}" if versus
+         else f"none ({content['target']} alone)"),
+        ("Window", "n/a (colour image)" if not window else "C {:g} / W {:g}".format(*window)),
+        ("Scale", review.get("scale_text") or "—"),
+        ("ROI", _roi_text(roi, review.get("roi_shape"))),
+    ]
+    verdict = review.get("verdict")
+    if verdict:
+        rows.append(("Reviewer verdict", verdict["value"]))
+        rows.append(("Reviewer comment", verdict.get("comment") or "—"))
+        if verdict.get("recorded"):
+            rows.append(("Verdict recorded", verdict["recorded"]))
+    else:
+        rows.append(("Reviewer verdict", "not given"))
+    return rows
+
+
 def prediction_rows(content: dict) -> list[tuple[str, str, bool]]:
     """Return (class, score text, is the explained target), highest score first (see
     :func:`score_label` for what the score is)."""
@@ -252,6 +294,8 @@ def build_content(
     metrics: dict | None = None,
     figures: dict[tuple[str, str], str] | None = None,
     files: list[str] | None = None,
+    view: ReviewedView | None = None,
+    name: str | None = None,
 ) -> dict:
     """Collect everything a report shows, de-identified unless asked otherwise.
 
@@ -273,15 +317,26 @@ def build_content(
         (method, layer) -> figure file name or caption, per map.
     files : list of str, optional
         Names of the other files written with this report.
+    view : ReviewedView, optional
+        What the reviewer saw: its metrics (when ``metrics`` is not given), colour scale, ROI,
+        contrasted class and verdict are recorded under ``review``.
+    name : str, optional
+        What this export calls the case (:func:`engine.export.identity.case_name`); by
+        default its file stem with ``keep_identifiers``, else ``case-001``.
 
     Returns
     -------
     dict
         JSON-safe; the keys of ``result.json`` (``model``, ``prediction``, ``target``,
         ``method``, ``layer``, ``params``, ``timings_ms``, ``metrics``, ``version``) plus
-        case, provenance, per-map entries, display settings and software versions.
+        case, provenance, per-map entries, display settings, the review and software
+        versions. De-identified, no file name or path of the case or the model is in it.
     """
-    model = dict(result.model or {})
+    view = reviewed_view(result, view, options, metrics)
+    name = name or case_name(image, None, keep_identifiers)
+    frame = 0 if getattr(image, "kind", None) == "volume" else int(result.frame)
+    window = _window(image, options, result.frame)
+    model = model_identity(result.model, keep_identifiers)
     classes = list(result.classes)
     scores = [float(s) for s in result.scores]
     methods = list(dict.fromkeys(m for m, _ in result.maps))
@@ -306,7 +361,8 @@ def build_content(
         "deidentification": None
         if keep_identifiers
         else {"method": METHOD, "code": f"{BASIC_PROFILE_CODE[1]} {BASIC_PROFILE_CODE[0]}"},
-        "case": _case(image, result, keep_identifiers, scrubber),
+        "case": _case(image, result, keep_identifiers, name),
+        "content": image_entry(image, frame, name),
         "model": {
             "name": model.get("name"),
             "sha256": model.get("sha256"),
@@ -321,21 +377,25 @@ def build_content(
         "target": result.target_name,
         "target_index": int(result.target),
         "target_probability": scores[int(result.target)],
-        "image": _case_path(image, result, keep_identifiers, scrubber),
+        "versus": view.versus,
+        # A full path names folders that often carry the patient; de-identified, the pseudonym.
+        "image": str(Path(str(getattr(image, "path", "") or result.image_path)))
+        if keep_identifiers else name,
         "frame": int(result.frame),
         "method": ",".join(methods),
         "layer": ",".join(layers),
         "maps": maps,
         "params": {m: (result.params or {}).get(m, {}) for m in methods},
         "display": {
-            "window": _window(image, options, result.frame),
+            "window": window,
             "invert": options.invert,
             "opacity": options.opacity,
             "colormap": options.colormap,
             "threshold": options.threshold,
         },
         "timings_ms": result.timings_ms,
-        "metrics": metrics,
+        "metrics": view.metrics,
+        "review": review_record(view, window),
         "warnings": list(result.warnings or []),
         "intended_use": intended_use_of(result),
         "software": {"lucida": app_version(), **library_versions()},
@@ -346,8 +406,10 @@ def build_content(
         return clean
     # Free text from the model card, plugins and warnings is scrubbed in case it quotes the
     # patient. Hashes are left alone: a short ID could match a run of hex digits by chance.
-    hashes = (clean["model"]["sha256"], list(clean["model"]["files"].values()))
+    hashes = (clean["model"]["sha256"], list(clean["model"]["files"].values()),
+              clean["content"]["digest"])
     clean = scrubber.deep(clean)
     clean["model"]["sha256"] = hashes[0]
     clean["model"]["files"] = dict(zip(clean["model"]["files"], hashes[1], strict=True))
+    clean["content"]["digest"] = hashes[2]
     return clean

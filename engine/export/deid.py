@@ -14,7 +14,8 @@ from __future__ import annotations
 import copy
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -209,6 +210,17 @@ _GUARD_MIN_LEN = 6
 _SCRUB_MIN_LEN = 3
 
 
+def _path_variants(path: str | Path) -> set[str]:
+    """A path as outputs could hold it: in full, its folder, and its file name.
+
+    The stem alone is left out: a de-identified output calls the case by a pseudonym
+    (``case-001``), which a file of that name would otherwise have refused.
+    """
+    path = Path(path).absolute()
+    forms = {str(path), path.as_posix(), str(path.parent), path.name}
+    return {f for f in forms if f not in ("", ".", "/")}
+
+
 def _variants(value: str) -> set[str]:
     value = value.strip()
     out = {value}
@@ -232,14 +244,22 @@ class Scrubber:
         What :meth:`engine.studies.image.Image.identifiers` returns (``''`` where absent).
     active : bool
         False when the user chose to keep identifiers: then nothing is changed or refused.
+    paths : iterable of str or Path
+        Where the case was read from. Its file name, full path and folder are identifiers too:
+        a file is often named for the patient (``DOE_JOHN_1234567.png``) and folders for the
+        patient or the study.
     """
 
-    def __init__(self, identifiers: Mapping[str, str], active: bool = True) -> None:
+    def __init__(self, identifiers: Mapping[str, str], active: bool = True,
+                 paths: Iterable[str | Path] = ()) -> None:
         self.active = active
         self.identifiers = {k: str(v) for k, v in identifiers.items() if v}
         words: set[str] = set()
         for value in self.identifiers.values():
             words |= {v for v in _variants(value) if len(v) >= _SCRUB_MIN_LEN}
+        located = {v for path in paths if str(path or "") for v in _path_variants(path)
+                   if len(v) >= _GUARD_MIN_LEN}
+        words |= located
         # Longest first, so a full name is blanked before one of its parts.
         self._pattern = (
             re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)), re.I)
@@ -251,7 +271,7 @@ class Scrubber:
             for v in _variants(self.identifiers.get(key, "")):
                 if len(v) >= _GUARD_MIN_LEN:
                     guarded.add(v)
-        self._guarded = sorted(guarded)
+        self._guarded = sorted(guarded | located)
 
     def text(self, value: str) -> str:
         """Return ``value`` with every identifier replaced by ``[removed]``.

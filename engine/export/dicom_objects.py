@@ -20,6 +20,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from engine.core.case import Verdict
 from engine.core.errors import UsageError
 from engine.export.deid import deidentify_dataset
 from engine.export.dicom_pm import parametric_map, volume_parametric_map
@@ -105,6 +106,7 @@ def explanation_objects(
     figure_rgb=None,
     derivation: str = "",
     source: Dataset | None = None,
+    verdict: Verdict | None = None,
 ) -> list[DicomObject]:
     """Build the Parametric Maps and the SR (and the Secondary Capture, given a figure).
 
@@ -125,6 +127,8 @@ def explanation_objects(
     source : pydicom.Dataset, optional
         The header the objects refer to; by default the image's own (filing) or a
         de-identified stand-in (research).
+    verdict : Verdict, optional
+        The reviewer's verdict, recorded in the SR.
 
     Returns
     -------
@@ -155,7 +159,7 @@ def explanation_objects(
         maps.append(pm)
         objects.append(DicomObject(f"pm_{file_key(item.method, item.layer)}.dcm", pm))
     sr = explanation_sr(result, source, maps, series_uid=generate_uid(), metrics=metrics,
-                        frame=result.frame)
+                        frame=result.frame, verdict=verdict)
     objects.append(DicomObject("sr.dcm", sr))
     return objects
 
@@ -174,7 +178,8 @@ def _filed_sc(rgb, image, source: Dataset, kind: str, derivation: str) -> Datase
 
 
 def research_files(result, image, formats, *, keep_identifiers: bool = False,
-                   metrics: dict | None = None) -> list[tuple[str, bytes]]:
+                   metrics: dict | None = None,
+                   verdict: Verdict | None = None) -> list[tuple[str, bytes]]:
     """The research export's Parametric Maps (``pm``) and SR (``sr``), as named files.
 
     Parameters
@@ -189,6 +194,9 @@ def research_files(result, image, formats, *, keep_identifiers: bool = False,
         Keep the patient and study attributes (new UIDs all the same).
     metrics : dict, optional
         Trust metrics, recorded in the SR.
+    verdict : Verdict, optional
+        The reviewer's verdict, recorded in the SR (its comment already scrubbed when
+        de-identified).
 
     Returns
     -------
@@ -196,7 +204,8 @@ def research_files(result, image, formats, *, keep_identifiers: bool = False,
         ``explanation_pm_<method>_<layer>.dcm`` per map and ``explanation_sr.dcm``.
     """
     source = research_source(image, keep_identifiers)
-    objects = explanation_objects(result, image, kind=RESEARCH, metrics=metrics, source=source)
+    objects = explanation_objects(result, image, kind=RESEARCH, metrics=metrics, source=source,
+                                  verdict=verdict)
     wanted = [o for o in objects if o.name.split("_")[0].removesuffix(".dcm") in formats]
     return [(RESEARCH_PREFIX + o.name, o.to_bytes()) for o in wanted]
 

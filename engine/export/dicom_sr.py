@@ -11,6 +11,7 @@ Concepts DICOM has codes for use them (DCM 111001 Algorithm Name, 111003 Algorit
 
 from __future__ import annotations
 
+import datetime
 import math
 import warnings
 
@@ -19,6 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
+from engine.core.case import Verdict
 from engine.core.errors import ExportError
 from engine.core.versions import app_version
 
@@ -44,6 +46,16 @@ LAYER = _C("LUC0009", SCHEME, "Model layer")
 MAP = _C("LUC0010", SCHEME, "Parametric map")
 TRUST = _C("LUC0011", SCHEME, "Trust metrics")
 SOURCE = _C("121112", "DCM", "Source of Measurement")
+REVIEW = _C("LUC0012", SCHEME, "Reviewer verdict")
+VERDICT = _C("LUC0013", SCHEME, "Verdict")
+VERDICT_COMMENT = _C("LUC0014", SCHEME, "Reviewer comment")
+VERDICT_RECORDED = _C("LUC0015", SCHEME, "Verdict recorded")
+#: The coded answers of :data:`engine.core.case.VERDICTS`.
+VERDICT_CODES = {
+    "agree": _C("LUC0020", SCHEME, "Reviewer agrees"),
+    "disagree": _C("LUC0021", SCHEME, "Reviewer disagrees"),
+    "unsure": _C("LUC0022", SCHEME, "Reviewer unsure"),
+}
 _NO_UNITS = codes.UCUM.NoUnits
 # Numbers in the metrics dict that identify rather than measure.
 _NOT_METRICS = {"target", "target_index", "frame"}
@@ -63,6 +75,7 @@ def explanation_sr(
     frame: int = 0,
     instance_number: int = 1,
     series_number: int = SR_SERIES_NUMBER,
+    verdict: Verdict | None = None,
 ) -> Dataset:
     """Build the Comprehensive SR of one explained image.
 
@@ -83,6 +96,9 @@ def explanation_sr(
         Frame of a multi-frame source that was explained (0-based).
     instance_number, series_number : int
         Instance and Series Number.
+    verdict : Verdict, optional
+        The reviewer's verdict: a ``Reviewer verdict`` container with the coded answer, the
+        comment (pass it scrubbed for a research export) and when it was given.
 
     Returns
     -------
@@ -136,6 +152,8 @@ def explanation_sr(
                                                      _NO_UNITS, relationship_type=contains))
         trust.ContentSequence = hd.sr.ContentSequence(children)
         items.append(trust)
+    if verdict is not None:
+        items.append(_verdict(verdict))
     root = hd.sr.ContainerContentItem(REPORT)
     root.ContentSequence = hd.sr.ContentSequence(items)
     try:
@@ -155,6 +173,27 @@ def explanation_sr(
         raise ExportError(f"cannot build the explanation report ({exc})",
                           fix="report this with the source image") from exc
     return sr
+
+
+def _verdict(verdict: Verdict) -> hd.sr.ContainerContentItem:
+    """The reviewer's verdict as a container: coded answer, comment, time it was given."""
+    contains = hd.sr.RelationshipTypeValues.CONTAINS
+    children = [hd.sr.CodeContentItem(VERDICT, VERDICT_CODES[verdict.value],
+                                      relationship_type=contains)]
+    if verdict.comment:
+        children.append(hd.sr.TextContentItem(VERDICT_COMMENT, verdict.comment,
+                                              relationship_type=contains))
+    if verdict.recorded:
+        try:
+            when = datetime.datetime.fromisoformat(verdict.recorded)
+        except ValueError:
+            when = None  # a time Lucida did not write is left out rather than guessed
+        if when is not None:
+            children.append(hd.sr.DateTimeContentItem(VERDICT_RECORDED, when,
+                                                      relationship_type=contains))
+    block = hd.sr.ContainerContentItem(REVIEW, relationship_type=contains)
+    block.ContentSequence = hd.sr.ContentSequence(children)
+    return block
 
 
 def _probability(name: str, score: float) -> hd.sr.NumContentItem:

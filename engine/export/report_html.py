@@ -6,6 +6,7 @@ import base64
 from html import escape
 
 from engine.export.content import (
+    card_text,
     case_rows,
     display_text,
     format_value,
@@ -14,6 +15,7 @@ from engine.export.content import (
     notice_text,
     param_rows,
     prediction_rows,
+    review_rows,
     score_label,
     summary_rows,
 )
@@ -86,6 +88,7 @@ def report_html(content: dict, figures: list[tuple[bytes, str, str | None]]) -> 
         parts.append(f'<p class="use">{_e(use)}</p>')
     parts.append(_rows(summary_rows(content)))
     parts += ["<h2>Case</h2>", _rows(case_rows(content), ("Item", "Value"))]
+    parts += ["<h2>Review</h2>", _rows(review_rows(content), ("Item", "Value"))]
 
     parts.append(f"<h2>Prediction ({_e(model.get('output') or 'scores')})</h2><table>")
     parts.append(f"<tr><th>Class</th><th>{_e(score_label(content).capitalize())}</th>"
@@ -122,7 +125,7 @@ def report_html(content: dict, figures: list[tuple[bytes, str, str | None]]) -> 
     mrows = [
         ("Name", model["name"]),
         ("Kind", model.get("kind")),
-        ("Card", model.get("card")),
+        ("Card", card_text(model)),
         ("Classes", ", ".join(model["classes"])),
         ("Weights SHA-256", model.get("sha256")),
     ]

@@ -27,6 +27,7 @@ from reportlab.platypus import (
 )
 
 from engine.export.content import (
+    card_text,
     case_rows,
     display_text,
     format_value,
@@ -35,6 +36,7 @@ from engine.export.content import (
     notice_text,
     param_rows,
     prediction_rows,
+    review_rows,
     score_label,
     summary_rows,
 )
@@ -197,6 +199,8 @@ def report_pdf(content: dict, figures: list[tuple[bytes, str, str | None]]) -> b
     ]
     # Short sections stay whole, so no heading is left alone at the foot of a page.
     story.append(KeepTogether(_case_section(content, st, width)))
+    story.append(KeepTogether([_p("Review", st["h2"]),
+                               _pairs(review_rows(content), st, width, shade=False)]))
     story.append(KeepTogether(_prediction_section(content, st, width)))
     story += _figure_section(content, figures, st, width)
     story.append(KeepTogether(_params_section(content, st, width)))
@@ -336,7 +340,7 @@ def _model_section(content: dict, st, width) -> list:
         ["Item", "Value"],
         ["Name", model["name"]],
         ["Kind", model.get("kind") or "—"],
-        ["Card", model.get("card") or "—"],
+        ["Card", card_text(model)],
         ["Classes", ", ".join(model["classes"])],
         ["Weights SHA-256", _p(model.get("sha256") or "—", st["mono"])],
     ]

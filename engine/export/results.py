@@ -1,6 +1,7 @@
 """The files ``python main.py explain`` writes for one image (contract in the README).
 
-Under ``OUT/<stem>/``: ``image.png`` (the image as the viewer shows it),
+Under ``OUT/<name>/`` (:func:`output_name`: the case's pseudonym, or the file's stem when
+identifiers are kept): ``image.png`` (the image as the viewer shows it),
 ``overlay_<method>_<layer>.png``, ``heatmap_<method>_<layer>.npy`` (float32, the image's size,
 0..1) and ``result.json``. Dots in layer names become ``-`` in file names.
 """
@@ -15,9 +16,11 @@ import numpy as np
 
 from engine.core.atomic import StagedFiles
 from engine.core.jsonsafe import json_bytes
+from engine.core.pseudonym import Pseudonyms
 from engine.core.versions import app_version
 from engine.explain.colour import blend
 from engine.export.content import intended_use_of
+from engine.export.identity import case_name, case_scrubber, image_entry, model_identity, path_stem
 
 
 def file_key(method: str, layer: str) -> str:
@@ -25,8 +28,32 @@ def file_key(method: str, layer: str) -> str:
     return f"{method}_{layer.replace('.', '-')}"
 
 
+def output_name(image: Any, pseudonyms: Pseudonyms | None = None,
+                keep_identifiers: bool = False) -> str:
+    """The name of one image's output folder (``OUT/<name>/``).
+
+    Parameters
+    ----------
+    image : Image or Volume
+        The explained image.
+    pseudonyms : Pseudonyms, optional
+        The run's pseudonyms, shared by every image of one run so that each gets its own
+        ``case-NNN``; None for a run of one image.
+    keep_identifiers : bool
+        Name the folder for the file (its stem), on purpose.
+
+    Returns
+    -------
+    str
+        The file's stem with ``keep_identifiers``, else the image's pseudonym (``case-001``):
+        a file name often names the patient.
+    """
+    return case_name(image, pseudonyms, keep_identifiers)
+
+
 def result_json(result: Any, timings_ms: dict, metrics: dict | None = None,
-                keep_identifiers: bool = False) -> dict:
+                keep_identifiers: bool = False, *, image: Any = None,
+                name: str | None = None) -> dict:
     """Return the ``result.json`` content of one explained image.
 
     Parameters
@@ -38,18 +65,25 @@ def result_json(result: Any, timings_ms: dict, metrics: dict | None = None,
     metrics : dict, optional
         Trust metrics (with ``--metrics``).
     keep_identifiers : bool
-        Store the image's full path. By default only its file name is stored, because folder
+        Store the image's full path and the model files' names. By default ``image`` is the
+        case's pseudonym and the model's files are keyed by role, because file and folder
         names often carry patient IDs.
+    image : Image, optional
+        The explained image: ``content`` then records its pseudonym and content digest.
+    name : str, optional
+        The case's name in this export (see :func:`output_name`); ``case-001`` by default.
     """
+    if name is None:
+        name = (path_stem(result.image_path) if keep_identifiers
+                else Pseudonyms().name(result.image_path))
     methods = list(dict.fromkeys(m for m, _ in result.maps))
     layers = list(dict.fromkeys(layer for _, layer in result.maps))
+    model = model_identity(result.model, keep_identifiers)
     content = {
         "version": app_version(),
-        "image": str(result.image_path) if keep_identifiers
-        else Path(str(result.image_path)).name,
+        "image": str(result.image_path) if keep_identifiers else name,
         "frame": result.frame,
-        "model": {"name": result.model.get("name"), "sha256": result.model.get("sha256"),
-                  "files": result.model.get("files", {})},
+        "model": {key: model.get(key) for key in ("name", "sha256", "files")},
         "prediction": dict(zip(result.classes, result.scores, strict=True)),
         "target": result.target_name,
         "target_index": result.target,
@@ -80,6 +114,8 @@ def result_json(result: Any, timings_ms: dict, metrics: dict | None = None,
         "warnings": list(result.warnings),
         "intended_use": intended_use_of(result),
     }
+    if image is not None:
+        content["content"] = image_entry(image, result.frame, name)
     if metrics is not None:
         content["metrics"] = metrics
     return content
@@ -94,10 +130,13 @@ def write_explain_outputs(
     cmap: str = "jet",
     opacity: float = 0.5,
     keep_identifiers: bool = False,
+    pseudonyms: Pseudonyms | None = None,
 ) -> list[Path]:
     """Write every contract file of one explained image into ``folder``.
 
-    ``keep_identifiers`` keeps the image's full path in ``result.json`` (see `result_json`).
+    ``keep_identifiers`` keeps the image's full path in ``result.json`` (see `result_json`);
+    otherwise it names the case by its pseudonym in ``pseudonyms`` (the run's, so that it
+    matches :func:`output_name`), and no file holds the image's file name or folder.
 
     Returns
     -------
@@ -131,6 +170,16 @@ def write_explain_outputs(
             staged.add(f"heatmap_{key}.npy", npy(m.heatmap))
             overlay = blend(rgb, m.heatmap, cmap=cmap, opacity=opacity)
             staged.add(f"overlay_{key}.png", png(overlay))
-        staged.add("result.json", json_bytes(result_json(result, timings_ms, metrics,
-                                                         keep_identifiers)))
+        scrubber = case_scrubber(image, keep_identifiers)
+        content = result_json(result, timings_ms, metrics, keep_identifiers, image=image,
+                              name=case_name(image, pseudonyms, keep_identifiers))
+        # Warnings are free text that may quote the file; hashes are left alone.
+        content["warnings"] = scrubber.deep(content["warnings"])
+        content["intended_use"] = scrubber.deep(content["intended_use"])
+        for entry in content["maps"]:
+            entry["warning"] = scrubber.deep(entry["warning"])
+        data = json_bytes(content)
+        # The last line of defence: no identifier, file name or folder of the case gets out.
+        scrubber.check(data, str(Path(folder) / "result.json"))
+        staged.add("result.json", data)
         return staged.commit()

@@ -17,8 +17,10 @@ from PIL import ImageDraw
 
 from engine.core.atomic import StagedFiles
 from engine.core.jsonsafe import json_bytes
+from engine.core.pseudonym import Pseudonyms
 from engine.core.versions import app_version
 from engine.explain.colour import blend
+from engine.export.identity import case_name, image_entry, model_identity
 from engine.export.results import file_key
 from engine.studies import display
 from engine.studies.nifti import write_nifti
@@ -135,8 +137,16 @@ def volume_result_json(volume, maps: dict, *, model: dict, classes: list[str],
                        scores: list[float], target: int, params: dict, timings_ms: dict,
                        warnings: list[str], intended_use: dict | None = None,
                        versus: str | None = None, metrics: dict | None = None,
-                       slices: dict | None = None, keep_identifiers: bool = False) -> dict:
-    """The ``result.json`` of one explained volume: the 2-D keys, plus where each map peaks."""
+                       slices: dict | None = None, keep_identifiers: bool = False,
+                       pseudonyms: Pseudonyms | None = None) -> dict:
+    """The ``result.json`` of one explained volume: the 2-D keys, plus where each map peaks.
+
+    As for an image (:func:`engine.export.results.result_json`), ``image`` is the volume's
+    pseudonym in ``pseudonyms`` and the model's files are keyed by role, unless
+    ``keep_identifiers``; ``content`` holds the pseudonym and the volume's content digest.
+    """
+    name = case_name(volume, pseudonyms, keep_identifiers)
+    model = model_identity(model, keep_identifiers)
     methods = list(dict.fromkeys(m for m, _ in maps))
     layers = list(dict.fromkeys(layer for _, layer in maps))
     entries = []
@@ -153,11 +163,11 @@ def volume_result_json(volume, maps: dict, *, model: dict, classes: list[str],
         })
     content = {
         "version": app_version(),
-        "image": str(volume.path) if keep_identifiers else Path(str(volume.path)).name,
+        "image": str(volume.path) if keep_identifiers else name,
+        "content": image_entry(volume, 0, name),
         "kind": "volume",
         "geometry": "volume_geometry.json",
-        "model": {"name": model.get("name"), "sha256": model.get("sha256"),
-                  "files": model.get("files", {})},
+        "model": {key: model.get(key) for key in ("name", "sha256", "files")},
         "prediction": dict(zip(classes, [float(s) for s in scores], strict=True)),
         "target": classes[target],
         "target_index": int(target),

@@ -20,8 +20,8 @@ from engine.core.errors import UsageError
 from engine.core.jsonsafe import json_bytes
 from engine.export import FILE_NAMES, export_options, reviewed_maps
 from engine.export.content import build_content
-from engine.export.deid import Scrubber
 from engine.export.figure import FigureOptions
+from engine.export.identity import case_scrubber
 from engine.export.provenance import method_title
 from engine.export.report_html import report_html
 from engine.export.report_pdf import report_pdf
@@ -109,7 +109,7 @@ def write_volume_exports(
     options = replace(options, window=window)
     keys = reviewed_maps(result, options, all_maps)
     report = progress or (lambda fraction, message="": None)
-    scrubber = Scrubber(volume.identifiers(), active=not keep_identifiers)
+    scrubber = case_scrubber(volume, keep_identifiers)
     steps = len(keys) + len(wanted) + 1
 
     def step(n: int, message: str) -> None:

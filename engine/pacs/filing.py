@@ -14,6 +14,7 @@ from pathlib import Path
 
 from engine.core.atomic import StagedFiles
 from engine.core.cancel import CancelToken, ProgressFn
+from engine.core.case import Verdict
 from engine.core.errors import UsageError
 from engine.export.dicom_objects import PATIENT_STUDY, explanation_objects, volume_map_objects
 from engine.export.export_kind import record_export
@@ -61,7 +62,8 @@ def check_send(node_name: str, *, keep_identifiers: bool, config_path=None) -> N
 
 def file_into_study(result, image, folder: Path | str, node: Node, *,
                     metrics: dict | None = None, colormap: str = "jet",
-                    options: FigureOptions | None = None) -> str:
+                    options: FigureOptions | None = None,
+                    verdict: Verdict | None = None) -> str:
     """Build, keep and send the objects of one explained DICOM image to its study on ``node``.
 
     Parameters
@@ -81,6 +83,8 @@ def file_into_study(result, image, folder: Path | str, node: Node, *,
     options : FigureOptions, optional
         The figure the Secondary Capture holds (what the viewer showed); by default the
         overlay in ``colormap``.
+    verdict : Verdict, optional
+        The reviewer's verdict, recorded in the SR.
 
     Returns
     -------
@@ -102,7 +106,7 @@ def file_into_study(result, image, folder: Path | str, node: Node, *,
     figure = render_figure(result, image, options or FigureOptions(colormap=colormap))
     objects = explanation_objects(result, image, kind=PATIENT_STUDY, metrics=metrics,
                                   figure_rgb=figure.rgb,
-                                  derivation=f"Lucida {figure.caption}")
+                                  derivation=f"Lucida {figure.caption}", verdict=verdict)
     return _keep_and_send(objects, image.dataset, folder, node, what=(
         f"{len(objects)} objects (Secondary Capture, {len(objects) - 2} Parametric Map(s), SR)"))
 
@@ -177,6 +181,7 @@ def _keep_and_send(objects, source, folder: Path, node: Node, *, what: str) -> s
 
 def file_reviewed(result, image, folder: Path | str, node: Node, *,
                   options: FigureOptions | None = None, metrics: dict | None = None,
+                  verdict: Verdict | None = None,
                   progress: ProgressFn | None = None,
                   cancel: CancelToken | None = None) -> str:
     """File what was reviewed into the patient's study, as ``explain --send`` does.
@@ -199,6 +204,8 @@ def file_reviewed(result, image, folder: Path | str, node: Node, *,
         The figure the Secondary Capture holds.
     metrics : dict, optional
         Trust metrics, recorded in the SR.
+    verdict : Verdict, optional
+        The reviewer's verdict, recorded in the SR.
     progress : callable, optional
         ``progress(fraction, message)``.
     cancel : CancelToken, optional
@@ -233,6 +240,7 @@ def file_reviewed(result, image, folder: Path | str, node: Node, *,
     if cancel is not None:
         cancel.check()
     report(0.3, f"building the DICOM objects and sending them to {node.name}")
-    line = file_into_study(result, image, folder, node, metrics=metrics, options=options)
+    line = file_into_study(result, image, folder, node, metrics=metrics, options=options,
+                           verdict=verdict)
     report(1.0, f"filed into the study on {node.name}")
     return line.strip()
