@@ -18,6 +18,7 @@ from pydicom.uid import generate_uid
 
 from engine.core.errors import ExportError
 from engine.core.versions import app_version
+from engine.studies.calibration import dataset_spacing, valid_spacing
 
 #: Parametric Map Storage.
 PM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.30"
@@ -25,37 +26,68 @@ PM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.30"
 PM_SERIES_NUMBER = 9002
 _GEOMETRY = ("FrameOfReferenceUID", "ImageOrientationPatient", "ImagePositionPatient",
              "PixelSpacing")
+#: The sizes a map's Pixel Measures may state, each written only where the source states it.
+_MEASURES = ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices")
 _SINGLE_FRAME_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 _MULTIFRAME = ("NumberOfFrames", "PerFrameFunctionalGroupsSequence",
                "SharedFunctionalGroupsSequence", "FrameIncrementPointer")
 
 
-def _geometry_source(source: Dataset) -> tuple[Dataset, bool]:
+def _geometry_source(source: Dataset, frame: int) -> tuple[Dataset, bool]:
     """Return a header highdicom can place the map with, and whether it is the source's own.
 
-    A single-frame image in patient coordinates is used as it is. Other images (projection
-    X-rays, secondary captures, one frame of a multi-frame image) carry no plane geometry for a
-    single frame, so the map gets a frame of reference of its own, pixel-aligned with the source:
-    identity orientation, origin at the first pixel, the source's pixel spacing.
+    A single-frame image in patient coordinates, with a valid Pixel Spacing, keeps its geometry.
+    Other images (projection X-rays, secondary captures, one frame of a multi-frame image, an
+    image whose Pixel Spacing is no size, such as ``0\\0``) carry no usable plane geometry for
+    a single frame, so the map gets a frame of reference of its own, pixel-aligned with the
+    source: identity orientation, origin at the first pixel.
+
+    highdicom copies Pixel Spacing and Slice Thickness into the map and needs both, so the copy
+    carries 1 mm where the source states no size; :func:`_state_measures` then writes only
+    the sizes the source states.
     """
+    spacing = dataset_spacing(source, frame)
     multiframe = int(source.get("NumberOfFrames", 1) or 1) > 1
-    if not multiframe and all(k in source for k in _GEOMETRY):
-        return source, True
-    own = copy.deepcopy(source)
-    spacing = source.get("PixelSpacing") or source.get("ImagerPixelSpacing") or [1.0, 1.0]
-    for keyword in _MULTIFRAME + _GEOMETRY + ("SliceThickness", "ImagerPixelSpacing"):
-        if keyword in own:
-            delattr(own, keyword)
-    own.FrameOfReferenceUID = generate_uid()
-    own.PositionReferenceIndicator = ""
-    own.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    own.ImagePositionPatient = [0.0, 0.0, 0.0]
-    own.PixelSpacing = [float(spacing[0]), float(spacing[1])]
-    own.SliceThickness = 1.0
-    # highdicom reads a multi-frame class as needing functional groups; the copy is one frame,
-    # and the references are pointed back at the real class afterwards.
-    own.SOPClassUID = _SINGLE_FRAME_CLASS
-    return own, False
+    as_is = not multiframe and spacing.source == "PixelSpacing" and \
+        all(k in source for k in _GEOMETRY)
+    geometry = copy.deepcopy(source)
+    if not as_is:
+        for keyword in _MULTIFRAME + _GEOMETRY + _MEASURES + ("ImagerPixelSpacing",):
+            if keyword in geometry:
+                delattr(geometry, keyword)
+        geometry.FrameOfReferenceUID = generate_uid()
+        geometry.PositionReferenceIndicator = ""
+        geometry.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        geometry.ImagePositionPatient = [0.0, 0.0, 0.0]
+        # highdicom reads a multi-frame class as needing functional groups; the copy is one
+        # frame, and the references are pointed back at the real class afterwards.
+        geometry.SOPClassUID = _SINGLE_FRAME_CLASS
+    geometry.PixelSpacing = [spacing.row_mm, spacing.col_mm]
+    geometry.SliceThickness = 1.0
+    return geometry, as_is
+
+
+def _state_measures(pm: Dataset, source: Dataset, frame: int) -> None:
+    """Write into the map's Pixel Measures only the sizes the source states validly.
+
+    Pixel Spacing and Slice Thickness are type 1C in the Pixel Measures macro, required only
+    with a Volumetric Properties the Parametric Map does not carry, so a size the source does
+    not state (or states as ``0\\0``) is left out rather than invented.
+    """
+    spacing = dataset_spacing(source, frame)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stated = {
+            "PixelSpacing": (spacing.row_mm, spacing.col_mm) if spacing.known else None,
+            "SliceThickness": valid_spacing(source.get("SliceThickness"), 1),
+            "SpacingBetweenSlices": valid_spacing(source.get("SpacingBetweenSlices"), 1),
+        }
+    measures = pm.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    for keyword, value in stated.items():
+        if value is not None:
+            setattr(measures, keyword, list(value) if len(value) > 1 else value[0])
+        elif keyword in measures:
+            delattr(measures, keyword)
 
 
 def parametric_map(
@@ -115,7 +147,7 @@ def parametric_map(
             f"the {method} map is {heat.shape}, but the source image is {(rows, cols)}",
             fix="export maps in the image's geometry (the heatmap, not the raw map)",
         )
-    geometry, as_is = _geometry_source(source)
+    geometry, as_is = _geometry_source(source, frame)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -130,6 +162,7 @@ def parametric_map(
                           fix="report this with the source image") from exc
     if not as_is:
         _reference_source(pm, source, frame)
+    _state_measures(pm, source, frame)
     # General Series: Laterality is type 2C, present (empty when unknown) for paired organs.
     pm.Laterality = source.get("Laterality", "")
     return pm

@@ -3,7 +3,9 @@
 Spacing follows the DICOM order, ``(row spacing, column spacing)`` in mm: the distance between
 the centres of two adjacent rows, then of two adjacent columns. Pixel Spacing is calibrated to
 the patient; Imager Pixel Spacing is measured at the detector (projection radiography), so a
-length read from it is labelled as such. Without either, lengths are in pixels.
+length read from it is labelled as such. Without either, or when the value states no size
+(``0\\0``, negative, non-finite or malformed: see :func:`valid_spacing`, the one test of a
+spacing), lengths are in pixels.
 """
 
 from __future__ import annotations
@@ -50,18 +52,50 @@ class Spacing:
         return self.source is not None
 
 
-def _pair(value) -> tuple[float, float] | None:
+def valid_spacing(value, n: int = 2) -> tuple[float, ...] | None:
+    """Read a DICOM size attribute, or None when it states no usable size.
+
+    This is the one test of "valid spacing": Pixel Spacing, Imager Pixel Spacing, Slice
+    Thickness and Spacing Between Slices are sizes only when every value is a finite number
+    above zero (PS3.3 10.7.1.3). Zero, negative, non-finite, unreadable values and the wrong
+    number of values all mean that the size is unknown, never 0 mm.
+
+    Parameters
+    ----------
+    value : object
+        The attribute's value as pydicom reads it (a number, a multi-value, a ``\\``-separated
+        string) or None when absent.
+    n : int
+        How many values the attribute holds: 2 for a pixel spacing, 1 for a thickness.
+
+    Returns
+    -------
+    tuple of float or None
+        The ``n`` values in mm, or None.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, str):
+        items = value.split("\\")
+    else:
+        try:
+            items = list(value)
+        except TypeError:
+            items = [value]
     try:
-        row, col = (float(v) for v in value)
+        sizes = tuple(float(v) for v in items)
     except (TypeError, ValueError):
         return None
-    if not (math.isfinite(row) and math.isfinite(col) and row > 0 and col > 0):
+    if len(sizes) != n or not all(math.isfinite(v) and v > 0 for v in sizes):
         return None
-    return row, col
+    return sizes
 
 
-def _frame_spacing(ds, frame: int):
-    """Pixel Spacing of an enhanced multi-frame object: per frame, else shared."""
+def _frame_spacings(ds, frame: int) -> list:
+    """Pixel Spacing of an enhanced multi-frame object: the frame's own, then the shared one."""
+    values = []
     for keyword, index in (("PerFrameFunctionalGroupsSequence", frame),
                            ("SharedFunctionalGroupsSequence", 0)):
         groups = ds.get(keyword)
@@ -69,15 +103,46 @@ def _frame_spacing(ds, frame: int):
             continue
         measures = groups[index].get("PixelMeasuresSequence")
         if measures and "PixelSpacing" in measures[0]:
-            return measures[0].PixelSpacing
-    return None
+            values.append(measures[0].PixelSpacing)
+    return values
+
+
+def dataset_spacing(ds, frame: int = 0) -> Spacing:
+    """Return the spacing of one frame of a DICOM data set.
+
+    Pixel Spacing wins (per-frame functional groups first), then Imager Pixel Spacing; a data
+    set with neither, or only with values :func:`valid_spacing` refuses (``0\\0``, say), gives
+    pixels.
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset or None
+        The header; None (a raster file) gives pixels.
+    frame : int
+        Zero-based frame, for enhanced multi-frame objects.
+
+    Returns
+    -------
+    Spacing
+    """
+    if ds is None:
+        return Spacing()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a malformed value is read as absent
+        candidates = [("PixelSpacing", v) for v in _frame_spacings(ds, frame)] + [
+            ("PixelSpacing", ds.get("PixelSpacing")),
+            ("ImagerPixelSpacing", ds.get("ImagerPixelSpacing"))]
+        for source, value in candidates:
+            pair = valid_spacing(value)
+            if pair is not None:
+                return Spacing(pair[0], pair[1], source)
+    return Spacing()
 
 
 def pixel_spacing(image, frame: int = 0) -> Spacing:
     """Return the spacing of one frame of ``image`` (an :class:`engine.studies.image.Image`).
 
-    Pixel Spacing wins (per-frame functional groups first), then Imager Pixel Spacing; a raster
-    file, or a DICOM file with neither (or with a malformed value), gives pixels.
+    See :func:`dataset_spacing`; a raster file gives pixels.
 
     Parameters
     ----------
@@ -90,18 +155,7 @@ def pixel_spacing(image, frame: int = 0) -> Spacing:
     -------
     Spacing
     """
-    ds = getattr(image, "dataset", None)
-    if ds is None:
-        return Spacing()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a malformed value is read as absent
-        for source, value in (("PixelSpacing", _frame_spacing(ds, frame)),
-                              ("PixelSpacing", ds.get("PixelSpacing")),
-                              ("ImagerPixelSpacing", ds.get("ImagerPixelSpacing"))):
-            pair = _pair(value) if value is not None else None
-            if pair is not None:
-                return Spacing(pair[0], pair[1], source)
-    return Spacing()
+    return dataset_spacing(getattr(image, "dataset", None), frame)
 
 
 def distance(spacing: Spacing, start: tuple[float, float], end: tuple[float, float]) -> float:

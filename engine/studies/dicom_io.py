@@ -21,6 +21,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from engine.core.errors import NotAnImage, StudyError, UsageError
 from engine.core.native_stderr import captured_stderr
+from engine.studies.calibration import dataset_spacing
 from engine.studies.codecs import check_decoder, unsupported_error
 from engine.studies.decode_errors import TRUNCATED_FIX, reraise_fatal, short_reason
 
@@ -240,6 +241,7 @@ def _image_header(path: Path, ds, pixel_keyword: str | None) -> dict[str, Any]:
         "bits_stored": int(ds.get("BitsStored") or bits),
         "signed": bool(ds.get("PixelRepresentation") or 0),
         "series_description": str(ds.get("SeriesDescription") or ""),
+        "pixel_spacing": _spacing_info(ds),
     }
     return {
         "path": path,
@@ -252,6 +254,18 @@ def _image_header(path: Path, ds, pixel_keyword: str | None) -> dict[str, Any]:
         "dataset": ds,
         "details": details,
     }
+
+
+def _spacing_info(ds) -> dict | None:
+    """The pixel size ``info`` reports: row and column mm and where they come from, or None.
+
+    None when the file states no usable size (absent, or ``0\\0`` and the like): lengths on
+    it are in pixels.
+    """
+    spacing = dataset_spacing(ds)
+    if not spacing.known:
+        return None
+    return {"row_mm": spacing.row_mm, "column_mm": spacing.col_mm, "source": spacing.source}
 
 
 def transfer_syntax(ds) -> UID:

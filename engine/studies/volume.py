@@ -36,6 +36,7 @@ from engine.core.case import ContentId, array_digest, bytes_digest
 from engine.core.errors import StudyError, UsageError
 from engine.core.hashing import sha256_file
 from engine.studies import display
+from engine.studies.calibration import valid_spacing
 from engine.studies.windows import WindowPreset
 
 #: Modalities whose series become volumes in a study tree.
@@ -358,8 +359,11 @@ def _group_value(ds, frame: int | None, sequence: str, keyword: str):
     return ds.get(keyword)
 
 
-def _planes_of(image) -> list[_Plane]:
-    """Every slice an image contributes: one, or one per frame of an enhanced object."""
+def _planes_of(image, name: str) -> list[_Plane]:
+    """Every slice an image contributes: one, or one per frame of an enhanced object.
+
+    ``name`` names the series in the line that refuses a slice without a usable pixel size.
+    """
     ds = image.dataset
     if ds is None:
         raise StudyError("is not DICOM, so it has no position in patient space", path=image.path,
@@ -379,14 +383,24 @@ def _planes_of(image) -> list[_Plane]:
                                             "ImagePositionPatient"), 3)
             orientation = _floats(_group_value(ds, f, "PlaneOrientationSequence",
                                                "ImageOrientationPatient"), 6)
-            spacing = _floats(_group_value(ds, f, "PixelMeasuresSequence", "PixelSpacing"), 2)
-            missing = [name for name, v in (("ImagePositionPatient", position),
-                                            ("ImageOrientationPatient", orientation),
-                                            ("PixelSpacing", spacing)) if v is None]
+            raw_spacing = _group_value(ds, f, "PixelMeasuresSequence", "PixelSpacing")
+            spacing = valid_spacing(raw_spacing)
+            missing = [keyword for keyword, v in (("ImagePositionPatient", position),
+                                                  ("ImageOrientationPatient", orientation))
+                       if v is None]
+            where = f" (frame {frame})" if enhanced else ""
             if missing:
-                where = f" (frame {frame})" if enhanced else ""
                 raise StudyError(f"has no valid {' or '.join(missing)}{where}", path=image.path,
                                  fix="a volume needs the image plane of every slice")
+            if spacing is None:
+                # Image Plane: Pixel Spacing is type 1 and has no default; a zero size would
+                # make a singular affine, so the series is no volume.
+                shown = "" if raw_spacing is None else f" {raw_spacing}"
+                raise _fail(name, image.path, f"{Path(image.path).name}{where} has no usable "
+                            f"PixelSpacing{shown} (each value must be above 0 mm)",
+                            "correct PixelSpacing in the files (e.g. dcmodify -m "
+                            "PixelSpacing=0.7\\0.7), or open the slices as 2-D images, "
+                            "which measure in pixels")
             planes.append(_Plane(image, frame, position, orientation,
                                  (float(spacing[0]), float(spacing[1])),
                                  int(image.shape[0]), int(image.shape[1]), uid))
@@ -499,9 +513,10 @@ def volume_from_images(images: list, *, name: str | None = None,
     ------
     GeometryError
         Missing slices, uneven spacing, mixed orientations, sizes or pixel spacings, gantry
-        tilt, duplicate positions, or fewer than two slices; one line naming the series.
+        tilt, duplicate positions, fewer than two slices, or a slice without a usable pixel
+        spacing (absent, zero, negative or unreadable); one line naming the series.
     StudyError
-        A slice without position, orientation or pixel spacing, or a colour image.
+        A slice without position or orientation, or a colour image.
     """
     if not images:
         raise UsageError("no images to make a volume of")
@@ -512,7 +527,7 @@ def volume_from_images(images: list, *, name: str | None = None,
         if image.is_color:
             raise _fail(name, where, f"{Path(image.path).name} is a colour image",
                         "a volume is made of grey slices")
-    planes = [plane for image in images for plane in _planes_of(image)]
+    planes = [plane for image in images for plane in _planes_of(image, name)]
     _check_uniform(planes, name, where)
     orientation = planes[0].orientation
     row_dir, col_dir = orientation[:3], orientation[3:]
