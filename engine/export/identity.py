@@ -50,7 +50,9 @@ def case_name(image, pseudonyms: Pseudonyms | None, keep_identifiers: bool) -> s
     """
     if keep_identifiers:
         return path_stem(getattr(image, "path", "") or "") or "image"
-    return (pseudonyms or Pseudonyms()).name(image.content_id())
+    # An empty Pseudonyms is falsy (it has a length): test for None.
+    names = Pseudonyms() if pseudonyms is None else pseudonyms
+    return names.name(image.content_id())
 
 
 def image_entry(image, frame: int, name: str) -> dict:
