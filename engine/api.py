@@ -183,24 +183,56 @@ def metrics(explanation: Explanation, method: str | None = None, layer: str | No
                         sanity=sanity)
 
 
-def audit(dataset: str | Path, model, method: str = "gradcam", out: str | Path = "audit",
-          **settings) -> dict:
+def audit(dataset: str | Path, model, method: str = "gradcam",
+          out: str | Path = "audit", *, engine: str = "local", keep_identifiers: bool = False,
+          pdf: bool = True, **settings) -> dict:
     """Run the bias audit over a manifest CSV or a DICOM folder; return ``audit.json``'s content.
 
-    ``settings`` are :class:`engine.audit.runner.AuditSettings` fields (``layer``, ``params``,
-    ``target``, ``batch_size``...). Results stream into ``out`` as with the command line.
+    The same audit as ``python main.py audit`` (:func:`engine.audit.job.run_audit_job`), with
+    the same defaults.
+
+    Parameters
+    ----------
+    dataset : str or Path
+        A manifest CSV or a folder of DICOM files.
+    model : LoadedModel or str or Path
+        From :func:`load_model`, or what it takes (``demo``, a card, a model file). The Ray
+        engine loads the model on each worker, so it needs the latter.
+    method : str
+        Registry key of the explainer.
+    out : str or Path
+        Where the results stream and the outputs are written.
+    engine : str
+        ``local`` or ``ray``.
+    keep_identifiers : bool
+        Keep image paths in the outputs (by default images are ``case-001``... and digests).
+    pdf : bool
+        Write report.pdf, as the command line does unless told ``--no-pdf``.
+    **settings
+        Other :class:`engine.audit.settings.AuditSettings` fields (``layer``, ``params``,
+        ``target``, ``batch_size``...) and :class:`engine.audit.settings.AuditRequest` fields
+        (``address``, ``workers``, ``trust``, ``device``, ``resume``...).
     """
-    import json
+    from dataclasses import fields
 
-    from engine.audit.manifest import load_dataset
-    from engine.audit.outputs import write_outputs
-    from engine.audit.runner import AuditSettings, run_audit
+    from engine.audit.job import run_audit_job
+    from engine.audit.settings import AuditRequest, AuditSettings
+    from engine.core.errors import UsageError
 
-    data = load_dataset(dataset)
-    store = run_audit(data, model, AuditSettings(method=method, **settings), out)
-    header = json.loads((Path(out) / "run.json").read_text())
-    return write_outputs(store, data, model, header, out, pdf=False,
-                         engine={"name": "local", "workers": 1})
+    loaded = None if isinstance(model, str | Path) else model
+    if loaded is not None and engine != "local":
+        raise UsageError("the Ray engine loads the model on each worker",
+                         fix="pass the model's spec (demo, a card or a model file), not the "
+                         "loaded model")
+    audit_fields = {f.name for f in fields(AuditSettings)}
+    request = AuditRequest(
+        dataset=str(dataset), model=str(model) if loaded is None else loaded.name, out=str(out),
+        engine=engine, pdf=pdf,
+        settings=AuditSettings(method=method, keep_identifiers=keep_identifiers,
+                               **{k: v for k, v in settings.items() if k in audit_fields}),
+        **{k: v for k, v in settings.items() if k not in audit_fields},
+    )
+    return run_audit_job(request, model=loaded).audit
 
 
 def figure(explanation: Explanation, **options):

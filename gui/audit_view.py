@@ -45,103 +45,50 @@ from gui.audit_charts import QtBarChart
 from gui.param_form import QtParamForm
 
 #: Columns of audit.csv shown in the table, in order, when present.
-TABLE_LEAD = ("path", "label", "pred", "correct")
+TABLE_LEAD = ("case", "path", "label", "pred", "correct")
 #: Engine choices: (label, engine name).
 ENGINES = (("This computer", "local"), ("Ray (local instance or cluster)", "ray"))
 #: Demo phantoms per set (correlated and counterfactual) the Demo button generates.
 DEMO_N = 40
 
 
-def audit_job(dataset_spec: str, model_spec: str, trust: bool, device: str, method: str,
-              layer: str, out_dir: str, resume: bool, engine: str = "local",
-              address: str | None = None, workers: int = 2, params: dict | None = None):
-    """Return the worker function of one audit.
+def audit_job(request):
+    """Return the worker function of one audit (an :class:`engine.audit.settings.AuditRequest`).
 
     It is a background job: the review window's own work preempts it after the current batch,
     and it runs again later, resuming the batches already stored, with the dataset and model it
-    loaded the first time. With ``engine="ray"`` the batches run on Ray (``address`` ``auto``
-    or ``HOST:PORT``, or None for a Ray instance on this computer) with ``workers`` actors; the
-    Ray session stays open for the resumed run and later audits. ``params`` are the method's
-    parameters (its schema's defaults when None).
+    loaded the first time (:class:`engine.audit.job.AuditJob`). It returns the
+    :class:`engine.audit.job.AuditOutcome`.
     """
-    loaded: dict = {}
+    jobs: list = []
 
     def run(progress, cancel, _partial):
-        from engine.audit import AuditSettings, load_dataset, run_audit, write_outputs
-        from engine.explain.session import resolve_device
-        from engine.models import loaded as models
+        from engine.audit.job import AuditJob
 
-        if not loaded:
-            loaded["dataset"] = load_dataset(dataset_spec)
-            loaded["model"] = models.load_model(model_spec, trust=trust,
-                                                device=str(resolve_device(device)))
-            loaded["resume"] = resume
-        dataset, model = loaded["dataset"], loaded["model"]
-        settings = AuditSettings(method=method, layer=layer or "auto", params=dict(params or {}))
-        if engine == "ray":
-            from engine.audit import ray_engine
-
-            progress(0.0, f"connecting to Ray ({address or 'a local instance'})…")
-            ray_engine.stay_connected(address, workers)
-            store = ray_engine.run_audit_ray(
-                dataset, model, model_spec, settings, out_dir, trust=trust,
-                resume=loaded["resume"], progress=progress, cancel=cancel, address=address,
-                workers=workers,
-            )
-            info = ray_engine.engine_info(workers, address)
-        else:
-            store = run_audit(dataset, model, settings, out_dir, resume=loaded["resume"],
-                              progress=progress, cancel=cancel)
-            info = {"name": "local", "workers": 1}
-        loaded["resume"] = True  # a preempted run picks up its stored batches
-        cancel.check()
-        progress(1.0, "writing audit.json, audit.csv, heatmaps and report.pdf")
-        header = json.loads((Path(out_dir) / "run.json").read_text())
-        return write_outputs(store, dataset, model, header, out_dir, engine=info), str(out_dir)
+        if not jobs:
+            jobs.append(AuditJob(request))
+        return jobs[0].run(progress, cancel)
 
     return run
 
 
-def demo_job(out_dir: str, n: int, device: str, method: str, layer: str,
-             params: dict | None = None):
+def demo_job(request, n: int):
     """Return the worker function that generates the demo data and audits both demo models.
 
-    It writes ``data/`` (correlated and counterfactual phantoms, :mod:`engine.demo.audit`)
-    and one audit folder per demo model under ``out_dir``, and returns
-    ``[(model, audit, folder), ...]``. Like :func:`audit_job` it is a background job: when
+    ``request`` comes from :func:`engine.audit.job.demo_request`. The job writes ``data/``
+    (correlated and counterfactual phantoms), one audit folder per demo model and their
+    comparison under the request's folder, and returns the
+    :class:`engine.audit.job.DemoOutcome`. Like :func:`audit_job` it is a background job: when
     preempted it runs again, keeping the data and the stored batches.
     """
-    state: dict = {"started": set()}
+    jobs: list = []
 
     def run(progress, cancel, _partial):
-        from engine.audit import AuditSettings, load_dataset, run_audit, write_outputs
-        from engine.demo.audit import DEMO_MODELS, build_demo_dataset
-        from engine.explain.session import resolve_device
-        from engine.models import loaded as models
+        from engine.audit.job import DemoAuditJob
 
-        out = Path(out_dir)
-        if "dataset" not in state:
-            manifest = build_demo_dataset(
-                out / "data", n, cancel=cancel,
-                progress=lambda f, m="": progress(0.2 * f, m or "generating demo phantoms…"))
-            state["dataset"] = load_dataset(str(manifest))
-        settings = AuditSettings(method=method, layer=layer or "auto", params=dict(params or {}))
-        results = []
-        for k, name in enumerate(DEMO_MODELS):
-            def sub(f, m="", k=k, name=name):
-                progress(0.2 + 0.8 * (k + f) / len(DEMO_MODELS), f"{name}: {m}")
-
-            model = models.load_model(name, device=str(resolve_device(device)))
-            folder = out / name
-            store = run_audit(state["dataset"], model, settings, folder,
-                              resume=name in state["started"], progress=sub, cancel=cancel)
-            state["started"].add(name)
-            cancel.check()
-            header = json.loads((folder / "run.json").read_text())
-            audit = write_outputs(store, state["dataset"], model, header, folder,
-                                  engine={"name": "local", "workers": 1})
-            results.append((name, audit, str(folder)))
-        return results
+        if not jobs:
+            jobs.append(DemoAuditJob(request, n))
+        return jobs[0].run(progress, cancel)
 
     return run
 
@@ -191,6 +138,11 @@ class QtAuditView(QWidget):
         self.audits: dict[str, tuple[str | None, dict, Path]] = {}
         self._explainers: dict[str, object] = {}
         self._table_audit: dict | None = None  # the audit whose images the table lists
+        #: Per audit on show, its case names to their files (known for audits run here).
+        self._case_paths: dict[str, dict[str, Path]] = {}
+        self._table_cases: dict[str, Path] = {}
+        #: The request of the last audit started from the form.
+        self.last_request = None
 
         self.dataset_edit = QLineEdit()
         self.dataset_edit.setPlaceholderText("manifest.csv or a DICOM folder")
@@ -397,15 +349,16 @@ class QtAuditView(QWidget):
         if not dataset:
             self.status.setText("Choose a manifest CSV or a DICOM folder first.")
             return None
+        from engine.audit.settings import AuditRequest
+
         spec = self.model_combo.currentText().strip()
-        window_spec, window_trust, device = self._model_choice()
-        trust = window_trust and spec == window_spec
+        window_spec, window_trust, _ = self._model_choice()
         engine = self.engine_combo.currentData()
-        fn = audit_job(dataset, spec, trust, device, self.method(),
-                       self.layer_edit.text().strip(), self.out_edit.text().strip(),
-                       self.resume_box.isChecked(), engine=engine,
-                       address=self.address_edit.text().strip() or None,
-                       workers=self.workers_spin.value(), params=self.params.values())
+        self.last_request = AuditRequest(
+            dataset=dataset, model=spec, out=self.out_edit.text().strip(),
+            trust=window_trust and spec == window_spec, resume=self.resume_box.isChecked(),
+            **self._request_fields())
+        fn = audit_job(self.last_request)
         self._busy()
         self.progress.setValue(0)
         self.status.setText("Starting… (the review window's own work goes first)"
@@ -422,16 +375,34 @@ class QtAuditView(QWidget):
         """
         if self.is_running():
             return None
+        from engine.audit.job import demo_request
+
         out = Path(self.out_edit.text().strip() or Path.home() / "lucida-audit") / "demo"
-        fn = demo_job(str(out), n, self._model_choice()[2], self.method(),
-                      self.layer_edit.text().strip(), self.params.values())
-        self.dataset_edit.setText(str(out / "data" / "manifest.csv"))
+        self.last_request = demo_request(out, **self._request_fields())
+        fn = demo_job(self.last_request, n)
+        self.dataset_edit.setText(self.last_request.dataset)
         self._busy()
         self.status.setText(f"Generating {n} + {n} demo phantoms, then auditing demo and "
                             "demo-biased…")
         return self.jobs.submit("audit", fn, background=True, on_done=self._on_demo_finished,
                                 on_failed=self._on_failed, on_cancelled=self._on_cancelled,
                                 on_progress=self._on_progress)
+
+    def _request_fields(self) -> dict:
+        """The form's audit settings and engine, as :class:`AuditRequest` fields.
+
+        What the form does not offer (the target, the batch size, identifiers) keeps the
+        defaults of :class:`engine.audit.settings.AuditSettings`, as on the command line.
+        """
+        from engine.audit.settings import AuditSettings
+
+        settings = AuditSettings(method=self.method(),
+                                 layer=self.layer_edit.text().strip() or "auto",
+                                 params=dict(self.params.values()))
+        return {"settings": settings, "engine": self.engine_combo.currentData(),
+                "address": self.address_edit.text().strip() or None,
+                "workers": self.workers_spin.value(), "keep_ray_session": True,
+                "device": self._model_choice()[2]}
 
     def _busy(self) -> None:
         self.run_button.setEnabled(False)
@@ -465,30 +436,34 @@ class QtAuditView(QWidget):
         self.resume_box.setChecked(True)
         self.status.setText("Cancelled. Finished images are kept; run again to resume.")
 
-    def _on_finished(self, outcome: tuple, context: dict) -> None:
-        audit, out_dir = outcome
+    def _on_finished(self, outcome, context: dict) -> None:
         self._done()
         self.progress.setValue(1000)
-        self.show_results(out_dir, audit, spec=context["spec"])
+        self.show_results(outcome.out, outcome.audit, spec=context["spec"],
+                          case_paths=outcome.case_paths)
 
-    def _on_demo_finished(self, results: list, _context: dict) -> None:
+    def _on_demo_finished(self, demo, _context: dict) -> None:
         self._done()
         self.progress.setValue(1000)
-        (first, audit, folder), *rest = results
-        self.show_results(folder, audit, spec=first)
-        for name, other, other_folder in rest:
-            self.add_comparison(other_folder, other, spec=name)
+        (first, outcome), *rest = demo.outcomes.items()
+        self.show_results(outcome.out, outcome.audit, spec=first,
+                          case_paths=outcome.case_paths)
+        for name, other in rest:
+            self.add_comparison(other.out, other.audit, spec=name, case_paths=other.case_paths)
 
     # -- results --------------------------------------------------------------------------
     def show_results(self, out_dir: str | Path, audit: dict | None = None,
-                     spec: str | None = None) -> None:
+                     spec: str | None = None, case_paths: dict | None = None) -> None:
         """Show the results an audit wrote to ``out_dir`` (audit.json, audit.csv, heatmaps).
 
         ``spec`` is the model spec the audit ran with (rows open with it); without it, the
-        model name audit.json records. Any audit compared before is put away.
+        model name audit.json records. ``case_paths`` maps the de-identified outputs' case
+        names to their files (an audit run here); without it, rows open by a kept ``path``.
+        Any audit compared before is put away.
         """
         self.audits = {}
-        self._add_audit(out_dir, audit, spec)
+        self._case_paths = {}
+        self._add_audit(out_dir, audit, spec, case_paths)
         _, self.audit, self.out_dir = next(iter(self.audits.values()))
         self.role_combo.blockSignals(True)
         self.role_combo.clear()
@@ -508,23 +483,24 @@ class QtAuditView(QWidget):
         self.compare_button.setEnabled(True)
 
     def add_comparison(self, out_dir: str | Path, audit: dict | None = None,
-                       spec: str | None = None) -> None:
+                       spec: str | None = None, case_paths: dict | None = None) -> None:
         """Show a second audit (another model on the same data) beside the first."""
         if not self.audits:
-            self.show_results(out_dir, audit, spec)
+            self.show_results(out_dir, audit, spec, case_paths)
             return
         first = next(iter(self.audits))
         self.audits = {first: self.audits[first]}
-        self._add_audit(out_dir, audit, spec)
+        self._add_audit(out_dir, audit, spec, case_paths)
         self._refresh()
 
-    def _add_audit(self, out_dir, audit, spec) -> None:
+    def _add_audit(self, out_dir, audit, spec, case_paths=None) -> None:
         folder = Path(out_dir)
         audit = audit or json.loads((folder / "audit.json").read_text())
         name = spec or audit["model"]["name"]
         if name in self.audits:
             name = f"{name} ({folder.name})"
         self.audits[name] = (spec or audit["model"]["name"], audit, folder)
+        self._case_paths[name] = dict(case_paths or {})
 
     def _refresh(self) -> None:
         """Redraw the table choice, the model comparison and the charts."""
@@ -552,13 +528,15 @@ class QtAuditView(QWidget):
         spec, audit, folder = self.audits[name]
         self.audited_model = spec
         self._table_audit = audit
+        self._table_cases = self._case_paths.get(name, {})
         self._fill_table(folder / "audit.csv")
 
     def comparison(self) -> dict | None:
-        """The two-audit comparison of the role shown (``engine.demo.audit.compare``)."""
+        """The two-audit comparison of the role shown (``engine.audit.compare.compare``, as
+        the demo audit writes it)."""
         if len(self.audits) < 2:
             return None
-        from engine.demo.audit import compare
+        from engine.audit.compare import compare
 
         return compare({n: a for n, (_, a, _) in self.audits.items()},
                        role=self.role_combo.currentText())
@@ -640,7 +618,7 @@ class QtAuditView(QWidget):
         with csv_path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             cols = [c for c in TABLE_LEAD if c in reader.fieldnames]
-            cols += [c for c in reader.fieldnames if c not in cols and c != "row"]
+            cols += [c for c in reader.fieldnames if c not in cols and c not in ("row", "digest")]
             rows = list(reader)
         self.table.setColumnCount(len(cols))
         self.table.setHorizontalHeaderLabels(cols)
@@ -663,11 +641,19 @@ class QtAuditView(QWidget):
     def _row_clicked(self, row: int, _column: int) -> None:
         cols = [self.table.horizontalHeaderItem(c).text() for c in range(self.table.columnCount())]
         audit = self._table_audit
-        if "path" not in cols or not audit:
+        if not audit:
             return
-        item = self.table.item(row, cols.index("path"))
-        if item is not None and item.text():
-            self.sig_open_image.emit(item.text(), audit["method"], audit["layer"])
+        # A de-identified audit names its images by case; the run that made it knows them.
+        column = "path" if "path" in cols else "case"
+        item = self.table.item(row, cols.index(column)) if column in cols else None
+        text = item.text() if item is not None else ""
+        path = text if column == "path" else str(self._table_cases.get(text, ""))
+        if path:
+            self.sig_open_image.emit(path, audit["method"], audit["layer"])
+        elif text:
+            self.status.setText(f"{text}: this de-identified audit was not run here, so its "
+                                "images are unknown. Fix: run it again here, or with "
+                                "--keep-identifiers")
 
     def _fill_grid(self, folders: list[tuple[str, Path]]) -> None:
         """One row per class of each audit (labelled with the audit when there are several),

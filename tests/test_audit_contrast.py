@@ -11,18 +11,18 @@ from engine.audit.aggregate import contrasts
 from engine.audit.measures import bootstrap_ci, region_shares
 
 
-def _rec(path, site, marker, border):
-    return {"path": path, "groups": {"site": site}, "shares": {"marker": marker, "border": border}}
+def _rec(row, site, marker, border):
+    return {"row": row, "groups": {"site": site}, "shares": {"marker": marker, "border": border}}
 
 
 RECORDS = [
-    _rec("a", "A", 0.02, 0.30),
-    _rec("b", "A", 0.04, 0.20),
-    _rec("c", "B", 0.30, 0.40),
-    _rec("d", "B", 0.50, 0.50),
-    {"path": "e", "error": "unreadable"},
+    _rec(0, "A", 0.02, 0.30),
+    _rec(1, "A", 0.04, 0.20),
+    _rec(2, "B", 0.30, 0.40),
+    _rec(3, "B", 0.50, 0.50),
+    {"row": 4, "error": "unreadable"},
 ]
-AREAS = {p: {"marker": 0.01, "border": 0.25} for p in "abcd"}
+AREAS = {row: {"marker": 0.01, "border": 0.25} for row in range(4)}
 
 
 def test_enrichment_is_mean_share_over_mean_area_fraction():
@@ -47,7 +47,7 @@ def test_each_group_is_contrasted_with_its_complement():
 
 
 def test_a_group_without_a_complement_or_area_has_no_number():
-    one = [_rec("a", "A", 0.1, 0.2)]
+    one = [_rec(0, "A", 0.1, 0.2)]
     out = contrasts(one, ["marker"], {})
     assert math.isnan(out["marker"]["enrichment"])
     vs = out["marker"]["by_group"]["site=A"]["vs_rest"]

@@ -147,7 +147,10 @@ def test_aggregate_per_group_numbers_flags_and_verdict():
     assert marker["by_class"]["normal"]["mean"] == pytest.approx(0.02)
     assert marker["by_class_group"]["nodule|site=B"]["n"] == 20
     assert len(out["flagged"]) == 20 and "marker" in out["flagged"][0]["reason"]
-    assert out["errors"] == [{"path": "bad.png", "reason": "cannot read"}]
+    # A record that kept its path lists it beside its name (the key, without pseudonyms).
+    assert out["errors"] == [{"case": "x", "path": "bad.png", "reason": "cannot read"}]
+    assert aggregate(recs, ["normal", "nodule"], ["marker"], {"x": "case-041"})["errors"] == [
+        {"case": "case-041", "path": "bad.png", "reason": "cannot read"}]
     assert "site=B: 70% of saliency on `marker` (CI 70–70%) vs 2.0% for site=A" in out["verdicts"]
 
 

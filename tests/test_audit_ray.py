@@ -73,7 +73,9 @@ def test_ray_gives_the_local_rows_and_aggregates(local_ray, data, tmp_path):
         a.pop("heat", None), b.pop("heat", None)  # batch file names differ by batching
         _close(a, b, key)
     errors = [r for r in remote.values() if "error" in r]
-    assert [r["path"].rsplit("/", 1)[-1] for r in errors] == ["broken.png"]
+    by_row = {row.index: row.path.name for row in dataset.rows}
+    assert [by_row[r["row"]] for r in errors] == ["broken.png"]
+    assert all("path" not in r for r in remote.values())  # de-identified by default
     assert [p.path for p in dataset.problems] == ["missing.png"]  # a manifest problem
     _close(aggregate(list(local.values()), model.classes, dataset.roles),
            aggregate(list(remote.values()), model.classes, dataset.roles))

@@ -141,7 +141,7 @@ def test_unreadable_images_and_bad_labels_are_reported_while_the_rest_runs(data,
         w.writerow([folder / "img00002.png", "nodule", "B", "30 2 38 10"])
     ds = load_dataset(manifest)
     assert [p.line for p in ds.problems] == [4, 7]
-    store = run_audit(ds, model, _settings(), tmp_path / "out")
+    store = run_audit(ds, model, _settings(keep_identifiers=True), tmp_path / "out")
     header = json.loads((tmp_path / "out" / "run.json").read_text())
     audit = write_outputs(store, ds, model, header, tmp_path / "out", pdf=False)
     assert audit["n"] == 2
@@ -188,7 +188,7 @@ def test_outputs_follow_the_schema(data, tmp_path):
     assert set(marker["by_group"]) == {"site=B"}
     assert audit["roi_share"]["border"]["n"] == N
     for item in audit["flagged"]:
-        assert set(item) == {"path", "reason"}
+        assert set(item) == {"case", "reason"} and item["case"].startswith("case-")
     pngs = {p.name for p in (tmp_path / "mean_heatmaps").glob("*.png")}
     assert {"grid.png", "normal__all.png", "nodule__site_B.png"} <= pngs
     assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF")

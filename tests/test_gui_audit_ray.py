@@ -33,7 +33,7 @@ def _view(qtbot, manifest, out, engine):
 
 
 def _table(view) -> dict[str, list]:
-    """Rows of the view's table by image path, values as displayed (numbers as numbers)."""
+    """Rows of the view's table by case name, values as displayed (numbers as numbers)."""
     from PySide6.QtCore import Qt
 
     cols = [view.table.horizontalHeaderItem(c).text() for c in range(view.table.columnCount())]
@@ -41,7 +41,7 @@ def _table(view) -> dict[str, list]:
     for r in range(view.table.rowCount()):
         values = [view.table.item(r, c).data(Qt.ItemDataRole.DisplayRole)
                   for c in range(len(cols))]
-        rows[values[cols.index("path")]] = values
+        rows[values[cols.index("case")]] = values
     return rows
 
 

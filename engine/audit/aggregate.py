@@ -11,7 +11,7 @@ the model's prediction. Groups are written ``column=value``.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -70,7 +70,19 @@ def flag_reason(shares: dict[str, float | None]) -> str | None:
     return None
 
 
-def aggregate(records: Iterable[dict], classes: Sequence[str], roles: Sequence[str]) -> dict:
+def image_entry(rec: dict, names: Mapping[str, str] | None, **fields) -> dict:
+    """How a list in ``audit.json`` names an image: its ``case`` name (and ``path`` if kept).
+
+    ``names`` maps record keys to the export's pseudonyms; without it, the key is the name.
+    """
+    entry = {"case": (names or {}).get(rec["key"], rec["key"])}
+    if "path" in rec:
+        entry["path"] = rec["path"]
+    return {**entry, **fields}
+
+
+def aggregate(records: Iterable[dict], classes: Sequence[str], roles: Sequence[str],
+              names: Mapping[str, str] | None = None) -> dict:
     """Compute accuracy, ROI shares with bootstrap CIs, flags and verdicts from records.
 
     Parameters
@@ -81,6 +93,9 @@ def aggregate(records: Iterable[dict], classes: Sequence[str], roles: Sequence[s
         The model's class names.
     roles : sequence of str
         The dataset's ROI roles (``border`` is added).
+    names : mapping, optional
+        Record key to the name ``flagged`` and ``errors`` give the image (see
+        :func:`image_entry`).
 
     Returns
     -------
@@ -97,7 +112,7 @@ def aggregate(records: Iterable[dict], classes: Sequence[str], roles: Sequence[s
     n = 0
     for rec in records:
         if "error" in rec:
-            errors.append({"path": rec["path"], "reason": rec["error"]})
+            errors.append((rec["row"], image_entry(rec, names, reason=rec["error"])))
             continue
         n += 1
         cls = image_class(rec, classes)
@@ -115,7 +130,7 @@ def aggregate(records: Iterable[dict], classes: Sequence[str], roles: Sequence[s
                 values[role][cell].append(share)
         reason = flag_reason(rec["shares"])
         if reason:
-            flagged.append({"path": rec["path"], "reason": reason})
+            flagged.append((rec["row"], image_entry(rec, names, reason=reason)))
     classification = {
         "overall": classification_summary(cms[""], classes) if "" in cms else None,
         "by_group": {g: classification_summary(cm, classes) for g, cm in sorted(cms.items()) if g},
@@ -139,10 +154,10 @@ def aggregate(records: Iterable[dict], classes: Sequence[str], roles: Sequence[s
         "accuracy": accuracy,
         "classification": classification,
         "roi_share": roi_share,
-        # Sorted, so that the order in which an engine finished the images does not show.
-        "flagged": sorted(flagged, key=lambda f: f["path"]),
+        # In manifest order, so that the order in which an engine finished them does not show.
+        "flagged": [entry for _, entry in sorted(flagged, key=lambda f: f[0])],
         "verdicts": verdicts(roi_share),
-        "errors": sorted(errors, key=lambda e: e["path"]),
+        "errors": [entry for _, entry in sorted(errors, key=lambda e: e[0])],
     }
 
 
@@ -221,8 +236,8 @@ def contrasts(records: Iterable[dict], roles: Sequence[str],
     roles : sequence of str
         The dataset's ROI roles (``border`` is added).
     areas : dict
-        ``path -> {role: fraction of the image the role covers}``; images without an entry
-        count in the shares but not in the area fractions.
+        ``manifest row -> {role: fraction of the image the role covers}``; images without an
+        entry count in the shares but not in the area fractions.
 
     Returns
     -------
@@ -237,8 +252,7 @@ def contrasts(records: Iterable[dict], roles: Sequence[str],
         pairs = [(rec, rec["shares"].get(role)) for rec in done]
         pairs = [(rec, s) for rec, s in pairs if s is not None and np.isfinite(s)]
         shares = [s for _, s in pairs]
-        fracs = [areas[r["path"]][role] for r, _ in pairs
-                 if role in areas.get(r["path"], {})]
+        fracs = [areas[r["row"]][role] for r, _ in pairs if role in areas.get(r["row"], {})]
         entry = {"area_fraction": _mean(fracs), "enrichment": _ratio(_mean(shares), _mean(fracs))}
         groups = sorted({g for rec, _ in pairs for g in group_keys(rec)})
         by_group = {}
@@ -246,8 +260,8 @@ def contrasts(records: Iterable[dict], roles: Sequence[str],
             inside = [(rec, s) for rec, s in pairs if g in group_keys(rec)]
             rest = [s for rec, s in pairs if g not in group_keys(rec)]
             g_shares = [s for _, s in inside]
-            g_fracs = [areas[r["path"]][role] for r, _ in inside
-                       if role in areas.get(r["path"], {})]
+            g_fracs = [areas[r["row"]][role] for r, _ in inside
+                       if role in areas.get(r["row"], {})]
             diff = _mean(g_shares) - _mean(rest) if rest else float("nan")
             by_group[g] = {
                 "share": _mean(g_shares),

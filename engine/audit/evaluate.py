@@ -15,6 +15,7 @@ import torch
 from engine.audit.manifest import read_manifest
 from engine.core.cancel import CancelToken, ProgressFn
 from engine.core.errors import LucidaError, UsageError
+from engine.explain import core
 from engine.models.loaded import LoadedModel
 
 
@@ -63,11 +64,11 @@ def evaluate_manifest(
 
     def flush():
         if inputs:
-            with torch.inference_mode():
-                logits = model.logits(torch.cat(inputs))
-                # -1 marks an image whose scores are NaN or infinite: no prediction to score.
-                finite = torch.isfinite(logits).all(1)
-                preds.extend(torch.where(finite, logits.argmax(1), -1).tolist())
+            # The explain core's forward-only pass, the one every prediction goes through.
+            scores = core.predict(model, torch.cat(inputs))
+            # -1 marks an image whose scores are NaN or infinite: no prediction to score.
+            finite = torch.isfinite(scores).all(1)
+            preds.extend(torch.where(finite, scores.argmax(1), -1).tolist())
             inputs.clear()
 
     for i, row in enumerate(rows):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from engine.audit.identifiers import record_key, scrub_paths
 from engine.audit.manifest import AuditRow
 from engine.core.errors import LucidaError, UsageError
 from engine.models.intended_use import IntendedUse, check_input
@@ -32,9 +33,36 @@ def _label_index(label: str | None, classes: Sequence[str]) -> int | None:
     )
 
 
-def error_record(row: AuditRow, reason: str) -> dict:
-    """Return the record stored for an image that could not be audited."""
-    return {"key": row.key, "row": row.index, "path": str(row.path), "error": reason}
+def record_base(row: AuditRow, digest: str | None, keep_identifiers: bool = False) -> dict:
+    """The fields every record of ``row`` starts with: key, row, content digest (and path).
+
+    The path is there only with ``keep_identifiers``; the digest names the image otherwise.
+    """
+    rec = {"key": record_key(row.index, digest), "row": row.index, "digest": digest}
+    if keep_identifiers:
+        rec["path"] = str(row.path)
+    return rec
+
+
+def error_record(row: AuditRow, reason: str, digest: str | None = None,
+                 keep_identifiers: bool = False) -> dict:
+    """Return the record stored for an image that could not be audited.
+
+    Without ``keep_identifiers`` a path the reason quotes (the image's, a mask's) is replaced.
+    """
+    if not keep_identifiers:
+        reason = scrub_paths(reason, [row.path, *row.masks.values()])
+    return {**record_base(row, digest, keep_identifiers), "error": reason}
+
+
+def content_digest(path) -> str | None:
+    """The content digest of the image at ``path`` (its case identity), or None if unreadable."""
+    from engine.studies.image import open_image
+
+    try:
+        return open_image(path).content_id(0).digest
+    except Exception:  # noqa: BLE001 - an unreadable file is recorded as such, not raised
+        return None
 
 
 @dataclass(frozen=True)
@@ -49,11 +77,14 @@ class InputRecipe:
     spec: InputSpec
     intended_use: IntendedUse | None
     classes: tuple[str, ...]
+    #: Whether records of failed reads carry the path (see :func:`error_record`).
+    keep_identifiers: bool = False
 
     @classmethod
-    def from_model(cls, model) -> InputRecipe:
-        """The recipe of a loaded model."""
-        return cls(model.input, getattr(model, "intended_use", None), tuple(model.classes))
+    def from_model(cls, model, keep_identifiers: bool = False) -> InputRecipe:
+        """The recipe of a loaded model; ``keep_identifiers`` as the audit's settings say."""
+        return cls(model.input, getattr(model, "intended_use", None), tuple(model.classes),
+                   keep_identifiers)
 
     def prepare(self, image) -> tuple[torch.Tensor, dict]:
         """Return the (1, C, H, W) CPU model input and the intended-use check of ``image``."""
@@ -70,23 +101,33 @@ class LoadedBatch:
     ready: list[tuple[int, tuple[int, ...], int | None]]  # (position, image shape, label index)
     x: torch.Tensor | None
     intended_use: dict[int, dict] = field(default_factory=dict)  # per position
+    digests: dict[int, str] = field(default_factory=dict)  # per position, of opened images
+    keep_identifiers: bool = False
 
 
 def load_batch(rows: Sequence[AuditRow], recipe: InputRecipe) -> LoadedBatch:
-    """Open and preprocess rows; an unreadable row becomes an error record, not an exception."""
+    """Open and preprocess rows; an unreadable row becomes an error record, not an exception.
+
+    Each opened image's content digest is kept for its record; paths go into the records
+    only with ``recipe.keep_identifiers``.
+    """
     from engine.studies.image import open_image
 
-    errors, ready, tensors, uses = {}, [], [], {}
+    keep_identifiers = recipe.keep_identifiers
+    errors, ready, tensors, uses, digests = {}, [], [], {}, {}
     for pos, row in enumerate(rows):
         try:
             image = open_image(row.path, decode=True)
+            digests[pos] = image.content_id(0).digest
             label = _label_index(row.label, recipe.classes)
             x, uses[pos] = recipe.prepare(image)
             tensors.append(x)
             ready.append((pos, tuple(image.shape), label))
-        except LucidaError as exc:
-            errors[pos] = error_record(row, exc.one_line())
         except Exception as exc:  # noqa: BLE001 - one broken file must not stop the audit
-            errors[pos] = error_record(row, f"cannot read the image ({type(exc).__name__}: {exc})")
+            reason = exc.one_line() if isinstance(exc, LucidaError) else \
+                f"cannot read the image ({type(exc).__name__}: {exc})"
+            # Keyed as resume keys it (header only), even when decoding is what failed.
+            digest = digests.get(pos) or content_digest(row.path)
+            errors[pos] = error_record(row, reason, digest, keep_identifiers)
     x = torch.cat(tensors, 0) if tensors else None
-    return LoadedBatch(list(rows), errors, ready, x, uses)
+    return LoadedBatch(list(rows), errors, ready, x, uses, digests, keep_identifiers)

@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from engine.audit.aggregate import aggregate, contrasts, flag_reason, mean_heatmaps
-from engine.audit.manifest import BORDER_ROLE, Manifest
+from engine.audit.identifiers import scrub_paths
+from engine.audit.manifest import BORDER_ROLE, Manifest, RowProblem
 from engine.audit.measures import region_shares
 from engine.audit.store import ResultStore
 from engine.core.atomic import StagedFiles
 from engine.core.errors import ExportError
 from engine.core.jsonsafe import json_bytes, jsonable
+from engine.core.pseudonym import Pseudonyms
 
 MEAN_DIR = "mean_heatmaps"
 GRID_NAME = "grid.png"
@@ -60,8 +62,8 @@ def _mask_fraction(path: Path) -> float | None:
         return None
 
 
-def area_fractions(dataset: Manifest) -> dict[str, dict[str, float]]:
-    """Return, per image path, the fraction of the image each of its roles covers.
+def area_fractions(dataset: Manifest) -> dict[int, dict[str, float]]:
+    """Return, per manifest row, the fraction of the image each of its roles covers.
 
     It is the share a uniform map would put on each role (so an enrichment of 1.0 means
     "as much saliency as the region's size"); an unreadable image has no entry.
@@ -75,19 +77,54 @@ def area_fractions(dataset: Manifest) -> dict[str, dict[str, float]]:
         for role, mask in row.masks.items():
             if role not in row.boxes and (frac := _mask_fraction(mask)) is not None:
                 fracs[role] = frac
-        out[str(row.path)] = fracs
+        out[row.index] = fracs
     return out
 
 
-def summarise_run(store: ResultStore, dataset: Manifest, model, header: dict) -> dict:
+def problem_key(problem: RowProblem) -> str:
+    """The name key of a manifest row that was rejected before it could be read."""
+    return f"problem:{problem.line}:{problem.path}"
+
+
+def case_names(store: ResultStore, dataset: Manifest) -> dict[str, str]:
+    """Per-export pseudonyms (``case-001``...) for every record key and rejected row.
+
+    Names follow the manifest's order; two rows with the same content (digest) share a name.
+    The same store and dataset always give the same names.
+    """
+    items = [(rec["row"], rec["key"], rec.get("digest")) for rec in store.records()]
+    items += [(p.line - 2, problem_key(p), None) for p in dataset.problems]
+    names, pseudonyms = {}, Pseudonyms()
+    for _, key, digest in sorted(items, key=lambda item: item[0]):
+        names[key] = pseudonyms.name(digest or key)
+    return names
+
+
+def _problem_entry(problem: RowProblem, dataset: Manifest, names: dict[str, str],
+                   keep_identifiers: bool) -> dict:
+    """A rejected manifest row as ``audit.json`` lists it (its path only if kept)."""
+    entry = {"case": names[problem_key(problem)]}
+    if keep_identifiers:
+        return {**entry, "path": problem.path, "reason": problem.one_line()}
+    written = Path(problem.path)
+    quoted = [written, Path(dataset.source).parent / written] if problem.path else []
+    return {**entry, "reason": scrub_paths(problem.one_line(), quoted)}
+
+
+def summarise_run(store: ResultStore, dataset: Manifest, model, header: dict,
+                  names: dict[str, str] | None = None) -> dict:
     """Return the audit.json content for the results stored so far.
 
     The keys ``n``, ``model``, ``method``, ``layer``, ``accuracy``, ``roi_share`` and
     ``flagged`` follow the documented schema; ``classes``, ``classification`` (per-class recall
     and confusion, overall and per group), ``verdicts``, ``errors`` and ``dataset`` add detail.
+    Images are named by ``names`` (:func:`case_names` when None); paths are listed only when
+    the run kept identifiers.
     """
-    agg = aggregate(store.records(), model.classes, dataset.roles)
-    problems = [{"path": p.path, "reason": p.one_line()} for p in dataset.problems]
+    names = case_names(store, dataset) if names is None else names
+    keep = header["identifiers"] == "kept"
+    agg = aggregate(store.records(), model.classes, dataset.roles, names)
+    problems = [_problem_entry(p, dataset, names, keep) for p in dataset.problems]
     return jsonable(
         {
             "n": agg["n"],
@@ -101,8 +138,9 @@ def summarise_run(store: ResultStore, dataset: Manifest, model, header: dict) ->
             "classification": agg["classification"],
             "verdicts": agg["verdicts"],
             "errors": problems + agg["errors"],
-            "dataset": {"source": header["dataset"], "rows": len(dataset.rows)
+            "dataset": {**header["dataset"], "rows": len(dataset.rows)
                         + len(dataset.problems)},
+            "identifiers": header["identifiers"],
             "params": header["params"],
             "target": header["target"],
             # Enrichment (share over area) and each group against the rest, per role.
@@ -111,19 +149,29 @@ def summarise_run(store: ResultStore, dataset: Manifest, model, header: dict) ->
     )
 
 
-def audit_csv(store: ResultStore, dataset: Manifest, classes: Sequence[str]) -> bytes:
-    """Return audit.csv: one row per image (failed images carry their error)."""
+def audit_csv(store: ResultStore, dataset: Manifest, classes: Sequence[str],
+              names: dict[str, str], keep_identifiers: bool = False) -> bytes:
+    """Return audit.csv: one row per image (failed images carry their error).
+
+    Images are named by their ``case`` pseudonym and content ``digest``; the ``path`` column
+    is there only with ``keep_identifiers``.
+    """
     roles = [*dataset.roles, BORDER_ROLE]
-    cols = ["path", "row", "label", "pred", "correct", *[f"score_{c}" for c in classes],
-            *dataset.group_columns, *[f"share_{r}" for r in roles], "flag", "intended_use", "error"]
+    cols = ["case", *(["path"] if keep_identifiers else []), "digest", "row", "label", "pred",
+            "correct", *[f"score_{c}" for c in classes], *dataset.group_columns,
+            *[f"share_{r}" for r in roles], "flag", "intended_use", "error"]
     with io.StringIO(newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=cols)
         writer.writeheader()
         for p in dataset.problems:
-            writer.writerow({"path": p.path, "row": p.line - 2 if p.line else "",
-                             "error": p.reason})
+            entry = _problem_entry(p, dataset, names, keep_identifiers)
+            reason = entry.pop("reason")
+            writer.writerow({**entry, "row": p.line - 2 if p.line else "", "error": reason})
         for rec in store.records():
-            row = {"path": rec["path"], "row": rec["row"]}
+            row = {"case": names[rec["key"]], "digest": rec.get("digest") or "",
+                   "row": rec["row"]}
+            if keep_identifiers:
+                row["path"] = rec["path"]
             if "error" in rec:
                 row["error"] = rec["error"]
                 writer.writerow(row)
@@ -294,12 +342,14 @@ def audit_pdf(audit: dict, grid_png: bytes | None) -> bytes:
         story.append(Image(io.BytesIO(grid_png), width=w * scale, height=h * scale))
     story.append(Paragraph(f"Flagged images ({len(audit['flagged'])})", styles["Heading2"]))
     for item in audit["flagged"][:40]:
-        story.append(Paragraph(escape(f"{item['path']}: {item['reason'].replace('`', '')}"),
+        name = item.get("path", item["case"])
+        story.append(Paragraph(escape(f"{name}: {item['reason'].replace('`', '')}"),
                                styles["Code"]))
     if audit["errors"]:
         story.append(Paragraph(f"Skipped ({len(audit['errors'])})", styles["Heading2"]))
         for item in audit["errors"][:40]:
-            story.append(Paragraph(escape(item["reason"]), styles["Code"]))
+            name = item.get("path", item["case"])
+            story.append(Paragraph(escape(f"{name}: {item['reason']}"), styles["Code"]))
     buf = io.BytesIO()
     SimpleDocTemplate(buf, pagesize=A4, title="Lucida bias audit").build(story)
     return buf.getvalue()
@@ -322,11 +372,14 @@ def _table(rows, colors, table_style):
 
 
 def write_outputs(store: ResultStore, dataset: Manifest, model, header: dict,
-                  out_dir: str | Path, *, pdf: bool = True, engine: dict | None = None) -> dict:
+                  out_dir: str | Path, *, pdf: bool = True, engine: dict | None = None,
+                  names: dict[str, str] | None = None) -> dict:
     """Write audit.json, audit.csv, mean_heatmaps/ and (optionally) report.pdf.
 
     ``engine`` (which engine ran the audit: local or Ray, its version and worker count) is
-    recorded in audit.json.
+    recorded in audit.json. Images are named by ``names`` (record key to pseudonym;
+    :func:`case_names` when None), and by their paths too only when the run (``header``) kept
+    identifiers.
 
     Returns
     -------
@@ -340,13 +393,15 @@ def write_outputs(store: ResultStore, dataset: Manifest, model, header: dict,
     """
     out = Path(out_dir)
     try:
-        audit = summarise_run(store, dataset, model, header)
+        names = case_names(store, dataset) if names is None else names
+        audit = summarise_run(store, dataset, model, header, names)
         if engine is not None:
             audit["engine"] = dict(engine)
         heatmaps = mean_heatmap_pngs(store, model.classes, header["heat_size"],
                                      title=f"{model.name} · {header['method']}")
-        files = {"audit.json": json_bytes(audit), "audit.csv": audit_csv(store, dataset,
-                                                                        model.classes)}
+        files = {"audit.json": json_bytes(audit),
+                 "audit.csv": audit_csv(store, dataset, model.classes, names,
+                                        header["identifiers"] == "kept")}
         if pdf:
             files["report.pdf"] = audit_pdf(audit, heatmaps.get(GRID_NAME))
     except OSError as exc:

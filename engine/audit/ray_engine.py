@@ -30,16 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from engine.audit.loading import InputRecipe, LoadedBatch, error_record, load_batch
+from engine.audit.loading import InputRecipe, LoadedBatch, load_batch
 from engine.audit.manifest import AuditRow, Manifest
 from engine.audit.runner import (
-    AuditSettings,
     Throughput,
     explain_batch,
     plan,
     run_header,
     todo_rows,
 )
+from engine.audit.settings import AuditSettings
 from engine.audit.store import ResultStore
 from engine.core.cancel import Cancelled, CancelToken, ProgressFn
 from engine.core.errors import UsageError
@@ -74,8 +74,9 @@ def decode_rows(batch: dict[str, np.ndarray], recipe: InputRecipe) -> dict[str, 
     """Ray task: read and preprocess a batch of rows (stateless; no model needed).
 
     Returns columns ``row`` (JSON), ``x`` (float32 model inputs; zeros for failed rows),
-    ``shape`` (image rows and columns), ``label`` (-1 when unlabelled), ``error`` (one line, or
-    empty) and ``use`` (the intended-use check as JSON).
+    ``shape`` (image rows and columns), ``label`` (-1 when unlabelled), ``error`` (a failed
+    row's record as JSON, or empty), ``use`` (the intended-use check as JSON) and ``digest``
+    (the image's content digest, or empty).
     """
     rows = [row_from_json(str(t)) for t in batch["row"]]
     loaded = load_batch(rows, recipe)
@@ -88,28 +89,31 @@ def decode_rows(batch: dict[str, np.ndarray], recipe: InputRecipe) -> dict[str, 
         x[pos] = loaded.x[k].numpy()
         shape[pos] = image_shape[:2]
         label[pos] = -1 if lab is None else lab
-    error = np.array([loaded.errors.get(i, {}).get("error", "") for i in range(n)], object)
+    error = np.array([json.dumps(loaded.errors[i]) if i in loaded.errors else ""
+                      for i in range(n)], object)
     use = np.array([json.dumps(loaded.intended_use.get(i, {})) for i in range(n)], object)
+    digest = np.array([loaded.digests.get(i, "") for i in range(n)], object)
     return {"row": batch["row"], "x": x, "shape": shape, "label": label, "error": error,
-            "use": use}
+            "use": use, "digest": digest}
 
 
-def _loaded(batch: dict[str, np.ndarray]) -> LoadedBatch:
+def _loaded(batch: dict[str, np.ndarray], keep_identifiers: bool) -> LoadedBatch:
     """Rebuild the local engine's batch from the decode task's columns."""
     import torch
 
     rows = [row_from_json(str(t)) for t in batch["row"]]
-    errors, ready, keep, uses = {}, [], [], {}
-    for pos, row in enumerate(rows):
+    errors, ready, keep, uses, digests = {}, [], [], {}, {}
+    for pos in range(len(rows)):
         if batch["error"][pos]:
-            errors[pos] = error_record(row, str(batch["error"][pos]))
+            errors[pos] = json.loads(str(batch["error"][pos]))
             continue
         lab = int(batch["label"][pos])
         ready.append((pos, tuple(int(v) for v in batch["shape"][pos]), None if lab < 0 else lab))
         keep.append(pos)
         uses[pos] = json.loads(str(batch["use"][pos]))
+        digests[pos] = str(batch["digest"][pos])
     x = torch.from_numpy(np.ascontiguousarray(batch["x"][keep])) if keep else None
-    return LoadedBatch(rows, errors, ready, x, uses)
+    return LoadedBatch(rows, errors, ready, x, uses, digests, keep_identifiers)
 
 
 class AuditWorker:
@@ -158,7 +162,8 @@ class AuditWorker:
         if self.fault_marker and not os.path.exists(self.fault_marker):
             Path(self.fault_marker).touch()
             os._exit(1)
-        records, heatmaps = explain_batch(_loaded(batch), self.model, self.plan, self.roles,
+        loaded = _loaded(batch, self.settings.keep_identifiers)
+        records, heatmaps = explain_batch(loaded, self.model, self.plan, self.roles,
                                           None, self.settings.target, self.settings.heat_size)
         # One map row per record (zeros for failed rows), so that the driver's re-batching
         # keeps records and maps aligned.
@@ -363,7 +368,8 @@ def run_audit_ray(
                                      override_num_blocks=max(1, -(-len(todo) // step)))
             ds = ds.map_batches(decode_rows, batch_size=step, batch_format="numpy",
                                 num_cpus=READ_CPUS,
-                                fn_kwargs={"recipe": InputRecipe.from_model(model)})
+                                fn_kwargs={"recipe": InputRecipe.from_model(
+                                    model, settings.keep_identifiers)})
             ds = ds.map_batches(
                 AuditWorker,
                 compute=ray.data.ActorPoolStrategy(size=workers),

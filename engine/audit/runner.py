@@ -12,55 +12,28 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from engine.audit import batchmaps, decode_pool
-from engine.audit.loading import InputRecipe, LoadedBatch, error_record, load_batch
+from engine.audit.identifiers import record_key
+from engine.audit.loading import (
+    InputRecipe,
+    LoadedBatch,
+    content_digest,
+    error_record,
+    load_batch,
+    record_base,
+)
 from engine.audit.manifest import BORDER_ROLE, AuditRow, Manifest
+from engine.audit.settings import TARGETS, AuditSettings
 from engine.audit.store import ResultStore
 from engine.core.cancel import CancelToken, ProgressFn
+from engine.core.case import bytes_digest
 from engine.core.errors import UsageError
 from engine.explain import core
-
-#: Target modes: explain the predicted class, or the labelled class.
-TARGETS = ("top", "label")
-
-
-@dataclass
-class AuditSettings:
-    """How to explain each image.
-
-    Attributes
-    ----------
-    method : str
-        Registered explainer name (``gradcam``).
-    layer : str
-        Layer name, or ``"auto"`` for the model's default layer.
-    params : dict
-        Explainer parameters (strings are parsed against its schema).
-    target : str
-        ``"top"`` (the predicted class) or ``"label"`` (the labelled class, when known).
-    batch_size : int
-        Images per batched forward/backward pass.
-    heat_size : int
-        Side of the stored, downsampled heatmaps.
-    decode_processes : int or None
-        Processes that read and preprocess the next batches while the model runs (see
-        :mod:`engine.audit.decode_pool`); None picks one per spare CPU, 0 reads in this
-        process. Results are the same either way.
-    """
-
-    method: str
-    layer: str = "auto"
-    params: dict = field(default_factory=dict)
-    target: str = "top"
-    batch_size: int = 16
-    heat_size: int = 64
-    decode_processes: int | None = None
 
 
 def plan(model, settings: AuditSettings) -> core.Plan:
@@ -141,21 +114,20 @@ def explain_batch(batch: LoadedBatch, model, the_plan: core.Plan, roles: Sequenc
         small[members] = batchmaps.small_maps(heat, heat_size)
         for k, value, note in zip(members, found, notes, strict=True):
             shares[k], warnings[k] = value, note
+    keep = batch.keep_identifiers
     for k, (pos, _, label) in enumerate(batch.ready):
-        row = batch.rows[pos]
+        row, digest = batch.rows[pos], batch.digests[pos]
         if not all(math.isfinite(v) for v in all_scores[k]):
             records[pos] = error_record(
                 row, f"{row.path}: the model's scores are NaN or infinite. "
-                "Fix: check the model's weights and its output")
+                "Fix: check the model's weights and its output", digest, keep)
             continue
         if k not in shares:
             reason = got.errors[k].get(explainer.name, f"{explainer.name}: no map")
-            records[pos] = error_record(row, f"{row.path}: {reason}")
+            records[pos] = error_record(row, f"{row.path}: {reason}", digest, keep)
             continue
         records[pos] = {
-            "key": row.key,
-            "row": row.index,
-            "path": str(row.path),
+            **record_base(row, digest, keep),
             "label": row.label,
             "label_index": label,
             "groups": row.groups,
@@ -175,7 +147,8 @@ def explain_batch(batch: LoadedBatch, model, the_plan: core.Plan, roles: Sequenc
 
 def audit_batch(rows: Sequence[AuditRow], model, the_plan: core.Plan, roles: Sequence[str],
                 cancel: CancelToken | None = None, target: str = "top",
-                heat_size: int = 64) -> tuple[list[dict], np.ndarray]:
+                heat_size: int = 64, keep_identifiers: bool = False,
+                ) -> tuple[list[dict], np.ndarray]:
     """Explain a batch of rows: a pure function of the rows, the model and the plan.
 
     Parameters
@@ -194,25 +167,35 @@ def audit_batch(rows: Sequence[AuditRow], model, the_plan: core.Plan, roles: Seq
         Explain the predicted class (the argmax of the logits) or the labelled one.
     heat_size : int
         Side of the stored maps.
+    keep_identifiers : bool
+        Records carry the image's path; otherwise its content digest only.
 
     Returns
     -------
     records : list of dict
-        One per row, in order; unreadable rows get an error record.
+        One per row, in order, keyed on the row and the content digest; unreadable rows get
+        an error record.
     heatmaps : ndarray
         (n, S, S) float16 maps (peak 1) of the rows that succeeded; records point to them by
         ``heat_index``.
     """
-    return explain_batch(load_batch(rows, InputRecipe.from_model(model)), model, the_plan, roles,
-                         cancel, target,
-                         heat_size)
+    return explain_batch(load_batch(rows, InputRecipe.from_model(model, keep_identifiers)),
+                         model, the_plan, roles, cancel, target, heat_size)
 
 
 def run_header(dataset: Manifest, model, the_plan: core.Plan, settings: AuditSettings) -> dict:
-    """Return the description of a run that ``--resume`` must match."""
+    """Return the description of a run that ``--resume`` must match.
+
+    The dataset is named by a digest of its rows as written (its path too, with
+    ``keep_identifiers``), so a manifest moved with its images still resumes.
+    """
     method = the_plan.methods[0]
+    dataset_id = {"digest": bytes_digest(*(row.key for row in dataset.rows))}
+    if settings.keep_identifiers:
+        dataset_id["source"] = str(Path(dataset.source).resolve())
     return {
-        "dataset": str(Path(dataset.source).resolve()),
+        "dataset": dataset_id,
+        "identifiers": "kept" if settings.keep_identifiers else "removed",
         "rows": len(dataset.rows),
         "model": {"name": model.name, "sha256": model.sha256},
         "method": method,
@@ -262,9 +245,17 @@ class Throughput:
 
 
 def todo_rows(dataset: Manifest, store: ResultStore) -> list[AuditRow]:
-    """The rows of ``dataset`` that ``store`` has no record for yet."""
+    """The rows of ``dataset`` that ``store`` has no record for yet.
+
+    Records are keyed on content: when some are stored, each row's file is hashed to find
+    them. An image changed on disk since is redone, and its stale record dropped.
+    """
     done = store.done_keys()
-    return [row for row in dataset.rows if row.key not in done]
+    if not done:
+        return list(dataset.rows)
+    keys = {row.index: record_key(row.index, content_digest(row.path)) for row in dataset.rows}
+    store.keep_only(set(keys.values()))
+    return [row for row in dataset.rows if keys[row.index] not in done]
 
 
 def run_audit(dataset: Manifest, model, settings: AuditSettings, out_dir: str | Path, *,
@@ -309,7 +300,8 @@ def run_audit(dataset: Manifest, model, settings: AuditSettings, out_dir: str | 
     step = max(1, int(settings.batch_size))
     batches = [todo[i : i + step] for i in range(0, len(todo), step)]
     # Decode processes read the next batches while the model explains this one.
-    loads = decode_pool.decoded(batches, InputRecipe.from_model(model), settings.decode_processes)
+    recipe = InputRecipe.from_model(model, settings.keep_identifiers)
+    loads = decode_pool.decoded(batches, recipe, settings.decode_processes)
     try:
         for rows, loaded in zip(batches, loads, strict=True):
             cancel.check()

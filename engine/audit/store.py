@@ -93,6 +93,17 @@ class ResultStore:
         """Return the keys of every image that already has a complete record."""
         return {rec["key"] for rec in self.records()}
 
+    def keep_only(self, keys: set[str]) -> None:
+        """Drop the stored records whose key is not in ``keys`` (images changed since).
+
+        The results file is rewritten all-or-nothing; the dropped records' heatmaps stay in
+        their batch files, unreferenced.
+        """
+        kept = [rec for rec in self.records() if rec["key"] in keys]
+        if len(kept) < sum(1 for _ in self.records()):
+            write_atomic(self.results, "".join(json.dumps(rec, allow_nan=True) + "\n"
+                                               for rec in kept).encode("utf-8"))
+
     def append_batch(self, records: list[dict], heatmaps: np.ndarray | None) -> None:
         """Store one batch: its heatmaps first, then its records, flushed to disk.
 
