@@ -91,7 +91,7 @@ def test_the_audit_records_an_explainer_failure_per_image_and_goes_on(monkeypatc
             PILImage.fromarray(pixels).save(row.path)
     store = run_audit(dataset, small_model(40), AuditSettings(method="failsonbright",
                                                               batch_size=6), tmp_path / "out")
-    records = {r["key"]: r for r in store.records()}
+    records = {dataset.rows[r["row"]].key: r for r in store.records()}
     assert len(records) == 6
     failed = {k for k, r in records.items() if "error" in r}
     assert failed == bright
