@@ -78,7 +78,7 @@ class AblationCAM(Explainer):
     )
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        """Return one (h, w) map per layer."""
+        """Return one (1, h, w) map per layer ((1, d, h, w) for volumes)."""
         batch_size = int(params["batch_size"])
         x = capture.input
         original = float(logit_objective(capture, x, target, 1)[0])
@@ -106,7 +106,7 @@ class AblationCAM(Explainer):
                     done += 1
                     progress(done / total, f"{self.title}: {layer}")
             shape = (-1,) + (1,) * (acts.dim() - 1)
-            maps[layer] = torch.relu((weights.view(shape) * acts).sum(0))
+            maps[layer] = torch.relu((weights.view(shape) * acts).sum(0))[None]
         return maps
 
 

@@ -46,7 +46,7 @@ class CAM(Explainer):
         return _refusal(model) if weights is None else None
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        """Return a map for every requested layer that feeds the final linear layer via GAP."""
+        """Return a (1, h, w) map for every requested layer fed by GAP to the final layer."""
         weights, bias = capture.fc_weights, capture.fc_bias
         if weights is None:
             raise ExplainerUnavailable(_refusal(capture.model))
@@ -63,7 +63,7 @@ class CAM(Explainer):
             tol = _IDENTITY_RTOL * max(1.0, float(expected.abs().max()))
             if float((logits - expected).abs().max()) > tol:
                 continue
-            maps[layer] = torch.relu(torch.tensordot(weights[target].float(), acts, dims=1))
+            maps[layer] = torch.relu(torch.tensordot(weights[target].float(), acts, dims=1))[None]
             progress((i + 1) / len(layers), f"CAM: {layer}")
         if not maps:
             if getattr(capture.model, "default_layer", None) in layers:

@@ -37,7 +37,7 @@ class EigenCAM(Explainer):
     )
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        """Return one (h, w) map per layer ((d, h, w) for volumes)."""
+        """Return one (1, h, w) map per layer ((1, d, h, w) for volumes)."""
         maps = {}
         for i, layer in enumerate(layers):
             cancel.check()
@@ -52,7 +52,7 @@ class EigenCAM(Explainer):
             corr = ((projection - projection.mean()) * (reference - reference.mean())).sum()
             if corr < 0:
                 projection = -projection
-            maps[layer] = torch.relu(projection)
+            maps[layer] = torch.relu(projection)[None]
             progress((i + 1) / len(layers), f"{self.title}: {layer}")
         return maps
 

@@ -175,7 +175,7 @@ class GuidedGradCAM(Explainer):
         return super().unavailable_reason(model) or _refusal(model)
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        """Return one (N, H, W) map per layer."""
+        """Return one (N, *spatial) map per layer, in model-input resolution."""
         targets = targets_of(target, len(capture))
         grads, warning = guided_gradients(capture, targets, params,
                                           lambda f, m="": progress(0.9 * f, m), cancel)

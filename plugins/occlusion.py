@@ -42,7 +42,7 @@ class Occlusion(Explainer):
     )
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        """Return ``{"input": map}`` in model-input geometry: (H, W), or (D, H, W) for volumes.
+        """Return ``{"input": map}`` in model-input geometry: (1, H, W), or (1, D, H, W).
 
         A volume is hidden cube by cube, with the same side and stride along every axis.
         """
@@ -70,7 +70,7 @@ class Occlusion(Explainer):
                 total[box] += drop
                 count[box] += 1.0
             progress(min(1.0, (start + len(chunk)) / len(boxes)), "Occlusion")
-        return {INPUT_LAYER: total / count.clamp(min=1.0)}
+        return {INPUT_LAYER: (total / count.clamp(min=1.0))[None]}
 
 
 EXPLAINERS = (Occlusion,)

@@ -52,7 +52,7 @@ class RISE(Explainer):
     )
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        """Return ``{"input": (H, W) map}`` in model-input geometry."""
+        """Return ``{"input": (1, H, W) map}`` in model-input geometry."""
         x = capture.input
         _, channels, height, width = x.shape
         n = int(params.get("n_masks", 1000))
@@ -92,7 +92,7 @@ class RISE(Explainer):
             progress((start + m) / n, "RISE")
         if params.get("baseline", True):
             weighted -= (total / n) * coverage
-        return {INPUT_LAYER: weighted / (n * keep)}
+        return {INPUT_LAYER: (weighted / (n * keep))[None]}
 
 
 EXPLAINERS = (RISE,)

@@ -104,7 +104,7 @@ class ScoreCAM(Explainer):
     )
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        """Return one (h, w) map per layer ((d, h, w) for volumes)."""
+        """Return one (1, h, w) map per layer ((1, d, h, w) for volumes)."""
         # No autograd bookkeeping for the mask building either, not just the forwards.
         with torch.inference_mode():
             return self._explain(capture, target, layers, params, progress, cancel)
@@ -158,7 +158,7 @@ class ScoreCAM(Explainer):
             if weighting != "score" and len(per_channel):
                 per_channel = torch.softmax(per_channel, dim=0)
             weights[useful] = per_channel
-            maps[layer] = torch.relu(torch.tensordot(weights, acts, dims=1))
+            maps[layer] = torch.relu(torch.tensordot(weights, acts, dims=1))[None]
         return maps
 
 

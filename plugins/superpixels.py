@@ -150,7 +150,8 @@ def _common_params(segments: int = 50) -> tuple[Param, ...]:
 
 
 def _as_map(values: np.ndarray, labels: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(values[labels], dtype=torch.float32, device=like.device)
+    """(1, *grid): each pixel its superpixel's value, batch first for the one input."""
+    return torch.as_tensor(values[labels], dtype=torch.float32, device=like.device)[None]
 
 
 class LIME(Explainer):
@@ -178,7 +179,7 @@ class LIME(Explainer):
                     help="width of the exponential kernel on cosine distance"))
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        """Return ``{"input": (H, W) map}`` in model-input geometry."""
+        """Return ``{"input": (1, H, W) map}`` in model-input geometry."""
         labels, warning = method_superpixels(capture, self.name, params)
         if warning:
             note(capture, self.name, [{"warning": warning}])
@@ -328,7 +329,7 @@ class KernelSHAP(Explainer):
     params = _common_params()
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        """Return ``{"input": (H, W) map}``; notes the efficiency check."""
+        """Return ``{"input": (1, H, W) map}``; notes the efficiency check."""
         labels, warning = method_superpixels(capture, self.name, params)
         m = int(labels.max()) + 1
         rng = np.random.default_rng(int(params["seed"]))

@@ -26,11 +26,11 @@ class EdgeControl(Explainer):
     needs = frozenset()
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        """Return ``{"input": |Sobel(input)|}`` whatever the model and target."""
+        """Return ``{"input": |Sobel(input)|}``, (1, H, W), whatever the model and target."""
         x = capture.input.detach().float().mean(dim=1, keepdim=True).cpu()
         kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]).view(1, 1, 3, 3)
         padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
         gx = F.conv2d(padded, kx)
         gy = F.conv2d(padded, kx.transpose(2, 3))
         progress(1.0, self.title)
-        return {INPUT_LAYER: torch.hypot(gx, gy)[0, 0]}
+        return {INPUT_LAYER: torch.hypot(gx, gy)[:, 0]}

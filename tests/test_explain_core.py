@@ -22,7 +22,7 @@ class Sneaky(Explainer):
     needs = frozenset({"activations"})
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        return {layer: capture.activations[layer][0].sum(0) * capture.fc_weights.sum()
+        return {layer: capture.activations[layer].sum(1) * capture.fc_weights.sum()
                 for layer in layers}
 
 

@@ -47,7 +47,7 @@ PLUGIN = textwrap.dedent(
         needs = frozenset({{"activations", "gradients"}})
 
         def explain(self, capture, target, layers, params, progress, cancel):
-            return {{l: (capture.activations[l][0] * capture.gradients[l][0]).sum(0).clamp(min=0)
+            return {{l: (capture.activations[l] * capture.gradients[l]).sum(1).clamp(min=0)
                     for l in layers}}
     '''
 )

@@ -25,7 +25,7 @@ PLUGIN = textwrap.dedent(
         params = (Param("power", "float", 1.0, range=(0.5, 4.0), help="exponent"),)
 
         def explain(self, capture, target, layers, params, progress, cancel):
-            return {{l: capture.activations[l][0].mean(0).clamp(min=0) ** params["power"]
+            return {{l: capture.activations[l].mean(1).clamp(min=0) ** params["power"]
                     for l in layers}}
     """
 )

@@ -124,7 +124,7 @@ class _Broken(Explainer):
         self.name = f"broken{label}"
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        return {layer: torch.full((4, 4), self.value) for layer in layers}
+        return {layer: torch.full((1, 4, 4), self.value) for layer in layers}
 
 
 def test_nan_inf_and_all_zero_maps_come_back_with_warnings(monkeypatch):

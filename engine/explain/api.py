@@ -9,8 +9,21 @@ What a plugin receives
 ----------------------
 ``explain(capture, target, layers, params, progress, cancel)`` gets a :class:`Capture` of **one
 image** and that image's ``target`` class index, unless the explainer sets ``batched = True``: it
-then gets the capture of a whole batch and ``target`` is a (N,) ``LongTensor``, and it returns
-maps with a leading batch axis. A capture holds (see :class:`engine.explain.capture.Capture`):
+then gets the capture of a whole batch and ``target`` is a (N,) ``LongTensor``.
+
+What it returns
+---------------
+A dict with one float map per layer (or one under ``"input"``), a tensor or array shaped
+**(N, *grid), batch first** whether the explainer is batched or not: N is ``len(capture)``
+(1 for an unbatched explainer, which sees one image), and ``grid`` is (h, w) for 2-D model
+inputs or (d, h, w) for 3-D ones, at the layer's or the input's resolution. The core checks
+every map against the capture: a map whose N is not the batch size, or whose grid has another
+rank, fails that method for that input with one line (:class:`PluginError`) and the other
+methods go on. Maps are not normalised; the core finishes them.
+
+What it reads
+-------------
+A capture holds (see :class:`engine.explain.capture.Capture`):
 
 - ``input``: the (N, C, H, W) preprocessed input (or (N, C, D, H, W) for volumes);
 - ``logits``, ``scores``: (N, K) model outputs, softmax or sigmoid per the model card;
@@ -42,8 +55,13 @@ A minimal third-party explainer::
         params = (Param("power", "float", 1.0, range=(0.5, 4.0), help="exponent"),)
 
         def explain(self, capture, target, layers, params, progress, cancel):
-            return {l: capture.activations[l][0].mean(0).clamp(min=0) ** params["power"]
+            # (N, C, h, w) activations -> (N, h, w) maps, batch first.
+            return {l: capture.activations[l].mean(1).clamp(min=0) ** params["power"]
                     for l in layers}
+
+A parameter schema is checked when it is built (:class:`Param`): an unknown type, a range with
+min > max, or a default outside its own range or choices raises :class:`PluginError` at import,
+and the registry reports the plugin in one line naming the parameter and leaves it out.
 """
 
 from __future__ import annotations
@@ -52,7 +70,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.core.cancel import Cancelled, CancelToken, ProgressFn
-from engine.core.errors import ExplainerUnavailable, UsageError
+from engine.core.errors import ExplainerUnavailable, LucidaError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import numpy as np
@@ -62,9 +80,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from engine.models.loaded import LoadedModel
 
 __all__ = [
-    "INPUT_LAYER", "NEEDS", "PARAM_TYPES", "Cancelled", "CancelToken", "Explainer",
-    "ExplainerUnavailable", "Param", "ProgressFn", "UsageError", "is_layer_based",
-    "is_segmentation", "resolve_params",
+    "INPUT_LAYER", "NEEDS", "PARAM_ALIASES", "PARAM_TYPES", "Cancelled", "CancelToken",
+    "Explainer", "ExplainerUnavailable", "Param", "PluginError", "ProgressFn", "UsageError",
+    "check_params", "is_layer_based", "is_segmentation", "resolve_params",
 ]
 
 #: What an explainer may ask the capture for.
@@ -74,20 +92,34 @@ PARAM_TYPES = ("float", "int", "bool", "choice", "str")
 #: The map key of model-agnostic explainers, whose maps live in model-input geometry.
 INPUT_LAYER = "input"
 
+#: Other spellings of the parameter types, accepted and stored as the name they stand for.
+PARAM_ALIASES = {"integer": "int", "number": "float", "boolean": "bool", "string": "str"}
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+
+class PluginError(LucidaError):
+    """A plugin that breaks the explainer contract: a bad parameter schema, a map of the wrong
+    shape. The message names the parameter or the map."""
 
 
 @dataclass(frozen=True)
 class Param:
     """One setting of an explainer.
 
+    The schema is checked when the parameter is built: an unknown type, bounds that are not
+    ``low <= high``, a ``choice`` without choices, or a default that its own :meth:`coerce`
+    refuses raise :class:`PluginError`, so a broken plugin fails at import, where the registry
+    reports it, and not when a user first runs it. The stored default is the coerced one.
+
     Parameters
     ----------
     name : str
         Key in the ``params`` dict and in ``--param NAME=VALUE``.
     type : str
-        One of ``float``, ``int``, ``bool``, ``choice``, ``str``.
+        One of ``float``, ``int``, ``bool``, ``choice``, ``str`` (``number``, ``integer``,
+        ``boolean`` and ``string`` are accepted and stored as those).
     default : Any
         Value used when the user gives none.
     range : tuple, optional
@@ -96,6 +128,11 @@ class Param:
         Allowed values of a ``choice``.
     help : str
         One line shown by ``methods`` and as the GUI tooltip.
+
+    Raises
+    ------
+    PluginError
+        For a schema that cannot work, naming the parameter.
     """
 
     name: str
@@ -105,10 +142,71 @@ class Param:
     choices: tuple | None = None
     help: str = ""
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or any(
+                c.isspace() or c in "=," for c in self.name):
+            raise PluginError(f"parameter name {self.name!r} is not a word",
+                              fix="name it with letters, digits and '_'")
+        kind = PARAM_ALIASES.get(self.type, self.type) if isinstance(self.type, str) else None
+        if kind not in PARAM_TYPES:
+            raise PluginError(f"parameter {self.name} has unknown type {self.type!r}",
+                              fix=f"use one of {', '.join(PARAM_TYPES)}")
+        # Frozen: the canonical type and the coerced default are set once, here.
+        object.__setattr__(self, "type", kind)
+        self._check_range()
+        self._check_choices()
+        try:
+            default = self.coerce(self.default)
+        except UsageError as exc:
+            raise PluginError(f"parameter {self.name} has a bad default: {exc.message}",
+                              fix="give a default that fits its own type, range and choices"
+                              ) from None
+        object.__setattr__(self, "default", default)
+
+    def _check_range(self) -> None:
+        if self.range is None:
+            return
+        if self.type not in ("int", "float"):
+            raise PluginError(f"parameter {self.name} is a {self.type} and cannot have a range",
+                              fix="give range only to int and float parameters")
+        try:
+            low, high = (float(b) for b in self.range)
+        except (TypeError, ValueError):
+            raise PluginError(f"parameter {self.name} has range {self.range!r}",
+                              fix="give range as two numbers (low, high)") from None
+        if not low <= high:
+            raise PluginError(f"parameter {self.name} has range {self.range!r} with min > max",
+                              fix="give range as (low, high) with low <= high")
+
+    def _check_choices(self) -> None:
+        if self.type != "choice":
+            if self.choices is not None:
+                raise PluginError(f"parameter {self.name} is a {self.type} and cannot have "
+                                  "choices", fix="declare it as type 'choice'")
+            return
+        choices = tuple(self.choices or ())
+        if not choices:
+            raise PluginError(f"parameter {self.name} is a choice without choices",
+                              fix="list the allowed values in choices=(...)")
+        # Values are told apart by their text on the command line and in the GUI.
+        if len({str(c) for c in choices}) != len(choices):
+            raise PluginError(f"parameter {self.name} repeats a choice in {choices!r}",
+                              fix="list every allowed value once")
+        object.__setattr__(self, "choices", choices)
+
     def coerce(self, value: Any) -> Any:
         """Return ``value`` converted to this parameter's type and checked against the schema.
 
-        Strings (from the command line) are parsed; other values are converted.
+        Strings (from the command line) are parsed: ``int`` and ``float`` as numbers (an
+        ``int`` must be whole), ``bool`` from true/false, 1/0, yes/no or on/off, a ``choice``
+        as the text of one of its choices (which keeps the choice's own type). Other values
+        are converted; a ``bool`` is not taken for a number, nor a number other than 0 or 1
+        for a ``bool``.
+
+        Returns
+        -------
+        int, float, bool, str or one of the choices
+            As the parameter's type says.
 
         Raises
         ------
@@ -116,24 +214,8 @@ class Param:
             If the value does not fit the schema.
         """
         try:
-            if self.type == "bool":
-                if isinstance(value, str):
-                    low = value.strip().lower()
-                    if low not in _TRUE | _FALSE:
-                        raise ValueError(value)
-                    out: Any = low in _TRUE
-                else:
-                    out = bool(value)
-            elif self.type == "int":
-                as_float = float(value)
-                if as_float != int(as_float):
-                    raise ValueError(value)
-                out = int(as_float)
-            elif self.type == "float":
-                out = float(value)
-            else:
-                out = str(value)
-        except (TypeError, ValueError):
+            out = self._convert(value)
+        except (TypeError, ValueError, OverflowError):
             raise UsageError(
                 f"parameter {self.name}={value!r} is not a valid {self.type}",
                 fix=self.describe(),
@@ -143,12 +225,45 @@ class Param:
                 f"parameter {self.name}={out} is outside {self.range[0]}..{self.range[1]}",
                 fix=self.describe(),
             )
-        if self.choices is not None and out not in self.choices:
+        return out
+
+    def _convert(self, value: Any) -> Any:
+        if self.type == "bool":
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low not in _TRUE | _FALSE:
+                    raise ValueError(value)
+                return low in _TRUE
+            if isinstance(value, bool) or value in (0, 1):
+                return bool(value)
+            raise ValueError(value)
+        if self.type in ("int", "float"):
+            if isinstance(value, bool):
+                raise TypeError(value)
+            number = float(value.strip() if isinstance(value, str) else value)
+            if number != number:  # NaN fits no schema and compares false with every bound
+                raise ValueError(value)
+            if self.type == "float":
+                return number
+            if number != int(number):
+                raise ValueError(value)
+            return int(number)
+        if self.type == "choice":
+            for choice in self.choices:
+                if value == choice and type(value) is type(choice):
+                    return choice
+            text = str(value).strip()
+            for choice in self.choices:
+                if str(choice) == text:
+                    return choice
             raise UsageError(
-                f"parameter {self.name}={out!r} is not one of {', '.join(map(str, self.choices))}",
+                f"parameter {self.name}={value!r} is not one of "
+                f"{', '.join(map(str, self.choices))}",
                 fix=self.describe(),
             )
-        return out
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise TypeError(value)
+        return str(value)
 
     def describe(self) -> str:
         """Return a one-line summary: name, type, default, bounds and help."""
@@ -191,8 +306,8 @@ class Explainer:
     params : tuple of Param
         The settings schema.
     batched : bool
-        Whether :meth:`explain` takes a whole batch at once (``target`` a (N,) tensor, maps
-        (N, ...)). False (the default) gives it one image at a time.
+        Whether :meth:`explain` takes a whole batch at once (``target`` a (N,) tensor). False
+        (the default) gives it one image at a time. Either way its maps are (N, *grid).
     signed : bool
         Whether the maps keep their sign (attributions); unsigned maps are clipped at 0.
     units : str
@@ -227,7 +342,10 @@ class Explainer:
         progress: ProgressFn,
         cancel: CancelToken,
     ) -> dict[str, np.ndarray | torch.Tensor]:
-        """Return one float32 (h, w) map per layer, not normalised.
+        """Return one float32 (N, *grid) map per layer, batch first, not normalised.
+
+        N is ``len(capture)`` (1 unless ``batched``); ``grid`` is (h, w), or (d, h, w) for
+        3-D model inputs. Model-agnostic explainers return one map under ``"input"``.
 
         Parameters
         ----------
@@ -246,6 +364,32 @@ class Explainer:
             Polled between batches.
         """
         raise NotImplementedError
+
+
+def check_params(explainer: Any) -> None:
+    """Check an explainer's ``params`` schema as a whole (each :class:`Param` checks itself).
+
+    Raises
+    ------
+    PluginError
+        For a schema that is not a sequence of :class:`Param`, or that names a parameter twice.
+    """
+    name = getattr(explainer, "name", "?")
+    declared = getattr(explainer, "params", ())
+    params = () if isinstance(declared, (str, bytes)) else declared
+    try:
+        params = tuple(params)
+    except TypeError:
+        params = ()
+    if not all(isinstance(p, Param) for p in params) or (declared and not params):
+        raise PluginError(f"explainer {name!r} has params that are not engine.explain.api.Param",
+                          fix="declare params as a tuple of Param(...)")
+    seen: set[str] = set()
+    for p in params:
+        if p.name in seen:
+            raise PluginError(f"explainer {name!r} declares parameter {p.name} twice",
+                              fix="give every parameter its own name")
+        seen.add(p.name)
 
 
 def is_segmentation(model: Any) -> bool:

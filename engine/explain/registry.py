@@ -12,7 +12,10 @@ Three sources are read in this order, and the first explainer to claim a name ke
 An entry point or a file may provide an explainer class, an explainer object, a module, or a list
 of these; a module contributes its ``EXPLAINERS`` tuple, or else every :class:`Explainer`
 subclass it defines. A plugin that fails to import or breaks the contract is skipped and reported
-in :attr:`Registry.errors` with one line; it never stops the others.
+in :attr:`Registry.errors` with one line; it never stops the others. A parameter schema that
+cannot work (an unknown type, a range with min > max, a default outside its own range or
+choices) is such a break: :class:`engine.explain.api.Param` refuses it when it is built, so the
+file or package that declares it is reported, naming the parameter, and not registered.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from engine.core.errors import UsageError
-from engine.explain.api import NEEDS, Explainer, Param
+from engine.core.errors import LucidaError, UsageError
+from engine.explain.api import NEEDS, Explainer, PluginError, check_params
 
 #: Entry-point group third-party packages register explainers under.
 ENTRY_POINT_GROUP = "lucida.explainers"
@@ -78,10 +81,19 @@ def _contract_problem(obj: Any) -> str | None:
     needs = getattr(obj, "needs", None)
     if needs is None or not set(needs) <= NEEDS:
         return f"explainer {name!r} declares needs {needs!r}; allowed: {', '.join(sorted(NEEDS))}"
-    params = getattr(obj, "params", ())
-    if not all(isinstance(p, Param) for p in params):
-        return f"explainer {name!r} has params that are not engine.explain.api.Param"
+    try:
+        check_params(obj)
+    except PluginError as exc:
+        return exc.one_line()
     return None
+
+
+def _broken(origin: str, exc: Exception) -> str:
+    """The one line that reports a plugin which failed to import or to build."""
+    if isinstance(exc, LucidaError):
+        # Already one line that names what is wrong (a Param's schema) and the fix.
+        return f"plugin {origin}: {exc.one_line()}"
+    return f"plugin {origin}: {type(exc).__name__}: {exc}"
 
 
 def _explainers_in(obj: Any) -> list[Any]:
@@ -144,7 +156,7 @@ class Registry:
         try:
             explainers = _explainers_in(provided)
         except Exception as exc:  # noqa: BLE001 - a plugin's constructor may raise anything
-            self.errors.append(f"plugin {origin}: {type(exc).__name__}: {exc}")
+            self.errors.append(_broken(origin, exc))
             return
         for explainer in explainers:
             problem = _contract_problem(explainer)
@@ -180,7 +192,7 @@ class Registry:
         try:
             provided = loader()
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the others
-            self.errors.append(f"plugin {origin}: {type(exc).__name__}: {exc}")
+            self.errors.append(_broken(origin, exc))
             return
         self.add(provided, origin)
 
