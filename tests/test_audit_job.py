@@ -214,3 +214,16 @@ def test_the_demo_and_compare_with_write_and_show_one_comparison(tmp_path, qtbot
     view.role_combo.setCurrentText("marker")
     assert json.loads(json_bytes(view.comparison())) == written
     assert view.finding.text() == written["finding"] + "."
+
+
+def test_evaluate_predicts_as_the_audit_does(tiny, tmp_path):
+    from engine.audit.evaluate import evaluate_manifest
+
+    model = engine.models.loaded.load_model("tiny")
+    scored = evaluate_manifest(tiny, model, batch=3)
+    # The notebook's loaded model goes through the same job.
+    audit = api.audit(tiny, model, out=tmp_path / "audit", pdf=False)
+    assert scored["n"] == audit["n"] == 8
+    assert scored["accuracy"] == pytest.approx(audit["accuracy"]["overall"])
+    assert {g: s["accuracy"] for g, s in scored["by_group"].items()} == \
+        pytest.approx(audit["accuracy"]["by_group"])
