@@ -29,7 +29,9 @@ AGE_BANDS = (18, 40, 60, 80)
 class AuditRow:
     """One image of the dataset with everything the audit needs to know about it.
 
-    ``key`` is stable across runs of the same manifest; resuming skips the keys already done.
+    ``key`` names the row as written (its line and path) and stays in memory; the records an
+    audit stores are keyed on the row and the image's content instead
+    (:func:`engine.audit.identifiers.record_key`).
     """
 
     index: int
