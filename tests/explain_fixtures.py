@@ -126,6 +126,11 @@ class ArrayImage:
     def identifiers(self):
         return {}
 
+    def content_id(self, frame=0):
+        from engine.core.case import ContentId, array_digest
+
+        return ContentId("array", array_digest(self.pixels), frame=int(frame))
+
 
 def random_image(size=80, seed=0, path="memory.png") -> ArrayImage:
     """A smooth random RGB image in [0, 1] (smooth so that maps have structure)."""
