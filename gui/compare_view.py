@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 
 from engine.export.figure import probability_text
 from gui.explain_controller import map_info
-from gui.overlay_layer import OverlayLayer
+from gui.overlay_layer import OverlayLayer, owner_key
 from gui.view_annotations import QtViewAnnotations
 from gui.viewer import QtImageViewer, qimage_from_array
 
@@ -204,7 +204,7 @@ class QtCompareGrid(QWidget):
 
     def _apply(self, cell, map_result, info) -> None:
         image, frame = self._build_args[:2]
-        cell.viewer.layer.set_map(map_result.heatmap, info, owner=(str(image.path), frame))
+        cell.viewer.layer.set_map(map_result.heatmap, info, owner=owner_key(image, frame))
         cell.show_map_state(map_result.warning or "")
 
     def set_status(self, method: str, text: str) -> None:
@@ -325,7 +325,7 @@ class QtModelCompareView(QWidget):
         map_result = next(iter(result.maps.values()))
         viewer = cell.viewer
         viewer.layer.set_map(map_result.heatmap, map_info(map_result),
-                             owner=(str(viewer.image.path), viewer.frame))
+                             owner=owner_key(viewer.image, viewer.frame))
         p = probability_text(float(result.scores[result.target]))
         role = "AB"[index]
         cell.title.setText(f"{role}  {result.model.get('name', '?')} — {result.target_name} "

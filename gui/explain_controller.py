@@ -1,6 +1,7 @@
 """The explain controller: which maps the view wants, from the cache or from the worker.
 
-Maps are cached by (image, frame, model, target, method, parameters, layer), so switching layer
+Maps are cached by (image content, frame, model, target, method, parameters, layer), never by
+path, so switching layer
 or method back is instant. Every request is tagged with the image and frame it was made for; the
 job router drops what arrives for a view that is gone. The absolute overlay scale needs a
 maximum shared by the maps being compared; :meth:`ExplainController.shared_max` computes it from
@@ -20,7 +21,7 @@ from collections import OrderedDict
 import numpy as np
 
 from engine.explain.api import INPUT_LAYER, is_layer_based, is_segmentation
-from gui.overlay_layer import MapInfo, mask_contours
+from gui.overlay_layer import MapInfo, mask_contours, owner_key
 
 #: Method shown first when the registry has it.
 DEFAULT_METHOD = "gradcam"
@@ -105,14 +106,17 @@ class ExplainController:
 
     # -- keys -------------------------------------------------------------------------------
     def context_key(self, target=None) -> tuple:
-        """(image, frame, model sha256, model name, target, versus); for a segmentation model
-        with a drawn region, the target is ``(target, region box)``: maps of one region are not
-        those of another. ``versus`` is the contrasted class index, or None."""
+        """(image content, frame, model sha256, model name, target, versus).
+
+        For a segmentation model with a drawn region, the target is ``(target, region box)``:
+        maps of one region are not those of another. ``versus`` is the contrasted class index,
+        or None. The image is named by its content, never its path."""
         window = self.window
         target = window.target if target is None else target
         what = "top" if target is None else int(target)
         region = self.explained_region()
-        return (str(window.image.path), window.viewer.frame, window.model.sha256,
+        return (owner_key(window.image, window.viewer.frame), window.viewer.frame,
+                window.model.sha256,
                 window.model.name, what if region is None else (what, region), window.versus)
 
     def explained_region(self) -> tuple | None:
@@ -232,7 +236,7 @@ class ExplainController:
         window = self.window
         info = map_info(map_result)
         window.layer_model.set_map(map_result.heatmap, info,
-                                   owner=(str(window.image.path), window.viewer.frame),
+                                   owner=owner_key(window.image, window.viewer.frame),
                                    shared_max=self.shared_max(info.units))
         window.map_warning = map_result.warning
         window.update_caption()

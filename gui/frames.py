@@ -12,6 +12,7 @@ import time
 
 from PySide6.QtCore import QObject, Signal
 
+from engine.core.case import content_of
 from engine.core.errors import LucidaError
 
 #: Decoded pixels (stored values plus modality values) kept ahead of the viewer, per image.
@@ -31,6 +32,7 @@ def decode_frame(image, frame: int) -> None:
     the pixel readout on the GUI thread are look-ups.
     """
     image.modality_frame(frame)
+    content_of(image, frame)  # the case identity hashes the file here, not on the GUI thread
     if not image.is_color:
         image.default_window_for(frame)
 

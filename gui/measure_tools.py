@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsView
 from engine.core.errors import UsageError
 from engine.metrics.roi_stats import RoiStats, roi_statistics
 from engine.studies.calibration import distance, length_text, modality_units, pixel_spacing
+from gui.overlay_layer import owner_key
 from gui.roi_item import QtMeasureLabel
 from gui.view_annotations import QtViewAnnotations
 
@@ -189,7 +190,7 @@ class RoiStatsLabel(QObject):
             heat = viewer.layer.heatmap
             owner = viewer.layer.owner
             if heat is not None and (heat.shape != tuple(image.shape) or (
-                    owner is not None and owner != (str(image.path), viewer.frame))):
+                    owner is not None and owner != owner_key(image, viewer.frame))):
                 heat = None  # a map of another frame or image says nothing about this ROI
             try:
                 self.stats = roi_statistics(

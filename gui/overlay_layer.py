@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from engine.core.case import ContentId, content_of
 from engine.explain.colour import COLORMAPS, colormap_lut, diverging_lut, heat_rgba, signed_rgba
 
 #: How the heatmap's values map onto the colormap: stretched to the map's own range, as the
@@ -150,7 +151,8 @@ class OverlayLayer(QObject):
         info : MapInfo, optional
             Its raw scale (``MapResult.scale``), units and sign.
         owner : tuple, optional
-            ``(image path, frame)``: a viewer draws the map only over that frame.
+            :func:`owner_key` of the image and frame: a viewer draws the map only over that
+            content (never matched by path: two series of one folder share it).
         shared_max : float, optional
             Largest raw magnitude among the maps being compared (the absolute scale's 1).
         """
@@ -271,6 +273,15 @@ class OverlayLayer(QObject):
             "scale": self._scale,
             "visible": self._visible,
         }
+
+
+def owner_key(image, frame: int) -> ContentId | None:
+    """What a map drawn over ``image`` at ``frame`` belongs to: the frame's content identity.
+
+    Never the path: two series of one folder, or a file replaced on disk, share a path and must
+    not share a map. None without an image.
+    """
+    return None if image is None else content_of(image, frame)
 
 
 def mask_contours(mask: np.ndarray) -> list[np.ndarray]:

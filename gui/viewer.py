@@ -7,7 +7,7 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsPixmapItem
 
-from gui.overlay_layer import OverlayLayer
+from gui.overlay_layer import OverlayLayer, owner_key
 from gui.roi_item import RoiDrawingMixin
 from gui.zoom_view import QtZoomView
 
@@ -249,7 +249,7 @@ class QtImageViewer(RoiDrawingMixin, QtZoomView):
 
     def _refresh_overlay(self, name: str = "") -> None:
         layer = self.layer
-        owner = None if self.image is None else (str(self.image.path), self.frame)
+        owner = owner_key(self.image, self.frame)
         rgba = layer.rgba() if layer.visible and not self._image_item.pixmap().isNull() \
             else None
         if rgba is None or rgba.shape[:2] != tuple(self.image.shape) or (

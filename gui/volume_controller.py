@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, Signal
 
 from engine.studies import display
 from engine.studies.planes import PLANES, patient_grid, peak_point, scroll_step
+from gui.overlay_layer import owner_key
 from gui.viewer import qimage_from_array
 from gui.volume_view import DRAG_GAIN, QtVolumeView, grey_qimage
 
@@ -214,7 +215,7 @@ class VolumeController(QObject):
         heat, volume = self.layer.heatmap, self.volume
         if heat is None or volume is None or self.grid is None:
             return None
-        if self.layer.owner != (str(volume.path), 0) or heat.shape != tuple(volume.shape):
+        if self.layer.owner != owner_key(volume, 0) or heat.shape != tuple(volume.shape):
             return None
         return heat
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from engine import api
-from engine.core.case import Target
-from engine.explain.identity import content_of, model_hash
+from engine.core.case import Target, content_of
+from engine.explain.identity import model_hash
 from engine.explain.session import ExplainRequest, Session
 from engine.models.loaded import load_model
 from engine.studies.image import open_image

@@ -43,7 +43,8 @@ def test_explain_writes_every_contract_file(png, tmp_path, capsys):
         "--param", "patch=24", "--param", "occlusion.stride=12",
     ])
     assert code == 0, capsys.readouterr().err
-    folder = out / "case.one"
+    # De-identified by default: each input's folder is its pseudonym, never its file name.
+    folder = out / "case-001"
     layer = json.loads((folder / "result.json").read_text())["layer"].split(",")[0]
     key = layer.replace(".", "-")
     expected = {"image.png", "result.json", f"heatmap_gradcam_{key}.npy",
@@ -64,7 +65,8 @@ def test_explain_writes_every_contract_file(png, tmp_path, capsys):
     assert result["params"]["occlusion"] == {"patch": 24, "stride": 12, "batch_size": 32}
     assert set(result["timings_ms"]) == {"load", "forward", "backward", "maps"}
     assert result["timings_ms"]["forward"] > 0 and result["timings_ms"]["load"] > 0
-    assert (out / "CT_small" / "result.json").exists()
+    assert (out / "case-002" / "result.json").exists()
+    assert not (out / "case.one").exists() and not (out / "CT_small").exists()
 
 
 @pytest.mark.parametrize("keep", [False, True])
@@ -77,7 +79,7 @@ def test_result_json_stores_the_folder_only_with_keep_identifiers(tmp_path, keep
     out = tmp_path / "out"
     argv = ["explain", str(path), "--model", "demo", "--out", str(out)]
     assert cli_main(argv + (["--keep-identifiers"] if keep else [])) == 0, capsys.readouterr().err
-    text = (out / "scan" / "result.json").read_text()
+    text = (out / ("scan" if keep else "case-001") / "result.json").read_text()
     image = json.loads(text)["image"]
     if keep:
         assert Path(image) == path
@@ -115,4 +117,4 @@ def test_some_failed_files_exit_1_with_a_summary(png, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert "broken.dcm" in err and "1 of 2 files failed" in err
-    assert (tmp_path / "out" / "case.one" / "result.json").exists()
+    assert (tmp_path / "out" / "case-001" / "result.json").exists()

@@ -84,5 +84,5 @@ def test_versus_explains_the_difference_of_two_logits(tmp_path):
     out = tmp_path / "cli"
     assert cli_main(["explain", str(DEMO_STUDY / "phantom_0001.dcm"), "--model", "demo",
                      "--target", "nodule", "--versus", "normal", "--out", str(out)]) == 0
-    result = json.loads((out / "phantom_0001" / "result.json").read_text())
+    result = json.loads((out / "case-001" / "result.json").read_text())
     assert result["target"] == "nodule" and result["versus"] == "normal"

@@ -65,7 +65,7 @@ def test_explain_a_series_writes_a_research_parametric_map_on_its_slices(series,
     out = tmp_path / "out"
     assert main(["explain", str(folder_in), "--model", "demo-3d", "--out", str(out),
                  "--report", "pm"]) == 0
-    folder = out / folder_in.name
+    folder = out / "case-001"
     (path,) = folder.glob("explanation_pm_*.dcm")
     assert dciodvfy_errors(path) == []
     result = json.loads((folder / "result.json").read_text())
@@ -171,7 +171,7 @@ def test_a_3d_models_volume_reports_come_from_the_command_line(series, tmp_path,
     folder_in, _ = series
     assert main(["explain", str(folder_in), "--model", "demo-3d", "--method", "gradcam,layercam",
                  "--out", str(tmp_path), "--report", "pdf,html,pm,nifti"]) == 0
-    folder = tmp_path / folder_in.name
+    folder = tmp_path / "case-001"
     for name in ("report.pdf", "report.html", "report.json", "result.json"):
         assert (folder / name).is_file(), name
     assert len(list(folder.glob("explanation_pm_*.dcm"))) == 2

@@ -65,7 +65,7 @@ def test_a_new_frame_never_shows_the_map_or_caption_of_another(window, qapp, qtb
         assert window.viewer.overlay_image().isNull()
         assert "frame 2/12" in window.caption.text()
         assert window.result is None or window.result.frame == 1
-    assert window.layer_model.owner == (str(cine_file), 1)
+    assert window.layer_model.owner == window.image.content_id(1)
     assert pump(qapp, lambda: window.result is not None)
     assert window.result.frame == 1
     assert window.panel.prediction.topLevelItemCount() == 2
@@ -81,7 +81,7 @@ def test_playback_hides_maps_a_frame_does_not_have(window, qapp, qtbot, cine_fil
         owner = window.layer_model.owner
         drawn = not window.viewer.overlay_image().isNull()
         seen.append((frame, drawn, owner))
-        assert not drawn or owner == (str(cine_file), frame)
+        assert not drawn or owner == window.image.content_id(frame)
         assert f"frame {frame + 1}/12" in window.caption.text()
 
     window.viewer.sig_frame_changed.connect(check)
@@ -96,7 +96,7 @@ def test_playback_hides_maps_a_frame_does_not_have(window, qapp, qtbot, cine_fil
         window.viewer.toggle_cine()
     # Stopped: the frame on screen gets its own map.
     frame = window.viewer.frame
-    assert pump(qapp, lambda: window.layer_model.owner == (str(cine_file), frame)
+    assert pump(qapp, lambda: window.layer_model.owner == window.image.content_id(frame)
                 and window.layer_model.heatmap is not None)
 
 

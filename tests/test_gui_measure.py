@@ -12,6 +12,7 @@ from PySide6.QtTest import QTest
 
 from engine.studies.image import open_image
 from gui.measure_tools import MeasureTools
+from gui.overlay_layer import owner_key
 from gui.view_annotations import MARKER_COLOR
 from gui.viewer import QtImageViewer
 
@@ -110,7 +111,7 @@ def test_roi_label_shows_statistics_in_hu_matching_numpy(viewer, qtbot, tmp_path
     # A map over the same frame: its energy in the ROI joins the label.
     heat = np.zeros((128, 128), np.float32)
     heat[:, :64] = 1.0
-    viewer.layer.set_map(heat, owner=(str(image.path), 0))
+    viewer.layer.set_map(heat, owner=owner_key(image, 0))
     qtbot.waitUntil(lambda: label.stats.energy is not None)
     expected = heat[mask].sum() / heat.sum()
     assert label.stats.energy == pytest.approx(expected)

@@ -222,7 +222,7 @@ def test_another_volume_never_shows_this_volume_s_map(qapp, window):
         assert pane.overlay is None
     window.load_model("demo-3d")
     assert pump(qapp, lambda: window.volumes.heat is not None)
-    assert window.layer_model.owner == (str(nifti.path), 0)
+    assert window.layer_model.owner == nifti.content_id()  # by content, never by path
 
 
 def test_switching_to_a_2d_image_clears_the_volume_map(qapp, window, tmp_path):

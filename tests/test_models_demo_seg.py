@@ -57,6 +57,6 @@ def test_a_segmentation_report_calls_its_scores_pixel_shares(tmp_path):
     image = next(DEMO_STUDY.glob("*.png"))
     assert main(["explain", str(image), "--model", "demo-seg", "--target", "nodule",
                  "--out", str(tmp_path), "--report", "html"]) == 0
-    html = (tmp_path / image.stem / "report.html").read_text(encoding="utf-8")
+    html = (tmp_path / "case-001" / "report.html").read_text(encoding="utf-8")
     assert "<th>Pixel share</th>" in html and "Probability" not in html
     assert "nodule (pixel share" in html

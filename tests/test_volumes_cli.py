@@ -72,7 +72,7 @@ def test_explain_a_series_with_the_3d_demo_writes_the_volume_contract(demo, tmp_
     series = out / rows[0]["series"]
     assert cli(["explain", str(series), "--model", "demo-3d", "--method", "gradcam,layercam",
                 "--out", str(tmp_path)]) == 0
-    folder = tmp_path / rows[0]["series"]
+    folder = tmp_path / "case-001"
     result = json.loads((folder / "result.json").read_text())
     geometry = json.loads((folder / "volume_geometry.json").read_text())
     assert result["kind"] == "volume" and set(result["prediction"]) == {"normal", "nodule"}
@@ -101,7 +101,7 @@ def test_a_volume_result_carries_each_maps_notes(demo, tmp_path):
     series = out / rows[0]["series"]
     assert cli(["explain", str(series), "--model", "demo-3d", "--method", "intgrad,gradcam",
                 "--param", "intgrad.steps=8", "--out", str(tmp_path)]) == 0
-    result = json.loads((tmp_path / rows[0]["series"] / "result.json").read_text())
+    result = json.loads((tmp_path / "case-001" / "result.json").read_text())
     notes = {m["method"]: m["notes"] for m in result["maps"]}
     gap = notes["intgrad"]["completeness"]
     assert set(gap) == {"sum", "expected", "gap", "relative_gap"}
@@ -115,8 +115,8 @@ def test_the_nifti_twin_explains_to_the_same_map(demo, tmp_path):
                 "--out", str(tmp_path / "d")]) == 0
     assert cli(["explain", str(out / rows[1]["nifti"]), "--model", "demo-3d",
                 "--out", str(tmp_path / "n")]) == 0
-    a = np.load(tmp_path / "d" / rows[1]["series"] / "heatmap_gradcam_features-6.npy")
-    b = np.load(tmp_path / "n" / rows[1]["series"] / "heatmap_gradcam_features-6.npy")
+    a = np.load(tmp_path / "d" / "case-001" / "heatmap_gradcam_features-6.npy")
+    b = np.load(tmp_path / "n" / "case-001" / "heatmap_gradcam_features-6.npy")
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
@@ -124,7 +124,7 @@ def test_metrics_and_a_3d_roi_on_a_volume(demo, tmp_path):
     out, rows = demo
     assert cli(["explain", str(out / rows[0]["series"]), "--model", "demo-3d", "--metrics",
                 "--roi", "10,10,4,40,40,20", "--out", str(tmp_path)]) == 0
-    metrics = json.loads((tmp_path / rows[0]["series"] / "result.json").read_text())["metrics"]
+    metrics = json.loads((tmp_path / "case-001" / "result.json").read_text())["metrics"]
     assert 0.0 <= metrics["deletion_auc"] <= 1.0 and 0.0 <= metrics["insertion_auc"] <= 1.0
     assert isinstance(metrics["pointing_hit"], bool) and 0 <= metrics["energy_in_roi"] <= 1
     assert metrics["roi"] == [10, 10, 4, 40, 40, 20]
@@ -134,7 +134,7 @@ def test_a_2d_model_runs_over_chosen_slices_in_batches(demo, tmp_path):
     out, rows = demo
     assert cli(["explain", str(out / rows[0]["series"]), "--model", "demo", "--slices", "3:7",
                 "--batch-size", "3", "--out", str(tmp_path)]) == 0
-    folder = tmp_path / rows[0]["series"]
+    folder = tmp_path / "case-001"
     heat = np.load(folder / "heatmap_gradcam_features.npy")
     assert heat.shape == (24, 64, 64)
     explained = np.nonzero(heat.reshape(24, -1).max(1))[0].tolist()

@@ -1,5 +1,8 @@
 """``python main.py explain``: heatmaps, overlays and ``result.json`` for images and volumes.
 
+A thin caller: it parses the arguments into one :class:`engine.jobs.explain_files.ExplainSettings`
+and hands it to :func:`engine.jobs.explain_files.explain_files`, which decides the rest.
+
 A folder (one CT/MR series), a ``.nii``/``.nii.gz`` file, or with a 3-D model an enhanced
 multi-frame file, is explained as a volume: a 3-D model reads it whole, a 2-D model slice by
 slice (``--slices``). Maps are then (slices, rows, columns) on the volume's own grid.
@@ -8,24 +11,8 @@ slice (``--slices``). Maps are then (slices, rows, columns) on the volume's own 
 from __future__ import annotations
 
 import sys
-import time
-from pathlib import Path
 
-import numpy as np
-
-from engine.core.errors import LucidaError, UsageError
-from engine.metrics.localisation import parse_roi
-
-#: What ``--report`` can write for a volume a 3-D model explained: the multi-frame Parametric
-#: Map, and the reports and files of :func:`engine.export.volume_report.write_volume_exports`.
-VOLUME_REPORTS = ("pm", "pdf", "html", "png", "nifti")
-#: Of those, the ones a 2-D image has no use for.
-VOLUME_ONLY = ("nifti",)
-
-
-def _reports(text: str | None) -> list[str]:
-    """The formats ``--report`` names, lower case, blanks dropped."""
-    return [f.strip().lower() for f in (text or "").split(",") if f.strip()]
+from engine.core.errors import UsageError
 
 
 def register(subparsers) -> None:
@@ -122,239 +109,24 @@ def parse_params(pairs: list[str], methods: list[str]) -> dict[str, dict[str, st
     return out
 
 
-def _explain_one(args, path, folder, session, model, request_kw, load_ms, roi) -> str:
-    from engine.explain.session import ExplainRequest
-    from engine.export.results import write_explain_outputs
-    from engine.studies.image import open_image
-
-    start = time.perf_counter()
-    image = open_image(path)
-    open_ms = (time.perf_counter() - start) * 1000.0
-    result = session.explain(ExplainRequest(image=image, model=model, frame=args.frame,
-                                            **request_kw))
-    metrics = None
-    if args.metrics or roi is not None:
-        from engine.metrics import case_metrics
-
-        method, layer = next(iter(result.maps))
-        metrics = case_metrics(session, result, image, model, method, layer, roi=roi)
-        metrics = {"method": method, "layer": layer, **metrics}
-    timings = dict(result.timings_ms, load=load_ms + open_ms)
-    write_explain_outputs(result, image, folder, timings, metrics, cmap=args.colormap,
-                          keep_identifiers=args.keep_identifiers)
-    reports = [f for f in _reports(args.report) if f not in VOLUME_ONLY]
-    if reports:
-        from engine.export import write_reports
-
-        # No screen here: the report holds every map the command asked for.
-        write_reports(result, image, folder, reports,
-                      keep_identifiers=args.keep_identifiers, metrics=metrics,
-                      figure_options={"colormap": args.colormap}, all_maps=True)
-    filed = ""
-    if args.send:
-        from engine.pacs.filing import file_into_study
-
-        filed = "\n" + file_into_study(result, image, folder, args.send_node, metrics=metrics,
-                                       colormap=args.colormap)
-    else:
-        from engine.export.export_kind import record_research
-
-        record_research(folder, keep_identifiers=args.keep_identifiers)
-    top = result.scores[result.target]
-    return (f"{path}: {result.target_name} ({top:.3f}), {len(result.maps)} map(s) -> {folder}"
-            + "".join(f"\n  warning: {w}" for w in result.warnings) + filed)
-
-
-def _is_volume_input(path: Path, model) -> bool:
-    from engine.studies.volume import is_nifti
-
-    return path.is_dir() or is_nifti(path) or bool(model.is_volumetric and path.is_file())
-
-
-def _volume_stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem if path.is_file() else name
-
-
-def _explain_volume(args, path, folder, session, model, request_kw, load_ms) -> str:
-    from engine.explain.session import ExplainRequest
-    from engine.export.volume import volume_result_json, write_volume_outputs
-    from engine.studies.volume import open_volume
-
-    reports = _reports(args.report)
-    allowed = VOLUME_REPORTS if model.is_volumetric else ("pm",)
-    unknown = [f for f in reports if f not in allowed]
-    if unknown:
-        what = ("a 3-D model's volume reports are " + ", ".join(VOLUME_REPORTS)
-                if model.is_volumetric else
-                "a 2-D model run over the slices writes pm (a multi-frame Parametric Map) only")
-        raise UsageError(f"--report {','.join(unknown)}: {what}", path=path,
-                         fix=f"use --report {','.join(allowed)} or a subset, or drop --report")
-    start = time.perf_counter()
-    volume = open_volume(path)
-    open_ms = (time.perf_counter() - start) * 1000.0
-    if args.send and not volume.images:
-        raise UsageError("is not a DICOM series, so it has no study to file into", path=path,
-                         fix="explain the series folder, or drop --send")
-    roi = None
-    if args.roi is not None:
-        from engine.metrics.volume import parse_box3d
-
-        roi = parse_box3d(args.roi)
-    slices = None
-    if model.is_volumetric:
-        if args.slices is not None:
-            raise UsageError("--slices runs a 2-D model over a volume; this model reads "
-                             "volumes whole", fix="drop --slices")
-        result = session.explain(ExplainRequest(image=volume, model=model, **request_kw))
-        maps, classes, scores = result.maps, result.classes, result.scores
-        target, params, warnings = result.target, result.params, result.warnings
-        timings, use, versus = result.timings_ms, result.intended_use, result.versus
-    else:
-        from engine.explain.slices import explain_slices
-
-        stack = explain_slices(model, volume, request_kw["methods"], request_kw["layers"],
-                               request_kw["target"], request_kw["params"],
-                               args.slices or "all", args.batch_size, request_kw["versus"])
-        maps, classes, params = stack.maps, stack.classes, stack.params
-        scores = [float(v) for v in stack.scores.max(axis=0)]
-        target = int(np.bincount(stack.targets).argmax())
-        warnings, timings, use = stack.warnings, stack.timings_ms, stack.intended_use
-        versus = request_kw["versus"]
-        slices = {"explained": stack.slices, "prediction_is": "per-class maximum over slices",
-                  "per_slice": [{"slice": k, "target": classes[t],
-                                 "prediction": dict(zip(classes, map(float, row),
-                                                        strict=True))}
-                                for k, t, row in zip(stack.slices, stack.targets,
-                                                     stack.scores, strict=True)]}
-    metrics = None
-    if args.metrics or roi is not None:
-        method, layer = next(iter(maps))
-        if model.is_volumetric:
-            from engine.metrics import case_metrics
-
-            metrics = case_metrics(session, result, volume, model, method, layer, roi=roi)
-        elif roi is not None:
-            from engine.metrics.volume import roi_metrics_3d
-
-            metrics = {"method": method, "layer": layer,
-                       **roi_metrics_3d(maps[(method, layer)].heatmap, roi)}
-        else:
-            warnings = [*warnings, "--metrics over a 2-D model's slices: only --roi measures "
-                        "(pointing, energy) are computed"]
-    content = volume_result_json(
-        volume, maps, model=model.describe(), classes=classes, scores=scores, target=target,
-        params=params, timings_ms=dict(timings, load=load_ms + open_ms), warnings=warnings,
-        intended_use=use, versus=versus, metrics=metrics, slices=slices,
-        keep_identifiers=args.keep_identifiers)
-    pm_files = []
-    if "pm" in reports:
-        from engine.export.dicom_objects import research_volume_files
-
-        pm_files = research_volume_files(maps, volume, keep_identifiers=args.keep_identifiers)
-    write_volume_outputs(volume, maps, folder, content, cmap=args.colormap)
-    figures = [f for f in reports if f != "pm"]
-    if figures:
-        from engine.export.volume_report import write_volume_exports
-
-        # No screen here: the report holds every map the command asked for, through its peak.
-        write_volume_exports(result, volume, folder, figures,
-                             keep_identifiers=args.keep_identifiers,
-                             figure_options={"colormap": args.colormap}, all_maps=True)
-    if pm_files:
-        from engine.export.export_kind import publish_research
-
-        publish_research(folder, pm_files, keep_identifiers=args.keep_identifiers)
-    filed = ""
-    if args.send:
-        from engine.pacs.filing import file_volume_into_study
-
-        filed = "\n" + file_volume_into_study(maps, volume, folder, args.send_node)
-    s, r, c = volume.shape
-    return (f"{path}: {classes[target]} ({scores[target]:.3f}), {len(maps)} map(s) of "
-            f"{s}x{r}x{c} -> {folder}" + "".join(f"\n  warning: {w}" for w in warnings)
-            + filed)
-
-
 def run(args) -> int:
-    """Explain every file; see the module and parser help for the contract."""
-    from engine.explain import core
-    from engine.explain.colour import COLORMAPS
-    from engine.explain.registry import registry
-    from engine.explain.session import Session, resolve_device
-    from engine.models.loaded import load_model
+    """Explain every input; see the module and parser help for the contract."""
+    from engine.jobs.explain_files import ExplainSettings, explain_files, parse_reports
 
-    if args.colormap not in COLORMAPS:
-        raise UsageError(f"unknown colormap {args.colormap!r}", fix=f"use {', '.join(COLORMAPS)}")
-    methods = [m.strip() for m in args.method.split(",") if m.strip()]
-    reg = registry()
-    for name in methods:
-        reg.get(name)  # an unknown method is a usage error before the model loads
-    if not methods:
-        raise UsageError("--method is empty", fix=f"use one of {', '.join(reg.names())}")
-    params = parse_params(args.param, methods)
-    volumes = any(Path(name).is_dir() or Path(name).name.lower().endswith((".nii", ".nii.gz"))
-                  for name in args.files)
-    roi = None if args.roi is None or volumes else parse_roi(args.roi)
-    reports = _reports(args.report)
-    two_d = [f for f in reports if f not in VOLUME_ONLY]
-    if args.report and (two_d or not reports):  # nifti alone is checked once inputs are known
-        from engine.export import _parse_formats
-
-        _parse_formats(two_d)  # a bad --report fails before anything is written
-    if args.send:
-        from engine.pacs.filing import check_send
-
-        args.send_node = check_send(args.send, keep_identifiers=args.keep_identifiers)
-    device = resolve_device(args.device)
-    start = time.perf_counter()
-    model = load_model(args.model, trust=args.trust_model, device=str(device))
-    load_ms = (time.perf_counter() - start) * 1000.0
-    # Unknown layers and parameters, or methods that cannot run on this model, are usage
-    # errors before any image is read.
-    core.plan(model, methods, args.layer, params)
-    only = [f for f in reports if f in VOLUME_ONLY]
-    if only and not any(_is_volume_input(Path(name), model) for name in args.files):
-        raise UsageError(f"--report {','.join(only)} is written for volumes only, and no input "
-                         "is a volume", fix=f"drop {','.join(only)} from --report")
-    session = Session(device=str(device))
-    request_kw = {"methods": methods, "layers": args.layer, "target": args.target,
-                  "params": params, "versus": args.versus}
-    if args.versus is not None:
-        model.resolve_target(args.versus)  # an unknown class is a usage error up front
-    out = Path(args.out)
-    failures: list[str] = []
-    used: set[str] = set()
-    for i, name in enumerate(args.files):
-        path = Path(name)
-        volume = _is_volume_input(path, model)
-        base = _volume_stem(path) if volume else path.stem
-        stem, n = base, 1
-        while stem in used:  # two files with one stem must not overwrite each other
-            n += 1
-            stem = f"{base}-{n}"
-        used.add(stem)
-        try:
-            # The model load is charged to the first image, whose timings include it.
-            if volume:
-                line = _explain_volume(args, path, out / stem, session, model, request_kw,
-                                       load_ms if i == 0 else 0.0)
-            else:
-                if args.slices is not None:
-                    raise UsageError("--slices is for volumes (series folders, NIfTI files)",
-                                     path=path, fix="drop --slices for 2-D images")
-                line = _explain_one(args, path, out / stem, session, model, request_kw,
-                                    load_ms if i == 0 else 0.0, roi)
-            print(line, flush=True)
-        except LucidaError as exc:
-            if len(args.files) == 1:
-                raise
-            failures.append(exc.one_line())
-            print(f"error: {exc.one_line()}", file=sys.stderr)
-    if failures:
-        print(f"error: {len(failures)} of {len(args.files)} files failed", file=sys.stderr)
-        return 2 if len(failures) == len(args.files) else 1
-    return 0
+    methods = tuple(m.strip() for m in args.method.split(",") if m.strip())
+    settings = ExplainSettings(
+        model=args.model, methods=methods, layers=args.layer, target=args.target,
+        versus=args.versus, params=parse_params(args.param, list(methods)), frame=args.frame,
+        device=args.device, trust_model=args.trust_model, colormap=args.colormap,
+        metrics=args.metrics, roi=args.roi, slices=args.slices, batch_size=args.batch_size,
+        reports=parse_reports(args.report), send=args.send,
+        keep_identifiers=args.keep_identifiers)
+    if args.report is not None and not settings.reports:
+        raise UsageError("--report names no format", fix="use --report pdf,html,dicom")
+    summary = explain_files(
+        settings, args.files, args.out, on_line=lambda line: print(line, flush=True),
+        on_error=lambda line: print(f"error: {line}", file=sys.stderr))
+    if summary.failures:
+        print(f"error: {len(summary.failures)} of {summary.total} files failed",
+              file=sys.stderr)
+    return summary.exit_code

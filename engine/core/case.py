@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["VERDICTS", "Case", "ContentId", "Target", "Verdict", "array_digest", "bytes_digest",
-           "freeze"]
+           "content_of", "freeze"]
 
 
 def bytes_digest(*parts: bytes | str) -> str:
@@ -210,3 +210,17 @@ class Verdict:
         """Inverse of :meth:`as_dict`."""
         return cls(value=str(data["value"]), comment=str(data.get("comment", "")),
                    recorded=str(data.get("recorded", "")))
+
+
+def content_of(image: Any, frame: int = 0) -> ContentId:
+    """The content identity of one frame of ``image``.
+
+    Images, slices and volumes opened by :mod:`engine.studies` name their own content
+    (``content_id``). Anything else that offers ``model_input`` (pixels held in a notebook,
+    say) is named by the values it gives the model, never by its name or path.
+    """
+    own = getattr(image, "content_id", None)
+    if own is not None:
+        return own(frame)
+    values = np.asarray(image.model_input(frame, window="default"))
+    return ContentId("array", array_digest(values), frame=int(frame))

@@ -11,10 +11,9 @@ import threading
 import weakref
 from typing import Any
 
-import numpy as np
 import torch
 
-from engine.core.case import ContentId, array_digest, bytes_digest
+from engine.core.case import bytes_digest
 from engine.explain.scorer import weights_fingerprint
 
 _lock = threading.Lock()
@@ -58,16 +57,3 @@ def model_hash(model: Any) -> str:
         _digests[module] = (key, digest)
     return digest
 
-
-def content_of(image: Any, frame: int = 0) -> ContentId:
-    """The content identity of one frame of ``image``.
-
-    Images, slices and volumes opened by :mod:`engine.studies` name their own content
-    (``content_id``). Anything else that offers ``model_input`` (pixels held in a notebook,
-    say) is named by the values it gives the model, never by its name or path.
-    """
-    own = getattr(image, "content_id", None)
-    if own is not None:
-        return own(frame)
-    values = np.asarray(image.model_input(frame, window="default"))
-    return ContentId("array", array_digest(values), frame=int(frame))

@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 
 from engine.core.cancel import Cancelled, CancelToken, ProgressFn, no_progress
-from engine.core.case import Case, Target, freeze
+from engine.core.case import Case, Target, content_of, freeze
 from engine.core.device import resolve_device
 from engine.core.errors import ExplainerUnavailable, UsageError
 from engine.explain import core
 from engine.explain.api import is_segmentation
 from engine.explain.capture import Capture, CaptureCache
 from engine.explain.core import MapResult, finish_map, resolve_layers
-from engine.explain.identity import content_of, model_hash
+from engine.explain.identity import model_hash
 from engine.explain.targets import label_map
 
 __all__ = ["ExplainRequest", "ExplainResult", "MapResult", "Session", "finish_map",

@@ -50,7 +50,8 @@ FILE_NAMES = {
 }
 
 
-def _parse_formats(formats) -> list[str]:
+def parse_formats(formats) -> list[str]:
+    """The export formats a list or comma-separated string names, checked (one line if not)."""
     if isinstance(formats, str):
         formats = formats.split(",")
     wanted = [f.strip().lower() for f in formats if f and f.strip()]
@@ -221,7 +222,7 @@ def write_reports(
     UsageError
         For an unknown format or figure setting.
     """
-    wanted = _parse_formats(formats)
+    wanted = parse_formats(formats)
     seen = reviewed_view(result, view, figure_options, metrics)
     options = export_options(result, figure_options if figure_options is not None
                              else seen.figure_options())
