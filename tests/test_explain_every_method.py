@@ -74,9 +74,9 @@ def test_method_runs_through_explain(name, tmp_path):
     code = cli_main(["explain", str(image), "--model", "demo", "--method", name,
                      "--out", str(tmp_path), *params])
     assert code == 0
-    result = json.loads((tmp_path / "phantom_0001" / "result.json").read_text())
+    result = json.loads((tmp_path / "case-001" / "result.json").read_text())
     assert result["method"] in (name, [name])
-    maps = sorted((tmp_path / "phantom_0001").glob(f"heatmap_{name}_*.npy"))
+    maps = sorted((tmp_path / "case-001").glob(f"heatmap_{name}_*.npy"))
     assert maps, f"{name} wrote no heatmap"
     heat = np.load(maps[0])
     assert heat.shape == open_image(image).shape and np.isfinite(heat).all()

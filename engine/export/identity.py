@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.core.case import content_of
 from engine.core.pseudonym import Pseudonyms
 from engine.export.deid import Scrubber
 
@@ -52,7 +53,7 @@ def case_name(image, pseudonyms: Pseudonyms | None, keep_identifiers: bool) -> s
         return path_stem(getattr(image, "path", "") or "") or "image"
     # An empty Pseudonyms is falsy (it has a length): test for None.
     names = Pseudonyms() if pseudonyms is None else pseudonyms
-    return names.name(image.content_id())
+    return names.name(content_of(image))
 
 
 def image_entry(image, frame: int, name: str) -> dict:
@@ -61,7 +62,7 @@ def image_entry(image, frame: int, name: str) -> dict:
     A digest names content, not a person: it links an output to the file it came from for
     whoever holds the file, and to no one else.
     """
-    content = image.content_id(frame)
+    content = content_of(image, frame)
     return {"case": name, "digest": content.digest, "kind": content.kind, "frame": int(frame)}
 
 
