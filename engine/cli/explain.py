@@ -19,12 +19,13 @@ def register(subparsers) -> None:
     """Add the ``explain`` sub-command."""
     p = subparsers.add_parser(
         "explain", help="explain a model's decision on image files",
-        description="Writes OUT/<stem>/image.png, overlay_<method>_<layer>.png, "
+        description="Writes OUT/<case>/image.png, overlay_<method>_<layer>.png, "
         "heatmap_<method>_<layer>.npy and result.json for each file. For a series folder or "
         "NIfTI file: heatmap_<method>_<layer>.npy shaped (slices, rows, columns) on the "
         "volume's grid, overlay_<plane>_<method>_<layer>.png through the map's peak, "
         "volume_geometry.json and result.json. Exit codes: 0 success, 2 bad input or usage, "
-        "1 some of several files failed.",
+        "1 some of several files failed. <case> is case-001, case-002... in input order, or "
+        "each file's stem with --keep-identifiers.",
     )
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="DICOM or raster images, CT/MR series folders, NIfTI files")
@@ -65,8 +66,9 @@ def register(subparsers) -> None:
                    help="file the results into the patient's study on this PACS node "
                    "(needs --keep-identifiers; see `python main.py pacs`)")
     p.add_argument("--keep-identifiers", action="store_true",
-                   help="keep patient identifiers in reports and the full image path in "
-                   "result.json (by default only the file name is stored)")
+                   help="keep patient identifiers in reports, name each output folder after "
+                   "its file and store the full path in result.json (by default each input "
+                   "is a pseudonym, case-001, case-002...)")
     p.set_defaults(func=run)
 
 

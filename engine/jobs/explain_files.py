@@ -337,7 +337,7 @@ def _explain_volume(run: Prepared, path: Path, out: Path, used: set[str],
         volume, maps, model=model.describe(), classes=classes, scores=scores, target=target,
         params=params, timings_ms=dict(timings, load=load_ms + open_ms), warnings=warnings,
         intended_use=use, versus=versus, metrics=metrics, slices=slices,
-        keep_identifiers=s.keep_identifiers)
+        keep_identifiers=s.keep_identifiers, pseudonyms=run.pseudonyms)
     pm_files = []
     if "pm" in reports:
         from engine.export.dicom_objects import research_volume_files
