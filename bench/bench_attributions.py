@@ -21,7 +21,8 @@ ratios are Captum's time over Lucida's, so above 1 means Lucida is faster. Each 
 time and for CPU time (the process's, all threads): on a shared machine the wall-time ratio
 swings with other load, the CPU-time ratio much less; best settings are picked by CPU time.
 The network is randomly initialised (fixed seed). ``--quick`` uses 250 samples for (c) and
-fewer settings. Run: ``python bench/bench_attributions.py [--quick]`` (or ``make bench``).
+fewer settings; ``LUCIDA_BENCH_SMOKE=1`` runs every step at tiny sizes, (d) left out. Run:
+``python bench/bench_attributions.py [--quick]`` (or ``make bench``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from captum.attr import (  # noqa: E402
     NoiseTunnel,
     Saliency,
 )
+from smoke import SMOKE, sized  # noqa: E402
 
 from engine.explain.capture import run_capture  # noqa: E402
 from engine.explain.scorer import fast_module  # noqa: E402
@@ -52,15 +54,15 @@ from engine.models.preprocess import InputSpec  # noqa: E402
 from plugins.superpixels import superpixels  # noqa: E402
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
-SIZE = 224
+SIZE = sized(224, 32)
 QUICK = "--quick" in sys.argv[1:]
-STEPS = 50
-NOISY = 25
-SAMPLES = 250 if QUICK else 1000
-SWEEP_SAMPLES = 64 if QUICK else 128
-IG_BATCHES = (25, 50) if QUICK else (10, 25, 50)
-NT_BATCHES = (25,) if QUICK else (5, 25)
-PER_EVAL = (32, 64) if QUICK else (16, 32, 64)
+STEPS = sized(50, 4)
+NOISY = sized(25, 2)
+SAMPLES = sized(250 if QUICK else 1000, 16)
+SWEEP_SAMPLES = sized(64 if QUICK else 128, 8)
+IG_BATCHES = sized((25, 50) if QUICK else (10, 25, 50), (2, 4))
+NT_BATCHES = sized((25,) if QUICK else (5, 25), (2,))
+PER_EVAL = sized((32, 64) if QUICK else (16, 32, 64), (8, 16))
 
 
 class _Image:
@@ -118,7 +120,7 @@ def main() -> int:
     x = model.preprocess(image)
     capture = run_capture(model, x, 0, [], gradients=False)
     black = capture.from_pixels(0.0).expand_as(x).contiguous()
-    mode = "quick" if QUICK else "full"
+    mode = "smoke" if SMOKE else "quick" if QUICK else "full"
     print(f"ResNet-18 at {SIZE} px, random init, {torch.get_num_threads()} threads, {mode} run",
           flush=True)
     # Warm both libraries up (first-call allocations, Captum's lazy scikit-learn import).
@@ -179,6 +181,9 @@ def main() -> int:
 
 def _compiled(model, x) -> None:
     """(d) ``torch.compile`` of the scorer's folded copy: what it saves per pass and costs once."""
+    if SMOKE:  # compiling takes tens of seconds whatever the size
+        print("(d) torch.compile: not timed in smoke mode", flush=True)
+        return
     batch = x.expand(16, -1, -1, -1).contiguous(memory_format=torch.channels_last)
     folded = fast_module(model.module, x)
     try:

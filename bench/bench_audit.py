@@ -27,10 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-LOOP_IMAGES = 512
-BATCH_SIZE = 32
-ROUNDS = 5
-MEMORY_SIZES = (200, 2000)
+from smoke import sized  # noqa: E402
+
+LOOP_IMAGES = sized(512, 8)
+BATCH_SIZE = sized(32, 4)
+ROUNDS = sized(5, 1)
+MEMORY_SIZES = sized((200, 2000), (8,))
 
 
 def per_image_loop(dataset, model, method: str = "gradcam") -> float:
@@ -165,7 +167,7 @@ def main() -> None:
                 capture_output=True, text=True, check=True,
             )
             peaks[n] = [float(v) for v in out.stdout.strip().splitlines()[-1].split()]
-        small, large = MEMORY_SIZES
+        small, large = MEMORY_SIZES[0], MEMORY_SIZES[-1]  # one size in smoke mode
         print(f"audit peak memory (audit process; decode process): {small} images "
               f"{peaks[small][0]:.0f} MiB; {peaks[small][1]:.0f} MiB, {large} images "
               f"{peaks[large][0]:.0f} MiB; {peaks[large][1]:.0f} MiB, ratio "

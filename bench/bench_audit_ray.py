@@ -12,6 +12,7 @@ bookkeeping, not disk.
 from __future__ import annotations
 
 import csv
+import os
 import resource
 import subprocess
 import sys
@@ -22,9 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-IMAGES = 768
-BATCH_SIZE = 32
-MEMORY_SIZES = (2000, 20000)
+from smoke import SMOKE, sized  # noqa: E402
+
+IMAGES = sized(768, 16)
+BATCH_SIZE = sized(32, 4)
+MEMORY_SIZES = sized((2000, 20000), (16,))
 
 
 def _repeat_manifest(source: Path, n: int, out: Path) -> Path:
@@ -81,8 +84,15 @@ def timed_run(manifest: Path, out: Path, workers: int, card: Path) -> tuple[floa
     return rate, first_t
 
 
-def memory_child(n: int, folder: str, source: str) -> None:
-    """Run one Ray audit over ``n`` rows and print the driver's peak RSS in MiB."""
+def memory_child(n: int, folder: str, source: str, address: str | None = None) -> None:
+    """Run one Ray audit over ``n`` rows and print the driver's peak RSS in MiB.
+
+    With ``address``, on the Ray instance there instead of one of its own.
+    """
+    if address:
+        import ray
+
+        ray.init(address=address, log_to_driver=False)
     manifest = _repeat_manifest(Path(source), n, Path(folder) / f"m{n}.csv")
     timed_run(manifest, Path(folder) / f"out{n}", 2, Path(folder) / "card" / "card.toml")
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -103,6 +113,15 @@ def main() -> None:
         manifest = _repeat_manifest(source, IMAGES, tmp / "manifest.csv")
         card = tiny_card(tmp / "card")
         model = load_model(card)
+        address = []
+        if SMOKE:
+            # One local Ray for every run, the memory child's too: a start takes seconds.
+            import ray
+            from audit_fixtures import start_local_ray
+
+            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # as the engine's own start
+            start_local_ray()
+            address = [ray.get_runtime_context().gcs_address]
         # The local engine warm, as bench_audit measures it: imports, registry, decode process.
         decode_pool.wait_ready(decode_pool.auto_processes())
         batched(load_dataset(source), model, tmp / "warm")
@@ -120,18 +139,19 @@ def main() -> None:
         peaks = {}
         for n in MEMORY_SIZES:
             out = subprocess.run(
-                [sys.executable, __file__, "--memory-child", str(n), str(tmp), str(source)],
+                [sys.executable, __file__, "--memory-child", str(n), str(tmp), str(source),
+                 *address],
                 capture_output=True, text=True, check=True,
             )
             peaks[n] = float(out.stdout.strip().splitlines()[-1])
-        small, large = MEMORY_SIZES
+        small, large = MEMORY_SIZES[0], MEMORY_SIZES[-1]  # one size in smoke mode
         print(f"ray driver peak memory: {small} rows {peaks[small]:.0f} MiB, {large} rows "
               f"{peaks[large]:.0f} MiB, ratio {peaks[large] / peaks[small]:.2f}x "
               f"(goal <= 1.2x)", flush=True)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--memory-child":
-        memory_child(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    if len(sys.argv) in (5, 6) and sys.argv[1] == "--memory-child":
+        memory_child(int(sys.argv[2]), *sys.argv[3:])
     else:
         main()

@@ -32,6 +32,7 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 from pytorch_grad_cam import GradCAM, ScoreCAM  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
+from smoke import sized  # noqa: E402
 from torchcam.methods import GradCAM as TorchCamGradCAM  # noqa: E402
 
 from engine.explain.capture import run_capture  # noqa: E402
@@ -41,6 +42,10 @@ from engine.models.preprocess import InputSpec  # noqa: E402
 from plugins.scorecam import _minmax  # noqa: E402
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+#: The image of (a) and (b), the demo images of (d), the explanations of (e).
+IMAGE = sized(512, 64)
+DEMO_IMAGES = sized(5, 1)
+EXPLANATIONS = sized(200, 4)
 
 
 class _Image:
@@ -88,11 +93,11 @@ def _quiet():
     return contextlib.redirect_stderr(io.StringIO())  # pytorch-grad-cam's tqdm bars
 
 
-def bench_blocks(size: int = 160) -> Session:
+def bench_blocks(size: int = sized(160, 32)) -> Session:
     model = _torchvision("resnet50", size)
     blocks = [f"layer{i}.{j}" for i, n in zip(range(1, 5), (3, 4, 6, 3), strict=True)
               for j in range(n)]
-    image = _image(512)
+    image = _image(IMAGE)
     x = model.preprocess(image)
     net = model.module
     target = [ClassifierOutputTarget(0)]
@@ -141,9 +146,10 @@ def bench_switch(session, model, image, blocks) -> None:
                 start = time.perf_counter()
                 session.explain(ExplainRequest(image, model, [method], [block], 0))
                 times.append((time.perf_counter() - start) * 1000.0)
-        print(f"(b) switch layer/method from the cache, 512x512 image, {n} thread(s): median "
-              f"{statistics.median(times):.1f} ms, worst {max(times):.1f} ms over {len(times)} "
-              f"switches (goal < 20 ms); model passes so far: {session.forward_passes}",
+        print(f"(b) switch layer/method from the cache, {IMAGE}x{IMAGE} image, {n} thread(s): "
+              f"median {statistics.median(times):.1f} ms, worst {max(times):.1f} ms over "
+              f"{len(times)} switches (goal < 20 ms); model passes so far: "
+              f"{session.forward_passes}",
               flush=True)
     torch.set_num_threads(threads)
 
@@ -154,7 +160,7 @@ def _scorecam_peer(net, layer, x, target) -> np.ndarray:
         return cam(x, [ClassifierOutputTarget(target)])[0]
 
 
-def bench_scorecam(size: int = 96) -> None:
+def bench_scorecam(size: int = sized(96, 48)) -> None:
     model = _torchvision("resnet18", size)
     image = _image(size, seed=1)
     x = model.preprocess(image)
@@ -170,9 +176,10 @@ def bench_scorecam(size: int = 96) -> None:
 
     ours("fast")  # warm-up
     maps = {}
-    # Best of three each, alternating, so that a burst of other load does not pick the winner.
+    # Best of three each (one in smoke mode), alternating, so that a burst of other load does
+    # not pick the winner.
     t_exact = t_peer = float("inf")
-    for _ in range(3):
+    for _ in range(sized(3, 1)):
         t_exact = min(t_exact, _ms(lambda: maps.setdefault("exact", ours("exact"))))
         t_peer = min(t_peer, _ms(lambda: _scorecam_peer(net, "layer4", x, 0)))
     t_fast = _ms(lambda: maps.setdefault("fast", ours("fast")), 2)
@@ -191,7 +198,7 @@ def bench_scorecam(size: int = 96) -> None:
     for name in ("demo", "demo-biased"):
         demo = load_model(name)
         rs = []
-        for seed in range(5):
+        for seed in range(DEMO_IMAGES):
             img = _image(96, seed=seed, channels=1, path=f"{name}{seed}.png")
             maps = []
             for mode in ("exact", "fast"):
@@ -199,24 +206,25 @@ def bench_scorecam(size: int = 96) -> None:
                     img, demo, ["scorecam"], params={"scorecam": {"mode": mode}}))
                 maps.append(next(iter(result.maps.values())).heatmap)
             rs.append(_pearson(*maps))
-        print(f", {name} {min(rs):.3f} (worst of 5 images)", end="", flush=True)
+        print(f", {name} {min(rs):.3f} (worst of {DEMO_IMAGES} images)", end="", flush=True)
     print(" (goal >= 0.9)", flush=True)
 
 
-def bench_memory(n: int = 200) -> None:
+def bench_memory(n: int = EXPLANATIONS) -> None:
     model = load_model("demo")
     session = Session(device="cpu")
     process = psutil.Process()
     rss = {}
+    first = min(20, n // 2)
     for i in range(n):
         image = _image(128, seed=i % 20, channels=1, path=f"memory{i}.png")
         session.explain(ExplainRequest(image, model, ["gradcam", "gradcampp", "layercam"]))
-        if i + 1 in (20, n):
+        if i + 1 in (first, n):
             gc.collect()
             rss[i + 1] = process.memory_info().rss / 2**20
     print(f"(e) resident memory over {n} explanations (demo model, 3 methods, new image each): "
-          f"{rss[20]:.0f} MB after 20, {rss[n]:.0f} MB after {n} -> growth "
-          f"{rss[n] - rss[20]:+.1f} MB (goal < 50 MB)", flush=True)
+          f"{rss[first]:.0f} MB after {first}, {rss[n]:.0f} MB after {n} -> growth "
+          f"{rss[n] - rss[first]:+.1f} MB (goal < 50 MB)", flush=True)
 
 
 def main() -> None:

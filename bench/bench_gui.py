@@ -26,13 +26,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from smoke import sized  # noqa: E402
+
 HEARTBEAT_MS = 10
 STALL_GOAL_MS = 50.0
 REPAINT_GOAL_MS = 50.0
-CLICKS = 20
-#: Frames of the multi-frame DICOM stepped through, and the time between steps.
-FRAMES = 120
+CLICKS = sized(20, 4)
+#: Frames of the multi-frame DICOM stepped through, their size, and the time between steps.
+FRAMES = sized(120, 6)
+FRAME_SIZE = sized(512, 64)
 STEP_MS = 15
+#: Score-CAM's mode in the stall runs (exact scores every channel: minutes in smoke mode).
+SCORECAM_MODE = sized("exact", "fast")
 #: The virtual screen of the run (the window never exceeds its screen).
 SCREEN = (1440, 900)
 
@@ -108,7 +113,7 @@ def main() -> None:
     # One map in the single viewer (batch 1: many small passes, the most GIL traffic), then
     # every layer in compare mode (a long run with fourteen cells repainting as maps arrive).
     for label, batch, compare in (("single layer", 1, False), ("all layers, compare", 8, True)):
-        win.param_values["scorecam"] = {**win.params_for("scorecam"), "mode": "exact",
+        win.param_values["scorecam"] = {**win.params_for("scorecam"), "mode": SCORECAM_MODE,
                                         "batch_size": batch}
         win.maps.clear()
         win.session.clear_cache()
@@ -175,7 +180,7 @@ def main() -> None:
     frame_runs, frame_peers = {}, {}
     folder = Path(tempfile.mkdtemp())
     for kind, syntax in (("uncompressed", None), ("JPEG 2000", JPEG2000Lossless)):
-        movie = write_multiframe(folder / f"{len(frame_peers)}.dcm", FRAMES, size=512,
+        movie = write_multiframe(folder / f"{len(frame_peers)}.dcm", FRAMES, size=FRAME_SIZE,
                                  syntax=syntax)
         for label in ("just opened", "prefetched"):
             before = win.image

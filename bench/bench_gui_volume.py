@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from bench_gui import STALL_GOAL_MS, Heartbeat, _pump, _virtual_screen  # noqa: E402
+from smoke import sized  # noqa: E402
 
 REPAINT_GOAL_MS = 30.0
-STEPS = 40
+STEPS = sized(40, 4)
 #: Time between scroll steps while Score-CAM runs (a user turning the wheel).
 SCROLL_MS = 40
 

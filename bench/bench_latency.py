@@ -20,9 +20,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from smoke import sized  # noqa: E402
+
 CANCEL_GOAL_MS = 500.0
 START_GOAL_MS = 100.0
-ROUNDS = 5
+ROUNDS = sized(5, 1)
+AUDIT_IMAGES = sized(24, 8)
 
 
 def cancel_latency() -> tuple[list[float], float]:
@@ -70,19 +73,19 @@ def cancel_latency() -> tuple[list[float], float]:
 
 def audit_start() -> tuple[float, float]:
     """Return how long the Audit view's start() holds the GUI thread, and the whole audit (ms)."""
-    from audit_fixtures import small_model, write_phantom_dataset
+    from audit_fixtures import write_phantom_dataset
+    from bench_audit_ray import tiny_card
     from PySide6.QtWidgets import QApplication
 
-    import engine.models.loaded
     from gui.audit_view import QtAuditView
 
     app = QApplication.instance() or QApplication(["bench"])
     folder = Path(tempfile.mkdtemp())
-    manifest = write_phantom_dataset(folder / "data", 24, size=40)
-    model = small_model(40)
-    engine.models.loaded.load_model = lambda spec, **kw: model
+    manifest = write_phantom_dataset(folder / "data", AUDIT_IMAGES)
     view = QtAuditView()
     view.dataset_edit.setText(str(manifest))
+    # The small model as a card the view loads by path, as a user's model is.
+    view.model_combo.setCurrentText(str(tiny_card(folder / "card")))
     view.method_combo.setCurrentText("gradcam")
     view.out_edit.setText(str(folder / "out"))
     start = time.perf_counter()

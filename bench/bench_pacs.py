@@ -23,8 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-COUNT = 100
-REPEATS = 3
+from smoke import sized  # noqa: E402
+
+COUNT = sized(100, 5)
+REPEATS = sized(3, 1)
 
 
 def _best(run) -> float:

@@ -19,8 +19,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SIZE = 2000
-REPEATS = 5
+from smoke import sized  # noqa: E402
+
+SIZE = sized(2000, 256)
+REPEATS = sized(5, 1)
+WINDOWS = sized(20, 3)
 
 
 def write_radiograph(path: Path, size: int = SIZE) -> None:
@@ -85,7 +88,7 @@ def main() -> None:
         t_lucida = _best(lucida)
         image = open_image(path)
         image.render()
-        windows = [(1500.0 + 40 * i, 1000.0 + 25 * i) for i in range(20)]
+        windows = [(1500.0 + 40 * i, 1000.0 + 25 * i) for i in range(WINDOWS)]
         changes = []
         for window in windows:
             start = time.perf_counter()

@@ -1,32 +1,61 @@
-"""Run every ``bench/bench_*.py`` in turn; each prints ratios against peers from the same run."""
+"""Run every ``bench/bench_*.py``, each in its own process; each prints ratios against peers.
+
+A process per benchmark: one benchmark's imports, patches, threads or leftover servers never
+reach the next. ``--smoke`` runs them at tiny sizes (see :mod:`smoke`).
+
+Run: ``python bench/run_all.py [--smoke] [NAME ...]`` (or ``make bench``); a NAME is
+``bench_volumes`` or ``volumes``. Exits 1 when a benchmark failed, naming it.
+"""
 
 from __future__ import annotations
 
-import runpy
+import os
+import subprocess
 import sys
 from pathlib import Path
+
+from smoke import smoke_env
 
 HERE = Path(__file__).resolve().parent
 
 
-def main() -> int:
-    """Run the benchmarks named on the command line, or all of them."""
-    sys.path.insert(0, str(HERE.parent))
-    wanted = set(sys.argv[1:])
-    failures = 0
-    for script in sorted(HERE.glob("bench_*.py")):
-        if wanted and not {script.stem, script.stem.removeprefix("bench_")} & wanted:
-            continue
+def scripts(wanted: set[str] | None = None) -> list[Path]:
+    """The benchmark scripts, sorted; only those named in ``wanted`` when given.
+
+    Parameters
+    ----------
+    wanted : set of str, optional
+        Names such as ``bench_volumes`` or ``volumes``.
+
+    Returns
+    -------
+    list of Path
+    """
+    return [script for script in sorted(HERE.glob("bench_*.py"))
+            if not wanted or {script.stem, script.stem.removeprefix("bench_")} & wanted]
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmarks named in ``argv``, or all of them; 1 if any failed."""
+    env = smoke_env(os.environ) if "--smoke" in argv else dict(os.environ)
+    wanted = {arg for arg in argv if not arg.startswith("--")}
+    chosen = scripts(wanted)
+    if wanted and not chosen:
+        print(f"no benchmark named {' '.join(sorted(wanted))}: see {HERE}", file=sys.stderr)
+        return 2
+    failed = []
+    for script in chosen:
         print(f"== {script.stem} ==", flush=True)
-        try:
-            runpy.run_path(str(script), run_name="__main__")
-        except SystemExit as exc:
-            failures += bool(exc.code)
-        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the rest
-            print(f"   failed: {type(exc).__name__}: {exc}", flush=True)
-            failures += 1
-    return 1 if failures else 0
+        # Its output goes straight to ours, as it comes.
+        code = subprocess.run([sys.executable, str(script)], env=env, check=False).returncode
+        if code:
+            print(f"   {script.stem} failed (exit code {code})", flush=True)
+            failed.append(script.stem)
+    if failed:
+        print(f"failed: {', '.join(failed)}", flush=True)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
