@@ -1,18 +1,27 @@
-"""Give a bare model file (a pickled module, say) a card: its classes and preprocessing.
+"""Give a bare model file a card: its architecture, classes and preprocessing.
 
-The dialog writes an ordinary model card next to the model file (``<stem>.card.toml``, with
-``model = "<file>"``), so the command line and the next session read the same card.
+A weights file (a state_dict) needs the network it belongs to: the architecture is chosen from
+a searchable list of what the loaders build (:func:`engine.models.loaders.known_architectures`)
+or a ``python:`` builder file; a whole-model file (a pickled module, TorchScript) needs none.
+Save tries the card first (:func:`engine.models.dry_run.dry_run_card`: build, load the weights,
+one forward pass) and writes nothing when it fails. The card is an ordinary model card next to
+the model file (``<stem>.card.toml``), written by the engine's card writer, so the command line
+and the next session read the same card.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
+    QCompleter,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
     QLabel,
     QLineEdit,
@@ -23,9 +32,15 @@ from PySide6.QtWidgets import (
 from engine.core.errors import LucidaError, ModelError
 from engine.models.card import default_spec
 from engine.models.card_writer import CardExists, write_card
+from engine.models.dry_run import dry_run_card
+from engine.models.loaders import known_architectures
 
 #: Suffix of the card written next to a model file.
 CARD_SUFFIX = ".card.toml"
+#: The architecture choice of a file that holds the whole model (no architecture named).
+WHOLE_MODEL = "(the file holds the whole model)"
+#: The architecture choice that picks a Python file with a builder function.
+PYTHON_FILE = "python: a builder function in a Python file…"
 
 
 def _numbers(text: str, what: str) -> list[float]:
@@ -41,17 +56,22 @@ def _numbers(text: str, what: str) -> list[float]:
 
 def card_fields(model_file: Path, name: str, classes: list[str], output: str,
                 size: tuple[int, int], channels: int, mean: list[float], std: list[float],
-                window: str) -> dict:
+                window: str, architecture: str | None = None) -> dict:
     """Return the card for ``model_file`` as :func:`~engine.models.card_writer.write_card` takes it.
+
+    With ``architecture``, the file is the card's ``weights`` (a state_dict); without, its
+    ``model`` (a whole-model file).
 
     Returns
     -------
     dict
         Top-level fields and the ``input`` table; the model file is named relative to the card.
     """
+    files = ({"architecture": architecture, "weights": model_file.name} if architecture
+             else {"model": model_file.name})
     return {
         "name": name,
-        "model": model_file.name,
+        **files,
         "classes": classes,
         "output": output,
         "input": {"size": list(size), "channels": channels, "mean": mean, "std": std,
@@ -69,11 +89,17 @@ class QtCardDialog(QDialog):
 
     sig_card_saved = Signal(str)
 
-    def __init__(self, parent, model, spec: str | None) -> None:
-        """``model`` is the loaded model, or None when the file could not be loaded."""
+    def __init__(self, parent, model, spec: str | None, trust: bool = False) -> None:
+        """``model`` is the loaded model, or None when the file could not be loaded.
+
+        ``trust`` says whether the model file's code may run (the user confirmed it): only
+        then is a whole-model file or a ``python:`` builder tried before saving.
+        """
         super().__init__(parent)
         self.setWindowTitle("Describe this model file")
         self.model_file = Path(spec) if spec else None
+        self.trust = trust
+        self.architecture = self._architecture_box()
         spec_in = model.input if model is not None else default_spec()
         name = model.name if model is not None else (self.model_file.stem
                                                      if self.model_file else "")
@@ -100,6 +126,7 @@ class QtCardDialog(QDialog):
         #: The existing card that the next Save replaces, once the user was told it is there.
         self._replace: Path | None = None
         form = QFormLayout()
+        form.addRow("Architecture", self.architecture)
         form.addRow("Name", self.name)
         form.addRow("Classes", self.classes)
         form.addRow("Output", self.output)
@@ -114,8 +141,9 @@ class QtCardDialog(QDialog):
         buttons.accepted.connect(self.save)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        note = QLabel("Lucida could not read these from the file. They are saved as a model "
-                      "card next to it and used from now on.")
+        note = QLabel("Lucida could not read these from the file. A weights file needs its "
+                      "architecture (type to search). Save tries the model on an input of "
+                      "this size, then writes a model card next to the file, used from now on.")
         note.setWordWrap(True)
         layout.addWidget(note)
         layout.addLayout(form)
@@ -126,6 +154,50 @@ class QtCardDialog(QDialog):
             self.status.setText("This model already has a card (or is a demo model): edit its "
                                 ".toml file instead.")
             buttons.button(QDialogButtonBox.StandardButton.Save).setEnabled(False)
+
+    def _architecture_box(self) -> QComboBox:
+        """An editable list of every known architecture, searched by any part of a name."""
+        box = QComboBox()
+        box.setEditable(True)
+        box.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        box.addItems([WHOLE_MODEL, *known_architectures(), PYTHON_FILE])
+        completer = QCompleter(box.model(), box)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        box.setCompleter(completer)
+        box.setToolTip("Type part of a name (resnet, unet, swin…). A weights file (state_dict) "
+                       "needs the network it was saved from; a whole-model file needs none.")
+        box.textActivated.connect(self._architecture_chosen)
+        return box
+
+    def _architecture_chosen(self, text: str) -> None:
+        if text != PYTHON_FILE:
+            return
+        start = str(self.model_file.parent) if self.model_file else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Python file with a builder function",
+                                              start, "Python files (*.py)")
+        if not path:
+            self.architecture.setCurrentText(WHOLE_MODEL)
+            return
+        # Relative to the card's folder when it is beside it, as a card is usually moved with
+        # its files; the function name is a guess the user edits.
+        where = os.path.relpath(path, start) if start and \
+            Path(path).resolve().is_relative_to(Path(start).resolve()) else path
+        self.architecture.setCurrentText(f"python:{where}:build")
+        self.status.setText("Fix: replace build with the name of the function that returns "
+                            "the network")
+
+    def chosen_architecture(self) -> str | None:
+        """The architecture typed or picked; None for a whole-model file."""
+        text = self.architecture.currentText().strip()
+        if text in ("", WHOLE_MODEL):
+            return None
+        if text == PYTHON_FILE:
+            raise ModelError("no Python file chosen", fix="pick the file that builds the network")
+        if not (text.startswith("python:") or text in known_architectures()):
+            raise ModelError(f"unknown architecture {text!r}",
+                             fix="pick one from the list (type part of its name)")
+        return text
 
     def card_path(self) -> Path:
         """Where the card is written."""
@@ -146,8 +218,10 @@ class QtCardDialog(QDialog):
             fields = card_fields(self.model_file,
                                  self.name.text().strip() or self.model_file.stem, classes,
                                  self.output.currentText(), (self.rows.value(), self.cols.value()),
-                                 channels, mean, std, self.window.currentText())
+                                 channels, mean, std, self.window.currentText(),
+                                 self.chosen_architecture())
             path = self.card_path()
+            self._try(path, fields)
             write_card(path, fields, overwrite=self._replace == path)
         except CardExists:
             # A card written earlier is replaced only when Save is pressed a second time.
@@ -161,3 +235,11 @@ class QtCardDialog(QDialog):
         self.sig_card_saved.emit(str(path))
         self.accept()
         return path
+
+    def _try(self, path: Path, fields: dict) -> None:
+        """Build the card's model and run it once; raises the one-line reason it fails."""
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            dry_run_card(path, fields, trust=self.trust)
+        finally:
+            QApplication.restoreOverrideCursor()

@@ -103,6 +103,10 @@ class ModelLoader:
         self.window = window
         #: Specs the user confirmed as trusted in this window (asked once per file).
         self.trusted: set[str] = set()
+        #: Whether the model may follow what is shown between the demo's 2-D and 3-D models:
+        #: only while the demo's own study is open (set by ``FileOpener.open_paths``) and until
+        #: the user picks a model. Switching models is otherwise always the user's act.
+        self.follows_demo = False
 
     def trust_for(self, spec: str) -> bool:
         """Whether ``spec`` may run code when loaded (``--trust-model`` or a confirmation)."""
@@ -136,6 +140,7 @@ class ModelLoader:
     def requested(self, spec: str) -> None:
         """The panel's model picker chose ``spec`` (or asked to pick a card file)."""
         window = self.window
+        self.follows_demo = False  # the user chose: the model stays what they chose
         if spec == OPEN_CARD:
             path, _ = QFileDialog.getOpenFileName(
                 window, "Open model card", "",
@@ -175,7 +180,7 @@ class ModelLoader:
 
         window = self.window
         model = window.model if spec == window.model_spec else None
-        dialog = QtCardDialog(window, model, spec)
+        dialog = QtCardDialog(window, model, spec, trust=self.trust_for(spec))
         dialog.sig_card_saved.connect(lambda path: self.load(path, trust=self.trust_for(spec)))
         dialog.show()
         return dialog

@@ -27,6 +27,31 @@ from engine.demo.arch import DEMO_ARCHITECTURES
 TRUST_FIX = "pass --trust-model (or confirm in the GUI) only if you trust where it came from"
 
 
+#: The torchvision model families a card can name: their builders take ``num_classes``.
+TORCHVISION_FAMILIES = ("", "segmentation", "video")
+
+
+def known_architectures() -> list[str]:
+    """The architecture strings :func:`build_architecture` builds without user code.
+
+    The demo architectures, then ``torchvision:<name>`` for every classification,
+    segmentation and video builder of the installed torchvision, sorted. A card may also
+    name ``python:<file.py>:<function>``, which is not listed: any file can hold one.
+
+    Returns
+    -------
+    list of str
+        E.g. ``["lucida:demo_cnn", ..., "torchvision:resnet18", ...]``.
+    """
+    import torchvision
+
+    names = set()
+    for family in TORCHVISION_FAMILIES:
+        module = getattr(torchvision.models, family) if family else torchvision.models
+        names.update(torchvision.models.list_models(module=module))
+    return [*DEMO_ARCHITECTURES, *(f"torchvision:{name}" for name in sorted(names))]
+
+
 def build_architecture(
     spec: str, args: dict, num_classes: int | None, *, base: Path, trust: bool, card: Path | None
 ) -> nn.Module:
