@@ -29,6 +29,8 @@ from gui.viewer import QtImageViewer, qimage_from_array
 SHARED_SETTINGS = ("opacity", "colormap", "threshold", "scale", "visible")
 #: Cells built per pass of the event loop (each pass stays well under a frame's time).
 CELLS_PER_PASS = 2
+#: A cell's state while its map is being made; every job's end replaces it.
+COMPUTING = "computing…"
 
 
 class QtCompareCell(QWidget):
@@ -38,6 +40,7 @@ class QtCompareCell(QWidget):
         super().__init__(parent)
         self.method, self.layer_name = method, layer
         self._warning = ""  # the map's own warning, kept while the scale or threshold change
+        self.status = ""  # the state appended to the title (computing, failed, a warning)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(1, 1, 1, 1)
         layout.setSpacing(0)
@@ -56,8 +59,13 @@ class QtCompareCell(QWidget):
 
     def set_status(self, text: str) -> None:
         """Append a short state (computing, unavailable) to the title."""
+        self.status = text
         base = self.title.text().split("  —  ")[0]
         self.title.setText(f"{base}  —  {text}" if text else base)
+
+    def waiting(self) -> bool:
+        """Whether the cell still waits for its map (no map, and no job has ended for it)."""
+        return self.status == COMPUTING
 
     def show_map_state(self, warning: str | None = None) -> None:
         """Title the cell with its map's warning, and say when the map peaks under the
@@ -98,7 +106,8 @@ class QtCompareGrid(QWidget):
         self._todo: list[tuple] = []  # cells still to build: (row, col, method, layer, title)
         self._built: list = []  # called once every cell is built
         self._maps: dict[tuple[str, str], tuple] = {}  # maps that arrived before their cell
-        self._status: dict[str, str] = {}  # per-method states for cells not built yet
+        # States for cells not built yet, per method or per (method, layer).
+        self._status: dict[str | tuple[str, str], str] = {}
         self._outline: tuple = (None, None)  # a segmentation mask's (contours, frame)
         self._build_args: tuple = ()
         settings.sig_changed.connect(self._mirror)
@@ -122,7 +131,7 @@ class QtCompareGrid(QWidget):
             # Same grid: keep the cells (and their zoom); only their maps are replaced.
             for cell in self.cells.values():
                 cell.viewer.layer.heatmap = None
-                cell.set_status("computing…")
+                cell.set_status(COMPUTING)
             self._maps.clear()
             self._status.clear()
             return False
@@ -178,7 +187,8 @@ class QtCompareGrid(QWidget):
             cell.viewer.set_image(image, frame, window, invert, rendered=rendered)
             cell.viewer.set_outline(self._outline[0], frame=self._outline[1])
             cell.viewer.sig_view_changed.connect(lambda v=cell.viewer: self._sync_from(v))
-            cell.set_status(self._status.get(method, "computing…"))
+            cell.set_status(self._status.get((method, layer),
+                                             self._status.get(method, COMPUTING)))
             self._grid.addWidget(cell, row, col)
             self.cells[(method, layer)] = cell
             if (method, layer) in self._maps:
@@ -213,6 +223,33 @@ class QtCompareGrid(QWidget):
             if m == method:
                 cell.set_status(text)
         self._status[method] = text
+
+    def settle(self, method: str, maps: dict, text: str) -> None:
+        """A job for ``method`` ended: no cell of it may go on saying it is computing.
+
+        Parameters
+        ----------
+        maps : dict
+            Column layer -> ``MapResult`` of the maps known for the method now: a cell still
+            without a map shows its own from here.
+        text : str
+            The state of a cell whose map is not in ``maps`` (failed, cancelled, no map).
+        """
+        keys = [key for key in list(self.cells) + [(row[2], row[3]) for row in self._todo]
+                if key[0] == method]
+        for key in keys:
+            cell, found = self.cells.get(key), maps.get(key[1])
+            if cell is None:
+                if key not in self._maps:
+                    if found is not None:
+                        self._maps[key] = (found, map_info(found))
+                    else:
+                        self._status[key] = text
+            elif cell.viewer.layer.heatmap is None:
+                if found is not None:
+                    self._apply(cell, found, map_info(found))
+                else:
+                    cell.set_status(text)
 
     def set_window(self, center: float, width: float) -> None:
         """Apply a window to every cell."""
@@ -316,7 +353,7 @@ class QtModelCompareView(QWidget):
         for cell, title in zip(self.cells, titles, strict=True):
             cell.title.setText(title)
             cell.viewer.set_image(image, frame, window, invert, rendered=rendered)
-            cell.set_status("computing…")
+            cell.set_status(COMPUTING)
         self.export_button.setEnabled(False)
 
     def set_result(self, index: int, result) -> None:

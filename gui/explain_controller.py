@@ -21,6 +21,7 @@ from collections import OrderedDict
 import numpy as np
 
 from engine.explain.api import INPUT_LAYER, is_layer_based, is_segmentation
+from engine.explain.scale import shared_maxima, shared_maximum
 from gui.overlay_layer import MapInfo, mask_contours, owner_key
 
 #: Method shown first when the registry has it.
@@ -167,14 +168,22 @@ class ExplainController:
         return found
 
     def shared_max(self, units: str) -> float | None:
-        """The largest raw value among the maps compared with the one(s) on screen.
+        """The absolute scale's maximum for the map(s) on screen in ``units``.
+
+        Which maps are compared is the window's choice (:meth:`compared_maps`); the maximum
+        is the engine's (:func:`engine.explain.scale.shared_maximum`).
+        """
+        return shared_maximum(self.compared_maps(), units)
+
+    def compared_maps(self) -> list[tuple[float, str]]:
+        """``(raw scale, units)`` of every cached map compared with the one(s) on screen.
 
         Single view: every cached map of this model, method, parameters and layer (every class,
-        image and frame). Compare grid: those of every cell. Only maps in ``units`` count.
+        image and frame). Compare grid: those of every cell.
         """
         window = self.window
         if window.model is None:
-            return None
+            return []
         model = (window.model.sha256, window.model.name)
         if window.compare_on:
             wanted = {(m, tuple(sorted(self.params_for(m).items())), lay if is_layer_based(
@@ -182,9 +191,8 @@ class ExplainController:
                 for m in self.compare_methods for lay in self.compare_layers}
         else:
             wanted = {self.map_key((), window.method, window.layer)}
-        peaks = [m.scale for key, m in self.maps.items()
-                 if key[2:4] == model and key[-3:] in wanted and m.units == units]
-        return max(peaks, default=None)
+        return [(m.scale, m.units) for key, m in self.maps.items()
+                if key[2:4] == model and key[-3:] in wanted]
 
     def _draw_if_wanted(self, map_result, key: tuple) -> None:
         window = self.window
@@ -205,11 +213,14 @@ class ExplainController:
 
     def _refresh_compare_scale(self) -> None:
         window = self.window
+        maxima = shared_maxima(self.compared_maps())
         for cell in window.compare.cells.values():
             layer = cell.viewer.layer
             if layer.heatmap is not None:
-                layer.set_shared_max(self.shared_max(layer.info.units))
+                layer.set_shared_max(maxima.get(layer.info.units))
                 cell.show_map_state()
+        # The grid's cells share maxima of their own: the scale picker names those.
+        window.overlay_controls.show_shared(maxima)
 
     def _wanted_keys(self) -> set:
         window = self.window
@@ -302,12 +313,16 @@ class ExplainController:
             if reason:
                 window.compare.set_status(method, f"unavailable: {reason}")
                 continue
+            # Every cached layer is drawn now, even when another layer of the method is
+            # missing: the job brings the missing ones, and a map it returns that was cached
+            # already is not drawn again (see _store).
             for layer in self.compare_layers:
                 cached = self.cached(self.map_key(ctx, method, layer))
                 if cached is None:
-                    missing_methods.append(method)
-                    break
-                window.compare.set_map(method, layer, cached, map_info(cached))
+                    if method not in missing_methods:
+                        missing_methods.append(method)
+                else:
+                    window.compare.set_map(method, layer, cached, map_info(cached))
         self._refresh_compare_scale()
         if window.compare.cells and len(missing_methods) == 0:
             window.sig_map_drawn.emit("compare", "")
@@ -357,6 +372,7 @@ class ExplainController:
             on_partial=lambda m, c: self._store(c, m),
             on_done=self._explained if kind == "explain" else self._reference_done,
             on_failed=self._failed if kind == "explain" else lambda _t, _c: None,
+            on_cancelled=self._cancelled if kind == "explain" else None,
             **context)
 
     def _explained(self, outcome, context: dict) -> None:
@@ -368,6 +384,7 @@ class ExplainController:
         self.outlines[context["key"]] = outline
         if context["key"] != self.context_key():
             return  # the target changed while it ran; the cache keeps it for later
+        self._end_compare_cells(context, "no map")
         window.result = result
         self._show_outline(context["key"])
         note = self.outline_note(context["key"])
@@ -422,11 +439,26 @@ class ExplainController:
                 f"{result.target_name} over {where}")
 
     def _failed(self, text: str, context: dict) -> None:
+        self.window.show_error(text)
+        self._end_compare_cells(context, "failed")
+
+    def _cancelled(self, context: dict) -> None:
+        self._end_compare_cells(context, "cancelled")
+
+    def _end_compare_cells(self, context: dict, why: str) -> None:
+        """An explain job ended (done, failed or cancelled): every compare cell of its methods
+        shows its map when there is one (cached before the job, and so not drawn again as the
+        job returned it), else ``why``; none is left saying it is computing."""
         window = self.window
-        window.show_error(text)
-        if window.compare_on:
-            for method in context.get("methods", []):
-                window.compare.set_status(method, "failed")
+        if not window.compare_on or window.image is None or window.model is None \
+                or context.get("key") != self.context_key():
+            return
+        ctx = context["key"]
+        for method in context.get("methods", []):
+            maps = {layer: self.cached(self.map_key(ctx, method, layer))
+                    for layer in self.compare_layers}
+            window.compare.settle(method, {k: m for k, m in maps.items() if m is not None}, why)
+        self._refresh_compare_scale()
 
     def current_result(self):
         """Return the last result for what is shown, holding every map computed for it.

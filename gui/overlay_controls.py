@@ -14,26 +14,9 @@ from superqt import QLabeledDoubleSlider
 from superqt.utils import signals_blocked
 
 from engine.explain.colour import COLORMAPS
+from engine.explain.scale import SCALES, absolute_label, format_number
 from gui.overlay_layer import OverlayLayer
 from gui.viewer import qimage_from_array
-
-SCALE_LABELS = {
-    "absolute": "Absolute (shared units)",
-    "image": "Per image (min–max)",
-    "fixed": "Fixed [0, 1]",
-}
-SCALE_TIPS = {
-    "absolute": "Raw values in the explainer's units against one maximum shared by the maps "
-                "being compared (classes, images, compare cells): weak evidence looks faint.",
-    "image": "Each map stretched to its own minimum and maximum: even a map with almost no "
-             "evidence looks strong.",
-    "fixed": "Each map as the engine scaled it (its own peak is 1).",
-}
-
-
-def format_number(value: float) -> str:
-    """Three significant digits, with a real minus sign."""
-    return f"{value:.3g}".replace("-", "−")
 
 
 class QtColorbar(QWidget):
@@ -73,6 +56,8 @@ class QtColorbar(QWidget):
         text = info.units
         if self.layer.scale == "absolute":
             text += " · shared maximum"
+        elif self.layer.scale == "map":
+            text += " · the map's own maximum"
         if info.signed:
             text += " · − against the class, + for it"
         return text
@@ -146,9 +131,9 @@ class QtOverlayControls(QWidget):
         form.addRow("Threshold", self.threshold_slider)
 
         self.scale_combo = QComboBox()
-        for key, label in SCALE_LABELS.items():
-            self.scale_combo.addItem(label, key)
-            self.scale_combo.setItemData(self.scale_combo.count() - 1, SCALE_TIPS[key],
+        for key, scale in SCALES.items():
+            self.scale_combo.addItem(scale.label, key)
+            self.scale_combo.setItemData(self.scale_combo.count() - 1, scale.tip,
                                          Qt.ItemDataRole.ToolTipRole)
         self.scale_combo.currentIndexChanged.connect(
             lambda i: setattr(layer, "scale", self.scale_combo.itemData(i))
@@ -159,8 +144,21 @@ class QtOverlayControls(QWidget):
         form.addRow(self.colorbar)
 
         layer.sig_changed.connect(self._sync)
-        for name in ("visible", "opacity", "colormap", "threshold", "scale"):
+        for name in ("visible", "opacity", "colormap", "threshold", "scale", "heatmap"):
             self._sync(name)
+
+    def show_shared(self, maxima: dict[str, float] | None) -> None:
+        """Name the absolute scale's shared maximum (per unit) in its entry and tooltip.
+
+        The window's own map calls this through the layer; the compare grid, whose cells share
+        a maximum of their own, calls it with the grid's maxima.
+        """
+        index = self.scale_combo.findData("absolute")
+        label, tip = absolute_label(maxima)
+        self.scale_combo.setItemText(index, label)
+        self.scale_combo.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
+        if self.scale_combo.currentIndex() == index:
+            self.scale_combo.setToolTip(tip)
 
     def _sync(self, name: str) -> None:
         layer = self.layer
@@ -179,3 +177,7 @@ class QtOverlayControls(QWidget):
         elif name == "scale":
             with signals_blocked(self.scale_combo):
                 self.scale_combo.setCurrentIndex(self.scale_combo.findData(layer.scale))
+            self.scale_combo.setToolTip(self.scale_combo.currentData(Qt.ItemDataRole.ToolTipRole))
+        elif name == "heatmap":
+            self.show_shared(None if layer.heatmap is None
+                             else {layer.info.units: layer.shared_max})

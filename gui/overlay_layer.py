@@ -9,11 +9,7 @@ from PySide6.QtCore import QObject, Signal
 
 from engine.core.case import ContentId, content_of
 from engine.explain.colour import COLORMAPS, colormap_lut, diverging_lut, heat_rgba, signed_rgba
-
-#: How the heatmap's values map onto the colormap: stretched to the map's own range, as the
-#: engine scaled it (peak 1), or in the explainer's own units against a maximum shared by the
-#: maps being compared, so a map with little evidence looks faint.
-SCALES = ("image", "fixed", "absolute")
+from engine.explain.scale import DEFAULT_SCALE, SCALES
 
 
 @dataclass(frozen=True)
@@ -45,7 +41,7 @@ class OverlayLayer(QObject):
         self._colormap = "jet"
         # Below a fifth of the range a jet map only tints the whole image blue; hide that.
         self._threshold = 0.2
-        self._scale = "absolute"
+        self._scale = DEFAULT_SCALE
         self._visible = True
         self._heatmap: np.ndarray | None = None
         self._info = MapInfo()
@@ -92,7 +88,8 @@ class OverlayLayer(QObject):
 
     @property
     def scale(self) -> str:
-        """``"image"`` stretches the map's own min..max; ``"fixed"`` uses [0, 1] as given;
+        """A key of ``engine.explain.scale.SCALES``: ``"map"`` draws the map against its own
+        maximum; ``"image"`` stretches its min..max; ``"fixed"`` uses [0, 1] as given;
         ``"absolute"`` shows raw values against the shared maximum (:meth:`set_map`)."""
         return self._scale
 
@@ -197,6 +194,8 @@ class OverlayLayer(QObject):
         if self._scale == "absolute":
             shared = self.shared_max
             return 0.0, self._info.scale / shared if shared > 0 else 0.0
+        if self._scale == "map":
+            return 0.0, 1.0 / peak if peak > 0 else 0.0
         return 0.0, 1.0
 
     def scaled(self, values: np.ndarray | None = None) -> np.ndarray | None:
@@ -239,6 +238,8 @@ class OverlayLayer(QObject):
         scale = self._info.scale
         if self._scale == "absolute":
             top = self.shared_max
+        elif self._scale == "map":
+            top = peak * scale
         elif self._scale == "image":
             if not self._info.signed:
                 return lo * scale, hi * scale

@@ -12,16 +12,11 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from engine.core.case import Verdict
+from engine.explain.scale import SCALE_TEXT
 from engine.export.figure import FigureOptions
 
 __all__ = ["SCALE_TEXT", "ReviewedView", "review_record", "reviewed_view"]
 
-#: How the viewer maps a heatmap onto the colours, by its scale setting, as a report says it.
-SCALE_TEXT = {
-    "image": "per map, stretched to the map's own range",
-    "fixed": "per map, as the engine scaled it (each map's own peak is 1)",
-    "absolute": "shared maximum, in the explainer's units",
-}
 #: The fields of :class:`ReviewedView` that :class:`FigureOptions` draws with.
 _FIGURE_FIELDS = ("method", "layer", "window", "invert", "opacity", "colormap", "threshold",
                   "heat_offset", "heat_gain", "compare", "corners")
