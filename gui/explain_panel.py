@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from engine.explain.api import is_layer_based, is_segmentation
 from gui.param_form import QtParamForm
+from gui.verdict_box import QtVerdictBox
 
 #: Model-picker entries that are not a loaded card.
 DEMO_MODELS = (("Demo model", "demo"), ("Demo model, biased", "demo-biased"),
@@ -50,6 +51,8 @@ class QtExplainPanel(QWidget):
     sig_params_changed(dict values)
     sig_layer_changed(str name)
     sig_compare_changed(bool on, list methods, list layers)
+    sig_prediction_changed()
+        The prediction shown was replaced or cleared (the case may have changed).
     """
 
     sig_model_requested = Signal(str)
@@ -59,6 +62,7 @@ class QtExplainPanel(QWidget):
     sig_params_changed = Signal(dict)
     sig_layer_changed = Signal(str)
     sig_compare_changed = Signal(bool, list, list)
+    sig_prediction_changed = Signal()
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -106,6 +110,9 @@ class QtExplainPanel(QWidget):
         versus_row.addWidget(QLabel("rather than"))
         versus_row.addWidget(self.versus, 1)
         pred_layout.addLayout(versus_row)
+        # The reviewer's verdict sits with the decision it judges.
+        self.verdict_box = QtVerdictBox()
+        pred_layout.addWidget(self.verdict_box)
         layout.addWidget(pred_box)
 
         method_box = QGroupBox("Method")
@@ -255,6 +262,7 @@ class QtExplainPanel(QWidget):
     def clear_prediction(self) -> None:
         """Show no prediction (the image shown has none yet, or cannot be shown)."""
         self.prediction.clear()
+        self.sig_prediction_changed.emit()
 
     def set_prediction(self, classes: list[str], scores: list[float], target: int) -> None:
         """Show every class probability; the explained target is bold and marked."""
@@ -280,6 +288,7 @@ class QtExplainPanel(QWidget):
         self.prediction.setFixedHeight(
             self.prediction.header().sizeHint().height() + min(rows, 8) * max(height, 18) + 6
         )
+        self.sig_prediction_changed.emit()
 
     # -- reading ----------------------------------------------------------------------------
     def current_method(self) -> str | None:

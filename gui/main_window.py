@@ -42,6 +42,7 @@ from gui.shortcuts import help_html
 from gui.status_bar import QtErrorBanner, QtStatus
 from gui.study_browser import QtStudyBrowser
 from gui.tag_panel import QtTagPanel
+from gui.verdict_box import CaseVerdict
 from gui.view_commands import ViewCommands
 from gui.viewer import CT_PRESETS, QtImageViewer
 from gui.volume_controller import VolumeController
@@ -123,6 +124,7 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.metrics = MetricsController(self)
         self.frames = FrameLoader(self.jobs, lambda: (self.image_token, None), self)
         self._build_widgets()
+        self.verdicts = CaseVerdict(self)  # the reviewer's verdict on the case shown
         self.debounce = QTimer(self)
         self.debounce.setSingleShot(True)
         self.debounce.setInterval(DEBOUNCE_MS)
@@ -420,6 +422,15 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.caption.set_badge(use)
 
     # -- explanation (see ExplainController) --------------------------------------------------
+    @property
+    def verdict(self):
+        """The reviewer's verdict (``engine.core.case.Verdict``) on the case shown, or None."""
+        return self.verdicts.get()
+
+    @verdict.setter
+    def verdict(self, value) -> None:
+        self.verdicts.set(value)
+
     @property
     def maps(self):
         """Cached maps: key -> ``MapResult``."""
