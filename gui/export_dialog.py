@@ -185,6 +185,8 @@ class QtExportDialog(QDialog):
     """
 
     sig_exported = Signal(list)
+    #: (label, format, checked by default) of the research outputs offered.
+    outputs = OUTPUTS
 
     def __init__(self, parent: QWidget | None, result, image,
                  view_state: ReviewedView | dict | None) -> None:
@@ -219,7 +221,7 @@ class QtExportDialog(QDialog):
         self.output_checks = {}
         outputs = QGroupBox("Write")
         out_layout = QVBoxLayout(outputs)
-        for label, fmt, checked in OUTPUTS:
+        for label, fmt, checked in self.outputs:
             box = QCheckBox(label)
             box.setChecked(checked)
             box.toggled.connect(self._update_buttons)
@@ -249,7 +251,8 @@ class QtExportDialog(QDialog):
         for name in sorted(self._nodes):
             node = self._nodes[name]
             self.node_box.addItem(f"{name} ({node.protocol})", name)
-        if getattr(image, "dataset", None) is None or "StudyInstanceUID" not in image.dataset:
+        source = self.study_image()
+        if getattr(source, "dataset", None) is None or "StudyInstanceUID" not in source.dataset:
             why_not = "Only a DICOM image has a patient's study to file into."
         self.filing_note = QLabel(why_not)
         self.filing_note.setWordWrap(True)
@@ -266,7 +269,7 @@ class QtExportDialog(QDialog):
         node_row.addWidget(self.node_box, 1)
         kind_layout.addLayout(node_row)
         kind_layout.addWidget(self.filing_note)
-        study = getattr(getattr(image, "dataset", None), "StudyInstanceUID", "")
+        study = getattr(getattr(source, "dataset", None), "StudyInstanceUID", "")
         self.filing_what = QLabel(
             "Sends a Secondary Capture of the figure, the Parametric Map(s) and a "
             "Comprehensive SR, with the patient's identifiers, as new series of study "
@@ -333,6 +336,10 @@ class QtExportDialog(QDialog):
         return self.view.figure_options(kind=self.layout_box.currentData(),
                                         dpi=dpi or self.resolution_box.currentData())
 
+    def study_image(self):
+        """The DICOM image whose study an export is filed into (None when there is none)."""
+        return self._image
+
     def _preview_timer_start(self, *_args) -> None:
         self._preview_timer.start()
 
@@ -382,24 +389,29 @@ class QtExportDialog(QDialog):
         pixels = max(self.preview.width(), _PREVIEW_WIDTH) * self.devicePixelRatioF()
         options.dpi = max(30, int(pixels / options.width))
         try:
-            shown = export_view(self._result, options, self.all_maps.isChecked()).figure
+            draw, args = self.preview_call(options)
         except LucidaError as exc:
             self.preview.setText(f"No preview: {exc.one_line()}")
             return
-        worker = create_worker(
-            _draw_preview,
-            self._preview_generation,
-            shown,
-            self._image,
-            options,
-            self.kind() == RESEARCH and not self.deidentify.isChecked(),
-            _start_thread=False,
-            _ignore_errors=True,
-        )
+        worker = create_worker(draw, self._preview_generation, *args, _start_thread=False,
+                               _ignore_errors=True)
         # Bound methods of this dialog: Qt queues them to the GUI thread and drops them if the
         # dialog is gone.
         worker.returned.connect(self._show_preview)
         self._run(worker)
+
+    def preview_call(self, options: FigureOptions) -> tuple:
+        """What draws the preview off the GUI thread: ``(function, arguments after the
+        generation)``; the function returns ``(generation, figure or None, error or None)``.
+
+        Raises
+        ------
+        LucidaError
+            When the view has nothing to draw (shown as "No preview").
+        """
+        shown = export_view(self._result, options, self.all_maps.isChecked()).figure
+        return _draw_preview, (shown, self._image, options,
+                               self.kind() == RESEARCH and not self.deidentify.isChecked())
 
     def _show_preview(self, outcome: tuple) -> None:
         generation, figure, error = outcome
@@ -435,24 +447,21 @@ class QtExportDialog(QDialog):
         if not self.formats():
             return
         self._start("Exporting…")
-        worker = create_worker(
-            write_reports,
-            self._result,
-            self._image,
-            Path(self.folder.text()).expanduser(),
-            self.formats(),
-            keep_identifiers=not self.deidentify.isChecked(),
-            figure_options=self.options(),
-            view=self.view,
-            all_maps=self.all_maps.isChecked(),
-            progress=self._progress.sig_progress.emit,
-            cancel=self._cancel,
-            _start_thread=False,
-            _ignore_errors=True,
-        )
+        write, args, kwargs = self.write_call(Path(self.folder.text()).expanduser())
+        worker = create_worker(write, *args, **kwargs,
+                               progress=self._progress.sig_progress.emit, cancel=self._cancel,
+                               _start_thread=False, _ignore_errors=True)
         worker.returned.connect(self._on_exported)
         worker.errored.connect(self._on_failed)
         self._run(worker)
+
+    def write_call(self, folder: Path) -> tuple:
+        """What writes the research export into ``folder``: ``(function, args, kwargs)``; the
+        function also takes ``progress`` and ``cancel`` and returns the paths written."""
+        return write_reports, (self._result, self._image, folder, self.formats()), {
+            "keep_identifiers": not self.deidentify.isChecked(),
+            "figure_options": self.options(), "view": self.view,
+            "all_maps": self.all_maps.isChecked()}
 
     def _start(self, text: str) -> None:
         self._cancel = CancelToken()
@@ -466,7 +475,7 @@ class QtExportDialog(QDialog):
     def confirm_filing(self, node) -> bool:
         """Ask whether to file into the patient's study, naming the patient, study and node."""
         box = QMessageBox(QMessageBox.Icon.Warning, "File to the patient's study",
-                          filing_question(self._image, node),
+                          filing_question(self.study_image(), node),
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
         box.setDefaultButton(QMessageBox.StandardButton.No)
         box.button(QMessageBox.StandardButton.Yes).setText("File to study")
@@ -477,15 +486,29 @@ class QtExportDialog(QDialog):
         finally:
             self.confirm_box = None
 
-    def _file_to_study(self) -> None:
+    def filing_call(self, folder: Path) -> tuple:
+        """What files the reviewed maps into the study: ``(function, args, kwargs)``; the
+        function also takes ``progress`` and ``cancel`` and returns one line.
+
+        Raises
+        ------
+        LucidaError
+            When the request cannot be built (said before the confirmation is asked).
+        """
         from engine.pacs.filing import file_reviewed
 
+        options = self.options()
+        reviewed = export_view(self._result, options, self.all_maps.isChecked()).reviewed
+        return file_reviewed, (reviewed, self._image, folder), {
+            "options": options, "metrics": self.view.metrics, "verdict": self.view.verdict}
+
+    def _file_to_study(self) -> None:
         node = self._nodes.get(self.node_box.currentData())
         if node is None:
             return
-        options = self.options()
+        folder = Path(self.folder.text()).expanduser()
         try:
-            reviewed = export_view(self._result, options, self.all_maps.isChecked()).reviewed
+            file, args, kwargs = self.filing_call(folder)
         except LucidaError as exc:
             self.status.setStyleSheet("color: #a00000;")
             self.status.setText(exc.one_line())
@@ -495,12 +518,9 @@ class QtExportDialog(QDialog):
             self.status.setText("Not filed: nothing was written or sent.")
             return
         self._start(f"Filing into the patient's study on {node.name}…")
-        folder = Path(self.folder.text()).expanduser()
         worker = create_worker(
-            file_reviewed, reviewed, self._image, folder, node, options=options,
-            metrics=self.view.metrics, verdict=self.view.verdict,
-            progress=self._progress.sig_progress.emit, cancel=self._cancel,
-            _start_thread=False, _ignore_errors=True)
+            file, *args, node, **kwargs, progress=self._progress.sig_progress.emit,
+            cancel=self._cancel, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda line, f=folder: self._on_filed(line, f))
         worker.errored.connect(self._on_failed)
         self._run(worker)

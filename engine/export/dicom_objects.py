@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -232,9 +232,9 @@ def _slice_headers(volume) -> list[Dataset]:
     return headers
 
 
-def volume_map_objects(maps: dict, volume, *, kind: str,
-                       keep_identifiers: bool = False) -> list[DicomObject]:
-    """One multi-frame Parametric Map per volume map, in the volume's geometry.
+def volume_map_objects(maps: dict, volume, *, kind: str, keep_identifiers: bool = False,
+                       result=None, verdict: Verdict | None = None) -> list[DicomObject]:
+    """One multi-frame Parametric Map per volume map, in the volume's geometry, then an SR.
 
     Parameters
     ----------
@@ -249,11 +249,17 @@ def volume_map_objects(maps: dict, volume, *, kind: str,
     keep_identifiers : bool
         For a research export: keep the patient and study attributes (the UIDs are new all
         the same), as :func:`research_source` does.
+    result : ExplainResult, optional
+        The explanation the maps come from: given, a Comprehensive SR of its prediction
+        follows the maps, referring to them and to the first slice.
+    verdict : Verdict, optional
+        The reviewer's verdict, recorded in the SR.
 
     Returns
     -------
     list of DicomObject
-        ``pm_<method>_<layer>.dcm`` per map, one frame per slice.
+        ``pm_<method>_<layer>.dcm`` per map, one frame per slice, then ``sr.dcm`` with a
+        result.
 
     Raises
     ------
@@ -280,7 +286,7 @@ def volume_map_objects(maps: dict, volume, *, kind: str,
         for header in headers:
             header.PatientName, header.PatientID = "Anonymous", patient
     series = generate_uid()
-    return [
+    objects = [
         DicomObject(f"pm_{file_key(item.method, item.layer)}.dcm",
                     volume_parametric_map(item.heatmap, headers, volume.affine,
                                           method=item.method, layer=item.layer,
@@ -289,6 +295,12 @@ def volume_map_objects(maps: dict, volume, *, kind: str,
                                           instance_number=number))
         for number, item in enumerate(maps.values(), 1)
     ]
+    if result is not None:
+        sr = explanation_sr(replace(result, maps=dict(maps)), headers[0],
+                            [o.dataset for o in objects], series_uid=generate_uid(),
+                            verdict=verdict)
+        objects.append(DicomObject("sr.dcm", sr))
+    return objects
 
 
 def research_volume_files(maps: dict, volume, *,

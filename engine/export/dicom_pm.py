@@ -24,6 +24,8 @@ from engine.studies.calibration import dataset_spacing, valid_spacing
 PM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.30"
 #: Series Number of the maps Lucida writes (the Secondary Capture uses 9001, the SR 9003).
 PM_SERIES_NUMBER = 9002
+#: Series Description of the maps, as a PACS lists the series.
+PM_SERIES_DESCRIPTION = "Lucida explanation maps"
 _GEOMETRY = ("FrameOfReferenceUID", "ImageOrientationPatient", "ImagePositionPatient",
              "PixelSpacing")
 #: The sizes a map's Pixel Measures may state, each written only where the source states it.
@@ -185,6 +187,7 @@ def _map_arguments(method: str, layer: str, signed: bool, scale: float, units: s
     return {
         "series_instance_uid": series_uid,
         "series_number": series_number,
+        "series_description": PM_SERIES_DESCRIPTION,
         "sop_instance_uid": generate_uid(),
         "instance_number": instance_number,
         "manufacturer": "Lucida",

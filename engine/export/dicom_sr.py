@@ -28,6 +28,8 @@ from engine.core.versions import app_version
 SR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"
 #: Series Number of the reports Lucida writes.
 SR_SERIES_NUMBER = 9003
+#: Series Description of the report, as a PACS lists the series.
+SR_SERIES_DESCRIPTION = "Lucida explanation report"
 #: Lucida's private coding scheme (the ``99`` prefix marks a private scheme in DICOM PS3.16).
 SCHEME = "99LUCIDA"
 
@@ -168,6 +170,7 @@ def explanation_sr(
                 instance_number=instance_number,
                 manufacturer="Lucida",
                 is_complete=True,
+                series_description=SR_SERIES_DESCRIPTION,
             )
     except (ValueError, TypeError, AttributeError) as exc:
         raise ExportError(f"cannot build the explanation report ({exc})",

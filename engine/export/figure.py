@@ -199,6 +199,29 @@ def probability_text(p: float) -> str:
     return f"{p:.3f}"
 
 
+def prediction_line(result, versus: str | None = None) -> str:
+    """The model's prediction in one line, for figures that have no caption beside them.
+
+    Parameters
+    ----------
+    result : ExplainResult
+    versus : str, optional
+        The contrasted class (the result's own by default).
+
+    Returns
+    -------
+    str
+        E.g. ``"Prediction: nodule (p = 0.851); explained: nodule versus normal"``.
+    """
+    scores = [float(v) for v in result.scores]
+    top = max(range(len(scores)), key=scores.__getitem__)
+    p = probability_text(scores[top])
+    versus = versus or getattr(result, "versus", None)
+    explained = f"{result.target_name} versus {versus}" if versus else result.target_name
+    return (f"Prediction: {result.classes[top]} ({'p ' if p[0] in '<>' else 'p = '}{p}); "
+            f"explained: {explained}")
+
+
 def _probability(result) -> str:
     p = probability_text(float(result.scores[result.target]))
     return f"p {p}" if p[0] in "<>" else f"p = {p}"

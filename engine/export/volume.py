@@ -13,20 +13,27 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageDraw
+from PIL import ImageDraw, ImageFont
 
 from engine.core.atomic import StagedFiles
 from engine.core.jsonsafe import json_bytes
 from engine.core.pseudonym import Pseudonyms
 from engine.core.versions import app_version
-from engine.explain.colour import blend
+from engine.explain.colour import blend, colormap_lut, diverging_lut
 from engine.export.identity import case_name, image_entry, model_identity
 from engine.export.results import file_key
 from engine.studies import display
 from engine.studies.nifti import write_nifti
-from engine.studies.planes import PLANES, peak_point, three_planes
+from engine.studies.orientation import EdgeLabels, direction_letters
+from engine.studies.planes import PLANES, peak_point, plane_geometry, three_planes
 
 DISCLAIMER = "Research use only. Not for diagnostic use."
+#: Colour of the orientation letters and panel labels, as the viewer draws them.
+_LETTER_COLOUR = (255, 220, 120)
+#: Length of the colour bar, in figure pixels.
+_BAR_LENGTH = 256
+# The viewer's letters for the head and feet directions (superior, inferior).
+_HEAD_FEET = str.maketrans("HF", "SI")
 
 
 def write_map_nifti(heatmap: np.ndarray, volume, path: str | Path, method: str = "",
@@ -76,17 +83,91 @@ def plane_overlays(volume, heatmap: np.ndarray, point=None, window=None, cmap: s
     return out
 
 
-def _label(rgb: np.ndarray, text: str, scale: int) -> np.ndarray:
+def plane_letters(volume, plane: str) -> EdgeLabels:
+    """Which way the patient lies along each edge of a plane of ``volume``, as the viewer shows.
+
+    The plane's pixel directions come from the volume's affine (:func:`plane_geometry`); the
+    letters are R/L, A/P and S/I.
+    """
+    geometry = plane_geometry(volume.affine, volume.shape, plane, volume.affine[:3, 3])
+
+    def letters(vector) -> str:
+        return direction_letters(vector).translate(_HEAD_FEET)
+
+    return EdgeLabels(left=letters(-geometry.right), right=letters(geometry.right),
+                      top=letters(-geometry.down), bottom=letters(geometry.down))
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def _label(rgb: np.ndarray, text: str, scale: int, letters: EdgeLabels | None = None
+           ) -> np.ndarray:
     img = PILImage.fromarray(rgb).resize((rgb.shape[1] * scale, rgb.shape[0] * scale),
                                          PILImage.NEAREST)
-    ImageDraw.Draw(img).text((4, 2), text, fill=(255, 255, 0))
+    draw = ImageDraw.Draw(img)
+    draw.text((4, 2), text, fill=(255, 255, 0), font=_font(11), stroke_width=1,
+              stroke_fill=(0, 0, 0))
+    if letters is not None:
+        width, height = img.size
+        font = _font(13)
+        # The letter at the middle of each edge, outlined so it reads on bone and on heat.
+        for anchor, xy, text in (("lm", (3, height / 2), letters.left),
+                                 ("rm", (width - 3, height / 2), letters.right),
+                                 ("mt", (width / 2, 16), letters.top),
+                                 ("mb", (width / 2, height - 3), letters.bottom)):
+            draw.text(xy, text, fill=_LETTER_COLOUR, font=font, anchor=anchor, stroke_width=2,
+                      stroke_fill=(0, 0, 0))
     return np.asarray(img)
+
+
+def colour_bar(width: int, cmap: str, signed: bool, units: str) -> np.ndarray:
+    """A strip ``width`` pixels wide: the overlay's colours from low to high, labelled.
+
+    Parameters
+    ----------
+    width : int
+        Width of the strip (the figure's).
+    cmap : str
+        The colour map of unsigned maps; signed maps use the diverging one.
+    signed : bool
+        Whether the map runs from -1 to 1 (else 0 to 1).
+    units : str
+        The map's units, named under the bar.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, width, 3) uint8 on black.
+    """
+    lut = diverging_lut() if signed else colormap_lut(cmap)
+    length = max(16, min(_BAR_LENGTH, width - 80))
+    strip = PILImage.new("RGB", (width, 38))
+    bar = lut[np.linspace(0, 255, length).round().astype(int)]
+    strip.paste(PILImage.fromarray(np.repeat(bar[None], 12, axis=0)), (30, 4))
+    draw = ImageDraw.Draw(strip)
+    font = _font(11)
+    draw.text((26, 10), "-1" if signed else "0", fill=(230, 230, 230), font=font, anchor="rm")
+    draw.text((34 + length, 10), "1", fill=(230, 230, 230), font=font, anchor="lm")
+    draw.text((30, 20), f"map value, 1 = the map's peak ({units})" if units
+              else "map value, 1 = the map's peak", fill=(230, 230, 230), font=font)
+    return np.asarray(strip)
+
+
+def _text_strip(width: int, text: str, colour=(230, 230, 230)) -> np.ndarray:
+    strip = PILImage.new("RGB", (width, 18))
+    ImageDraw.Draw(strip).text((4, 3), text, fill=colour, font=_font(12))
+    return np.asarray(strip)
 
 
 def plane_figure(volume, maps: list[tuple[str, np.ndarray]], point=None, window=None,
                  cmap: str = "jet", opacity: float = 0.5, scale: int = 2,
-                 threshold: float = 0.0, signed: bool = False) -> np.ndarray:
+                 threshold: float = 0.0, signed: bool = False, *, units: str | None = None,
+                 prediction: str = "") -> np.ndarray:
     """A figure with one row of axial, coronal and sagittal overlays per map.
+
+    Each plane carries its orientation letters (:func:`plane_letters`).
 
     Parameters
     ----------
@@ -100,24 +181,31 @@ def plane_figure(volume, maps: list[tuple[str, np.ndarray]], point=None, window=
         As in :func:`plane_overlays`.
     scale : int
         Whole-pixel enlargement of each panel (pixels keep the viewer's colours).
+    units : str, optional
+        The maps' units: given, a colour bar naming them follows the rows.
+    prediction : str, optional
+        A line above the rows: the model's prediction (see
+        :func:`engine.export.figure.prediction_line`).
 
     Returns
     -------
     numpy.ndarray
         (H, W, 3) uint8, ending in the research-use line.
     """
+    letters = {p: plane_letters(volume, p) for p in PLANES}
     rows = []
     for label, heat in maps:
         panels = plane_overlays(volume, heat, point, window, cmap, opacity, threshold, signed)
-        drawn = [_label(panels[p], f"{label} - {p}", scale) for p in PLANES]
+        drawn = [_label(panels[p], f"{label} - {p}", scale, letters[p]) for p in PLANES]
         height = max(p.shape[0] for p in drawn)
         drawn = [np.pad(p, ((0, height - p.shape[0]), (0, 4), (0, 0))) for p in drawn]
         rows.append(np.concatenate(drawn, axis=1))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows]
-    footer = PILImage.new("RGB", (width, 16))
-    ImageDraw.Draw(footer).text((4, 2), DISCLAIMER, fill=(200, 200, 200))
-    return np.concatenate([*rows, np.asarray(footer)], axis=0)
+    head = [_text_strip(width, prediction, (255, 255, 255))] if prediction else []
+    bar = [colour_bar(width, cmap, signed, units)] if units is not None else []
+    footer = _text_strip(width, DISCLAIMER, (200, 200, 200))
+    return np.concatenate([*head, *rows, *bar, footer], axis=0)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

@@ -3,8 +3,10 @@
 The PDF and HTML reports have the 2-D report's sections (case, prediction, parameters, model,
 software), built by :func:`engine.export.content.build_content`; each reviewed map is one figure,
 a row of its axial, coronal and sagittal planes (:func:`engine.export.volume.plane_figure`).
-Beside them: ``figure_planes.png`` (every reviewed map, a row each), each map as NIfTI on the
-volume's affine, and ``report.json``. Every file is checked for the patient's identifiers
+Beside them: ``figure_planes.png`` (every reviewed map, a row each, under the prediction, with
+orientation letters on each plane and a colour bar in the maps' units), each map as NIfTI on
+the volume's affine, a multi-frame Parametric Map per map on the series' slices, and
+``report.json``. Every file is checked for the patient's identifiers
 before anything is written (unless they are kept on purpose), and all are written together.
 """
 
@@ -20,16 +22,18 @@ from engine.core.errors import UsageError
 from engine.core.jsonsafe import json_bytes
 from engine.export import FILE_NAMES, export_options, reviewed_maps
 from engine.export.content import build_content
-from engine.export.figure import FigureOptions
+from engine.export.figure import FigureOptions, prediction_line
 from engine.export.identity import case_scrubber
 from engine.export.provenance import method_title
 from engine.export.report_html import report_html
 from engine.export.report_pdf import report_pdf
 from engine.export.results import file_key
-from engine.export.volume import plane_figure, png_bytes, write_map_nifti
+from engine.export.reviewed import ReviewedView, reviewed_view
+from engine.export.volume import plane_figure, plane_letters, png_bytes, write_map_nifti
+from engine.studies.planes import PLANES
 
 #: What :func:`write_volume_exports` writes.
-VOLUME_FORMATS = ("pdf", "html", "png", "nifti")
+VOLUME_FORMATS = ("pdf", "html", "png", "nifti", "pm")
 #: The figure of every reviewed map's three planes.
 PLANES_FIGURE = "figure_planes.png"
 
@@ -62,6 +66,7 @@ def write_volume_exports(
     figure_options: FigureOptions | dict | None = None,
     point=None,
     all_maps: bool = False,
+    view: ReviewedView | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> list[Path]:
@@ -77,8 +82,9 @@ def write_volume_exports(
         Folder to write to (created if missing).
     formats : list of str or str
         Subset of ``pdf``, ``html`` (reports with a row of planes per map), ``png``
-        (``figure_planes.png``) and ``nifti`` (``heatmap_<method>_<layer>.nii.gz``).
-        ``report.json`` is always written.
+        (``figure_planes.png``), ``nifti`` (``heatmap_<method>_<layer>.nii.gz``) and ``pm``
+        (``explanation_pm_<method>_<layer>.dcm``, multi-frame Parametric Maps on the DICOM
+        series' slices). ``report.json`` is always written.
     keep_identifiers : bool
         Keep patient identifiers, on purpose; by default every file is checked for them.
     figure_options : FigureOptions or dict, optional
@@ -88,6 +94,9 @@ def write_volume_exports(
         LPS mm the planes pass through (the viewer's crosshair); each map's peak by default.
     all_maps : bool
         Every map of the result, not only the one on screen.
+    view : ReviewedView, optional
+        The review window's state: its contrasted class and the reviewer's verdict are
+        recorded (and its display drawn when ``figure_options`` is not given).
     progress, cancel
         Progress callback and cancel token, checked between files.
 
@@ -104,12 +113,18 @@ def write_volume_exports(
         For an unknown format, or a result without the map on screen.
     """
     wanted = _formats(formats)
-    options = export_options(result, figure_options)
+    seen = reviewed_view(result, view, figure_options)
+    options = export_options(result, figure_options if figure_options is not None or
+                             view is None else seen.figure_options())
     window = _window(volume, options)
     options = replace(options, window=window)
     keys = reviewed_maps(result, options, all_maps)
     report = progress or (lambda fraction, message="": None)
     scrubber = case_scrubber(volume, keep_identifiers)
+    if seen.verdict is not None:
+        # The comment is free text: it may name the patient.
+        seen = replace(seen, verdict=replace(seen.verdict,
+                                             comment=scrubber.text(seen.verdict.comment)))
     steps = len(keys) + len(wanted) + 1
 
     def step(n: int, message: str) -> None:
@@ -134,11 +149,22 @@ def write_volume_exports(
         captions[key] = f"Figure {n + 1}"
 
     outputs: list[tuple[str, bytes]] = []
+    planes = None
     if "png" in wanted:
         step(len(keys), "drawing the plane figure")
+        planes = {
+            "file": PLANES_FIGURE,
+            "prediction": scrubber.text(prediction_line(result, seen.versus)),
+            "letters": {p: list(vars(plane_letters(volume, p)).values()) for p in PLANES},
+            "colour_bar": {"colormap": options.colormap,
+                           "signed": any(item.signed for _, item in rows),
+                           "units": ", ".join(dict.fromkeys(item.units for _, item in rows))},
+        }
         outputs.append((PLANES_FIGURE, png_bytes(plane_figure(
             volume, [(label, item.heatmap) for label, item in rows], point, window,
-            options.colormap, options.opacity, threshold=options.threshold))))
+            options.colormap, options.opacity, threshold=options.threshold,
+            signed=planes["colour_bar"]["signed"], units=planes["colour_bar"]["units"],
+            prediction=planes["prediction"]))))
     if "nifti" in wanted:
         step(len(keys) + 1, "writing the maps as NIfTI")
         with tempfile.TemporaryDirectory() as tmp:
@@ -148,10 +174,19 @@ def write_volume_exports(
                 outputs.append((name, path.read_bytes()))
     reports = [k for k in ("pdf", "html") if k in wanted]
     reviewed = replace(result, maps={key: result.maps[key] for key in keys})
+    if "pm" in wanted:
+        from engine.export.dicom_objects import research_volume_files
+
+        step(len(keys) + 2, "building the multi-frame Parametric Maps")
+        outputs += research_volume_files(reviewed.maps, volume,
+                                         keep_identifiers=keep_identifiers)
     content = build_content(reviewed, volume, keep_identifiers=keep_identifiers,
                             scrubber=scrubber, options=options, figures=captions,
                             files=[name for name, _ in outputs] + [FILE_NAMES[k]
-                                                                   for k in reports])
+                                                                   for k in reports],
+                            view=seen)
+    if planes is not None:
+        content["planes_figure"] = planes
     if "pdf" in wanted:
         step(steps - 2, "typesetting the PDF report")
         outputs.append((FILE_NAMES["pdf"], report_pdf(content, figures)))

@@ -111,7 +111,8 @@ def file_into_study(result, image, folder: Path | str, node: Node, *,
         f"{len(objects)} objects (Secondary Capture, {len(objects) - 2} Parametric Map(s), SR)"))
 
 
-def file_volume_into_study(maps: dict, volume, folder: Path | str, node: Node) -> str:
+def file_volume_into_study(maps: dict, volume, folder: Path | str, node: Node, *,
+                           result=None, verdict: Verdict | None = None) -> str:
     """File a volume's maps into its study as multi-frame Parametric Maps on its slices.
 
     Parameters
@@ -124,6 +125,10 @@ def file_volume_into_study(maps: dict, volume, folder: Path | str, node: Node) -
         The volume's output folder, holding its ``result.json``.
     node : Node
         Where to send.
+    result : ExplainResult, optional
+        The explanation: given, an SR of its prediction (and ``verdict``) is filed too.
+    verdict : Verdict, optional
+        The reviewer's verdict, recorded in the SR.
 
     Returns
     -------
@@ -137,10 +142,11 @@ def file_volume_into_study(maps: dict, volume, folder: Path | str, node: Node) -
     PacsError
         If the send failed; ``result.json`` then says ``"sent": false``.
     """
-    objects = volume_map_objects(maps, volume, kind=PATIENT_STUDY)
+    objects = volume_map_objects(maps, volume, kind=PATIENT_STUDY, result=result,
+                                 verdict=verdict)
     first = volume.images[0].dataset
-    return _keep_and_send(objects, first, Path(folder), node,
-                          what=f"{len(objects)} multi-frame Parametric Map(s)")
+    what = f"{len(maps)} multi-frame Parametric Map(s)" + (", SR" if result is not None else "")
+    return _keep_and_send(objects, first, Path(folder), node, what=what)
 
 
 def _keep_and_send(objects, source, folder: Path, node: Node, *, what: str) -> str:
@@ -242,5 +248,75 @@ def file_reviewed(result, image, folder: Path | str, node: Node, *,
     report(0.3, f"building the DICOM objects and sending them to {node.name}")
     line = file_into_study(result, image, folder, node, metrics=metrics, options=options,
                            verdict=verdict)
+    report(1.0, f"filed into the study on {node.name}")
+    return line.strip()
+
+
+def file_reviewed_volume(result, volume, folder: Path | str, node: Node, *,
+                         options: FigureOptions | None = None, all_maps: bool = False,
+                         verdict: Verdict | None = None, progress: ProgressFn | None = None,
+                         cancel: CancelToken | None = None) -> str:
+    """File what was reviewed of a volume into the patient's study: the GUI's way in.
+
+    ``folder`` gets the volume's maps, overlays and ``result.json`` (identifiers kept: this
+    is the identified kind), then :func:`file_volume_into_study` files a multi-frame
+    Parametric Map per reviewed map and an SR of the prediction and the verdict.
+
+    Parameters
+    ----------
+    result : ExplainResult
+        A 3-D model's explanation of ``volume``.
+    volume : Volume
+        The explained DICOM series.
+    folder : Path or str
+        Where the files and the kept copy of the objects go.
+    node : Node
+        Where to send.
+    options : FigureOptions, optional
+        The map on screen (``method``, ``layer``) and the compare grid's maps.
+    all_maps : bool
+        Every map of the result, not only the reviewed ones.
+    verdict : Verdict, optional
+        The reviewer's verdict, recorded in the SR.
+    progress, cancel
+        As for :func:`file_reviewed`: a send under way is not interrupted.
+
+    Returns
+    -------
+    str
+        The line saying what was filed where.
+
+    Raises
+    ------
+    UsageError
+        For a volume that is not a DICOM series.
+    PacsError
+        If the send failed (``result.json`` says ``"sent": false``).
+    Cancelled
+        If cancelled before the send.
+    """
+    from engine.export import reviewed_maps
+    from engine.export.volume import volume_result_json, write_volume_outputs
+
+    report = progress or (lambda fraction, message="": None)
+    options = options or FigureOptions()
+    if not getattr(volume, "images", None):
+        raise UsageError("is not a DICOM series, so it has no study to file into",
+                         path=volume.path, fix="open the DICOM series, or make a research export")
+    maps = {key: result.maps[key] for key in reviewed_maps(result, options, all_maps)}
+    if cancel is not None:
+        cancel.check()
+    report(0.0, "writing the explanation")
+    content = volume_result_json(
+        volume, maps, model=result.model, classes=list(result.classes),
+        scores=list(result.scores), target=result.target, params=dict(result.params),
+        timings_ms=dict(result.timings_ms), warnings=list(result.warnings),
+        intended_use=result.intended_use, versus=result.versus, keep_identifiers=True)
+    write_volume_outputs(volume, maps, Path(folder), content, cmap=options.colormap,
+                         opacity=options.opacity)
+    if cancel is not None:
+        cancel.check()
+    report(0.3, f"building the DICOM objects and sending them to {node.name}")
+    line = file_volume_into_study(maps, volume, folder, node, result=result, verdict=verdict)
     report(1.0, f"filed into the study on {node.name}")
     return line.strip()
