@@ -5,7 +5,7 @@ HTTP and DICOM ports picked free, the DICOMweb plugin loaded, Lucida's AE regist
 C-GET and C-STORE), starts the Debian package's ``Orthanc`` and stops it; :class:`DcmQrScp`
 does the same for DCMTK's ``dcmqrscp``, a second Q/R SCP for C-MOVE. :class:`CuttingProxy`
 forwards a local port to Orthanc and cuts every connection after a number of bytes, to test a
-transfer that breaks in the middle.
+transfer that breaks in the middle, or holds the transfer there, to interrupt it while it runs.
 """
 
 from __future__ import annotations
@@ -353,21 +353,26 @@ class CuttingProxy:
     tls : ssl.SSLContext, optional
         Serve TLS to the client with this server context (the target stays plain): a TLS
         front for Orthanc, whose own HTTPS the Debian build does not serve reliably.
-    pause : float
-        Seconds to wait before forwarding each chunk from the target: a slow link, so a
-        transfer is still under way when a test interrupts it.
+    hold_after : int, optional
+        Bytes forwarded, both ways and all connections together, after which nothing more is
+        forwarded until :meth:`release`: a transfer held in the middle, however fast or busy
+        the machine, so that a test interrupts it while it runs. :attr:`holding` is set then.
     listen_port : int
         The port to listen on; by default a free one.
     """
 
     def __init__(self, target_port: int, cut_after: int = 1 << 62,
-                 tls: ssl.SSLContext | None = None, pause: float = 0.0,
+                 tls: ssl.SSLContext | None = None, hold_after: int | None = None,
                  listen_port: int = 0) -> None:
         self.target_port = target_port
         self.tls = tls
-        self.pause = pause
         self.cut_after = cut_after
         self.cuts = 0
+        self.hold_after = hold_after
+        #: Set once the proxy holds the transfer (see ``hold_after``).
+        self.holding = threading.Event()
+        self._released = threading.Event()
+        self._forwarded = 0
         self._server = socket.socket()
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._server.bind(("127.0.0.1", listen_port))
@@ -405,8 +410,7 @@ class CuttingProxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                if counted and self.pause:
-                    time.sleep(self.pause)
+                self._hold(len(data))
                 if counted:
                     with self._lock:
                         room = self.cut_after - self._sent
@@ -424,6 +428,17 @@ class CuttingProxy:
             except OSError:
                 pass
 
+    def _hold(self, size: int) -> None:
+        """Count ``size`` bytes about to be forwarded; past ``hold_after``, wait for release."""
+        if self.hold_after is None:
+            return
+        with self._lock:
+            self._forwarded += size
+            held = self._forwarded > self.hold_after
+        if held:
+            self.holding.set()
+            self._released.wait()
+
     def _reset(self, *socks: socket.socket) -> None:
         self.cuts += 1
         for sock in socks:
@@ -440,9 +455,14 @@ class CuttingProxy:
             except OSError:
                 pass
 
+    def release(self) -> None:
+        """Forward again, and from now on, what ``hold_after`` held."""
+        self._released.set()
+
     def close(self) -> None:
-        """Stop accepting and close every forwarded connection."""
+        """Stop accepting and close every forwarded connection (a held one too)."""
         self._closed = True
+        self.release()
         try:
             # Wakes the accept thread: until it returns, a bare close leaves the port listening.
             self._server.shutdown(socket.SHUT_RDWR)
@@ -457,10 +477,24 @@ class CuttingProxy:
                     pass
 
 
-def interrupt_after_progress(process: subprocess.Popen) -> tuple[int, str, str]:
-    """Ctrl-C a ``pacs get`` process once a tenth of its progress has arrived on stderr.
+def interrupt_after_progress(process: subprocess.Popen,
+                             proxy: CuttingProxy) -> tuple[int, str, str]:
+    """Ctrl-C a ``pacs get`` process in the middle of its transfer, which ``proxy`` holds.
 
-    Returns its exit code, its stdout, and what it wrote to stderr after the interrupt.
+    Waits until a tenth of its progress has arrived on stderr and ``proxy`` holds the transfer
+    (made with ``hold_after``), sends SIGINT, and only then lets the proxy forward the rest:
+    however fast or busy the machine, the transfer cannot end before the interrupt. (Once sent,
+    the signal is handled before any thread of the process runs on, so the rest arrives too
+    late to be kept.)
+
+    Returns
+    -------
+    code : int
+        The exit code.
+    stdout : str
+        All it printed on stdout.
+    rest : str
+        What it wrote to stderr after the interrupt.
     """
     seen = []
     for line in process.stderr:
@@ -469,6 +503,9 @@ def interrupt_after_progress(process: subprocess.Popen) -> tuple[int, str, str]:
             break
     else:
         raise AssertionError(f"pacs get ended before any progress: {''.join(seen)}")
+    assert proxy.holding.wait(60), f"the proxy never held the transfer: {''.join(seen)}"
     process.send_signal(signal.SIGINT)
+    # Released, not left held: a DIMSE abort waits for a PDU cut off in the middle to arrive.
+    proxy.release()
     stdout, rest = process.communicate(timeout=60)
     return process.returncode, stdout, rest

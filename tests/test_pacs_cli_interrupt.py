@@ -1,7 +1,8 @@
 """Ctrl-C during ``python main.py pacs get``: exit 130, one line, nothing partial, a rerun resumes.
 
-The CLI runs as its own process against a real Orthanc behind a slow link (a forwarding proxy
-that waits before every chunk), so the transfer is still under way when SIGINT arrives.
+The CLI runs as its own process against a real Orthanc behind a forwarding proxy that holds the
+transfer after about half the study, so the transfer is still under way when SIGINT arrives,
+however fast or busy the machine.
 """
 
 from __future__ import annotations
@@ -14,12 +15,19 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from tests.pacs_fixtures import CuttingProxy, Orthanc, interrupt_after_progress, synthetic_study
+from tests.pacs_fixtures import (
+    CT_SMALL,
+    CuttingProxy,
+    Orthanc,
+    interrupt_after_progress,
+    synthetic_study,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNT = 60
-#: Seconds the proxy waits before each chunk: about a second per few instances.
-PAUSE = 0.08
+#: Bytes the proxy forwards before it holds the transfer: about half the study (1.2 MB), past
+#: the first megabyte, which dicomweb-client reads whole before it hands over any instance in it.
+HOLD_AFTER = COUNT * CT_SMALL.stat().st_size // 2
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +66,12 @@ def _instances(out: Path) -> list[Path]:
 @pytest.mark.parametrize("protocol", ["web", "dimse"])
 def test_ctrl_c_during_get_stops_cleanly_and_a_rerun_resumes(orthanc, protocol, tmp_path):
     port = orthanc.http_port if protocol == "web" else orthanc.dicom_port
-    proxy = CuttingProxy(port, pause=PAUSE)
+    proxy = CuttingProxy(port, hold_after=HOLD_AFTER)
     try:
         config = _node_file(tmp_path, protocol, proxy.port)
         out = tmp_path / "out"
         process = _get(config, orthanc.study, out)
-        code, stdout, rest = interrupt_after_progress(process)
+        code, stdout, rest = interrupt_after_progress(process, proxy)
     finally:
         proxy.close()
     assert code == 130, rest

@@ -173,20 +173,22 @@ def _error_line(err):
 
 
 def test_ctrl_c_during_a_move_stops_cleanly_and_a_rerun_resumes(orthanc, tmp_path):
-    # Orthanc stores to a slow link in front of Lucida's Storage SCP, which listens elsewhere:
-    # each C-STORE answer waits, so the move is still under way when SIGINT arrives.
+    # Orthanc stores through a proxy in front of Lucida's Storage SCP, which listens elsewhere;
+    # the proxy holds the stores after about a quarter of the study, so the move is still under
+    # way when SIGINT arrives.
     listen = free_port()
     config = tmp_path / "slow.toml"
     config.write_text(orthanc.dimse_node("slow", retrieve="move", move_port=listen),
                       encoding="utf-8")
     out = tmp_path / "out"
-    proxy = CuttingProxy(listen, pause=0.1, listen_port=orthanc.move_port)
+    proxy = CuttingProxy(listen, hold_after=(BIG + OTHER) * CT_SMALL.stat().st_size // 4,
+                         listen_port=orthanc.move_port)
     try:
         env = dict(os.environ, LUCIDA_PACS_CONFIG=str(config), PYTHONUNBUFFERED="1")
         process = subprocess.Popen(
             [sys.executable, "main.py", "pacs", "get", "slow", orthanc.study, "--out", str(out)],
             cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        code, stdout, rest = interrupt_after_progress(process)
+        code, stdout, rest = interrupt_after_progress(process, proxy)
     finally:
         proxy.close()
     assert code == 130, rest
