@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPen
+from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 #: Headroom over the largest bar or whisker before the axis maximum is rounded up.
@@ -75,7 +75,9 @@ class QtBarChart(QWidget):
 
     Each entry is ``(label, [(value, lo, hi), ...])`` with one tuple per series (None parts
     draw nothing). ``percent`` labels ticks as percentages; ``reference`` draws a dashed line
-    (enrichment 1.0: as much saliency as the region's area).
+    (enrichment 1.0: as much saliency as the region's area); ``empty`` is said in the plot
+    when there are no entries. Text, whiskers and grid lines take the palette's colours, so
+    they read on a dark theme as on a light one.
     """
 
     def __init__(self, title: str = "", parent=None) -> None:
@@ -85,14 +87,22 @@ class QtBarChart(QWidget):
         self.series: list[str] = []
         self.percent = True
         self.reference: float | None = None
+        self.empty = ""
         self.axis: tuple[float, float, list[float]] = (0.0, 1.0, [0.0, 0.5, 1.0])
         self.setMinimumHeight(200)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
+    def set_chart(self, data) -> None:
+        """Show an :class:`engine.audit.view_model.ChartData`."""
+        self.set_entries(data.title, data.entries, series=data.series, percent=data.percent,
+                         reference=data.reference, empty=data.empty)
+
     def set_entries(self, title: str, entries, *, series: Sequence[str] = (),
-                    percent: bool = True, reference: float | None = None) -> None:
+                    percent: bool = True, reference: float | None = None,
+                    empty: str = "") -> None:
         """Show ``entries``; a plain ``(label, value, lo, hi)`` entry is one series."""
         self.title = title
+        self.empty = empty
         self.entries = [(e[0], list(e[1])) if len(e) == 2 else (e[0], [tuple(e[1:])])
                         for e in entries]
         self.series = list(series)
@@ -112,6 +122,10 @@ class QtBarChart(QWidget):
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        palette = self.palette()
+        ink = palette.color(QPalette.ColorRole.WindowText)
+        faint = palette.color(QPalette.ColorRole.Mid)
+        p.setPen(QPen(ink))
         w, h = self.width(), self.height()
         metrics = QFontMetrics(p.font())
         lo, hi, ticks = self.axis
@@ -126,9 +140,9 @@ class QtBarChart(QWidget):
             p.drawText(QRectF(x + 14, 20, 144, 18), Qt.AlignmentFlag.AlignVCenter, name)
         for t, text in zip(ticks, labels, strict=True):
             y = self._y(t, top, plot_h)
-            p.setPen(QPen(QColor("#bbb" if t else "#666")))
+            p.setPen(QPen(faint if t else ink))
             p.drawLine(left, int(y), w - 8, int(y))
-            p.setPen(QPen(QColor("#333")))
+            p.setPen(QPen(ink))
             p.drawText(QRectF(0, y - 8, left - 4, 16),
                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, text)
         if self.reference is not None:
@@ -136,6 +150,9 @@ class QtBarChart(QWidget):
             p.setPen(QPen(QColor("#C44E52"), 1.2, Qt.PenStyle.DashLine))
             p.drawLine(left, int(y), w - 8, int(y))
         if not self.entries:
+            p.setPen(QPen(ink))
+            p.drawText(QRectF(left, top, w - left - 8, plot_h),
+                       Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.empty)
             p.end()
             return
         slot = (w - left - 8) / len(self.entries)
@@ -151,13 +168,13 @@ class QtBarChart(QWidget):
                                       abs(zero - y)), QColor(SERIES_COLOURS[k % 2]))
                 if b_lo is not None and b_hi is not None and math.isfinite(b_lo) \
                         and math.isfinite(b_hi):
-                    p.setPen(QPen(QColor("#222"), 1.5))
+                    p.setPen(QPen(ink, 1.5))
                     cx = x + width / 2
                     y_lo, y_hi = self._y(b_lo, top, plot_h), self._y(b_hi, top, plot_h)
                     p.drawLine(int(cx), int(y_lo), int(cx), int(y_hi))
                     for y in (y_lo, y_hi):
                         p.drawLine(int(cx - 4), int(y), int(cx + 4), int(y))
-            p.setPen(QPen(QColor("#222")))
+            p.setPen(QPen(ink))
             if metrics.horizontalAdvance(label) > slot - 4:
                 label = label.replace("=", "=\n", 1)  # column above value when narrow
             p.drawText(QRectF(left + i * slot, top + plot_h + 4, slot, bottom - 6),

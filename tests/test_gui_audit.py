@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from audit_fixtures import write_phantom_dataset
+from audit_view_fixtures import click_row
 from gui_fixtures import WAIT_MS, demo_window, pump
+from PySide6.QtCore import Qt
 
 
 def test_the_audit_runs_on_the_window_worker_with_its_model(window, qapp, qtbot, tmp_path):
@@ -17,7 +19,7 @@ def test_the_audit_runs_on_the_window_worker_with_its_model(window, qapp, qtbot,
     view.out_edit.setText(str(tmp_path / "audit"))
     threads = []
     window.worker.sig_started.connect(lambda _job, kind: kind == "audit" and threads.append(1))
-    view.start()
+    qtbot.mouseClick(view.run_button, Qt.MouseButton.LeftButton)
     assert view.is_running()
     # The review window's own work is not held up by the audit: it goes first.
     window.set_target(1 - window.result.target)
@@ -30,7 +32,7 @@ def test_the_audit_runs_on_the_window_worker_with_its_model(window, qapp, qtbot,
     assert pump(qapp, lambda: window.model_spec == "demo-biased")
     window.set_method("gradcampp")
     with qtbot.waitSignal(window.sig_map_drawn, timeout=WAIT_MS):
-        view._row_clicked(0, 0)
+        click_row(qtbot, view.table, 0)
     assert pump(qapp, lambda: window.model_spec == "demo" and window.image is not None
                 and window.image.path.parent == manifest.parent)
     assert window.method == "gradcam" and window.layer == view.audit["layer"]

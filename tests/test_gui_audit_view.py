@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pydicom
 import pytest
-from gui_fixtures import WAIT_MS, demo_window, pump
+from audit_view_fixtures import click_row, dark_theme
+from gui_fixtures import WAIT_MS, demo_window, pump, qimage_pixels
 from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
 
 from gui.audit_charts import QtBarChart, nice_axis
 
-#: Demo phantoms per set: small, so the two demo audits run in seconds.
+#: Demo phantoms per set for the cancel test (the Demo button makes its own 40 + 40).
 N = 4
 
 
@@ -39,26 +43,28 @@ def test_the_chart_draws_small_bars_tall(qtbot):
 
 @pytest.fixture(scope="module")
 def demo(qapp, tmp_path_factory):
-    """A review window whose Audit view ran its Demo button (both demo models)."""
+    """A review window whose Audit view's Demo button was clicked (both demo models)."""
     folder = tmp_path_factory.mktemp("audit_demo")
     win = demo_window(qapp, folder)
     win.open_audit_view()
     view = win.audit_view
     view.out_edit.setText(str(folder / "out"))
-    seen = []
+    seen, errors = [], []
     view.progress.valueChanged.connect(seen.append)
-    assert view.start_demo(n=N) is not None
-    assert view.is_running() and view.cancel_button.isEnabled()
-    assert pump(qapp, lambda: not view.is_running() and len(view.audits) == 2,
-                timeout_ms=4 * WAIT_MS), view.status.text()
-    yield win, view, folder / "out" / "demo", seen
+    win.sig_error.connect(errors.append)
+    QTest.mouseClick(view.demo_button, Qt.MouseButton.LeftButton)
+    assert view.is_running() and view.cancel_button.isEnabled(), view.status.text()
+    assert pump(qapp, lambda: not view.is_running(), timeout_ms=4 * WAIT_MS)
+    yield win, view, folder / "out" / "demo", seen, errors
     win.close()
 
 
 def test_demo_button_audits_both_demo_models(demo):
-    _, view, out, seen = demo
+    _, view, out, seen, errors = demo
+    assert not errors and "failed" not in view.status.text(), view.status.text()
     assert list(view.audits) == ["demo", "demo-biased"]
-    assert (out / "data" / "manifest.csv").is_file()
+    data = (out / "data" / "manifest.csv").read_text().splitlines()
+    assert len(data) == 1 + 2 * 40
     for name in view.audits:
         assert (out / name / "audit.json").is_file()
     assert view.progress.value() == 1000 and any(0 < v < 1000 for v in seen)
@@ -66,7 +72,7 @@ def test_demo_button_audits_both_demo_models(demo):
 
 
 def test_two_audits_show_the_biased_model_on_the_marker(demo):
-    _, view, _, _ = demo
+    _, view, _, _, _ = demo
     assert view.role_combo.currentText() == "marker"
     unbiased = view.audits["demo"][1]["roi_share"]["marker"]["mean"]
     biased = view.audits["demo-biased"][1]["roi_share"]["marker"]["mean"]
@@ -84,7 +90,7 @@ def test_two_audits_show_the_biased_model_on_the_marker(demo):
 def test_two_audits_each_get_their_summary_and_mean_maps(demo):
     from PySide6.QtWidgets import QLabel
 
-    _, view, _, _ = demo
+    _, view, _, _, _ = demo
     text = view.status.text()
     for name, (_, audit, _) in view.audits.items():
         assert f"{name}: {audit['n']} images" in text
@@ -114,7 +120,7 @@ def _marker_area_fraction(manifest) -> float:
 
 
 def test_enrichment_is_share_over_area_fraction(demo):
-    _, view, out, _ = demo
+    _, view, out, _, _ = demo
     area = _marker_area_fraction(out / "data" / "manifest.csv")
     for k, name in enumerate(view.audits):
         share = view.audits[name][1]["roi_share"]["marker"]["mean"]
@@ -126,7 +132,7 @@ def test_enrichment_is_share_over_area_fraction(demo):
 
 
 def test_each_group_is_contrasted_with_the_rest(demo):
-    _, view, _, _ = demo
+    _, view, _, _, _ = demo
     by_label = dict(view.contrast_chart.entries)
     biased = view.audits["demo-biased"][1]["roi_share"]["marker"]["by_group"]
     # The complement of set=correlated is the counterfactual set.
@@ -139,7 +145,7 @@ def test_each_group_is_contrasted_with_the_rest(demo):
 
 
 def test_the_view_lists_method_titles_and_their_parameters(demo):
-    win, view, _, _ = demo
+    win, view, _, _, _ = demo
     assert view.method() == "gradcam"
     assert view.method_combo.currentText() == win.explainers["gradcam"].title != "gradcam"
     names = [p.name for p in win.explainers["gradcam"].params]
@@ -150,14 +156,14 @@ def test_the_view_lists_method_titles_and_their_parameters(demo):
 
 
 def test_a_row_opens_its_image_with_the_audited_model_method_and_layer(demo, qapp, qtbot):
-    win, view, out, _ = demo
+    win, view, out, _, _ = demo
     view.table_audit.setCurrentText("demo-biased")
     assert view.audited_model == "demo-biased"
     audit = view.audits["demo-biased"][1]
     win.set_method("gradcampp")
     with qtbot.waitSignal(win.sig_map_drawn, timeout=WAIT_MS,
                           check_params_cb=lambda method, _layer: method == "gradcam"):
-        view._row_clicked(0, 0)
+        click_row(qtbot, view.table, 0)
     assert pump(qapp, lambda: win.model_spec == "demo-biased" and win.image is not None
                 and win.image.path.parent.parent == out / "data")
     assert win.method == "gradcam" and win.layer == audit["layer"]
@@ -173,3 +179,37 @@ def test_demo_cancel_keeps_the_view_usable(qapp, tmp_path):
     assert pump(qapp, lambda: not view.is_running())
     assert view.status.text().startswith("Cancelled") and view.demo_button.isEnabled()
     view.close()
+
+
+def _brightest(pixels) -> int:
+    """The largest grey level of an RGB block (text is the brightest thing on a dark plot)."""
+    return int(pixels.max(axis=2).max())
+
+
+def test_chart_labels_are_light_on_the_dark_theme(demo, qapp):
+    _, view, _, _, _ = demo
+    view.tabs.setCurrentIndex(1)
+    chart = view.share_chart
+    assert pump(qapp, lambda: chart.isVisible() and chart.height() >= 200)
+    with dark_theme(qapp) as palette:
+        pixels = qimage_pixels(chart.grab().toImage())
+    view.tabs.setCurrentIndex(0)
+    # The chart is drawn on the theme's dark background.
+    assert palette.color(palette.ColorRole.Window).lightness() < 60
+    assert np.median(pixels) < 60
+    h = pixels.shape[0]
+    # Tick labels left of the plot and group labels under it: light on the dark background.
+    assert _brightest(pixels[40:h - 40, :24]) > 180
+    assert _brightest(pixels[h - 36:, :]) > 180
+
+
+def test_an_empty_chart_says_why(qtbot):
+    chart = QtBarChart()
+    qtbot.addWidget(chart)
+    chart.resize(400, 240)
+    chart.set_entries("t", [])
+    blank = qimage_pixels(chart.grab().toImage())
+    chart.set_entries("t", [], empty="one group only (site=B): nothing to compare")
+    said = qimage_pixels(chart.grab().toImage())
+    middle = slice(60, 180)
+    assert not np.array_equal(said[middle], blank[middle])

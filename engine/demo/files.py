@@ -173,7 +173,9 @@ def write_demo_set(
         The manifest's path.
     """
     if n < 1 or size < 32:
-        raise UsageError("need --n >= 1 and --size >= 32", fix="pass larger values")
+        raise UsageError(f"cannot make {n} phantoms of {size} × {size} pixels: it takes at "
+                         "least 1 phantom of at least 32 × 32 pixels",
+                         fix="ask for more phantoms or a larger size")
     if fmt not in ("mixed", "dicom", "png"):
         raise UsageError(f"unknown format {fmt!r}", fix="use mixed, dicom or png")
     out.mkdir(parents=True, exist_ok=True)
