@@ -293,7 +293,9 @@ class QtModelCompareView(QWidget):
 
     Each cell is titled with its model's name and its prediction for the shared class; both
     maps are drawn against their own peak (the raw values of two models share no unit), with
-    the display settings (opacity, colour map, threshold) of the main overlay layer.
+    the display settings (opacity, colour map, threshold) of the main overlay layer. A line
+    under the header gives the numbers (:meth:`set_numbers`): each model's prediction and the
+    share of its map's energy in a common region.
 
     Parameters
     ----------
@@ -321,6 +323,10 @@ class QtModelCompareView(QWidget):
         self.export_button = QPushButton("Export figure…")
         self.export_button.setEnabled(False)
         self.export_button.clicked.connect(self.sig_export)
+        self.numbers = QLabel()
+        self.numbers.setWordWrap(True)
+        self.numbers.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.numbers.setStyleSheet("padding: 0 4px 4px 4px;")
         top = QHBoxLayout()
         top.addWidget(self.header, 1)
         top.addWidget(self.export_button)
@@ -341,6 +347,7 @@ class QtModelCompareView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
+        layout.addWidget(self.numbers)
         layout.addLayout(row, 1)
         settings.sig_changed.connect(self._mirror)
 
@@ -350,6 +357,7 @@ class QtModelCompareView(QWidget):
         rendered = QPixmap.fromImage(qimage_from_array(
             image.render(frame, window=window, invert=invert)))
         self.header.setText(header)
+        self.numbers.setText("")
         for cell, title in zip(self.cells, titles, strict=True):
             cell.title.setText(title)
             cell.viewer.set_image(image, frame, window, invert, rendered=rendered)
@@ -373,6 +381,10 @@ class QtModelCompareView(QWidget):
     def set_status(self, index: int, text: str) -> None:
         """Put a state on one cell (computing, failed and why)."""
         self.cells[index].set_status(text)
+
+    def set_numbers(self, text: str) -> None:
+        """Show the comparison's numbers (predictions and energy shares) under the header."""
+        self.numbers.setText(text)
 
     def maps_drawn(self) -> bool:
         """Whether both cells show a map."""

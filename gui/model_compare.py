@@ -5,6 +5,10 @@ example) and opens :class:`gui.compare_view.QtModelCompareView`. One worker job 
 (once per model) and explains both models with the same method and parameters, each at its own
 default layer, for the same class by name: the window's target class, or model A's top class.
 The two-panel figure is drawn and written on the worker too.
+
+Under the header the view gives each model's prediction and the share of its map's energy in a
+common region (:func:`engine.metrics.model_agreement.model_agreement`): the ROI drawn on the
+compared image, or else the other model's top-10 % region. Drawing or clearing the ROI updates it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from pathlib import Path
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
+from engine.core.errors import LucidaError
+from engine.export.figure import probability_text
+from engine.metrics.model_agreement import TOP_FRACTION, model_agreement
 from gui.compare_view import QtModelCompareView
 
 #: Built-in models offered as model B.
@@ -119,6 +126,7 @@ class ModelCompare(QObject):
             self.view.resize(1100, 640)
             self.view.sig_export.connect(self.export_dialog)
             window.installEventFilter(self)
+            window.viewer.sig_roi_changed.connect(lambda _roi: self.show_numbers())
         self.view.show()
         self.view.raise_()
         return self.view
@@ -134,10 +142,44 @@ class ModelCompare(QObject):
         for index, result in enumerate(self.results):
             self.view.set_result(index, result)
         self.view.export_button.setEnabled(True)
+        self.show_numbers()
         self.window.message.setText(
             f"{first.target_name}: {first.model.get('name')} "
             f"{100 * first.scores[first.target]:.1f} %, {second.model.get('name')} "
             f"{100 * second.scores[second.target]:.1f} %")
+
+    def show_numbers(self) -> None:
+        """Give each model's prediction and its map's energy share in the common region.
+
+        The region is the ROI drawn on the window while it shows the compared image and
+        frame, else each model's share lies in the other model's top region.
+        """
+        if self.view is None or len(self.results) != 2 or self._case is None:
+            return
+        window = self.window
+        first, second = self.results
+        same_case = window.image is self._case[0] and window.viewer.frame == self._case[1]
+        roi = window.roi if same_case else None
+        maps = [next(iter(r.maps.values())).heatmap for r in self.results]
+        try:
+            agreement = model_agreement(*maps, roi=roi, roi_shape=window.roi_shape)
+        except LucidaError as exc:
+            self.view.set_numbers(exc.one_line())
+            return
+        shares = (agreement.share_a, agreement.share_b)
+        where = ("in the drawn ROI" if agreement.region == "roi" else
+                 f"in the other model's top {TOP_FRACTION:.0%} region")
+        parts = []
+        for role, result, share in zip("AB", (first, second), shares, strict=True):
+            p = probability_text(float(result.scores[result.target]))
+            parts.append(f"<b>{role}</b> {result.model.get('name', '?')}: {result.target_name} "
+                         f"p {p if p[0] in '<>' else '= ' + p}, <b>{share:.0%}</b> of its map's "
+                         "energy")
+        note = (f"an evenly spread map: {agreement.baseline:.0%}; top regions overlap "
+                f"IoU {agreement.top_iou:.2f}")
+        if agreement.region == "top":
+            note += ". Draw an ROI to measure both maps in one region"
+        self.view.set_numbers(f"{'; '.join(parts)} — {where} ({note}).")
 
     def _failed(self, text: str, _context: dict) -> None:
         if self.view is not None:
