@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.screenshot is not None:
         _virtual_screen()
+    _log_uncaught()
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -129,6 +130,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot is not None:
         _arm_screenshot(app, window, args.screenshot, QTimer)
     return int(app.exec())
+
+
+def _log_uncaught() -> None:
+    """Log the traceback of an exception no handler caught (in a slot, say), then report it.
+
+    Qt prints such an exception and carries on; its traceback must reach the log too.
+    """
+    from engine.core.log import log_traceback, setup_logging
+
+    setup_logging()
+    report = sys.excepthook
+
+    def hook(kind, exc, tb) -> None:
+        if issubclass(kind, Exception):
+            log_traceback(exc.with_traceback(tb), "the window")
+        report(kind, exc, tb)
+
+    sys.excepthook = hook
 
 
 def _virtual_screen() -> None:

@@ -1,7 +1,8 @@
 """The job router: every piece of engine work the window asks for, and where its answer goes.
 
 Controllers call :meth:`JobRouter.submit` with the work and the handlers of its outcome. The
-router sends the work to the one :class:`gui.worker.QtEngineWorker`, keeps the status bar's
+router sends the work to the window's workers (:class:`gui.worker.EngineWorkers`: file reads
+on one thread, the rest on another), keeps the status bar's
 message and progress up to date, and hands each answer to its handler only while it still
 matters:
 
@@ -56,8 +57,8 @@ class JobRouter(QObject):
 
     Parameters
     ----------
-    worker : QtEngineWorker
-        The one worker thread.
+    worker : EngineWorkers or QtEngineWorker
+        Where the work runs.
     current_tag : callable
         Returns the view tag shown now, ``(image token, frame)``.
     parent : QObject, optional

@@ -13,6 +13,19 @@ from PySide6.QtWidgets import (
     QToolButton,
 )
 
+from engine.core.log import TRACEBACK_NOTE, log_path
+
+
+def error_status(text: str) -> str:
+    """What the status line says while the banner shows the error ``text``.
+
+    An internal error's line names the log that holds its traceback; the status line says
+    where that is, and how to open it.
+    """
+    if TRACEBACK_NOTE in text:
+        return f"Internal error: {TRACEBACK_NOTE} {log_path()} (Help ▸ Show log)"
+    return "Error — see the message above the image"
+
 
 class QtErrorBanner(QFrame):
     """A non-modal one-line message over the viewer, dismissed by its close button."""

@@ -1,8 +1,10 @@
-"""The engine bridge: one worker thread owns all torch work and reports back with queued signals.
+"""The engine bridge: worker threads own all engine work and report back with queued signals.
 
-Widgets call ``submit(kind, fn, ...)``; ``fn(progress, cancel, on_partial)`` runs on the worker
-thread. A new job of a kind supersedes the stale one of the same kind (a queued one is dropped,
-a running one is cancelled), so clicking through methods never piles up work. Results, partial
+Widgets call ``submit(kind, fn, ...)``; ``fn(progress, cancel, on_partial)`` runs on a worker
+thread, with its token current (:func:`engine.core.cancel.cancel_scope`), so the file reads deep
+inside pydicom or Pillow stop when the job is cancelled. A new job of a kind supersedes the
+stale one of the same kind (a queued one is dropped, a running one is cancelled), so clicking
+through methods never piles up work. Results, partial
 results, progress, errors and cancellations come back as signals carrying the job id; since the
 receivers live on the GUI thread, Qt queues them there.
 
@@ -10,6 +12,12 @@ Background jobs (frame prefetch, thumbnails, a bias audit) run only while no oth
 When one arrives, the running background job is preempted at its next cancel check and queued
 again, to run from the start once the queue is free; such jobs are written to pick up where they
 stopped (decoded frames stay decoded, an audit resumes its finished batches).
+
+The window uses :class:`EngineWorkers`: reading files runs on a thread of its own, so a long
+read never holds up an explanation, and all torch work stays on the other one.
+
+An unexpected exception (a bug, not bad input) comes back as one line that says where its
+traceback was logged (:mod:`engine.core.log`).
 """
 
 from __future__ import annotations
@@ -24,10 +32,11 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import QObject, QThread, Signal
 
-from engine.core.cancel import Cancelled, CancelToken
+from engine.core.cancel import Cancelled, CancelToken, cancel_scope
 from engine.core.errors import LucidaError
+from engine.core.log import internal_error_line
 
 #: Progress is forwarded at most this often, so a fast loop cannot flood the GUI thread.
 PROGRESS_INTERVAL_S = 0.05
@@ -35,6 +44,10 @@ PROGRESS_INTERVAL_S = 0.05
 WORKER_NICE = 10
 #: Longest time the GUI thread waits for the interpreter lock while the worker computes.
 SWITCH_INTERVAL_S = 0.001
+#: Kinds of job that read files (a study, a frame): :class:`EngineWorkers` runs them apart.
+READ_KINDS = frozenset({"open", "frame"})
+#: Job ids, unique across every worker of the process (a window's two threads share a router).
+_IDS = itertools.count(1)
 
 
 @dataclass
@@ -84,7 +97,6 @@ class QtEngineWorker(QThread):
         self._queue: list[Job] = []
         self._running: Job | None = None
         self._stopping = False
-        self._ids = itertools.count(1)
         self._cores_shared = False
 
     # -- GUI-thread API -------------------------------------------------------------------
@@ -106,7 +118,7 @@ class QtEngineWorker(QThread):
         int
             The job id the signals will carry.
         """
-        job = Job(next(self._ids), kind, fn, background)
+        job = Job(next(_IDS), kind, fn, background)
         with self._lock:
             dropped = [j for j in self._queue if j.kind == kind]
             for stale in dropped:
@@ -206,7 +218,9 @@ class QtEngineWorker(QThread):
         jobs that never touch torch wait seconds.
         """
         torch = sys.modules.get("torch")
-        if torch is not None and not self._cores_shared:
+        # The other worker thread may be importing torch right now: wait until it is done.
+        importing = getattr(getattr(torch, "__spec__", None), "_initializing", False)
+        if torch is not None and not importing and not self._cores_shared:
             torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
             self._cores_shared = True
 
@@ -226,20 +240,80 @@ class QtEngineWorker(QThread):
         self._share_cores()
         try:
             job.cancel.check()
-            result = job.fn(progress, job.cancel, on_partial)
+            with cancel_scope(job.cancel):
+                result = job.fn(progress, job.cancel, on_partial)
         except Cancelled:
             if not self._requeue(job):
                 self.sig_cancelled.emit(job.id, job.kind)
         except LucidaError as exc:
             self.sig_failed.emit(job.id, job.kind, exc.one_line())
         except Exception as exc:  # noqa: BLE001 - the app must survive any engine failure
-            text = " ".join(f"internal error ({type(exc).__name__}: {exc})".split())
-            self.sig_failed.emit(job.id, job.kind, text)
+            self.sig_failed.emit(job.id, job.kind, internal_error_line(exc, f"{job.kind} job"))
         else:
             if job.cancel.cancelled and not job.preempted:
                 self.sig_cancelled.emit(job.id, job.kind)
             else:
                 self.sig_finished.emit(job.id, job.kind, result)
+
+
+class EngineWorkers(QObject):
+    """The window's two worker threads: one reads files, the other does everything else.
+
+    A read of a huge or slow file then never makes an explanation wait. Each thread keeps the
+    rules of :class:`QtEngineWorker` among its own jobs (superseding, background jobs); the
+    signals of both arrive here, on the GUI thread, with ids unique across the two.
+
+    Signals
+    -------
+    The same as :class:`QtEngineWorker`; ``sig_idle`` once neither thread has work left.
+    """
+
+    sig_started = Signal(int, str)
+    sig_progress = Signal(int, float, str)
+    sig_partial = Signal(int, object)
+    sig_finished = Signal(int, str, object)
+    sig_failed = Signal(int, str, str)
+    sig_cancelled = Signal(int, str)
+    sig_idle = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.reader = QtEngineWorker(self)
+        self.compute = QtEngineWorker(self)
+        for lane in (self.reader, self.compute):
+            for name in ("sig_started", "sig_progress", "sig_partial", "sig_finished",
+                         "sig_failed", "sig_cancelled"):
+                getattr(lane, name).connect(getattr(self, name))
+            lane.sig_idle.connect(self._lane_idle)
+
+    def _lane(self, kind: str) -> QtEngineWorker:
+        return self.reader if kind in READ_KINDS else self.compute
+
+    def submit(self, kind: str, fn: Callable, background: bool = False) -> int:
+        """Queue ``fn`` on the thread for ``kind`` (see :meth:`QtEngineWorker.submit`)."""
+        return self._lane(kind).submit(kind, fn, background)
+
+    def cancel(self, kind: str | None = None) -> None:
+        """Cancel running and queued work (of ``kind`` only, if given) on both threads."""
+        for lane in (self.reader, self.compute) if kind is None else (self._lane(kind),):
+            lane.cancel(kind)
+
+    def busy(self) -> bool:
+        """Whether a job is running or queued on either thread."""
+        return self.reader.busy() or self.compute.busy()
+
+    def isRunning(self) -> bool:  # noqa: N802 - the name QThread gives it
+        """Whether either thread is running."""
+        return self.reader.isRunning() or self.compute.isRunning()
+
+    def stop(self, timeout_ms: int = 30000) -> None:
+        """Cancel everything and end both threads (see :meth:`QtEngineWorker.stop`)."""
+        self.reader.stop(timeout_ms)
+        self.compute.stop(timeout_ms)
+
+    def _lane_idle(self) -> None:
+        if not self.busy():
+            self.sig_idle.emit()
 
 
 #: Every worker made in this process: one whose window was never closed must still be stopped

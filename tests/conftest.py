@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("LUCIDA_USER_PLUGINS", "")
+# Logs of internal errors go to a scratch data folder, never the user's.
+os.environ.setdefault("LUCIDA_DATA_DIR", tempfile.mkdtemp(prefix="lucida-data-"))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

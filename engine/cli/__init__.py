@@ -3,7 +3,8 @@
 Every module in this package is a sub-command named after it (``_`` becomes ``-``). It defines
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the
 parsed namespace and returning an exit code. Errors the
-user can act on leave as one line on stderr with exit code 2, never as a traceback.
+user can act on leave as one line on stderr with exit code 2, never as a traceback; an internal
+error leaves one line that says where its traceback was logged, with exit code 1.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pkgutil
 import sys
 
 from engine.core.errors import LucidaError
+from engine.core.log import TRACEBACK_NOTE, internal_error_line
 
 #: Sub-command names, found without importing the modules, so ``main.py`` starts fast.
 COMMANDS: tuple[str, ...] = tuple(
@@ -59,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("LUCIDA_DEBUG"):
             raise
-        print(
-            f"error: internal error ({type(exc).__name__}: {exc}). "
-            "Fix: rerun with LUCIDA_DEBUG=1 and report the traceback",
-            file=sys.stderr,
-        )
+        # The traceback goes to the log file (engine.core.log), the user gets one line.
+        line = internal_error_line(exc, f"command {args.command}")
+        fix = ("report it with that file" if TRACEBACK_NOTE in line
+               else "rerun with LUCIDA_DEBUG=1 and report the traceback")
+        print(f"error: {line}. Fix: {fix}", file=sys.stderr)
         return 1

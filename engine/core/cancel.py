@@ -1,9 +1,17 @@
-"""Cancel tokens and progress callbacks shared by every long-running engine entry point."""
+"""Cancel tokens and progress callbacks shared by every long-running engine entry point.
+
+A token is passed explicitly to the entry points that loop. Work that reads files deep inside a
+library (pydicom's deferred reads, Pillow's decoders, a content hash) cannot be handed one, so a
+caller also makes its token *current* for the thread with :func:`cancel_scope`; those reads then
+check :func:`current_token` (see :class:`engine.core.reading.CancellableFile`).
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 #: ``progress(fraction, message)`` with ``fraction`` in [0, 1].
 ProgressFn = Callable[[float, str], None]
@@ -36,3 +44,28 @@ class CancelToken:
 
 def no_progress(fraction: float, message: str = "") -> None:
     """A progress callback that ignores its reports."""
+
+
+#: The token of the work running on this thread (each thread has its own context).
+_CURRENT: ContextVar[CancelToken | None] = ContextVar("lucida_cancel", default=None)
+
+
+@contextmanager
+def cancel_scope(token: CancelToken) -> Iterator[CancelToken]:
+    """Make ``token`` the current one of this thread while the block runs.
+
+    Parameters
+    ----------
+    token : CancelToken
+        Checked by every cancellable read made inside the block.
+    """
+    reset = _CURRENT.set(token)
+    try:
+        yield token
+    finally:
+        _CURRENT.reset(reset)
+
+
+def current_token() -> CancelToken | None:
+    """Return the token of the innermost :func:`cancel_scope` of this thread, or None."""
+    return _CURRENT.get()

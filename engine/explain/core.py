@@ -25,6 +25,7 @@ import torch
 from engine.core.cancel import Cancelled, CancelToken, ProgressFn, no_progress
 from engine.core.case import Target
 from engine.core.errors import ExplainerUnavailable, LucidaError, ModelError, UsageError
+from engine.core.log import log_traceback, scrub
 from engine.explain.api import (
     INPUT_LAYER,
     PluginError,
@@ -233,7 +234,10 @@ class BatchMaps:
 def _one_line(explainer: Any, exc: Exception) -> str:
     if isinstance(exc, LucidaError):
         return f"{explainer.name}: {exc.one_line()}"
-    return f"{explainer.name} failed: {type(exc).__name__}: {exc}"
+    # A plugin's bug: its traceback goes to the log, and the line says where.
+    note = log_traceback(exc, f"explainer {explainer.name}")
+    line = f"{explainer.name} failed: {type(exc).__name__}: {exc}"
+    return scrub(f"{line}; {note}" if note else line)
 
 
 def _as_tensor(raw: Any) -> torch.Tensor:

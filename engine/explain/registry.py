@@ -32,6 +32,7 @@ from types import ModuleType
 from typing import Any
 
 from engine.core.errors import LucidaError, UsageError
+from engine.core.log import user_data_dir
 from engine.explain.api import NEEDS, Explainer, PluginError, check_params
 
 #: Entry-point group third-party packages register explainers under.
@@ -55,13 +56,7 @@ BUILTIN_MODULES = (
 
 def default_user_plugin_dir() -> Path:
     """Return the per-user plugin folder of this platform (it need not exist)."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming"))
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return base / "lucida" / "plugins"
+    return user_data_dir() / "plugins"
 
 
 def user_plugin_dirs() -> list[Path]:

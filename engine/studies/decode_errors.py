@@ -7,17 +7,19 @@ they raise into a short reason with these helpers.
 
 from __future__ import annotations
 
+from engine.core.cancel import Cancelled
+
 #: What the user can do about a file whose bytes are damaged.
 TRUNCATED_FIX = "the file is truncated or corrupt; copy or export it again"
 
 
 def reraise_fatal(exc: BaseException) -> None:
-    """Let interrupts and exits through; everything else from a decoder is bad data.
+    """Let interrupts, exits and cancels through; everything else from a decoder is bad data.
 
     Decoder plugins written in Rust raise ``PanicException``, a BaseException, on corrupt
     input, so catching Exception alone is not enough.
     """
-    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit | Cancelled):
         raise exc
 
 

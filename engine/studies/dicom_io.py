@@ -3,12 +3,19 @@
 :func:`read_header` reads and checks everything but the pixel data (deferred when large), so a
 file that cannot be displayed fails when it is opened, with one line naming the file and the
 fix; :func:`decode_frame` decodes one frame through pydicom's pixel plugins.
+
+pydicom reads any bytes "by force", a 2 GB file of zeros as hundreds of millions of empty
+elements, for minutes. So the first bytes are looked at before pydicom: a file whose data set
+cannot start there (see :func:`could_be_dicom`) is refused at once. Every read goes through
+:class:`engine.core.reading.CancellableFile`, deferred pixel data included, so the read of a
+large file stops when its work is cancelled.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import struct
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -21,6 +28,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from engine.core.errors import NotAnImage, StudyError, UsageError
 from engine.core.native_stderr import captured_stderr
+from engine.core.reading import CancellableFile
 from engine.studies.calibration import dataset_spacing
 from engine.studies.codecs import check_decoder, unsupported_error
 from engine.studies.decode_errors import TRUNCATED_FIX, reraise_fatal, short_reason
@@ -48,6 +56,20 @@ class DicomdirIndex(NotAnImage):
             fix="open the DICOMDIR or its folder as a study: its images are listed",
         )
         self.dataset = dataset
+#: Bytes looked at before pydicom reads a file: the preamble, and the file meta group after it.
+HEAD_BYTES = 4096
+#: Value representations: two letters that say an element is encoded with explicit VR.
+_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL "
+    b"UN UR US UT UV".split()
+)
+#: Explicit VRs whose length takes 4 bytes, after 2 reserved ones.
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+_UNDEFINED = 0xFFFFFFFF
+#: Groups no data set starts with: items and their delimiters.
+_NO_START_GROUPS = frozenset({0xFFFE, 0xFFFF})
+#: Deflated Explicit VR Little Endian: the data set after the meta group is compressed.
+_DEFLATED = b"1.2.840.10008.1.2.1.99"
 #: Pixel data above this size stays on disk until a frame is decoded.
 _DEFER_SIZE = "256 KB"
 #: Refuse headers that claim absurd sizes (mostly corruption) before anything is allocated.
@@ -79,6 +101,16 @@ def read_header(path: Path) -> dict[str, Any]:
     CodecError
         No installed plugin decodes its transfer syntax.
     """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise StudyError(
+            f"cannot be read ({exc.strerror or exc})", path=path, fix="check permissions"
+        ) from None
+    if not could_be_dicom(head, size):
+        raise _not_dicom(path)
     ds, keywords, ended_early = _read(path, defer_size=_DEFER_SIZE)
     if ended_early:
         raise _truncated(path, ended_early)
@@ -102,6 +134,70 @@ def read_header(path: Path) -> dict[str, Any]:
         ) from None
 
 
+def could_be_dicom(head: bytes, size: int) -> bool:
+    """Whether a file's first bytes can begin a DICOM file (with or without its preamble).
+
+    A Part 10 file has ``DICM`` after a 128-byte preamble and an element there; a file
+    without one (an ACR-NEMA file, a bare data set) starts with an element. An element starts
+    with a tag DICOM allows first, in any of its encodings, and a length that fits in the file.
+    A file of zeros starts with ``(0000,0000)`` of length 0, which no encoder writes.
+
+    Parameters
+    ----------
+    head : bytes
+        The first bytes of the file (:data:`HEAD_BYTES` of them, or the whole file).
+    size : int
+        The file's size in bytes.
+
+    Returns
+    -------
+    bool
+    """
+    if head[128:132] == b"DICM":
+        start = _dataset_start(head)
+        return _element_at(head, 132, size) and (
+            start is None or start >= min(size, len(head)) or _element_at(head, start, size)
+        )
+    return _element_at(head, 0, size)
+
+
+def _dataset_start(head: bytes) -> int | None:
+    """Where the (uncompressed) data set starts after a meta group that states its length.
+
+    None when the meta group does not state it, or says the data set is deflated.
+    """
+    if head[132:138] != b"\x02\x00\x00\x00UL" or len(head) < 144:
+        return None
+    start = 144 + struct.unpack("<L", head[140:144])[0]
+    return None if _DEFLATED in head[132:start] else start
+
+
+def _element_at(head: bytes, offset: int, size: int) -> bool:
+    """Whether a data element that fits in the file starts at ``offset``, in any encoding."""
+    raw = head[offset:offset + 12]
+    if len(raw) < 8:
+        return False
+    for endian in "<>":
+        group, element = struct.unpack(endian + "HH", raw[:4])
+        vr = raw[4:6]
+        if vr in _VRS:
+            long_form = vr in _LONG_VRS
+            if long_form and len(raw) < 12:
+                continue
+            length = struct.unpack(endian + ("L" if long_form else "H"),
+                                   raw[8:12] if long_form else raw[6:8])[0]
+            header = 12 if long_form else 8
+        elif endian == "<":  # implicit VR is little endian only
+            length, header = struct.unpack("<L", raw[4:8])[0], 8
+        else:
+            continue
+        if group in _NO_START_GROUPS or (group == 0 and (element, length) != (0, 4)):
+            continue  # group 0 is a command set: it starts with its 4-byte group length
+        if length == _UNDEFINED or offset + header + length <= size:
+            return True
+    return False
+
+
 def _read(path: Path, **options) -> tuple[Any, list[str], tuple | bool]:
     """Read a file with pydicom; also say whether it ended inside an element.
 
@@ -113,10 +209,15 @@ def _read(path: Path, **options) -> tuple[Any, list[str], tuple | bool]:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ds = pydicom.dcmread(path, force=True, **options)
+            with CancellableFile(path) as fh:
+                ds = pydicom.dcmread(fh, force=True, **options)
+            if ds.buffer is fh:  # (a deflated data set's buffer is its unzipped bytes)
+                # Deferred elements are read again through CancellableFile, by file name.
+                ds.buffer = None
             cut = _cut_value(path, ds)
-            # Touch every top-level element now, so corrupt values fail here, not later.
-            keywords = [elem.keyword for elem in ds if elem.tag.group != 0x7FE0]
+            # Touch every top-level element now, so corrupt values fail here, not later; but
+            # not the pixel data, which stays on disk (iterating the data set would read it).
+            keywords = [ds[tag].keyword for tag in ds.keys() if tag.group != 0x7FE0]
     except BaseException as exc:  # noqa: BLE001 - pydicom raises many types on corrupt bytes
         reraise_fatal(exc)
         raise StudyError(

@@ -17,6 +17,7 @@ from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
 from engine.core.errors import StudyError
+from engine.core.reading import CancellableFile
 from engine.studies.decode_errors import reraise_fatal
 
 #: File signatures of the raster formats Pillow reads for Lucida.
@@ -124,12 +125,15 @@ def _pillow_errors(path: Path, what: str):
 
 @contextmanager
 def _open(path: Path):
-    """Open with Pillow, its warnings about odd metadata silenced and oversized images refused."""
-    with warnings.catch_warnings():
+    """Open with Pillow, its warnings about odd metadata silenced and oversized images refused.
+
+    Pillow reads through a :class:`CancellableFile`, so cancelling the work stops the read.
+    """
+    with warnings.catch_warnings(), CancellableFile(path) as fh:
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", PILImage.DecompressionBombWarning)
         try:
-            im = PILImage.open(path)
+            im = PILImage.open(fh)
         except (UnidentifiedImageError, PILImage.DecompressionBombWarning) as exc:
             raise StudyError(f"cannot be read as an image ({exc})", path=path, fix=_FIX) from None
         with im:
