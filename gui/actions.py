@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QAction, QActionGroup, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import QComboBox, QLabel, QToolBar
 
+from engine.core.log import setup_logging
 from gui import method_help, review_io
 from gui.measure_tools import MeasureTools
 from gui.model_compare import ModelCompare
@@ -15,6 +17,15 @@ from gui.viewer import CT_PRESETS
 #: Labels of the device choices.
 DEVICE_LABELS = {"auto": "Automatic (CUDA, then MPS, then CPU)", "cpu": "CPU",
                  "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
+
+
+def show_log() -> bool:
+    """Open the log of internal errors in the desktop's viewer; return whether it opened.
+
+    The file exists from the moment logging is set up, so there is always something to open.
+    """
+    path = setup_logging()
+    return path is not None and QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
 
 def build_actions(window) -> None:
@@ -117,6 +128,7 @@ def build_actions(window) -> None:
     menu.addAction(act("method_help", "&What am I looking at?",
                        lambda: method_help.open_for(window)))
     menu.addAction(act("help", "&Shortcuts", window.show_help))
+    menu.addAction(act("show_log", "Show &log", show_log))
     menu.addAction("&About Lucida", window.about)
 
     toolbar = QToolBar("View")

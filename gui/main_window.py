@@ -39,7 +39,7 @@ from gui.pacs_dock import QtPacsDock
 from gui.problems_panel import QtProblemsPanel
 from gui.screen_fit import available_geometry, fit_to_screen, scrolling
 from gui.shortcuts import help_html
-from gui.status_bar import QtErrorBanner, QtStatus
+from gui.status_bar import QtErrorBanner, QtStatus, error_status
 from gui.study_browser import QtStudyBrowser
 from gui.tag_panel import QtTagPanel
 from gui.verdict_box import CaseVerdict
@@ -47,7 +47,7 @@ from gui.view_commands import ViewCommands
 from gui.viewer import CT_PRESETS, QtImageViewer
 from gui.volume_controller import VolumeController
 from gui.volume_view import QtVolumeView
-from gui.worker import QtEngineWorker
+from gui.worker import EngineWorkers
 
 __all__ = ["DEMO_STUDY", "QtMainWindow"]
 
@@ -89,7 +89,7 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.settings = settings or QSettings("Lucida", "Lucida")
         self._session = session
         self._session_lock = threading.Lock()
-        self.worker = QtEngineWorker(self)
+        self.worker = EngineWorkers(self)  # files are read on one thread, the rest on another
         self.jobs = JobRouter(self.worker, self.view_tag, self)
         self.image = None
         self.image_token = 0  # grows with every image shown: answers for older ones are stale
@@ -547,7 +547,7 @@ class QtMainWindow(QMainWindow, ViewCommands):
     def show_error(self, text: str) -> None:
         """Show a one-line, non-modal error; the app keeps running."""
         self.banner.show_message(text)
-        self.message.setText("Error — see the message above the image")
+        self.message.setText(error_status(text))
         self.sig_error.emit(text)
 
     def show_help(self) -> None:

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from engine.core.log import remember_secret
 from engine.pacs.errors import PacsError
 
 #: Environment variable naming the node file, instead of the default location.
@@ -173,7 +174,7 @@ class Node:
                 path=self.label,
                 fix=f"export {self.token_env} with the bearer token before running Lucida",
             )
-        return value
+        return remember_secret(value)  # never written to the log
 
 
 @dataclass(frozen=True)
