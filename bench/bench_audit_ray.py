@@ -1,12 +1,12 @@
 """The audit on Ray: throughput at 1 and 2 workers, start-up cost, and the driver's memory.
 
 Every run uses the same phantom images, the demo architecture (narrow, random weights, 48 px)
-and Grad-CAM, on a local Ray instance started by the run itself, as ``audit --engine ray``
-does. Throughput is measured on the steady part of a run (after the first batch arrives), and
-the start-up cost is the time to the first stored batch minus one batch's steady time. The
-driver's peak memory is measured in a fresh driver process per manifest size; the manifests
-list the same few files many times, so that the 20,000-row run measures the driver's
-bookkeeping, not disk.
+and Grad-CAM, on a local Ray instance started by the run itself, as ``audit --engine ray`` does
+(in smoke mode, one instance for every run). Throughput is measured on the steady part of a run
+(after the first batch arrives), and the start-up cost is the time to the first stored batch
+minus one batch's steady time. The driver's peak memory is measured in a fresh driver process
+per manifest size; the manifests list the same few files many times, so that the 20,000-row run
+measures the driver's bookkeeping, not disk.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def main() -> None:
         manifest = _repeat_manifest(source, IMAGES, tmp / "manifest.csv")
         card = tiny_card(tmp / "card")
         model = load_model(card)
-        address = []
+        shared_ray: list[str] = []  # the memory child's address argument
         if SMOKE:
             # One local Ray for every run, the memory child's too: a start takes seconds.
             import ray
@@ -121,7 +121,7 @@ def main() -> None:
 
             os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # as the engine's own start
             start_local_ray()
-            address = [ray.get_runtime_context().gcs_address]
+            shared_ray = [ray.get_runtime_context().gcs_address]
         # The local engine warm, as bench_audit measures it: imports, registry, decode process.
         decode_pool.wait_ready(decode_pool.auto_processes())
         batched(load_dataset(source), model, tmp / "warm")
@@ -140,7 +140,7 @@ def main() -> None:
         for n in MEMORY_SIZES:
             out = subprocess.run(
                 [sys.executable, __file__, "--memory-child", str(n), str(tmp), str(source),
-                 *address],
+                 *shared_ray],
                 capture_output=True, text=True, check=True,
             )
             peaks[n] = float(out.stdout.strip().splitlines()[-1])
