@@ -13,6 +13,8 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 HEADROOM = 1.2
 #: Series colours: the first audit, the second (compared) audit.
 SERIES_COLOURS = ("#4C72B0", "#DD8452")
+#: The least height that still shows a title, a legend, a plot and group labels.
+MIN_HEIGHT = 140
 #: Mantissas a tick step is rounded up to.
 NICE_STEPS = (1.0, 2.0, 2.5, 5.0)
 
@@ -89,7 +91,7 @@ class QtBarChart(QWidget):
         self.reference: float | None = None
         self.empty = ""
         self.axis: tuple[float, float, list[float]] = (0.0, 1.0, [0.0, 0.5, 1.0])
-        self.setMinimumHeight(200)
+        self.setMinimumHeight(MIN_HEIGHT)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def set_chart(self, data) -> None:
@@ -102,6 +104,7 @@ class QtBarChart(QWidget):
                     empty: str = "") -> None:
         """Show ``entries``; a plain ``(label, value, lo, hi)`` entry is one series."""
         self.title = title
+        self.setToolTip(title)  # the whole title, when a narrow chart elides it
         self.empty = empty
         self.entries = [(e[0], list(e[1])) if len(e) == 2 else (e[0], [tuple(e[1:])])
                         for e in entries]
@@ -133,7 +136,8 @@ class QtBarChart(QWidget):
         left = max(metrics.horizontalAdvance(t) for t in labels) + 10
         top, bottom = 24 + (16 if self.series else 0), 40
         plot_h = max(10, h - top - bottom)
-        p.drawText(QRectF(0, 2, w, 18), Qt.AlignmentFlag.AlignCenter, self.title)
+        p.drawText(QRectF(0, 2, w, 18), Qt.AlignmentFlag.AlignCenter,
+                   metrics.elidedText(self.title, Qt.TextElideMode.ElideRight, w - 4))
         for k, name in enumerate(self.series):
             x = left + k * 160
             p.fillRect(QRectF(x, 24, 10, 10), QColor(SERIES_COLOURS[k % 2]))

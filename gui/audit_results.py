@@ -27,10 +27,13 @@ from PySide6.QtWidgets import (
 )
 
 from engine.audit import view_model as vm
+from gui.adaptive_splitter import QtAdaptiveSplitter
 from gui.audit_charts import QtBarChart
 
 #: Side of a mean heatmap in the grid, in pixels.
 THUMB = 128
+#: Least width of the Charts tab's words (finding, models table, verdicts), in pixels.
+WORDS_WIDTH = 380
 
 
 def _scrolling(widget: QWidget) -> QScrollArea:
@@ -105,16 +108,20 @@ class QtAuditResults(QTabWidget):
         role_row = QHBoxLayout()
         role_row.addWidget(QLabel("Region"))
         role_row.addWidget(self.role_combo, 1)
-        charts = QWidget()
-        chart_layout = QVBoxLayout(charts)
-        chart_layout.addWidget(self.finding)
-        chart_layout.addWidget(self.models_table)
-        chart_layout.addWidget(self.verdicts)
-        chart_layout.addLayout(role_row)
-        chart_grid = QGridLayout()
+        words = QWidget()
+        words_layout = QVBoxLayout(words)
+        words_layout.addLayout(role_row)
+        words_layout.addWidget(self.finding)
+        words_layout.addWidget(self.models_table)
+        words_layout.addWidget(self.verdicts)
+        words_layout.addStretch(1)
+        plots = QWidget()
+        chart_grid = QGridLayout(plots)
         for k, chart in enumerate(self.charts.values()):
             chart_grid.addWidget(chart, k // 2, k % 2)
-        chart_layout.addLayout(chart_grid, 1)
+        words_scroll = _scrolling(words)
+        words_scroll.setMinimumWidth(WORDS_WIDTH)
+        charts = QtAdaptiveSplitter(words_scroll, plots)
 
         self.grid_host = QWidget()
         self.grid_layout = QGridLayout(self.grid_host)

@@ -6,10 +6,11 @@ user chose, and the results show what it wrote, as :mod:`engine.audit.view_model
 The review window's own work goes first: the audit pauses after its current batch and resumes
 by itself.
 
-The form (:mod:`gui.audit_form`) sits beside the results (:mod:`gui.audit_results`) in a
-splitter that gives the results the height of the view. A second audit (another model on the
-same data) can be opened beside the first; the Demo button generates the demo phantoms and
-audits them with both demo models, ending in that side-by-side comparison.
+The form (:mod:`gui.audit_form`) sits beside the results (:mod:`gui.audit_results`) when the
+view is wide, as in a bottom dock, so the results get its whole height; above them when tall.
+A second audit (another model on the same data) can be opened beside the first; the Demo
+button generates the demo phantoms and audits them with both demo models, ending in that
+side-by-side comparison.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
+from gui.adaptive_splitter import QtAdaptiveSplitter
 from gui.audit_form import QtAuditForm
 from gui.audit_results import QtAuditResults
 
@@ -148,14 +149,7 @@ class QtAuditView(QWidget):
         controls_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         controls_scroll.setWidget(controls)
         controls_scroll.setMinimumWidth(controls.sizeHint().width())
-        # The form beside the results, not above them: a bottom dock is wide and short, and
-        # the form would take all its height.
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(controls_scroll)
-        self.splitter.addWidget(self.results)
-        self.splitter.setStretchFactor(0, 0)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setChildrenCollapsible(False)
+        self.splitter = QtAdaptiveSplitter(controls_scroll, self.results)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.splitter)

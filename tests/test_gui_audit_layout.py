@@ -114,3 +114,14 @@ def test_a_new_run_puts_the_previous_results_away(window, qapp, qtbot, tmp_path)
     assert pump(qapp, lambda: not view.is_running(), WAIT_MS), view.status.text()
     assert view.table.rowCount() == 6 and "failed" not in view.status.text()
     window.docks["audit"].hide()
+
+
+def test_a_tall_view_stacks_the_form_above_the_results(view, qtbot):
+    assert view.splitter.orientation() == Qt.Orientation.Horizontal
+    view.resize(600, 1000)
+    qtbot.waitUntil(lambda: view.splitter.orientation() == Qt.Orientation.Vertical)
+    qtbot.waitUntil(lambda: view.results.width() >= 0.9 * view.width())
+    assert view.results.height() >= 0.5 * view.height()
+    view.resize(1600, 500)
+    qtbot.waitUntil(lambda: view.splitter.orientation() == Qt.Orientation.Horizontal)
+    qtbot.waitUntil(lambda: view.results.height() >= 0.9 * view.height())

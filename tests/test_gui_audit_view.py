@@ -13,7 +13,7 @@ from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
-from gui.audit_charts import QtBarChart, nice_axis
+from gui.audit_charts import MIN_HEIGHT, QtBarChart, nice_axis
 
 #: Demo phantoms per set for the cancel test (the Demo button makes its own 40 + 40).
 N = 4
@@ -190,7 +190,7 @@ def test_chart_labels_are_light_on_the_dark_theme(demo, qapp):
     _, view, _, _, _ = demo
     view.tabs.setCurrentIndex(1)
     chart = view.share_chart
-    assert pump(qapp, lambda: chart.isVisible() and chart.height() >= 200)
+    assert pump(qapp, lambda: chart.isVisible() and chart.height() >= MIN_HEIGHT), chart.size()
     with dark_theme(qapp) as palette:
         pixels = qimage_pixels(chart.grab().toImage())
     view.tabs.setCurrentIndex(0)
