@@ -280,9 +280,12 @@ def owner_key(image, frame: int) -> ContentId | None:
     """What a map drawn over ``image`` at ``frame`` belongs to: the frame's content identity.
 
     Never the path: two series of one folder, or a file replaced on disk, share a path and must
-    not share a map. None without an image.
+    not share a map. None without an image, or for a frame the image does not have (the
+    viewer's frame lags behind while another image is being shown).
     """
-    return None if image is None else content_of(image, frame)
+    if image is None or not 0 <= frame < getattr(image, "n_frames", 1):
+        return None
+    return content_of(image, frame)
 
 
 def mask_contours(mask: np.ndarray) -> list[np.ndarray]:
