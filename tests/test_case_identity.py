@@ -126,3 +126,13 @@ def test_the_request_is_one_frozen_value_with_one_target():
     boxed = ExplainRequest(image=image, model=model, methods=["gradcam"],
                            target=Target(1, 2, (0, 0, 8, 8)))
     assert boxed.case == request.case
+
+
+def test_a_frame_the_image_does_not_have_owns_no_map():
+    from gui.overlay_layer import owner_key
+
+    image = open_image(sorted(Path("resources/studies/demo").rglob("*.png"))[0])
+    assert owner_key(image, 0) == image.content_id(0)
+    # The viewer still on frame 5 of the multi-frame image it showed before.
+    assert owner_key(image, 5) is None
+    assert owner_key(None, 0) is None
