@@ -143,7 +143,6 @@ def build_actions(window) -> None:
     toolbar.addWidget(QLabel(" Window "))
     window.preset_combo = QComboBox()
     window.preset_combo.setMinimumWidth(200)
-    window.preset_combo.setPlaceholderText("Custom (right drag)")
     window.preset_combo.activated.connect(window.preset_picked)
     toolbar.addWidget(window.preset_combo)
     window.frame_label = QLabel()

@@ -11,6 +11,7 @@ from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from engine.explain.api import is_layer_based, is_segmentation
+from engine.studies.windows import window_text
 from gui.roi_item import describe_roi
 
 #: Separator between the parts of the caption.
@@ -144,8 +145,7 @@ def describe_view(window) -> tuple[str, list[str], str | None]:
     if image.n_frames > 1:
         details.append(f"frame {window.viewer.frame + 1}/{image.n_frames}")
     if window.viewer.window is not None:
-        center, width = window.viewer.window
-        details.append(f"W {width:.0f} / L {center:.0f}")
+        details.append(window_text(*window.viewer.window))
     warning = None
     if window.image_error is not None:
         details.append("cannot be displayed")

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from engine.core.resources import DEMO_STUDY
 from engine.studies.volume import is_volume
+from engine.studies.windows import window_text
 from gui.actions import build_actions
 from gui.caption import QtCaptionBar, describe_view
 from gui.compare_view import QtCompareGrid
@@ -43,7 +44,7 @@ from gui.status_bar import QtErrorBanner, QtStatus, error_status
 from gui.study_browser import QtStudyBrowser
 from gui.tag_panel import QtTagPanel
 from gui.verdict_box import CaseVerdict
-from gui.view_commands import ViewCommands
+from gui.view_commands import CUSTOM_WINDOW, ViewCommands
 from gui.viewer import CT_PRESETS, QtImageViewer
 from gui.volume_controller import VolumeController
 from gui.volume_view import QtVolumeView
@@ -500,8 +501,7 @@ class QtMainWindow(QMainWindow, ViewCommands):
             details = [d for d in details if not d.startswith("W ")]
             details.insert(1, f"{s}×{r}×{c} volume")
             if self.volumes.window is not None:
-                center, width = self.volumes.window
-                details.insert(2, f"W {width:.0f} / L {center:.0f}")
+                details.insert(2, window_text(*self.volumes.window))
             if self.volumes.mip and self.layer_model.heatmap is not None:
                 details.append("map as MIP")
         self.caption.set_caption(name, details, warning)
@@ -560,6 +560,7 @@ class QtMainWindow(QMainWindow, ViewCommands):
         box.show()
         self._help_box = box
 
+        self.preset_combo.setPlaceholderText(CUSTOM_WINDOW)
     def about(self) -> None:
         """Say what Lucida is."""
         QMessageBox.about(self, "About Lucida",

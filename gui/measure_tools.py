@@ -25,6 +25,8 @@ RULER_COLOR = QColor(255, 225, 40)
 RULER_CASING = QColor(0, 0, 0, 200)
 #: An ROI ending right of this share of the image width gets its label on its left.
 RIGHT_SIDE = 0.6
+#: A press and release closer than this many screen pixels is a click, which measures nothing.
+CLICK_PX = 3
 
 
 class QtRulerItem(QGraphicsItem):
@@ -66,7 +68,10 @@ class QtRulerItem(QGraphicsItem):
 
 
 class DistanceTool(QObject):
-    """Left drag measures a distance on the viewer while the tool is on; Esc leaves it.
+    """Left drag measures one distance on the viewer, then the tool is off; Esc leaves it.
+
+    As in clinical viewers, the tool is armed for one measurement: the next left drag pans
+    again. A click without a drag measures nothing and leaves the tool on.
 
     Signals
     -------
@@ -86,6 +91,7 @@ class DistanceTool(QObject):
         self.ruler = QtRulerItem()
         viewer.scene().addItem(self.ruler)
         self._start: QPointF | None = None
+        self._press: QPointF | None = None  # where the drag began on screen
         self.value: float | None = None
         self.text = ""
         viewer.viewport().installEventFilter(self)
@@ -141,14 +147,19 @@ class DistanceTool(QObject):
         left = getattr(event, "button", lambda: None)() == Qt.MouseButton.LeftButton
         if kind == QEvent.Type.MouseButtonPress and left:
             self._start = self.viewer.mapToScene(event.position().toPoint())
+            self._press = event.position()
             return True
         if kind == QEvent.Type.MouseMove and self._start is not None:
             self.measure(self._start, self.viewer.mapToScene(event.position().toPoint()))
             return True
         if kind == QEvent.Type.MouseButtonRelease and left and self._start is not None:
             start, self._start = self._start, None
+            if (event.position() - self._press).manhattanLength() < CLICK_PX:
+                self.clear()  # a click: no "0.0 px" ruler, and the tool waits for a drag
+                return True
             text = self.measure(start, self.viewer.mapToScene(event.position().toPoint()))
             self.sig_measured.emit(text)
+            self.set_active(False)
             return True
         return False
 

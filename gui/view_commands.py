@@ -9,6 +9,9 @@ from __future__ import annotations
 from gui.roi_item import describe_roi
 from gui.viewer import CT_PRESETS
 
+#: What the window list shows once a drag or a key sets a window no preset matches.
+CUSTOM_WINDOW = "Custom (right drag)"
+
 
 class ViewCommands:
     """What the View menu, the toolbar and the view keys do."""
@@ -57,8 +60,12 @@ class ViewCommands:
         self.preset_combo.clear()
         image = self.image
         if image is None or image.is_color or self.viewer.rendered_image().isNull():
+            # An empty list shows its placeholder: say why there is no window, never "Custom".
+            colour = image is not None and image.is_color
+            self.preset_combo.setPlaceholderText("None (colour image)" if colour else "")
             self.preset_combo.setEnabled(False)
             return
+        self.preset_combo.setPlaceholderText(CUSTOM_WINDOW)
         self.preset_combo.setEnabled(True)
         self.preset_combo.addItem("File default", None)
         for label, preset in self.viewer.presets():

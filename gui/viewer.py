@@ -7,6 +7,7 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsPixmapItem
 
+from engine.studies.calibration import modality_units
 from gui.overlay_layer import OverlayLayer, owner_key
 from gui.roi_item import RoiDrawingMixin
 from gui.zoom_view import QtZoomView
@@ -97,6 +98,7 @@ class QtImageViewer(RoiDrawingMixin, QtZoomView):
         self._message = ""  # shown in place of the image (loading, or why it cannot be shown)
         self._failed = False
         self._last_pos: QPointF | None = None  # where the mouse last was, for the readout
+        self._units = ""  # the unit of the shown image's values, read once per image
 
     # -- image and display pipeline -------------------------------------------------------
     def set_frame_source(self, ready, request) -> None:
@@ -118,6 +120,7 @@ class QtImageViewer(RoiDrawingMixin, QtZoomView):
         """
         self._rendered = rendered
         self.image = image
+        self._units = modality_units(image)
         self.frame = max(0, min(int(frame), image.n_frames - 1))
         self._pending_frame = None
         self._window_arg = None
@@ -126,11 +129,14 @@ class QtImageViewer(RoiDrawingMixin, QtZoomView):
         self.invert = bool(invert)
         self._message = ""
         self._failed = False
+        # The last image's pixels go first: what reacts to the changes below (the readout on
+        # a cleared map) must not read the new image through the old pixmap.
+        self._image_item.setPixmap(QPixmap())
+        self.sig_pixel_info.emit("")  # the last image's value (and unit) is not this one's
         self.layer.heatmap = None
         self.set_outline(None)  # an outline, like an ROI, belongs to one image
         self._roi_start = None
         self.clear_roi()  # an ROI marks pixels of one image; another image has other anatomy
-        self._image_item.setPixmap(QPixmap())
         self._fit_pending = True
         if self._ready(self.frame):
             self._first_render()
@@ -153,6 +159,7 @@ class QtImageViewer(RoiDrawingMixin, QtZoomView):
             self._render()
         self.fit()
         self._refresh_overlay()
+        self._report_last_pixel()  # the value under a resting cursor, of this image
 
     def frame_ready(self, frame: int) -> None:
         """A frame of the current image was decoded: show it if it is the one wanted."""
@@ -173,6 +180,7 @@ class QtImageViewer(RoiDrawingMixin, QtZoomView):
         self._failed = True
         self._pending_frame = None
         self._image_item.setPixmap(QPixmap())
+        self.sig_pixel_info.emit("")  # no pixels, so no value to read
         self.layer.heatmap = None
         self.set_outline(None)
         self._refresh_overlay()
@@ -188,6 +196,7 @@ class QtImageViewer(RoiDrawingMixin, QtZoomView):
         self._message = ""
         self._failed = False
         self._image_item.setPixmap(QPixmap())
+        self.sig_pixel_info.emit("")
         self.layer.heatmap = None
         self.set_outline(None)
         self.clear_roi()
@@ -453,6 +462,7 @@ class QtImageViewer(RoiDrawingMixin, QtZoomView):
         """Announce the value under ``pos``: one pixel's worth of work, never a whole frame."""
         self._last_pos = QPointF(pos)
         if self.image is None or self._image_item.pixmap().isNull():
+            self.sig_pixel_info.emit("")
             return
         scene = self.mapToScene(pos.toPoint())
         row, col = int(np.floor(scene.y())), int(np.floor(scene.x()))
@@ -465,8 +475,7 @@ class QtImageViewer(RoiDrawingMixin, QtZoomView):
         if np.ndim(value):
             text = "RGB " + ", ".join(str(int(v)) for v in value)
         else:
-            unit = " HU" if self.image.modality == "CT" else ""
-            text = f"{float(value):.6g}{unit}"
+            text = f"{float(value):.6g} {self._units}".rstrip()
         heat = self.layer.value_at(row, col) if self._overlay_item.isVisible() else None
         if heat is not None:
             text += f"   heat {heat[0]:.2f} ({heat[1]:.3g} {self.layer.info.units})"

@@ -74,6 +74,7 @@ def test_imager_pixel_spacing_is_labelled_and_no_spacing_is_pixels(viewer, tmp_p
     assert tool.text == "10.0 mm at detector"
     _at_one_to_one(viewer, raster_image(tmp_path, (128, 128)))
     assert not tool.ruler.isVisible()  # another image: the old measurement is gone
+    tool.set_active(True)  # one measurement per arming
     drag(viewer, QPointF(10, 10), QPointF(40, 50))
     assert tool.text == "50.0 px"
 

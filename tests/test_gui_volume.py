@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication
 
 from engine.studies.planes import PLANES
 from engine.studies.tree import open_paths
+from engine.studies.windows import window_text
 from gui.file_opening import DEMO_CT
 from gui.main_window import QtMainWindow
 from tests.gui_fixtures import pump, raster_image
@@ -142,7 +143,7 @@ def test_the_window_is_shared_by_the_three_planes(qapp, window):
                        centre + QPoint(40, 30))
     center, width = window.volumes.window
     assert width > 1500.0 and center > -600.0
-    assert f"W {width:.0f} / L {center:.0f}" in window.caption.text()
+    assert window_text(center, width) in window.caption.text()
     window.preset_picked(0)
     assert window.volumes.window == (40.0, 400.0)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
+from engine.studies.windows import window_value
+
 #: Shown in the top-left corner of de-identified annotations.
 DEIDENTIFIED = "Identifiers removed"
 
@@ -100,7 +102,8 @@ def corner_text(image, frame: int = 0, window: tuple[float, float] | None = None
     instance = _text(ds, "InstanceNumber") if ds is not None else ""
     bottom_left += [f"Im {instance}"] if instance and image.n_frames == 1 else []
     bottom_left.append(f"{cols} × {rows}  {image.modality}")
-    bottom_right = [] if window is None else [f"W {window[1]:g}  L {window[0]:g}"]
+    bottom_right = [] if window is None else [
+        f"W {window_value(window[1])}  L {window_value(window[0])}"]
     if zoom is not None:
         bottom_right.append(f"Zoom {100 * zoom:.0f} %")
     return Corners(top_left, top_right, bottom_left, bottom_right)

@@ -221,7 +221,7 @@ def scale_bar(spacing: Spacing, zoom: float, max_screen_px: float) -> ScaleBar |
 
 
 def modality_units(image) -> str:
-    """The unit of an image's modality values: ``"HU"`` on CT, the rescale type, or ``""``.
+    """The unit of an image's modality values: ``"HU"`` on CT, ``"Gy"`` on RT dose, or ``""``.
 
     Parameters
     ----------
@@ -230,8 +230,9 @@ def modality_units(image) -> str:
     Returns
     -------
     str
-        ``"HU"`` for CT, PET's Units (e.g. ``"BQML"``), a Rescale Type other than ``US``
-        (unspecified), else ``""`` (the stored values have no unit).
+        ``"HU"`` for CT, ``"Gy"`` for an RT dose in Dose Units ``GY`` (Dose Grid Scaling makes
+        its values doses), PET's Units (e.g. ``"BQML"``), a Rescale Type other than ``US``
+        (unspecified), else ``""`` (the stored values have no unit; a ``RELATIVE`` dose too).
     """
     if getattr(image, "modality", "") == "CT":
         return "HU"
@@ -242,5 +243,7 @@ def modality_units(image) -> str:
         warnings.simplefilter("ignore")
         if image.modality == "PT" and ds.get("Units"):
             return str(ds.Units)
+        if image.modality == "RTDOSE":
+            return "Gy" if str(ds.get("DoseUnits", "")).upper() == "GY" else ""
         kind = str(ds.get("RescaleType", "") or "")
     return "" if kind.upper() in ("", "US") else kind

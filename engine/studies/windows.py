@@ -70,3 +70,25 @@ def _floats(value) -> list[float]:
         except (TypeError, ValueError):
             out.append(float("nan"))
     return out
+
+
+def window_value(value: float) -> str:
+    """A window's centre or width as every label shows it (caption, corner, volume caption).
+
+    Five significant digits: a CT window reads ``400`` and ``-600``, and an RT dose window in Gy
+    reads ``0.45701``, where whole numbers would say ``0`` and disagree with the corner.
+
+    Parameters
+    ----------
+    value : float
+
+    Returns
+    -------
+    str
+    """
+    return f"{value:.5g}"
+
+
+def window_text(center: float, width: float) -> str:
+    """``"W <width> / L <centre>"``, as the caption shows a window (see :func:`window_value`)."""
+    return f"W {window_value(width)} / L {window_value(center)}"
