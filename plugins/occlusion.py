@@ -8,6 +8,39 @@ import torch
 
 from engine.explain.api import INPUT_LAYER, Explainer, Param
 
+#: The largest patch side used when the user sets none (the fixed default of old).
+LARGEST_AUTO_PATCH = 16
+
+
+def auto_sizes(grid: tuple[int, ...], patch: int, stride: int) -> tuple[int, int]:
+    """The patch side and stride on the model input ``grid``; 0 means "not set by the user".
+
+    An unset patch is a quarter of the input's shortest axis, at most
+    :data:`LARGEST_AUTO_PATCH`: a 2-D input of 64 pixels or more keeps the 16-pixel patch it
+    always had, and the 3-D demo's 32 x 64 x 64 grid gets cubes of 8. A fixed cube of 16 there
+    hides half of the depth at each of only three depths; on the demo CT its largest drop then
+    falls at the inferior edge, away from the nodule, where cubes of 8 put it in the nodule. An
+    unset stride is half the patch (8 for 16, as before), so neighbouring patches overlap by
+    half on every axis.
+
+    Parameters
+    ----------
+    grid : tuple of int
+        The model input's spatial sizes: (H, W) or (D, H, W).
+    patch, stride : int
+        The user's values, or 0.
+
+    Returns
+    -------
+    patch, stride : int
+        Each at least 1.
+    """
+    if patch <= 0:
+        patch = max(1, min(LARGEST_AUTO_PATCH, min(grid) // 4))
+    if stride <= 0:
+        stride = max(1, patch // 2)
+    return patch, stride
+
 
 def _starts(length: int, patch: int, stride: int) -> list[int]:
     last = max(length - patch, 0)
@@ -21,8 +54,9 @@ class Occlusion(Explainer):
     """Occlusion (Zeiler and Fergus, section 4.2).
 
     A square patch of the model input is replaced by 0 (the normalised data mean) at every
-    position of a sliding grid; each pixel's value is the mean drop of the target's post-softmax
-    score ``p_c(X) - p_c(X_occluded)`` over the patches that cover it. Occluded inputs are scored
+    position of a sliding grid (sized by :func:`auto_sizes` unless the user sets it); each
+    pixel's value is the mean drop of the target's post-softmax score
+    ``p_c(X) - p_c(X_occluded)`` over the patches that cover it. Occluded inputs are scored
     in batches; it needs only the model's outputs, so it works on any model, TorchScript included.
     """
 
@@ -36,20 +70,24 @@ class Occlusion(Explainer):
     needs = frozenset({"forward_fn"})
     units = "probability drop"
     params = (
-        Param("patch", "int", 16, range=(1, 1024), help="side of the hidden square, input pixels"),
-        Param("stride", "int", 8, range=(1, 1024), help="step between patch positions"),
+        Param("patch", "int", 0, range=(0, 1024),
+              help="side of the hidden square, input pixels (0: a quarter of the input's "
+                   "shortest side, at most 16)"),
+        Param("stride", "int", 0, range=(0, 1024),
+              help="step between patch positions (0: half the patch)"),
         Param("batch_size", "int", 32, range=(1, 1024), help="occluded inputs per forward pass"),
     )
 
     def explain(self, capture, target, layers, params, progress, cancel):
         """Return ``{"input": map}`` in model-input geometry: (1, H, W), or (1, D, H, W).
 
-        A volume is hidden cube by cube, with the same side and stride along every axis.
+        A volume is hidden cube by cube, with the same side and stride along every axis
+        (sized to the input grid unless the user sets them: :func:`auto_sizes`).
         """
         x = capture.input
         grid = tuple(x.shape[2:])
-        patch = int(params.get("patch", 16))
-        stride = int(params.get("stride", 8))
+        patch, stride = auto_sizes(grid, int(params.get("patch", 0)),
+                                   int(params.get("stride", 0)))
         batch_size = int(params.get("batch_size", 32))
         sides = [min(patch, n) for n in grid]
         boxes = [tuple(slice(a, a + side) for a, side in zip(corner, sides, strict=True))
