@@ -1,4 +1,7 @@
-"""The PACS dock: search a node, see the studies, double-click one to retrieve it.
+"""The PACS dock: search a node, see the studies, retrieve one (the button, or a double-click).
+
+The node file is read again whenever it changes (and each time the dock is used), so a node
+added while the window runs is there at once; with no node, the dock says where the file goes.
 
 Searches and retrievals run on a thread of their own (network waits never block the window).
 A retrieval can be cancelled, resumes what is already on disk, and reports the study folder as
@@ -11,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal
+from PySide6.QtCore import QFileSystemWatcher, QObject, Qt, QThread, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -30,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from engine.core.cancel import Cancelled, CancelToken
 from engine.core.errors import LucidaError
+from engine.studies.names import person_name
 
 #: Columns of the results table.
 COLUMNS = ("Patient", "Study", "Date", "Modality", "Series")
@@ -67,7 +71,8 @@ class QtPacsDock(QWidget):
     Parameters
     ----------
     config : PacsConfig, optional
-        The nodes; read from the node file by default.
+        The nodes; read from the node file by default. A config read from a file
+        (``load_config(path)``) follows that file as it changes.
     parent : QWidget, optional
 
     Signals
@@ -88,21 +93,73 @@ class QtPacsDock(QWidget):
     def __init__(self, config=None, parent=None) -> None:
         super().__init__(parent)
         from engine.pacs.cache import StudyCache
-        from engine.pacs.config import PacsConfig, load_config
+        from engine.pacs.config import NodeFile, PacsConfig
 
+        #: The file the nodes come from, read again when it changes (None: a fixed config).
+        self.node_file = (NodeFile(config.path if config is not None else None)
+                          if config is None or config.path is not None else None)
+        error = ""
         try:
-            self.config = config if config is not None else load_config()
+            self.config = config if config is not None else self.node_file.read()
         except LucidaError as exc:
-            self.config = PacsConfig()
-            self._startup_error = exc.one_line()
-        else:
-            self._startup_error = ""
+            self.config, error = PacsConfig(path=self.node_file.path), exc.one_line()
+        if config is not None and self.node_file is not None:
+            self.node_file.read()  # what was given is what the file holds now
         self.cache = StudyCache.from_config(self.config)
         self._threads: list[tuple[QThread, _Task]] = []
         self._retrieve: _Task | None = None
         self._build()
-        if self._startup_error:
-            self.status.setText(self._startup_error)
+        if error:
+            self.status.setText(error)
+        self._watcher = QFileSystemWatcher(self)
+        self._watcher.fileChanged.connect(lambda _path: self.reload())
+        self._watcher.directoryChanged.connect(lambda _path: self.reload())
+        self._watch()
+
+    def _watch(self) -> None:
+        """Watch the node file and its folder (an editor may replace the file)."""
+        if self.node_file is None:
+            return
+        wanted = [str(p) for p in (self.node_file.path, self.node_file.path.parent)
+                  if p.exists()]
+        watched = self._watcher.files() + self._watcher.directories()
+        missing = [p for p in wanted if p not in watched]
+        if missing:
+            self._watcher.addPaths(missing)
+
+    def reload(self) -> None:
+        """Read the node file again if it changed; the node list and the hint follow it."""
+        from engine.pacs.cache import StudyCache
+
+        self._watch()
+        if self.node_file is None or not self.node_file.changed():
+            return
+        try:
+            config = self.node_file.read()
+        except LucidaError as exc:
+            self.status.setText(exc.one_line())  # the nodes read before stay usable
+            return
+        chosen = self.node.currentText()
+        self.config = config
+        if self._retrieve is None:
+            self.cache = StudyCache.from_config(config)
+        self.node.clear()
+        self.node.addItems(sorted(config.nodes))
+        if chosen in config.nodes:
+            self.node.setCurrentText(chosen)
+        self.search_button.setEnabled(bool(config.nodes))
+        self.status.setText(self._hint())
+
+    def _hint(self) -> str:
+        from engine.pacs.config import no_node_hint
+
+        if not self.config.nodes:
+            return no_node_hint(self.config.path)
+        return "Select a study and press Retrieve (or double-click it)."
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.reload()
+        super().showEvent(event)
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -129,6 +186,11 @@ class QtPacsDock(QWidget):
         form.addRow("Date", dates)
         self.search_button = QPushButton("Search")
         self.search_button.clicked.connect(self.search)
+        self.retrieve_button = QPushButton("Retrieve")
+        self.retrieve_button.setToolTip("Retrieve the selected study and open it")
+        self.retrieve_button.setEnabled(False)
+        self.retrieve_button.clicked.connect(
+            lambda: self.retrieve_row(self.table.currentRow()))
         for field in (self.patient_id, self.patient_name, self.accession, self.modality,
                       self.date_from, self.date_to):
             field.returnPressed.connect(self.search)
@@ -140,21 +202,25 @@ class QtPacsDock(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
         self.table.cellDoubleClicked.connect(lambda row, _column: self.retrieve_row(row))
+        self.table.itemSelectionChanged.connect(
+            lambda: self.retrieve_button.setEnabled(bool(self.table.selectedItems())))
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setVisible(False)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setVisible(False)
         self.cancel_button.clicked.connect(self.cancel_retrieve)
-        self.status = QLabel("Double-click a study to retrieve it." if self.config.nodes
-                             else "No PACS node: add one to the node file (see the README).")
+        self.status = QLabel(self._hint())
         self.status.setWordWrap(True)
         bar = QHBoxLayout()
         bar.addWidget(self.progress, 1)
         bar.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(self.search_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.search_button)
+        buttons.addWidget(self.retrieve_button)
+        layout.addLayout(buttons)
         layout.addWidget(self.table, 1)
         layout.addLayout(bar)
         layout.addWidget(self.status)
@@ -214,6 +280,7 @@ class QtPacsDock(QWidget):
         """Search the chosen node with the form's keys, on a thread."""
         from engine.pacs import connect
 
+        self.reload()
         try:
             node, query = self.current_node(), self.query()
         except LucidaError as exc:
@@ -236,9 +303,9 @@ class QtPacsDock(QWidget):
         self.search_button.setEnabled(True)
         self.table.setRowCount(len(studies))
         for row, study in enumerate(studies):
-            patient = study.patient_name or study.patient_id
-            if study.patient_name and study.patient_id:
-                patient = f"{study.patient_name} ({study.patient_id})"
+            name = person_name(study.patient_name)
+            patient = f"{name} ({study.patient_id})" if name and study.patient_id else (
+                name or study.patient_id)
             date = study.date
             if len(date) == 8 and date.isdigit():
                 date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
@@ -250,7 +317,8 @@ class QtPacsDock(QWidget):
                 item.setData(Qt.ItemDataRole.UserRole, study.study_uid)
                 item.setToolTip(study.study_uid)
                 self.table.setItem(row, column, item)
-        self.status.setText(f"{len(studies)} studies found. Double-click one to retrieve it.")
+        self.status.setText(f"{len(studies)} studies found. Select one and press Retrieve "
+                            "(or double-click it).")
 
     def study_uid(self, row: int) -> str:
         """The Study Instance UID shown in a row."""
@@ -266,6 +334,7 @@ class QtPacsDock(QWidget):
 
         if self._retrieve is not None:
             self._retrieve.cancel.cancel()
+        self.reload()
         try:
             node = self.current_node()
         except LucidaError as exc:
@@ -307,7 +376,7 @@ class QtPacsDock(QWidget):
 
     def _retrieve_cancelled(self) -> None:
         self._end_retrieve()
-        self.status.setText("Retrieve cancelled; double-click the study again to resume.")
+        self.status.setText("Retrieve cancelled; retrieve the study again to resume.")
 
     def _end_retrieve(self) -> None:
         self._retrieve = None

@@ -1,4 +1,8 @@
-"""The Problems list: every file that was not opened, with its reason, failures first."""
+"""The Problems list: every file that was not opened, with its reason, failures first.
+
+It also lists a series that opened slice by slice but is not a volume, and a PACS search or
+retrieve that failed: whatever the user asked for and did not get, with why.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from engine.studies.filetypes import FAILED
+from engine.studies.tree import NOT_A_VOLUME
 
 #: Colour of a failed row's status.
 FAILED_COLOUR = QColor(255, 140, 120)
@@ -39,18 +44,25 @@ class QtProblemsPanel(QWidget):
             item = QTreeWidgetItem([problem.path.name, problem.kind, problem.reason])
             item.setToolTip(0, str(problem.path))
             item.setToolTip(2, problem.reason)
-            if problem.kind == FAILED:
+            if problem.kind in (FAILED, NOT_A_VOLUME):
                 item.setForeground(1, QBrush(FAILED_COLOUR))
             self.tree.addTopLevelItem(item)
         self.tree.resizeColumnToContents(0)
         self.tree.resizeColumnToContents(1)
         failed = sum(p.kind == FAILED for p in self.problems)
-        skipped = len(self.problems) - failed
+        series = sum(p.kind == NOT_A_VOLUME for p in self.problems)
+        skipped = len(self.problems) - failed - series
         if not self.problems:
             self.summary.setText("No problems.")
         else:
-            self.summary.setText(f"{failed} failed (images that cannot be shown), {skipped} "
-                                 "skipped (not images). Hover a reason to read all of it.")
+            self.summary.setText(
+                f"{failed} failed (cannot be shown), {skipped} skipped (not images)"
+                + (f", {series} series not a volume (their slices open one by one)"
+                   if series else "") + ". Hover a reason to read all of it.")
+
+    def add_problem(self, problem) -> None:
+        """Add one problem to the list shown (a failed PACS search or retrieve)."""
+        self.set_problems([*self.problems, problem])
 
     def rows(self) -> list[tuple[str, str, str]]:
         """The list as (file name, status, reason), in display order."""

@@ -7,6 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from engine.pacs.config import load_config
+from engine.studies.names import person_name
 from gui.pacs_dock import COLUMNS, QtPacsDock
 from tests.pacs_fixtures import CT_SMALL, Orthanc, free_port, synthetic_study
 
@@ -52,7 +53,7 @@ def test_search_fills_the_table(dock, qtbot, node):
         list(COLUMNS)
     assert dock.table.rowCount() == 1
     row = [dock.table.item(0, c).text() for c in range(len(COLUMNS))]
-    assert row == [f"{CT.PatientName} ({CT.PatientID})", str(CT.StudyDescription),
+    assert row == [f"{person_name(CT.PatientName)} ({CT.PatientID})", str(CT.StudyDescription),
                    "2004-01-19", "CT", "1"]
     assert dock.study_uid(0) == CT.StudyInstanceUID
 

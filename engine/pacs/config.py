@@ -339,3 +339,58 @@ def load_config(path: Path | str | None = None) -> PacsConfig:
         raise _bad(path, "[cache] max_mb must be positive", "write e.g. max_mb = 2048")
     folder = Path(str(cache["folder"])).expanduser() if cache.get("folder") else None
     return PacsConfig(nodes=nodes, cache_folder=folder, cache_max_mb=max_mb, path=path)
+
+
+def no_node_hint(path: Path | None = None) -> str:
+    """The line a window shows when there is no PACS node: where the node file goes.
+
+    Parameters
+    ----------
+    path : Path, optional
+        The node file; by default :func:`config_path`.
+    """
+    path = path if path is not None else config_path()
+    return (f"No PACS node: add a [nodes.NAME] table to {path} (or name another file with "
+            f"{CONFIG_ENV}); the README's PACS section shows one.")
+
+
+class NodeFile:
+    """The node file, read again whenever it has changed since the last read.
+
+    A window reads it on each use, so a node added while it runs is there without a restart.
+
+    Parameters
+    ----------
+    path : Path or str, optional
+        The file; by default :func:`config_path` (which follows ``LUCIDA_PACS_CONFIG``).
+    """
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else config_path()
+        self._stamp: tuple | None = None
+        self._config: PacsConfig | None = None
+
+    def _now(self) -> tuple:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return ()
+        return stat.st_mtime_ns, stat.st_size
+
+    def changed(self) -> bool:
+        """Whether the file changed (or appeared, or went) since it was last read."""
+        return self._config is None or self._now() != self._stamp
+
+    def read(self) -> PacsConfig:
+        """The nodes, read again if the file changed.
+
+        Raises
+        ------
+        PacsError
+            As :func:`load_config` does.
+        """
+        if self.changed():
+            stamp = self._now()
+            self._config = load_config(self.path)
+            self._stamp = stamp
+        return self._config

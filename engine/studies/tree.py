@@ -34,6 +34,8 @@ UNKNOWN = "(unknown)"
 _MISSING_RECORD = re.compile(r"referenced SOP Instance .* does not exist: (.+)$")
 #: Kinds of :class:`FileProblem`: a file that holds no image, or an image that cannot be read.
 SKIPPED, FAILED = "skipped", "failed"
+#: Kind of the problem of a CT or MR series whose slices open but do not make a volume.
+NOT_A_VOLUME = "not a volume"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,24 @@ class Series:
     volume: Any = None
     #: Why a CT or MR series is not a volume (one line naming it); its images still open.
     volume_error: str = ""
+
+    @property
+    def middle(self) -> Image | None:
+        """The middle image of the series (what a 2-D view shows of a stack of slices)."""
+        return self.images[len(self.images) // 2] if self.images else None
+
+    def shown_as(self, reads_volumes: bool) -> Any:
+        """What opening the series shows: its volume, or its middle slice.
+
+        Parameters
+        ----------
+        reads_volumes : bool
+            Whether the volume can be explained (no model yet, or a 3-D one). A 2-D model
+            gets the middle slice; a series that is not a volume always shows a slice.
+        """
+        if self.volume is not None and reads_volumes:
+            return self.volume
+        return self.middle
 
 
 @dataclass
@@ -103,6 +123,23 @@ class StudyTree:
         """Every volume: each CT/MR series that makes one, then the NIfTI files."""
         return [series.volume for patient in self.patients for study in patient.studies
                 for series in study.series if series.volume is not None] + list(self.nifti)
+
+    def all_series(self) -> list[Series]:
+        """Every series, in tree order."""
+        return [series for patient in self.patients for study in patient.studies
+                for series in study.series]
+
+    def series_of(self, image: Any) -> Series | None:
+        """The series holding ``image`` (a slice, or a series' volume), or None."""
+        for series in self.all_series():
+            if image is series.volume or any(i is image for i in series.images):
+                return series
+        return None
+
+    def volume_problems(self) -> list[FileProblem]:
+        """A CT or MR series that does not make a volume, as a problem naming its folder."""
+        return [FileProblem(series.images[0].path.parent, series.volume_error, NOT_A_VOLUME)
+                for series in self.all_series() if series.volume_error]
 
     def all_images(self) -> list[Image]:
         """Every image, in tree order (patient, study, series, then display order)."""
