@@ -221,8 +221,10 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.volumes.sig_pixel_info.connect(self.pixel_label.setText)
         self.volumes.sig_window_changed.connect(self.window_changed)
         self.volume_view.sig_mip_toggled.connect(lambda _on: self.update_caption())
-        self.browser.sig_image_selected.connect(self.show_image)
+        self.browser.sig_image_selected.connect(self.files.show)
+        self.browser.sig_series_selected.connect(self.files.show)
         self.browser.sig_files_dropped.connect(self.open_paths)
+        self.files.connect_pacs(self.pacs)
         p = self.panel
         p.sig_model_requested.connect(self.models.requested)
         p.sig_target_changed.connect(self.set_target)
@@ -283,6 +285,21 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.update_frame_label()
         self.update_caption()
 
+    def show_nothing(self, text: str = "") -> None:
+        """Show no image: an empty view while files are read, or ``text`` (why) in its place."""
+        self._leave_image(None)
+        self.volumes.clear()
+        self.frames.forget()
+        self.stack.setCurrentWidget(self.viewer)
+        self.viewer.clear()
+        if text:
+            self.viewer.show_message(text)
+        self.layer_model.heatmap = None
+        self.tags.set_dataset(None)
+        self.fill_presets()
+        self.update_frame_label()
+        self.update_caption()
+
     def _leave_image(self, image) -> None:
         """Forget everything of the image shown before ``image``."""
         self.image_token += 1
@@ -333,7 +350,14 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.actions_by_id["compare"].setEnabled(on)
 
     def _match_demo_model(self, image) -> None:
-        """In the demo, load the demo model that reads what is shown (a volume or an image)."""
+        """In the demo, load the demo model that reads what is shown (a volume or an image).
+
+        Only while the demo's own study is open and the user has not picked a model
+        (``models.follows_demo``): a model is never changed behind the user's back, and the
+        demo's chest X-ray model must not take over a CT slice of the user's files.
+        """
+        if image is None or not self.models.follows_demo:
+            return
         volume = is_volume(image)
         wanted = (DEMO_3D_MODEL if volume and self.model_spec in DEMO_2D_MODELS else
                   "demo" if not volume and self.model_spec == DEMO_3D_MODEL else None)
@@ -465,8 +489,12 @@ class QtMainWindow(QMainWindow, ViewCommands):
                     "(a card with [input] size = [D, H, W], such as the demo 3-D model), or "
                     "open one of the series' slices")
         if reads_volumes and not volume:
+            why, _, fix = (self.files.not_a_volume(image) or "").partition(". Fix: ")
+            if why:  # say why there is no volume to explain, and how to get one
+                return (f"model {model.name} reads volumes, not 2-D images, and {why}. "
+                        f"Fix: {fix}, or pick a 2-D model")
             return (f"model {model.name} reads volumes, not 2-D images. Fix: select a "
-                    "series' volume row or a NIfTI file, or pick a 2-D model")
+                    "series' row or a NIfTI file, or pick a 2-D model")
         return None
 
     def set_target(self, index: int | None) -> None:
