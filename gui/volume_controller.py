@@ -319,4 +319,6 @@ class VolumeController(QObject):
             lines.append(f"Map {float(heat[k, j, i]):.2f} ({raw:.3g} {self.layer.info.units})"
                          + ("; projections shown" if self.mip else ""))
         self.view.info.setText("<br>".join(lines))
-        self.sig_pixel_info.emit(f"voxel ({k}, {j}, {i}): {value:.0f} {units}".rstrip())
+        # 1-based, as the panel says it: the status bar and the panel name the same voxel.
+        self.sig_pixel_info.emit(
+            f"slice {k + 1}, row {j + 1}, column {i + 1}: {value:.0f} {units}".rstrip())

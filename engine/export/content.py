@@ -84,12 +84,12 @@ def _window(image, options: FigureOptions, frame: int) -> list[float] | None:
 
 
 def size_text(case: dict) -> str:
-    """``columns × rows`` of an image; ``columns × rows × slices voxels (mm)`` of a volume."""
+    """``columns × rows`` of an image; a volume as the window shows it: slices × rows × columns."""
     size = case["size"]
     if len(size) == 3:
         dz, dy, dx = case.get("spacing_mm") or (0.0, 0.0, 0.0)
-        return (f"{size[2]} × {size[1]} × {size[0]} voxels of "
-                f"{dx:.2f} × {dy:.2f} × {dz:.2f} mm")
+        return (f"{size[0]} × {size[1]} × {size[2]} voxels (slices × rows × columns) of "
+                f"{dz:.2f} × {dy:.2f} × {dx:.2f} mm")
     return f"{size[1]} × {size[0]}"
 
 
