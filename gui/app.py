@@ -198,7 +198,14 @@ def _arm_screenshot(app, window, out: Path, timer_cls) -> None:
         timer_cls.singleShot(ERROR_GRACE_MS, stop_if_stuck)
 
     def stop_if_stuck() -> None:
-        if not state["done"] and not window.worker.busy() and not window.everything_drawn():
+        if state["done"]:
+            return
+        if window.worker.busy():
+            # Files are read on their own thread: the error can arrive while the model still
+            # loads. Look again once that work has had time to settle (give_up bounds it).
+            timer_cls.singleShot(ERROR_GRACE_MS, stop_if_stuck)
+            return
+        if not window.everything_drawn():
             state["done"] = True
             window.close()
             app.exit(2)
