@@ -279,6 +279,9 @@ class EngineWorkers(QObject):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.reader = QtEngineWorker(self)
+        # The reader never computes with torch, so it never touches torch's thread settings
+        # (torch may be half-imported by the compute thread at that very moment).
+        self.reader._cores_shared = True
         self.compute = QtEngineWorker(self)
         for lane in (self.reader, self.compute):
             for name in ("sig_started", "sig_progress", "sig_partial", "sig_finished",
