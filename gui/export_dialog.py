@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -36,7 +36,6 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QRadioButton,
     QVBoxLayout,
     QWidget,
 )
@@ -44,9 +43,12 @@ from superqt.utils import create_worker
 
 from engine.core.cancel import Cancelled, CancelToken
 from engine.core.errors import LucidaError
-from engine.core.pseudonym import Pseudonyms
 from engine.export import FigureOptions, ReviewedView, export_view, render_figure, write_reports
+from engine.export.case_folder import free_case_folder
 from engine.export.dicom_objects import PATIENT_STUDY, RESEARCH
+from engine.pacs.filing_prompt import filing_question
+from gui.export_kind_box import ExportKindBox
+from gui.viewer import qimage_from_array
 
 #: (label, FigureOptions.kind)
 LAYOUTS = (
@@ -66,88 +68,12 @@ OUTPUTS = (
     ("DICOM Comprehensive SR (DICOM images only)", "sr", False),
 )
 _PREVIEW_WIDTH = 460
-#: (kind, label) of the two kinds of export.
-KIND_LABELS = {
-    RESEARCH: "Research export: files, de-identified, new UIDs",
-    PATIENT_STUDY: "File to the patient's study on a PACS node",
-}
-
-
-def _load_nodes(config_path=None) -> tuple[dict, str]:
-    """The PACS nodes of the node file, and why there are none ("" when there are some)."""
-    from engine.pacs.config import config_path as default_path
-    from engine.pacs.config import load_config
-
-    try:
-        config = load_config(config_path)
-    except LucidaError as exc:
-        return {}, exc.one_line()
-    if not config.nodes:
-        return {}, (f"No PACS node: add one to {config.path or default_path()} "
-                    "(see the README's PACS section).")
-    return dict(config.nodes), ""
-
-
-def filing_question(image, node) -> str:
-    """The confirmation text: which patient, which study, which node."""
-    ds = image.dataset
-    patient = f"{ds.get('PatientName', '') or '(no name)'} (ID {ds.get('PatientID', '') or '-'})"
-    study = ds.get("StudyDescription", "") or "(no description)"
-    return (f"File this explanation into the patient's study?\n\n"
-            f"Patient: {patient}\n"
-            f"Study: {study}, {ds.get('StudyDate', '') or 'no date'}\n"
-            f"StudyInstanceUID: {ds.StudyInstanceUID}\n"
-            f"Node: {node.name} ({node.protocol}, {node.address})\n\n"
-            "A Secondary Capture, the Parametric Map(s) and an SR, with the patient's "
-            "identifiers, are sent as new series of this study.")
-
-
-def reviewed_view(window) -> ReviewedView:
-    """The window's state an export reproduces and records, as one value.
-
-    The display (:meth:`view_state`), the colour scale, the ROI, the contrasted class, the
-    trust metrics of the map and ROI on screen (none while the trust panel has not measured
-    them) and the reviewer's verdict.
-    """
-    classes = list(getattr(window.model, "classes", []) or [])
-    versus = window.versus
-    return ReviewedView.from_state(
-        window.view_state(),
-        scale=window.layer_model.scale,
-        roi=window.roi,
-        roi_shape=window.roi_shape,
-        versus=None if versus is None or versus >= len(classes) else classes[versus],
-        metrics=window.metrics.shown_metrics(),
-        # The window's verdict control sets ``verdict``; a window without one records none.
-        verdict=getattr(window, "verdict", None),
-    )
-
-
-def free_case_folder(root: Path) -> str:
-    """The first pseudonym (``case-001``, ``case-002``...) with no folder under ``root`` yet.
-
-    The suggested folder names no file: a file name often names the patient. It is also one
-    no earlier export used, so an export does not replace another case's files.
-    """
-    names = Pseudonyms()
-    number = 0
-    while True:
-        number += 1
-        name = names.name(number)
-        if not (root / name).exists():
-            return name
 
 
 class _Progress(QObject):
     """Carries progress from the writing thread to the GUI thread (queued by Qt)."""
 
     sig_progress = Signal(float, str)
-
-
-def _to_pixmap(rgb) -> QPixmap:
-    height, width = rgb.shape[:2]
-    image = QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888)
-    return QPixmap.fromImage(image.copy())
 
 
 def _draw_preview(generation: int, result, image, options: FigureOptions,
@@ -173,10 +99,10 @@ class QtExportDialog(QDialog):
     image : Image
         The explained image.
     view_state : ReviewedView or dict
-        What the window shows (see :func:`reviewed_view`): the exports reproduce its display
-        and record its metrics, scale, ROI, contrasted class and verdict. A dict is read as
-        ``{"window", "invert", "opacity", "colormap", "threshold", "method", "layer",
-        "heat_offset", "heat_gain", "compare", "corners"}``.
+        What the window shows (see :func:`gui.reviewed_state.reviewed_view`): the exports
+        reproduce its display and record its metrics, scale, ROI, contrasted class and
+        verdict. A dict is read as ``{"window", "invert", "opacity", "colormap", "threshold",
+        "method", "layer", "heat_offset", "heat_gain", "compare", "corners"}``.
 
     Signals
     -------
@@ -243,40 +169,8 @@ class QtExportDialog(QDialog):
         # Burned-in corners follow the choice, so the preview shows what will be written.
         self.deidentify.toggled.connect(self._preview_timer_start)
 
-        self.kind_research = QRadioButton(KIND_LABELS[RESEARCH])
-        self.kind_research.setChecked(True)
-        self.kind_file = QRadioButton(KIND_LABELS[PATIENT_STUDY])
-        self.node_box = QComboBox()
-        self._nodes, why_not = _load_nodes()
-        for name in sorted(self._nodes):
-            node = self._nodes[name]
-            self.node_box.addItem(f"{name} ({node.protocol})", name)
-        source = self.study_image()
-        if getattr(source, "dataset", None) is None or "StudyInstanceUID" not in source.dataset:
-            why_not = "Only a DICOM image has a patient's study to file into."
-        self.filing_note = QLabel(why_not)
-        self.filing_note.setWordWrap(True)
-        self.filing_note.setVisible(bool(why_not))
-        self.kind_file.setEnabled(not why_not)
-        self.node_box.setEnabled(False)
-        self.kind_file.toggled.connect(self._kind_changed)
-        kinds = QGroupBox("Kind of export")
-        kind_layout = QVBoxLayout(kinds)
-        kind_layout.addWidget(self.kind_research)
-        kind_layout.addWidget(self.kind_file)
-        node_row = QHBoxLayout()
-        node_row.addWidget(QLabel("Node"))
-        node_row.addWidget(self.node_box, 1)
-        kind_layout.addLayout(node_row)
-        kind_layout.addWidget(self.filing_note)
-        study = getattr(getattr(source, "dataset", None), "StudyInstanceUID", "")
-        self.filing_what = QLabel(
-            "Sends a Secondary Capture of the figure, the Parametric Map(s) and a "
-            "Comprehensive SR, with the patient's identifiers, as new series of study "
-            f"{study}. A copy is kept in the folder.")
-        self.filing_what.setWordWrap(True)
-        self.filing_what.setVisible(False)
-        kind_layout.addWidget(self.filing_what)
+        self.kinds = ExportKindBox(self.study_image())
+        self.kinds.sig_changed.connect(self._kind_changed)
         self._outputs_box = outputs
 
         self.folder = QLineEdit(str(self._default_folder()))
@@ -309,7 +203,7 @@ class QtExportDialog(QDialog):
         form.addRow("Folder", folder_row)
         side = QVBoxLayout()
         side.addLayout(form)
-        side.addWidget(kinds)
+        side.addWidget(self.kinds)
         side.addWidget(outputs)
         side.addWidget(self.deidentify)
         side.addWidget(self.identity_warning)
@@ -345,16 +239,14 @@ class QtExportDialog(QDialog):
 
     def kind(self) -> str:
         """The kind of export chosen: :data:`RESEARCH` or :data:`PATIENT_STUDY`."""
-        return PATIENT_STUDY if self.kind_file.isChecked() else RESEARCH
+        return self.kinds.kind()
 
-    def _kind_changed(self, *_args) -> None:
+    def _kind_changed(self) -> None:
         filing = self.kind() == PATIENT_STUDY
         # Filing writes the identified DICOM objects; the research outputs do not apply.
         self._outputs_box.setVisible(not filing)
         self.deidentify.setVisible(not filing)
-        self.filing_what.setVisible(filing)
         self.identity_warning.setVisible(filing or not self.deidentify.isChecked())
-        self.node_box.setEnabled(filing)
         self.export_button.setText("File to study…" if filing else "Export")
         self._update_buttons()
 
@@ -371,7 +263,7 @@ class QtExportDialog(QDialog):
 
     def _update_buttons(self) -> None:
         busy = self._cancel is not None
-        ready = self.node_box.currentData() is not None if self.kind() == PATIENT_STUDY \
+        ready = self.kinds.node() is not None if self.kind() == PATIENT_STUDY \
             else bool(self.formats())
         self.export_button.setEnabled(ready and bool(self.folder.text()) and not busy)
 
@@ -421,7 +313,7 @@ class QtExportDialog(QDialog):
             self.preview.setText(f"No preview: {error}")
             return
         self.preview_burned_in = list(figure.burned_in)
-        pixmap = _to_pixmap(figure.rgb)
+        pixmap = QPixmap.fromImage(qimage_from_array(figure.rgb))
         self.preview.setPixmap(
             pixmap.scaled(
                 self.preview.size(),
@@ -503,7 +395,7 @@ class QtExportDialog(QDialog):
             "options": options, "metrics": self.view.metrics, "verdict": self.view.verdict}
 
     def _file_to_study(self) -> None:
-        node = self._nodes.get(self.node_box.currentData())
+        node = self.kinds.node()
         if node is None:
             return
         folder = Path(self.folder.text()).expanduser()

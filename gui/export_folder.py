@@ -28,7 +28,8 @@ def open_export(window) -> None:
     if result is None or window.image is None or window.image_error is not None:
         window.show_error("nothing to export yet. Fix: open an image and wait for its map")
         return
-    from gui.export_dialog import QtExportDialog, reviewed_view
+    from gui.export_dialog import QtExportDialog
+    from gui.reviewed_state import reviewed_view
 
     dialog = QtExportDialog(window, result, window.image, reviewed_view(window))
     # The dialog names a per-case folder; it goes under the folder the user exports to.

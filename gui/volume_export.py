@@ -17,8 +17,9 @@ from pathlib import Path
 from PySide6.QtWidgets import QFormLayout
 
 from engine.core.errors import LucidaError
-from gui.export_dialog import QtExportDialog, reviewed_view
+from gui.export_dialog import QtExportDialog
 from gui.export_folder import export_root, remember
+from gui.reviewed_state import reviewed_view
 
 #: (label, write_volume_exports format, checked by default)
 VOLUME_OUTPUTS = (
@@ -90,7 +91,7 @@ class QtVolumeExportDialog(QtExportDialog):
         form = self.findChild(QFormLayout)
         for box in (self.layout_box, self.resolution_box):
             form.setRowVisible(box, False)
-        self.filing_what.setText(
+        self.kinds.filing_what.setText(
             "Sends a multi-frame Parametric Map per map and a Comprehensive SR of the "
             "prediction and the verdict, with the patient's identifiers, as new series of "
             "the series' study. A copy is kept in the folder.")

@@ -82,11 +82,11 @@ def _answer(dialog, yes: bool, asked: list) -> None:
 def _choose_filing(dialog, node: str, tmp_path):
     dialog.folder.setText(str(tmp_path / "case"))
     assert dialog.kind() == RESEARCH  # the default
-    assert dialog.kind_file.isEnabled()
-    dialog.kind_file.setChecked(True)
-    dialog.node_box.setCurrentIndex(dialog.node_box.findData(node))
+    assert dialog.kinds.kind_file.isEnabled()
+    dialog.kinds.kind_file.setChecked(True)
+    dialog.kinds.node_box.setCurrentIndex(dialog.kinds.node_box.findData(node))
     assert dialog.kind() == PATIENT_STUDY and dialog.export_button.text() == "File to study…"
-    assert dialog.deidentify.isHidden() and not dialog.filing_what.isHidden()
+    assert dialog.deidentify.isHidden() and not dialog.kinds.filing_what.isHidden()
 
 
 @pytest.mark.parametrize("node", ["web", "dimse"])
@@ -161,6 +161,6 @@ def test_filing_needs_a_node_file(qtbot, explained, tmp_path, monkeypatch):
     image, result = explained
     widget = QtExportDialog(None, result, image, VIEW_STATE)
     qtbot.addWidget(widget)
-    assert not widget.kind_file.isEnabled()
-    assert "No PACS node" in widget.filing_note.text()
+    assert not widget.kinds.kind_file.isEnabled()
+    assert "No PACS node" in widget.kinds.filing_note.text()
     qtbot.waitUntil(widget.idle, timeout=30000)

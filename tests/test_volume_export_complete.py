@@ -133,7 +133,7 @@ def test_the_window_exports_a_volume_through_the_export_dialog(window, qapp, qtb
     window.actions_by_id["export"].trigger()
     dialog = window._export_dialog
     assert isinstance(dialog, QtVolumeExportDialog) and dialog.isVisible()
-    assert dialog.deidentify.isChecked() and dialog.kind_research.isChecked()
+    assert dialog.deidentify.isChecked() and dialog.kinds.kind_research.isChecked()
     assert set(dialog.output_checks) == {"pdf", "html", "png", "nifti", "pm"}
     assert pump(qapp, lambda: dialog.preview.pixmap() is not None
                 and not dialog.preview.pixmap().isNull()), dialog.preview.text()

@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
 
     win.open_export()
     dialog = win._export_dialog
-    dialog.kind_file.setChecked(True)
+    dialog.kinds.kind_file.setChecked(True)
     wait(app, lambda: dialog.preview.pixmap() is not None and not dialog.preview.pixmap()
          .isNull())
     save_grab(app, dialog, docs / "export_file_to_study.png")
