@@ -20,8 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.export.figure import probability_text
-from gui.explain_controller import map_info
-from gui.overlay_layer import OverlayLayer, owner_key
+from gui.overlay_layer import OverlayLayer, map_info, owner_key
 from gui.view_annotations import QtViewAnnotations
 from gui.viewer import QtImageViewer, qimage_from_array
 

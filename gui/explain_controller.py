@@ -21,8 +21,9 @@ from collections import OrderedDict
 import numpy as np
 
 from engine.explain.api import INPUT_LAYER, is_layer_based, is_segmentation
-from engine.explain.scale import shared_maxima, shared_maximum
-from gui.overlay_layer import MapInfo, mask_contours, owner_key
+from engine.explain.scale import shared_maximum
+from gui.compare_requests import CompareRequests
+from gui.overlay_layer import map_info, mask_contours, owner_key
 
 #: Method shown first when the registry has it.
 DEFAULT_METHOD = "gradcam"
@@ -38,12 +39,6 @@ def load_registry():
     return {name: reg.get(name) for name in reg.names()}, list(getattr(reg, "errors", []))
 
 
-def map_info(map_result) -> MapInfo:
-    """The colour-bar facts of a ``MapResult``."""
-    return MapInfo(scale=float(map_result.scale), units=str(map_result.units),
-                   signed=bool(map_result.signed))
-
-
 def target_outline(result) -> list | None:
     """Contours of the explained class's predicted mask (None for a classifier's result)."""
     labels = getattr(result, "segmentation", None)
@@ -52,7 +47,7 @@ def target_outline(result) -> list | None:
     return mask_contours(np.asarray(labels) == result.target)
 
 
-class ExplainController:
+class ExplainController(CompareRequests):
     """Asks for maps and puts them on screen, in the single viewer or the compare grid.
 
     Parameters
@@ -211,17 +206,6 @@ class ExplainController:
             # Another class or image joined the comparison: the absolute scale may change.
             window.layer_model.set_shared_max(self.shared_max(window.layer_model.info.units))
 
-    def _refresh_compare_scale(self) -> None:
-        window = self.window
-        maxima = shared_maxima(self.compared_maps())
-        for cell in window.compare.cells.values():
-            layer = cell.viewer.layer
-            if layer.heatmap is not None:
-                layer.set_shared_max(maxima.get(layer.info.units))
-                cell.show_map_state()
-        # The grid's cells share maxima of their own: the scale picker names those.
-        window.overlay_controls.show_shared(maxima)
-
     def _wanted_keys(self) -> set:
         window = self.window
         if window.image is None or window.model is None:
@@ -299,49 +283,6 @@ class ExplainController:
         cheap = "forward_fn" not in getattr(explainer, "needs", ())
         layers = "all" if cheap or not is_layer_based(explainer) else [window.layer or "auto"]
         return self._submit(ctx, [window.method], layers)
-
-    def _request_compare(self, ctx: tuple, submit: bool) -> int | None:
-        window = self.window
-        rebuilt = window.compare.set_grid(
-            window.image, window.viewer.frame,
-            [(m, self.explainer(m).title) for m in self.compare_methods],
-            self.compare_layers, window.viewer.window, window.viewer.invert)
-        self._show_outline(ctx)
-        missing_methods = []
-        for method in self.compare_methods:
-            reason = self.reason(method)
-            if reason:
-                window.compare.set_status(method, f"unavailable: {reason}")
-                continue
-            # Every cached layer is drawn now, even when another layer of the method is
-            # missing: the job brings the missing ones, and a map it returns that was cached
-            # already is not drawn again (see _store).
-            for layer in self.compare_layers:
-                cached = self.cached(self.map_key(ctx, method, layer))
-                if cached is None:
-                    if method not in missing_methods:
-                        missing_methods.append(method)
-                else:
-                    window.compare.set_map(method, layer, cached, map_info(cached))
-        self._refresh_compare_scale()
-        if window.compare.cells and len(missing_methods) == 0:
-            window.sig_map_drawn.emit("compare", "")
-        if not (missing_methods and self.compare_layers and submit) or \
-                window.viewer.is_playing():
-            return None
-        if rebuilt:
-            # New cells lay themselves out and paint over the next passes of the event loop;
-            # start the worker after that, so the two do not compete for the CPU meanwhile.
-            layers = list(self.compare_layers)
-
-            def submit() -> None:
-                if window.compare_on and self.ready() and self.context_key() == ctx \
-                        and layers == self.compare_layers:
-                    self._submit(ctx, missing_methods, layers)
-
-            window.compare.when_built(submit)
-            return None
-        return self._submit(ctx, missing_methods, list(self.compare_layers))
 
     def _submit(self, ctx: tuple, methods: list[str], layers, kind: str = "explain",
                 target=None) -> int:
@@ -445,21 +386,6 @@ class ExplainController:
     def _cancelled(self, context: dict) -> None:
         self._end_compare_cells(context, "cancelled")
 
-    def _end_compare_cells(self, context: dict, why: str) -> None:
-        """An explain job ended (done, failed or cancelled): every compare cell of its methods
-        shows its map when there is one (cached before the job, and so not drawn again as the
-        job returned it), else ``why``; none is left saying it is computing."""
-        window = self.window
-        if not window.compare_on or window.image is None or window.model is None \
-                or context.get("key") != self.context_key():
-            return
-        ctx = context["key"]
-        for method in context.get("methods", []):
-            maps = {layer: self.cached(self.map_key(ctx, method, layer))
-                    for layer in self.compare_layers}
-            window.compare.settle(method, {k: m for k, m in maps.items() if m is not None}, why)
-        self._refresh_compare_scale()
-
     def current_result(self):
         """Return the last result for what is shown, holding every map computed for it.
 
@@ -526,25 +452,3 @@ class ExplainController:
         if window.method is not None:
             self.param_values[window.method] = dict(values)
             window.debounce.start()
-
-    def compare_changed(self, on: bool, methods: list, layers: list) -> None:
-        self.compare_methods, self.compare_layers = list(methods), list(layers)
-        if on != self.window.compare_on:
-            self.set_compare(on)
-        elif on:
-            self.request()
-
-    def set_compare(self, on: bool) -> None:
-        """Switch between the single viewer and the methods × layers grid."""
-        window = self.window
-        on = bool(on)
-        if window.panel.compare_box.isChecked() != on:
-            # The panel's toggle comes back through compare_changed, which calls this again.
-            window.panel.compare_box.setChecked(on)
-            return
-        window.compare_on = on
-        window.actions_by_id["compare"].setChecked(on)
-        self.compare_methods, self.compare_layers = window.panel.compare_selection()
-        window.stack.setCurrentWidget(window.compare if on else window.viewer)
-        window.update_caption()
-        self.request()

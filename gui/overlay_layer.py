@@ -21,6 +21,12 @@ class MapInfo:
     signed: bool = False
 
 
+def map_info(map_result) -> MapInfo:
+    """The colour-bar facts of a ``MapResult``."""
+    return MapInfo(scale=float(map_result.scale), units=str(map_result.units),
+                   signed=bool(map_result.signed))
+
+
 class OverlayLayer(QObject):
     """Display state of one heatmap overlay, with validated setters.
 
