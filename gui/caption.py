@@ -1,7 +1,8 @@
 """The caption bar over the image: what is shown, how, and whether the model is meant for it.
 
 It is two lines tall whatever it says: long texts are cut with an ellipsis (the tooltip holds the
-whole text), so the image below never moves when the caption changes.
+whole text), so the image below never moves when the caption changes. On the second line the
+warning is read first: a long intended-use badge gives way to it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ BADGE_STYLES = {
     "match": ("#1f4d2b", "#d8f5de"),
     "mismatch": ("#8a2c00", "#fff1e0"),
     "unknown": ("#4a4a20", "#f6f2c8"),
+    "unstated": ("#3a3d42", "#e0e0e0"),
 }
+#: Badge marks per intended-use status (others: "?").
+BADGE_MARKS = {"match": "✓", "mismatch": "⚠", "unstated": "ℹ"}
+#: The badge keeps at least this width (px) when it gives way to the warning.
+BADGE_MIN_WIDTH = 160
 #: Badge text when the card states no intended use.
 UNKNOWN_USE = "the model's intended use is unknown"
 #: Below this probability of the explained class the caption says its evidence is weak.
@@ -96,11 +102,24 @@ class QtCaptionBar(QWidget):
             label.setFixedHeight(line)
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
 
+    def _share_second_line(self) -> None:
+        """Give the warning its whole width; the badge takes what is left (its tooltip keeps
+        the whole text), down to ``BADGE_MIN_WIDTH``."""
+        margins = self.layout().contentsMargins()
+        room = self.width() - margins.left() - margins.right()
+        wanted = self.warning.sizeHint().width() if self.warning.text() else 0
+        self.badge.setMaximumWidth(max(BADGE_MIN_WIDTH, room - wanted))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self._share_second_line()
+        super().resizeEvent(event)
+
     def set_caption(self, name: str, details: list[str], warning: str | None = None) -> None:
         """Show the file ``name``, the ``details`` of the view and an optional ``warning``."""
         self.name.setText(name)
         self.details.setText((SEPARATOR if name and details else "") + SEPARATOR.join(details))
         self.warning.setText(f"   ⚠ {warning}" if warning else "")
+        self._share_second_line()
 
     def set_badge(self, use: dict | None) -> None:
         """Show an intended-use check (``UseCheck.as_dict()``), or hide the badge for None."""
@@ -113,12 +132,13 @@ class QtCaptionBar(QWidget):
         text = use.get("message") or UNKNOWN_USE
         if status == "unknown":
             text = UNKNOWN_USE
-        mark = {"match": "✓", "mismatch": "⚠"}.get(status, "?")
+        mark = BADGE_MARKS.get(status, "?")
         background, colour = BADGE_STYLES.get(status, BADGE_STYLES["unknown"])
         self.badge.setStyleSheet(f"background: {background}; color: {colour}; "
                                  "border-radius: 3px; padding: 1px 6px;")
         self.badge.setText(f"{mark} {text}")
         self.badge.setVisible(True)
+        self._share_second_line()
 
     def text(self) -> str:
         """Return everything the caption says, uncut (what its tooltips show)."""
@@ -129,6 +149,18 @@ class QtCaptionBar(QWidget):
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
         return QSize(0, super().sizeHint().height())
+
+
+def missing_map_warning(title: str, method: str, layer: str, warnings: list[str]) -> str:
+    """Why the view shows no map: ``method`` (called ``title``) made none for ``layer``.
+
+    The reason is the method's own line among the result's ``warnings`` (``"cam: ..."``), if it
+    gave one beyond listing the layers it skipped.
+    """
+    reasons = [w.removeprefix(f"{method}: ").removeprefix(f"{title}: ") for w in warnings
+               if w.startswith(f"{method}: ") and not w.startswith(f"{method}: no map for ")]
+    why = "; ".join(reasons) or f"{title} does not apply to this layer"
+    return f"{title} made no map for {layer}, so nothing is drawn: {why}"
 
 
 def describe_view(window) -> tuple[str, list[str], str | None]:
@@ -181,6 +213,7 @@ def describe_view(window) -> tuple[str, list[str], str | None]:
         warning = "heatmap hidden while playing: this frame has no map yet (stop to explain)"
     if window.roi is not None:
         details.append(describe_roi((window.roi, window.roi_shape)))
-    if window.map_warning and window.layer_model.heatmap is not None:
+    if window.map_warning:
+        # Said of the map shown, or of the one the finished request could not make.
         warning = "; ".join(w for w in (warning, window.map_warning) if w)
     return image.path.name, details, warning

@@ -22,6 +22,7 @@ import numpy as np
 
 from engine.explain.api import INPUT_LAYER, is_layer_based, is_segmentation
 from engine.explain.scale import shared_maximum
+from gui.caption import missing_map_warning
 from gui.compare_requests import CompareRequests
 from gui.overlay_layer import map_info, mask_contours, owner_key
 
@@ -275,6 +276,7 @@ class ExplainController(CompareRequests):
             return self._submit(ctx, [window.method], [window.layer] if is_layer_based(
                 explainer) else "auto")
         window.layer_model.heatmap = None
+        window.map_warning = None  # it spoke of the map shown before
         if not submit or window.viewer.is_playing():
             window.update_caption()
             return None  # maps are made per frame; playback shows the cached ones only
@@ -331,7 +333,20 @@ class ExplainController(CompareRequests):
         note = self.outline_note(context["key"])
         window.panel.set_prediction(result.classes, result.scores, result.target)
         window.set_use(result.intended_use or None)
-        warnings = [w for w in result.warnings if w != result.intended_use.get("message")]
+        # A map's own warning ("... is all zero") is news only while that map is on screen: a
+        # request for every layer brings back maps of layers nobody is looking at.
+        shown = self._on_screen()
+        off_screen = ({m.warning for key, m in result.maps.items() if key not in shown}
+                      - {m.warning for key, m in result.maps.items() if key in shown})
+        warnings = [w for w in result.warnings
+                    if w != result.intended_use.get("message") and w not in off_screen]
+        if not window.compare_on and window.layer_model.heatmap is None:
+            # The job for this view is over and brought no map for its layer: say why the
+            # view stays empty, in the caption beside "explaining ...".
+            explainer = self.explainer(window.method)
+            window.map_warning = missing_map_warning(
+                getattr(explainer, "title", window.method), window.method,
+                window.layer if is_layer_based(explainer) else INPUT_LAYER, warnings)
         for warning in warnings:
             window.status.message.setText(warning + note)
         if not warnings:
@@ -341,6 +356,18 @@ class ExplainController(CompareRequests):
         window.update_caption()
         window.metrics.schedule()
         self._ensure_reference(result, context)
+
+    def _on_screen(self) -> set[tuple[str, str]]:
+        """``(method, layer)`` of every map the view shows (one, or every compare cell)."""
+        window = self.window
+
+        def layer_of(method: str, layer: str | None) -> str | None:
+            return layer if is_layer_based(self.explainer(method)) else INPUT_LAYER
+
+        if window.compare_on:
+            return {(m, layer_of(m, lay)) for m in self.compare_methods
+                    for lay in self.compare_layers}
+        return {(window.method, layer_of(window.method, window.layer))}
 
     def _ensure_reference(self, result, context: dict) -> None:
         """Explain the top class too when another class is shown, so the absolute scale
