@@ -4,7 +4,10 @@ The window holds the view state (image, model, method, layer, target, ROI) and t
 small controllers turn intent into worker jobs: :mod:`gui.file_opening`, :mod:`gui.frames`,
 :mod:`gui.model_loading`, :mod:`gui.explain_controller` and :mod:`gui.metrics_controller`,
 all through the one :class:`gui.jobs.JobRouter`. Menus and the toolbar live in
-:mod:`gui.actions`, the view commands (window, invert, zoom) in :mod:`gui.view_commands`.
+:mod:`gui.actions`, the view commands (window, invert, zoom) in :mod:`gui.view_commands` and,
+for volumes, :mod:`gui.volume_commands`. The frame signals are answered in
+:mod:`gui.frame_events`, the Audit dock in :mod:`gui.audit_dock`, the saved layout in
+:mod:`gui.window_state` and the Help windows in :mod:`gui.help_commands`.
 """
 
 from __future__ import annotations
@@ -13,24 +16,26 @@ import threading
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
-    QDockWidget,
     QMainWindow,
-    QMessageBox,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from engine.core.resources import DEMO_STUDY
+from engine.explain.model_fit import demo_model_for, model_mismatch
 from engine.studies.volume import is_volume
 from engine.studies.windows import window_text
 from gui.actions import build_actions
+from gui.audit_dock import AuditDock
 from gui.caption import QtCaptionBar, describe_view
 from gui.compare_view import QtCompareGrid
 from gui.explain_controller import ExplainController
 from gui.explain_panel import QtExplainPanel
 from gui.file_opening import FileOpener
+from gui.frame_events import FrameEvents
 from gui.frames import FrameLoader
+from gui.help_commands import HelpCommands
 from gui.jobs import JobRouter
 from gui.metrics_controller import MetricsController
 from gui.model_loading import ModelLoader
@@ -39,30 +44,25 @@ from gui.overlay_layer import OverlayLayer
 from gui.pacs_dock import QtPacsDock
 from gui.problems_panel import QtProblemsPanel
 from gui.screen_fit import available_geometry, fit_to_screen, scrolling
-from gui.shortcuts import help_html
 from gui.status_bar import QtErrorBanner, QtStatus, error_status
 from gui.study_browser import QtStudyBrowser
 from gui.tag_panel import QtTagPanel
 from gui.verdict_box import CaseVerdict
-from gui.view_commands import CUSTOM_WINDOW, ViewCommands
-from gui.viewer import CT_PRESETS, QtImageViewer
+from gui.viewer import QtImageViewer
+from gui.volume_commands import VolumeViewCommands
 from gui.volume_controller import VolumeController
 from gui.volume_view import QtVolumeView
+from gui.window_state import PREFERRED_SIZE, WindowState
 from gui.worker import EngineWorkers
 
 __all__ = ["DEMO_STUDY", "QtMainWindow"]
 
 #: Parameter edits and frame scrolling settle this long before a new explanation is asked for.
 DEBOUNCE_MS = 250
-#: Demo models that read 2-D images, and the one that reads volumes: the demo switches between
-#: them as the user goes from a 2-D image to a volume and back.
-DEMO_2D_MODELS = ("demo", "demo-biased")
-DEMO_3D_MODEL = "demo-3d"
-#: Width the window asks for on a screen that has room (it never exceeds the screen).
-PREFERRED_SIZE = (1440, 900)
 
 
-class QtMainWindow(QMainWindow, ViewCommands):
+class QtMainWindow(QMainWindow, VolumeViewCommands, FrameEvents, AuditDock, WindowState,
+                   HelpCommands):
     """The review window. It holds view state and turns user intent into worker jobs.
 
     Parameters
@@ -190,17 +190,6 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.message, self.progress = self.status.message, self.status.progress
         self.pixel_label, self.cancel_button = self.status.pixel_label, self.status.cancel_button
 
-    def add_dock(self, title: str, widget: QWidget, area, orientation=None) -> QDockWidget:
-        """Add a dock named after ``title`` (its object name keeps the saved layout)."""
-        dock = QDockWidget(title, self)
-        dock.setObjectName(f"dock_{title.lower().replace(' ', '_')}")
-        dock.setWidget(widget)
-        if orientation is None:
-            self.addDockWidget(area, dock)
-        else:
-            self.addDockWidget(area, dock, orientation)
-        return dock
-
     def _connect(self) -> None:
         self.jobs.sig_status.connect(self.message.setText)
         self.jobs.sig_progress.connect(self.status.set_progress)
@@ -313,42 +302,6 @@ class QtMainWindow(QMainWindow, ViewCommands):
         self.banner.hide()
         self._match_demo_model(image)
 
-    def _show_volume(self, volume) -> None:
-        """Show a volume in axial, coronal and sagittal planes once the worker resampled it."""
-        if self.compare_on:
-            self.set_compare(False)
-        self._allow_compare(False)
-        self.frames.forget()
-        self.viewer.clear()
-        self.viewer.frame = 0  # a volume is one "frame": jobs for it are tagged with frame 0
-        self.stack.setCurrentWidget(self.volume_view)
-        self.volumes.show(volume)
-        self.browser.select_image(volume)
-        self.tags.set_dataset(volume.images[0].dataset if volume.images else None)
-        self.fill_presets()
-        self.update_frame_label()
-        self.update_caption()
-        self.message.setText(f"Resampling {volume.name} in patient space…")
-
-    def _volume_ready(self) -> None:
-        volume = self.volumes.volume
-        self.frames.show_decoded(volume)
-        self.fill_presets()
-        self.update_caption()
-        s, r, c = volume.shape
-        self.message.setText(f"{volume.name}: {s} × {r} × {c} voxels in three planes")
-        self.check_use()
-        self.request_explain()
-
-    def volume_shown(self) -> bool:
-        """Whether a volume is shown (in three planes) rather than a 2-D image."""
-        return is_volume(self.image)
-
-    def _allow_compare(self, on: bool) -> None:
-        # The methods × layers grid lays out 2-D images; a volume has three planes instead.
-        self.panel.compare_box.setEnabled(on)
-        self.actions_by_id["compare"].setEnabled(on)
-
     def _match_demo_model(self, image) -> None:
         """In the demo, load the demo model that reads what is shown (a volume or an image).
 
@@ -358,49 +311,10 @@ class QtMainWindow(QMainWindow, ViewCommands):
         """
         if image is None or not self.models.follows_demo:
             return
-        volume = is_volume(image)
-        wanted = (DEMO_3D_MODEL if volume and self.model_spec in DEMO_2D_MODELS else
-                  "demo" if not volume and self.model_spec == DEMO_3D_MODEL else None)
+        wanted = demo_model_for(image, self.model_spec)
         if wanted is not None:
             self.model = None  # nothing is explained with the model that cannot read it
             self.load_model(wanted)
-
-    def _first_frame_shown(self, _frame: int) -> None:
-        self.fill_presets()
-        self.update_caption()
-        self.check_use()
-        self.request_explain()
-
-    def _frame_failed(self, text: str) -> None:
-        if self.viewer.rendered_image().isNull():
-            # The image itself cannot be shown: say so in its place, and show nothing else.
-            self.image_error = text
-            self.viewer.show_message(_problem_text(text, self.image.path))
-            self.layer_model.heatmap = None
-            self.result = None
-            self.panel.clear_prediction()
-            self.set_use(None)
-            self.update_caption()
-            self.message.setText(f"{self.image.path.name} cannot be displayed")
-            self.sig_error.emit(text)
-        else:
-            self.show_error(text)  # one frame of a shown image: keep showing the frame there is
-
-    def _frame_changed(self, _frame: int) -> None:
-        self.update_frame_label()
-        self.layer_model.heatmap = None
-        self.metrics.clear()
-        # The frame's own map from the cache at once; else one is asked for once scrolling
-        # settles (not while cine plays: maps are made per frame).
-        self.explain.request(submit=False)
-        if self.layer_model.heatmap is None and not self.viewer.is_playing():
-            self.debounce.start()
-        self.update_caption()
-
-    def _cine_changed(self, playing: bool) -> None:
-        if not playing:
-            self.request_explain()
-        self.update_caption()
 
     # -- model and device -------------------------------------------------------------------
     def load_model(self, spec: str, trust: bool | None = None) -> int:
@@ -472,30 +386,13 @@ class QtMainWindow(QMainWindow, ViewCommands):
 
     def request_explain(self) -> int | None:
         """Show the wanted map(s) from the cache, or ask the worker for what is missing."""
-        mismatch = self._model_mismatch()
+        image = self.image
+        mismatch = model_mismatch(self.model, image, "" if image is None
+                                  else self.files.not_a_volume(image) or "")
         if mismatch:
             self.show_error(mismatch)
             return None
         return self.explain.request()
-
-    def _model_mismatch(self) -> str | None:
-        """Why the loaded model cannot read what is shown (a volume, or a 2-D image), or None."""
-        model, image = self.model, self.image
-        if model is None or image is None:
-            return None
-        volume, reads_volumes = is_volume(image), bool(getattr(model, "is_volumetric", False))
-        if volume and not reads_volumes:
-            return (f"model {model.name} reads 2-D images, not volumes. Fix: pick a 3-D model "
-                    "(a card with [input] size = [D, H, W], such as the demo 3-D model), or "
-                    "open one of the series' slices")
-        if reads_volumes and not volume:
-            why, _, fix = (self.files.not_a_volume(image) or "").partition(". Fix: ")
-            if why:  # say why there is no volume to explain, and how to get one
-                return (f"model {model.name} reads volumes, not 2-D images, and {why}. "
-                        f"Fix: {fix}, or pick a 2-D model")
-            return (f"model {model.name} reads volumes, not 2-D images. Fix: select a "
-                    "series' row or a NIfTI file, or pick a 2-D model")
-        return None
 
     def set_target(self, index: int | None) -> None:
         """Explain another class (None: the top class)."""
@@ -534,66 +431,12 @@ class QtMainWindow(QMainWindow, ViewCommands):
                 details.append("map as MIP")
         self.caption.set_caption(name, details, warning)
 
-    # -- window/level of a volume (the three planes share one) --------------------------------
-    def set_window(self, center: float, width: float) -> None:
-        """Apply a window to what is shown: the viewer, or all three planes of a volume."""
-        if self.volume_shown():
-            self.volumes.set_window(center, width)
-        else:
-            super().set_window(center, width)
-
-    def preset_picked(self, index: int) -> None:
-        """Apply the preset at ``index`` of the preset list (a volume's own window for 0)."""
-        if self.volume_shown() and self.preset_combo.itemData(index) is None:
-            self._picking_preset = True
-            try:
-                self.volumes.reset_window()
-            finally:
-                self._picking_preset = False
-            self.preset_combo.setCurrentIndex(index)
-            return
-        super().preset_picked(index)
-
-    def fill_presets(self) -> None:
-        """List the window presets: the file's and the CT ones (a volume's own, then CT)."""
-        if not self.volume_shown():
-            super().fill_presets()
-            return
-        self.preset_combo.clear()
-        self.preset_combo.setEnabled(self.volumes.is_ready())
-        self.preset_combo.addItem("File default", None)
-        for name, center, width in CT_PRESETS:
-            self.preset_combo.addItem(f"{name}  ({center:g} / {width:g})", (center, width))
-        self.preset_combo.setCurrentIndex(0)
-
-    def set_mip(self, on: bool) -> None:
-        """Show a volume's map as its maximum-intensity projection in each plane."""
-        self.volumes.set_mip(on)
-        self.update_caption()
-
-    # -- errors and help --------------------------------------------------------------------
+    # -- errors -----------------------------------------------------------------------------
     def show_error(self, text: str) -> None:
         """Show a one-line, non-modal error; the app keeps running."""
         self.banner.show_message(text)
         self.message.setText(error_status(text))
         self.sig_error.emit(text)
-
-    def show_help(self) -> None:
-        """Show the shortcut table (non-modal)."""
-        box = QMessageBox(self)
-        box.setWindowTitle("Lucida shortcuts")
-        box.setTextFormat(Qt.TextFormat.RichText)
-        box.setText(help_html())
-        box.setModal(False)
-        box.show()
-        self._help_box = box
-
-        self.preset_combo.setPlaceholderText(CUSTOM_WINDOW)
-    def about(self) -> None:
-        """Say what Lucida is."""
-        QMessageBox.about(self, "About Lucida",
-                          "Lucida shows why an image classifier decided what it decided.\n"
-                          "Heatmaps are explanations of a model, not findings.")
 
     # -- panels -----------------------------------------------------------------------------
     def open_export(self) -> None:
@@ -618,55 +461,7 @@ class QtMainWindow(QMainWindow, ViewCommands):
         """Compute the trust metrics of the shown map, with the current ROI, on the worker."""
         return self.metrics.request()
 
-    def open_audit_view(self) -> None:
-        """Show the bias-audit dock; its audits run on this window's worker."""
-        if self.audit_view is None:
-            from gui.audit_view import QtAuditView
-
-            self.audit_view = QtAuditView(self.jobs, model_choice=self._audit_model)
-            self.audit_view.sig_open_image.connect(self._open_from_audit)
-            self.docks["audit"] = self.add_dock("Audit", scrolling(self.audit_view),
-                                                Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.docks["audit"].show()
-
-    def _audit_model(self) -> tuple[str | None, bool, str]:
-        spec = self.model_spec
-        return spec, spec is not None and self.models.trust_for(spec), self.device_choice
-
-    def _open_from_audit(self, path: str, method: str, layer: str) -> None:
-        model = self.audit_view.audited_model
-        if model and model != self.model_spec:
-            self._layer_after_load = layer or None
-            self.load_model(model)
-        if method in self.explainers:
-            self.method = method
-            self.panel.select_method(method)
-        if layer:
-            self.layer = layer
-        self.open_paths([path])
-
     # -- layout persistence -----------------------------------------------------------------
-    def _restore_layout(self) -> None:
-        self.resize(*PREFERRED_SIZE)
-        self._default_state = self.saveState()
-        geometry = self.settings.value("geometry")
-        state = self.settings.value("window_state")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        if state is not None:
-            self.restoreState(state)
-        fit_to_screen(self)
-
-    def reset_layout(self) -> None:
-        """Put the docks back where they start."""
-        self.restoreState(self._default_state)
-
-    def save_layout(self) -> None:
-        """Persist window geometry and dock layout."""
-        self.settings.setValue("geometry", self.saveGeometry())
-        self.settings.setValue("window_state", self.saveState())
-        self.settings.sync()
-
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
         fit_to_screen(self)
@@ -687,10 +482,3 @@ class QtMainWindow(QMainWindow, ViewCommands):
         paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if paths:
             self.open_paths(paths)
-
-
-def _problem_text(one_line: str, path) -> str:
-    """Lay out an engine one-liner for the viewer: the file, what happened, then the fix."""
-    what, _, fix = one_line.partition(". Fix: ")
-    what = what.removeprefix(f"{path}: ")
-    return f"Cannot display {path.name}\n\n{what}" + (f"\n\nFix: {fix}" if fix else "")
