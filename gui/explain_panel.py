@@ -34,6 +34,8 @@ COMPARE_DEFAULT_METHODS = ("gradcam", "gradcampp", "layercam")
 
 #: Role that holds a layer name on layer-list items.
 LAYER_ROLE = Qt.ItemDataRole.UserRole
+#: The explained class's colour, and every score's when the scores mean nothing (dimmed).
+TARGET_COLOUR, DIMMED_COLOUR = QColor(255, 196, 64), QColor(130, 130, 130)
 
 
 class QtExplainPanel(QWidget):
@@ -100,6 +102,13 @@ class QtExplainPanel(QWidget):
             lambda item, _col: self.sig_target_changed.emit(item.data(0, LAYER_ROLE))
         )
         pred_layout.addWidget(self.prediction)
+        # Why the scores are dimmed: the image is one the model cannot judge (too small).
+        self.caveat = QLabel()
+        self.caveat.setWordWrap(True)
+        self.caveat.setStyleSheet("color: #ffb347;")
+        self.caveat.setVisible(False)
+        self._caveat: str | None = None
+        pred_layout.addWidget(self.caveat)
         # A contrastive target, as --versus: what makes the model say this class rather than
         # that one (logit target − logit versus).
         self.versus = QComboBox()
@@ -275,12 +284,7 @@ class QtExplainPanel(QWidget):
                             + (", top class" if index == top else ""))
             item.setData(0, LAYER_ROLE, index)
             item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            if index == target:
-                font = QFont(item.font(0))
-                font.setBold(True)
-                item.setFont(0, font)
-                item.setFont(1, font)
-                item.setForeground(0, QBrush(QColor(255, 196, 64)))
+            self._style_score(item, index == target)
             self.prediction.addTopLevelItem(item)
         # As tall as its rows: two classes should not leave a blank box.
         rows = max(1, self.prediction.topLevelItemCount())
@@ -289,6 +293,29 @@ class QtExplainPanel(QWidget):
             self.prediction.header().sizeHint().height() + min(rows, 8) * max(height, 18) + 6
         )
         self.sig_prediction_changed.emit()
+
+    def set_caveat(self, text: str | None) -> None:
+        """Dim the scores and say why (``text``), or show them plainly again (None)."""
+        self._caveat = text or None
+        self.caveat.setText(f"⚠ {text}" if text else "")
+        self.caveat.setVisible(self._caveat is not None)
+        for row in range(self.prediction.topLevelItemCount()):
+            item = self.prediction.topLevelItem(row)
+            self._style_score(item, item.text(0).endswith("◀"))
+
+    def _style_score(self, item: QTreeWidgetItem, explained: bool) -> None:
+        # A score the model gave an image it cannot judge is grey, however high: bold would
+        # make "nodule 100 %" read as a finding.
+        font = QFont(item.font(0))
+        font.setBold(explained and self._caveat is None)
+        item.setFont(0, font)
+        item.setFont(1, font)
+        name = DIMMED_COLOUR if self._caveat else TARGET_COLOUR if explained else None
+        for column, colour in ((0, name), (1, DIMMED_COLOUR if self._caveat else None)):
+            # No foreground data: the palette's text colour.
+            item.setData(column, Qt.ItemDataRole.ForegroundRole,
+                         None if colour is None else QBrush(colour))
+        item.setToolTip(1, self._caveat or "")
 
     # -- reading ----------------------------------------------------------------------------
     def current_method(self) -> str | None:

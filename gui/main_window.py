@@ -359,6 +359,7 @@ class QtMainWindow(QMainWindow, VolumeViewCommands, FrameEvents, AuditDock, Wind
         """Show an intended-use check (``UseCheck.as_dict()``) in the caption's badge."""
         self.use_check = use
         self.caption.set_badge(use)
+        self.panel.set_caveat((use or {}).get("prediction_caveat"))
 
     # -- explanation (see ExplainController) --------------------------------------------------
     @property

@@ -16,6 +16,10 @@ A model card may state its intended use::
 :func:`check` compares an image's header (and, with input statistics, its model input) with
 this before anything is explained. The result is shown as a badge in the GUI and recorded in
 ``result.json``, the reports and the audit's per-row table.
+
+An image smaller than ``min_size`` gets a ``prediction_caveat``: the model's scores on it mean
+nothing, and the window dims them. A file that cannot state a modality (NIfTI) is not a
+mismatch: the check says the modality is not stated, and judges the rest.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import numpy as np
 
 from engine.core.errors import ModelError
 
-#: Check outcomes.
-MATCH, MISMATCH, UNKNOWN = "match", "mismatch", "unknown"
+#: Check outcomes. ``unstated``: nothing contradicts the card, but the image does not state
+#: something the card names (a NIfTI file has no modality).
+MATCH, MISMATCH, UNKNOWN, UNSTATED = "match", "mismatch", "unknown", "unstated"
 
 
 @dataclass(frozen=True)
@@ -67,17 +72,22 @@ class UseCheck:
     out_of_distribution : bool or None
         Whether the image's model input lies far outside the training statistics (None when
         the card records none).
+    prediction_caveat : str or None
+        Why the model's scores on this image mean nothing (it is below the card's minimum
+        size), or None.
     """
 
     status: str
     message: str
     problems: list[str] = field(default_factory=list)
     out_of_distribution: bool | None = None
+    prediction_caveat: str | None = None
 
     def as_dict(self) -> dict:
         """Plain JSON-ready data for ``result.json``, reports and audit rows."""
         return {"status": self.status, "message": self.message, "problems": list(self.problems),
-                "out_of_distribution": self.out_of_distribution}
+                "out_of_distribution": self.out_of_distribution,
+                "prediction_caveat": self.prediction_caveat}
 
 
 def _strings(path: Path, table: dict, key: str) -> tuple[str, ...]:
@@ -163,10 +173,13 @@ def check(use: IntendedUse | None, image: Any, model_input: np.ndarray | None = 
     if use is None:
         return UseCheck(UNKNOWN, "the model's intended use is unknown (its card does not state it)")
     problems: list[str] = []
+    unstated: list[str] = []
     modality = str(getattr(image, "modality", "") or "").upper()
     raster = getattr(image, "kind", "") == "raster"
-    if use.modalities and not raster and modality not in use.modalities:
-        problems.append(f"modality {modality or 'unknown'}")
+    if use.modalities and not raster and not modality:
+        unstated.append(_unstated_modality(image))
+    elif use.modalities and not raster and modality not in use.modalities:
+        problems.append(f"modality {modality}")
     part = _body_part(image)
     if use.body_parts and part and part not in use.body_parts:
         problems.append(f"body part {part.lower()}")
@@ -174,9 +187,12 @@ def check(use: IntendedUse | None, image: Any, model_input: np.ndarray | None = 
     if use.photometric and photometric and photometric not in use.photometric:
         problems.append(f"photometric {photometric}")
     shape = tuple(getattr(image, "shape", ())[:2])
+    caveat = None
     if use.min_size and len(shape) == 2 and (shape[0] < use.min_size[0]
                                              or shape[1] < use.min_size[1]):
         problems.append(f"size {shape[1]}x{shape[0]} below {use.min_size[1]}x{use.min_size[0]}")
+        caveat = (f"{shape[1]} × {shape[0]} px is below the model's minimum "
+                  f"{use.min_size[1]} × {use.min_size[0]}: its scores on this image mean nothing")
     ood = None
     if model_input is not None and use.input_mean is not None and use.input_std is not None:
         z = (float(np.mean(model_input)) - use.input_mean) / use.input_std
@@ -184,12 +200,25 @@ def check(use: IntendedUse | None, image: Any, model_input: np.ndarray | None = 
         if ood:
             problems.append(f"input statistics far outside the training data (z = {z:+.1f})"
                             + (f": {why}" if why else ""))
+    if not problems and unstated:
+        return UseCheck(UNSTATED, "; ".join(unstated) + f"; otherwise within the model's "
+                        f"intended use ({use.summary()})", out_of_distribution=ood)
     if not problems:
         return UseCheck(MATCH, f"within the model's intended use ({use.summary()})",
                         out_of_distribution=ood)
     this = " ".join(p for p in (modality if not raster else "", part.lower()) if p) or "an image"
-    message = f"model is for {use.summary()}; this is {this}: " + ", ".join(problems)
-    return UseCheck(MISMATCH, message, problems, ood)
+    message = f"model is for {use.summary()}; this is {this}: " + ", ".join(problems + unstated)
+    return UseCheck(MISMATCH, message, problems, ood, caveat)
+
+
+def _unstated_modality(image: Any) -> str:
+    """The phrase for an image that states no modality.
+
+    A volume without a DICOM header comes from a NIfTI file, which has no modality field: the
+    file cannot say it, so this is no mismatch.
+    """
+    nifti = getattr(image, "kind", "") == "volume" and getattr(image, "dataset", None) is None
+    return "modality not stated" + (" (NIfTI)" if nifti else "")
 
 
 def check_input(use: IntendedUse | None, image: Any, x: Any, spec: Any) -> UseCheck:
