@@ -43,7 +43,7 @@ from gui.overlay_controls import QtOverlayControls
 from gui.overlay_layer import OverlayLayer
 from gui.pacs_dock import QtPacsDock
 from gui.problems_panel import QtProblemsPanel
-from gui.screen_fit import available_geometry, fit_to_screen, scrolling
+from gui.screen_fit import available_geometry, fit_to_screen, keep_viewer_share, scrolling
 from gui.status_bar import QtErrorBanner, QtStatus, error_status
 from gui.study_browser import QtStudyBrowser
 from gui.tag_panel import QtTagPanel
@@ -184,6 +184,7 @@ class QtMainWindow(QMainWindow, VolumeViewCommands, FrameEvents, AuditDock, Wind
         width = min(PREFERRED_SIZE[0], available_geometry(self).width())
         self.resizeDocks([self.docks["studies"], self.docks["explain"]],
                          [min(290, width // 5), min(360, width // 4)], Qt.Orientation.Horizontal)
+        keep_viewer_share(self)  # a smaller window narrows the docks, not the image
         self.status = QtStatus()
         self.setStatusBar(self.status)
         # Short names the tests and the screenshot mode read.

@@ -1,9 +1,20 @@
-"""Keep a window inside the screen it is on: never larger than the available geometry."""
+"""Keep a window inside the screen it is on, and its image the larger part of it.
+
+A window is never larger than the available geometry. When it is made smaller, Qt keeps the
+side docks' widths and takes everything from the central widget: :func:`keep_viewer_share`
+narrows the side columns instead, so the image keeps most of the width.
+"""
 
 from __future__ import annotations
 
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QScrollArea, QWidget
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QWidget
+
+#: Share of the window's width the central widget (the image) keeps when the window shrinks.
+VIEWER_SHARE = 0.6
+#: A side column is never narrowed below this (px), nor below its own minimum.
+SIDE_MIN_WIDTH = 180
 
 
 def scrolling(widget: QWidget) -> QScrollArea:
@@ -40,3 +51,48 @@ def fit_to_screen(window) -> None:
     y = min(max(frame.y(), area.y()), area.bottom() + 1 - frame.height())
     if (x, y) != (frame.x(), frame.y()):
         window.move(x, y)
+
+
+def side_columns(window: QMainWindow) -> list[QDockWidget]:
+    """One shown dock per column of the left and right dock areas (a tab group's current
+    page, a stack's first dock), left to right."""
+    sides = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea)
+    columns: dict[int, QDockWidget] = {}
+    for dock in window.findChildren(QDockWidget):
+        if (dock.isVisible() and not dock.isFloating() and not dock.visibleRegion().isEmpty()
+                and window.dockWidgetArea(dock) in sides):
+            columns.setdefault(dock.geometry().x(), dock)
+    return [columns[x] for x in sorted(columns)]
+
+
+def share_width(window: QMainWindow, share: float = VIEWER_SHARE) -> None:
+    """Narrow the side columns of ``window`` until its central widget has ``share`` of its
+    width, each in proportion to its width and none below ``SIDE_MIN_WIDTH``."""
+    central = window.centralWidget()
+    missing = int(share * window.width()) - central.width()
+    columns = side_columns(window)
+    if missing <= 0 or not columns:
+        return
+    floors = [max(SIDE_MIN_WIDTH, d.minimumSizeHint().width()) for d in columns]
+    spare = [max(0, d.width() - f) for d, f in zip(columns, floors, strict=True)]
+    if not sum(spare):
+        return
+    cut = min(missing, sum(spare))
+    widths = [d.width() - round(cut * s / sum(spare)) for d, s in zip(columns, spare,
+                                                                      strict=True)]
+    window.resizeDocks(columns, widths, Qt.Orientation.Horizontal)
+
+
+class _ShareOnResize(QObject):
+    """Applies :func:`share_width` once the window's layout has followed a resize."""
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.Resize:
+            QTimer.singleShot(0, watched, lambda: share_width(watched))
+        return False
+
+
+def keep_viewer_share(window: QMainWindow) -> None:
+    """Whenever ``window`` is resized, keep its central widget the larger part of its width
+    (:func:`share_width`); at a steady size the user's dock widths stay as they are."""
+    window.installEventFilter(_ShareOnResize(window))

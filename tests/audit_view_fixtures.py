@@ -19,11 +19,12 @@ def dark_theme(qapp):
     """The application's dark theme (``gui.app.apply_dark_theme``) for a while; its palette."""
     from gui.app import apply_dark_theme
 
-    style, palette = qapp.style().name(), qapp.palette()
+    style, palette, sheet = qapp.style().name(), qapp.palette(), qapp.styleSheet()
     apply_dark_theme(qapp)
     qapp.processEvents()  # widgets take the new palette
     try:
         yield qapp.palette()
     finally:
+        qapp.setStyleSheet(sheet)
         qapp.setStyle(style)
         qapp.setPalette(palette)
