@@ -15,6 +15,8 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QWidget
 VIEWER_SHARE = 0.6
 #: A side column is never narrowed below this (px), nor below its own minimum.
 SIDE_MIN_WIDTH = 180
+#: Delay (ms) before the docks are narrowed: the layout and a new dock's own sizing go first.
+SETTLE_MS = 50
 
 
 def scrolling(widget: QWidget) -> QScrollArea:
@@ -84,15 +86,27 @@ def share_width(window: QMainWindow, share: float = VIEWER_SHARE) -> None:
 
 
 class _ShareOnResize(QObject):
-    """Applies :func:`share_width` once the window's layout has followed a resize."""
+    """Applies :func:`share_width` once the window's layout has followed a resize of the
+    window, or a dock being shown."""
+
+    def __init__(self, window: QMainWindow) -> None:
+        super().__init__(window)
+        self.window = window
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt override
-        if event.type() == QEvent.Type.Resize:
-            QTimer.singleShot(0, watched, lambda: share_width(watched))
+        kind = event.type()
+        if kind == QEvent.Type.ChildPolished and isinstance(event.child(), QDockWidget):
+            event.child().installEventFilter(self)  # a dock added later (Trust, Audit)
+        elif kind == QEvent.Type.Resize and watched is self.window or (
+                kind == QEvent.Type.Show and isinstance(watched, QDockWidget)):
+            # After the layout's own pass, and after a new dock's first sizing (which its
+            # opener schedules on the next pass of the event loop).
+            QTimer.singleShot(SETTLE_MS, self.window, lambda: share_width(self.window))
         return False
 
 
 def keep_viewer_share(window: QMainWindow) -> None:
-    """Whenever ``window`` is resized, keep its central widget the larger part of its width
-    (:func:`share_width`); at a steady size the user's dock widths stay as they are."""
+    """Whenever ``window`` is resized or a dock is shown, keep its central widget the larger
+    part of its width (:func:`share_width`); at a steady layout the user's dock widths stay as
+    they are."""
     window.installEventFilter(_ShareOnResize(window))

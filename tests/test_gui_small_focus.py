@@ -78,3 +78,16 @@ def test_at_1280_by_720_the_docks_give_way_to_the_image(qapp, qtbot, tmp_path):
             assert window.docks[dock].width() >= 150, dock
     finally:
         window.close()
+
+
+def test_a_dock_opened_at_1280_by_720_leaves_the_image_most_of_the_width(qapp, qtbot, tmp_path):
+    window = demo_window(qapp, tmp_path)
+    try:
+        window.resize(1280, 720)
+        qtbot.waitUntil(lambda: window.size().width() == 1280)
+        _tool_action(window, "Trust metrics").trigger()
+        qtbot.waitUntil(lambda: window.docks["trust"].isVisible())
+        qtbot.waitUntil(lambda: window.viewer.width() >= 0.55 * window.width(), timeout=2000)
+        assert window.docks["trust"].width() >= 150
+    finally:
+        window.close()
