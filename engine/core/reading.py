@@ -41,6 +41,11 @@ class CancellableFile:
         self._cancel = cancel
         self.name = os.fspath(path)
 
+    def __repr__(self) -> str:
+        # Readers put the file in their messages (Pillow: "cannot identify image file
+        # %r"): the file's name reads as it would for a path, never an object's address.
+        return repr(self.name)
+
     def _check(self) -> None:
         token = self._cancel or current_token()
         if token is not None:
