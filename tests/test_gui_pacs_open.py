@@ -78,7 +78,9 @@ def test_a_retrieved_study_opens_in_the_window(make_window, orthanc, qtbot, qapp
     assert str(win.image.path).startswith(str(folder))
     assert win.image.dataset.SOPInstanceUID == CT.SOPInstanceUID
     assert win.browser.image_items() and win.files.paths[0].startswith(str(folder))
-    assert not win.viewer.rendered_image().isNull()
+    # Its frame is decoded by a job queued after the open: wait for it to be drawn.
+    assert pump(qapp, lambda: not win.viewer.rendered_image().isNull()), \
+        "the retrieved image was never drawn"
 
 
 def test_no_node_says_where_the_file_goes_and_a_failure_is_in_problems(
