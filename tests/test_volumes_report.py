@@ -70,8 +70,8 @@ def test_the_report_has_a_row_of_three_planes_per_map(case):
         assert height - 2 <= figure.shape[0] < height + 40  # the row, then the research line
     text = " ".join(" ".join(page.extract_text().split())
                     for page in PdfReader(next(p for p in out[False] if p.suffix == ".pdf")).pages)
-    for needle in ("64 × 128 × 128 voxels (slices × rows × columns)", "Figure 2", "features.9", "axial, coronal and "
-                   "sagittal planes", "Research use only"):
+    for needle in ("64 × 128 × 128 voxels (slices × rows × columns)", "Figure 2", "features.9",
+                   "axial, coronal and sagittal planes", "Research use only"):
         assert needle in text, needle
 
 
