@@ -76,12 +76,18 @@ class _Progress(QObject):
     sig_progress = Signal(float, str)
 
 
-def _draw_preview(generation: int, result, image, options: FigureOptions,
-                  keep_identifiers: bool) -> tuple:
-    """Draw a preview figure off the GUI thread; never raises, so the outcome always returns."""
+def _draw_preview(result, image, options: FigureOptions, keep_identifiers: bool):
+    """The annotated figure the export will write, drawn for the preview."""
+    return render_figure(result, image, options, keep_identifiers=keep_identifiers)
+
+
+def _preview_outcome(generation: int, draw, *args) -> tuple:
+    """Run ``draw(*args)`` off the GUI thread; never raises, so the outcome always returns.
+
+    Returns ``(generation, figure or None, error line or None)``.
+    """
     try:
-        return generation, render_figure(result, image, options,
-                                         keep_identifiers=keep_identifiers), None
+        return generation, draw(*args), None
     except LucidaError as exc:
         return generation, None, exc.one_line()
     except Exception as exc:  # noqa: BLE001 - a preview must not take the dialog down
@@ -285,16 +291,16 @@ class QtExportDialog(QDialog):
         except LucidaError as exc:
             self.preview.setText(f"No preview: {exc.one_line()}")
             return
-        worker = create_worker(draw, self._preview_generation, *args, _start_thread=False,
-                               _ignore_errors=True)
+        worker = create_worker(_preview_outcome, self._preview_generation, draw, *args,
+                               _start_thread=False, _ignore_errors=True)
         # Bound methods of this dialog: Qt queues them to the GUI thread and drops them if the
         # dialog is gone.
         worker.returned.connect(self._show_preview)
         self._run(worker)
 
     def preview_call(self, options: FigureOptions) -> tuple:
-        """What draws the preview off the GUI thread: ``(function, arguments after the
-        generation)``; the function returns ``(generation, figure or None, error or None)``.
+        """What draws the preview off the GUI thread: ``(function, arguments)``; the function
+        returns the figure (:func:`_preview_outcome` turns a failure into the line shown).
 
         Raises
         ------

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFormLayout
 
-from engine.core.errors import LucidaError
 from gui.export_dialog import QtExportDialog
 from gui.export_folder import export_root, remember
 from gui.reviewed_state import reviewed_view
@@ -40,28 +39,22 @@ class PlanesPreview:
     burned_in: list = field(default_factory=list)
 
 
-def _draw_planes(generation: int, result, volume, options, all_maps: bool, point) -> tuple:
-    """Draw the planes figure off the GUI thread; never raises, so the outcome always returns."""
+def _draw_planes(result, volume, options, all_maps: bool, point) -> PlanesPreview:
+    """The planes figure of the reviewed maps, drawn for the preview."""
     from engine.export import reviewed_maps
     from engine.export.figure import prediction_line
     from engine.export.provenance import method_title
     from engine.export.volume import plane_figure
 
-    try:
-        keys = reviewed_maps(result, options, all_maps)
-        items = [result.maps[key] for key in keys]
-        rgb = plane_figure(volume, [(f"{method_title(m)} {lay}", item.heatmap)
-                                    for (m, lay), item in zip(keys, items, strict=True)],
-                           point, options.window, options.colormap, options.opacity,
-                           threshold=options.threshold, signed=any(i.signed for i in items),
-                           units=", ".join(dict.fromkeys(i.units for i in items)),
-                           prediction=prediction_line(result))
-        return generation, PlanesPreview(rgb, f"{len(keys)} map(s): axial, coronal and "
-                                              "sagittal planes"), None
-    except LucidaError as exc:
-        return generation, None, exc.one_line()
-    except Exception as exc:  # noqa: BLE001 - a preview must not take the dialog down
-        return generation, None, f"{type(exc).__name__}: {exc}"
+    keys = reviewed_maps(result, options, all_maps)
+    items = [result.maps[key] for key in keys]
+    rgb = plane_figure(volume, [(f"{method_title(m)} {lay}", item.heatmap)
+                                for (m, lay), item in zip(keys, items, strict=True)],
+                       point, options.window, options.colormap, options.opacity,
+                       threshold=options.threshold, signed=any(i.signed for i in items),
+                       units=", ".join(dict.fromkeys(i.units for i in items)),
+                       prediction=prediction_line(result))
+    return PlanesPreview(rgb, f"{len(keys)} map(s): axial, coronal and sagittal planes")
 
 
 class QtVolumeExportDialog(QtExportDialog):
