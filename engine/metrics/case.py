@@ -325,6 +325,8 @@ def case_metrics(
     sanity_out: dict[str, Any] = {}
     if sanity:
         start = time.perf_counter()
+        _reference(out, warnings, model, method, layer, x, raw, result, target, image_shape,
+                   cancel)
         try:
             sanity_out = _sanity(model, method, layer, x, raw, result, target, image_shape,
                                  cascade_steps, part(0.62, 0.98), cancel)
@@ -334,7 +336,6 @@ def case_metrics(
             warnings.append(f"sanity check skipped: {type(exc).__name__}: {exc}")
         timings["sanity"] = (time.perf_counter() - start) * 1000.0
         out.update(sanity_out)
-        _warn_reference(sanity_out, warnings)
         if sanity_out.get("sanity_passed") is False:
             warnings.append(
                 "the map barely changes when the top layers of the model are randomised: it may "
@@ -370,7 +371,11 @@ def _warn_reference(out: dict, warnings: list[str]) -> None:
 
 def _reference(out, warnings, model, method, layer, x, raw, result, target, image_shape,
                cancel) -> None:
-    """Add ``reference_spearman``: the shown map against its re-run on the unchanged model."""
+    """Add ``reference_spearman``: the shown map against its re-run on the unchanged model.
+
+    The same method, target, versus and region: the randomisation cascade is judged against
+    the shown map, and this says whether that map can be made again at all.
+    """
     params = result.params.get(method) if isinstance(result.params, dict) else None
     explain = map_function(model, method, layer, x, params if isinstance(params, dict) else None,
                            cancel, image_shape)
@@ -394,9 +399,6 @@ def _sanity(model, method, layer, x, raw, result, target, image_shape, cascade_s
     params = result.params.get(method) if isinstance(result.params, dict) else None
     explain = map_function(model, method, layer, x, params if isinstance(params, dict) else None,
                            cancel, image_shape)
-    # The reference: the same method, target, versus and region on the unchanged model. The
-    # cascade is judged against the shown map; this says whether that map can be made again.
-    out: dict[str, Any] = {"reference_spearman": spearman(raw, explain(model.module, target))}
     steps = cascading_randomisation(
         model.module,
         lambda module: explain(module, target),
@@ -407,7 +409,7 @@ def _sanity(model, method, layer, x, raw, result, target, image_shape, cascade_s
         cancel=cancel,
     )
     verdict = decision_end_verdict(steps)
-    out.update({
+    out: dict[str, Any] = {
         "sanity_spearman": steps[-1].spearman,
         "sanity_passed": verdict.passed,
         "sanity_similarity": verdict.similarity,
@@ -416,7 +418,7 @@ def _sanity(model, method, layer, x, raw, result, target, image_shape, cascade_s
         "sanity_top_stages": verdict.stages,
         "sanity_cascade": [{"layers": s.layers, "spearman": s.spearman, "ssim": _finite(s.ssim),
                             "similarity": s.similarity} for s in steps],
-    })
+    }
     classes = list(getattr(result, "classes", []) or getattr(model, "classes", []))
     label = int(target.label)
     others = [i for i in range(len(classes)) if i not in (label, target.versus)]
