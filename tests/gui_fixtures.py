@@ -49,6 +49,16 @@ def qimage_pixels(image) -> np.ndarray:
     return rows[:, : image.width() * 3].reshape(image.height(), image.width(), 3).copy()
 
 
+def click_item(tree, item) -> None:
+    """Click a row of a tree widget (the study tree, the prediction list) as a person would."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    tree.scrollToItem(item)
+    QTest.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     tree.visualItemRect(item).center())
+
+
 def drag(viewer, start, end) -> None:
     """Left-drag with real mouse events on a viewer's viewport between two scene points."""
     from PySide6.QtCore import Qt

@@ -7,7 +7,7 @@ import contextlib
 import shutil
 
 import pytest
-from gui_fixtures import PYDICOM_FILES, WAIT_MS, pump
+from gui_fixtures import PYDICOM_FILES, WAIT_MS, click_item, pump
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QApplication,
@@ -115,9 +115,7 @@ def test_a_series_that_is_not_a_volume_says_why_and_the_3d_model_stays(
         window, qapp, qtbot, gapped_series):
     _reopen_demo(window, qapp)
     series_row = window.browser.volume_items()[0]  # the demo CT's row
-    rect = window.browser.tree.visualItemRect(series_row)
-    qtbot.mouseClick(window.browser.tree.viewport(), Qt.MouseButton.LeftButton,
-                     pos=rect.center())
+    click_item(window.browser.tree, series_row)
     assert pump(qapp, lambda: window.model is not None and window.model.name == "demo-3d"
                 and window.volume_shown()), "the demo's CT opens with the demo 3-D model"
     assert pump(qapp, lambda: not window.worker.busy())
@@ -162,8 +160,7 @@ def test_the_study_tree_lists_a_ct_series_as_one_row_with_a_thumbnail(window, qa
                           check_params_cb=lambda _job, kind, _r: kind == "model"):
         combo.activated.emit(combo.findData("demo"))
     assert pump(qapp, lambda: window.model is not None and not window.worker.busy())
-    qtbot.mouseClick(window.browser.tree.viewport(), Qt.MouseButton.LeftButton,
-                     pos=window.browser.tree.visualItemRect(row).center())
+    click_item(window.browser.tree, row)
     assert not window.volume_shown() and window.image is row.data(0, SERIES_ROLE).middle
     assert pump(qapp, lambda: window.result is not None and not window.worker.busy())
     assert window.model_spec == "demo"

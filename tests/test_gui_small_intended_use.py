@@ -5,10 +5,8 @@ said plainly, not as a mismatch."""
 from __future__ import annotations
 
 import numpy as np
-from gui_fixtures import WAIT_MS, pump
+from gui_fixtures import WAIT_MS, click_item, pump
 from PIL import Image
-from PySide6.QtCore import Qt
-from PySide6.QtTest import QTest
 
 from gui.caption import BADGE_STYLES
 from gui.explain_panel import DIMMED_COLOUR
@@ -41,9 +39,7 @@ def test_a_tiny_noise_image_gets_a_dimmed_prediction_and_a_readable_warning(
     # The other class has almost nothing: its evidence is weak, beside a long mismatch badge.
     other = _row(panel.prediction, "normal" if window.result.target_name != "normal"
                  else "nodule")
-    tree = panel.prediction
-    QTest.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton,
-                     Qt.KeyboardModifier.NoModifier, tree.visualItemRect(other).center())
+    click_item(panel.prediction, other)
     qtbot.waitUntil(lambda: "is weak" in window.caption.warning.text(), timeout=WAIT_MS)
     pump(qapp, lambda: False, 50)  # the caption lays out its second line
     caption = window.caption
@@ -72,9 +68,7 @@ def test_the_bundled_nifti_says_its_modality_is_not_stated(window, qapp, qtbot):
     tree = window.browser.tree
     row = next(item for item in window.browser.volume_items()
                if item.toolTip(0).endswith(nifti.name) or nifti.name in item.text(0))
-    tree.scrollToItem(row)
-    QTest.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton,
-                     Qt.KeyboardModifier.NoModifier, tree.visualItemRect(row).center())
+    click_item(tree, row)
     qtbot.waitUntil(lambda: window.image is not None and window.image.path == nifti
                     and window.use_check is not None, timeout=3 * WAIT_MS)
     caption = window.caption

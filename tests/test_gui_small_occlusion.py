@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 
 import numpy as np
-from gui_fixtures import WAIT_MS, demo_window, pump
+from gui_fixtures import WAIT_MS, click_item, demo_window, pump
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
@@ -16,11 +16,7 @@ from plugins.occlusion import auto_sizes
 def test_default_occlusion_on_the_demo_ct_peaks_in_the_nodule(qapp, tmp_path):
     window = demo_window(qapp, tmp_path)
     try:
-        tree = window.browser.tree
-        row = window.browser.volume_items()[0]
-        tree.scrollToItem(row)
-        QTest.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton,
-                         Qt.KeyboardModifier.NoModifier, tree.visualItemRect(row).center())
+        click_item(window.browser.tree, window.browser.volume_items()[0])
         assert pump(qapp, lambda: window.volume_shown() and window.result is not None)
         drawn = []
         window.sig_map_drawn.connect(lambda method, _layer: drawn.append(method))

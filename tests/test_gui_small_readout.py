@@ -7,7 +7,7 @@ import shutil
 
 import pydicom
 import pytest
-from gui_fixtures import PYDICOM_FILES, WAIT_MS, demo_window, image_named, pump
+from gui_fixtures import PYDICOM_FILES, WAIT_MS, click_item, demo_window, image_named, pump
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
@@ -18,13 +18,6 @@ def window(qapp, tmp_path):
     yield win
     win.close()
 
-
-def click_row(window, item) -> None:
-    """Click a row of the study tree as a person would."""
-    tree = window.browser.tree
-    tree.scrollToItem(item)
-    QTest.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                     tree.visualItemRect(item).center())
 
 
 def hover_middle(window) -> None:
@@ -57,19 +50,19 @@ def test_switching_images_clears_the_readout_and_a_failed_image_reads_nothing(
         item.text(0).split()[-1] for item in window.browser.tree.findItems(
             "", Qt.MatchFlag.MatchContains | Qt.MatchFlag.MatchRecursive)}, WAIT_MS)
 
-    click_row(window, image_named(window, "ct.dcm"))
+    click_item(window.browser.tree, image_named(window, "ct.dcm"))
     assert _explained(qapp, window, "ct.dcm")
     hover_middle(window)
     assert " HU" in window.pixel_label.text()
 
-    click_row(window, image_named(window, "mr.dcm"))
+    click_item(window.browser.tree, image_named(window, "mr.dcm"))
     assert _explained(qapp, window, "mr.dcm")
     assert "HU" not in window.pixel_label.text()  # the CT's value is gone with the CT
     hover_middle(window)
     readout = window.pixel_label.text()
     assert readout.startswith("x ") and "HU" not in readout  # an MR value has no HU
 
-    click_row(window, image_named(window, "bad_bits.dcm"))
+    click_item(window.browser.tree, image_named(window, "bad_bits.dcm"))
     assert pump(qapp, lambda: window.viewer.message() != "")
     assert window.pixel_label.text() == ""
     hover_middle(window)

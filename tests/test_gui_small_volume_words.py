@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from gui_fixtures import demo_window, pump
+from gui_fixtures import click_item, demo_window, pump
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
@@ -14,11 +14,7 @@ from engine.export.content import size_text
 def test_crosshair_and_size_read_the_same_in_panel_status_bar_and_report(qapp, tmp_path):
     window = demo_window(qapp, tmp_path)
     try:
-        tree = window.browser.tree
-        row = window.browser.volume_items()[0]
-        tree.scrollToItem(row)
-        QTest.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton,
-                         Qt.KeyboardModifier.NoModifier, tree.visualItemRect(row).center())
+        click_item(window.browser.tree, window.browser.volume_items()[0])
         assert pump(qapp, lambda: window.volume_shown() and window.volumes.is_ready())
         axial = window.volume_view.panes["axial"]
         QTest.mouseClick(axial, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from gui_fixtures import PYDICOM_FILES, WAIT_MS, demo_window, image_named, pump
+from gui_fixtures import PYDICOM_FILES, WAIT_MS, click_item, demo_window, image_named, pump
 from PIL import Image as PILImage
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
@@ -20,12 +20,6 @@ def window(qapp, tmp_path):
     yield win
     win.close()
 
-
-def click_row(window, item) -> None:
-    tree = window.browser.tree
-    tree.scrollToItem(item)
-    QTest.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                     tree.visualItemRect(item).center())
 
 
 def _open_folder(qapp, window, folder, names) -> None:
@@ -58,13 +52,13 @@ def test_the_window_list_says_custom_only_after_a_drag_and_rt_dose_reads_in_gy(
     _open_folder(qapp, window, folder, ["colour.png", "dose.dcm"])
     combo = window.preset_combo
 
-    click_row(window, image_named(window, "colour.png"))
+    click_item(window.browser.tree, image_named(window, "colour.png"))
     assert _shown(qapp, window, "colour.png")
     # A colour image has no window: the list says so, and never "Custom" (nothing was dragged).
     assert not combo.isEnabled() and combo.currentIndex() == -1
     assert "Custom" not in combo.placeholderText()
 
-    click_row(window, image_named(window, "dose.dcm"))
+    click_item(window.browser.tree, image_named(window, "dose.dcm"))
     assert _shown(qapp, window, "dose.dcm")
     assert combo.isEnabled() and combo.currentText() == "File default"
     center, width = window.viewer.window

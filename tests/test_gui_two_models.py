@@ -3,7 +3,7 @@ common region, the other model's top region until an ROI is drawn, then the ROI.
 
 from __future__ import annotations
 
-from gui_fixtures import demo_window, drag, image_named, pump
+from gui_fixtures import click_item, demo_window, drag, image_named, pump
 from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QDialogButtonBox, QInputDialog
 
@@ -37,10 +37,7 @@ def _percent(share: float) -> str:
 def test_the_two_model_view_gives_predictions_and_shares(qapp, qtbot, tmp_path):
     win = demo_window(qapp, tmp_path)
     try:
-        tree, item = win.browser.tree, image_named(win, CASE)
-        tree.scrollToItem(item)
-        qtbot.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton,
-                         pos=tree.visualItemRect(item).center())
+        click_item(win.browser.tree, image_named(win, CASE))
         assert pump(qapp, lambda: win.image.path.name == CASE and win.result is not None
                     and not win.worker.busy())
         answer_model_question(qtbot, "demo-biased")

@@ -3,7 +3,7 @@ when it is reopened, exported in the report, and cleared when the case changes."
 
 from __future__ import annotations
 
-from gui_fixtures import WAIT_MS, demo_window, image_named, pump
+from gui_fixtures import WAIT_MS, click_item, demo_window, image_named, pump
 from pypdf import PdfReader
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QDialogButtonBox, QFileDialog, QLineEdit
@@ -31,11 +31,7 @@ def answer_file_dialog(qtbot, path) -> None:
 
 
 def _click_image(window, qtbot, name: str) -> None:
-    tree = window.browser.tree
-    item = image_named(window, name)
-    tree.scrollToItem(item)
-    qtbot.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton,
-                     pos=tree.visualItemRect(item).center())
+    click_item(window.browser.tree, image_named(window, name))
 
 
 def _pdf_text(path) -> str:
