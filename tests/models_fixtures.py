@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -58,3 +60,44 @@ def save_state(module: nn.Module, path: Path) -> Path:
     else:
         torch.save(module.state_dict(), path)
     return path
+
+
+class NetworkBlocked(RuntimeError):
+    """Raised when code under test tries to reach a host other than this machine."""
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Block every connection that leaves localhost, for tests that prove a load is offline.
+
+    DNS look-ups fail too. Loopback stays open, as the local servers of other tests use it.
+    """
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def local(address) -> bool:
+        host = address[0] if isinstance(address, tuple) else address
+        return isinstance(host, str) and (
+            host.startswith("127.") or host in ("::1", "localhost") or host.startswith("/")
+        )
+
+    def connect(sock, address):
+        if not local(address):
+            raise NetworkBlocked(f"network blocked in this test: connect to {address}")
+        return real_connect(sock, address)
+
+    def connect_ex(sock, address):
+        if not local(address):
+            raise NetworkBlocked(f"network blocked in this test: connect to {address}")
+        return real_connect_ex(sock, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not local((host,)):
+            raise NetworkBlocked(f"network blocked in this test: look-up of {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    real_getaddrinfo = socket.getaddrinfo
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield
