@@ -7,6 +7,7 @@ Example::
     weights = "chest.safetensors"           # state_dict (.pt/.pth/.safetensors), relative to card
     classes = ["normal", "nodule"]
     output = "softmax"                      # or "sigmoid" (multi-label)
+    threshold = 0.5                         # optional, sigmoid: a class is a finding at or above
     output_key = "logits"                   # optional: which dict key / attribute holds logits
     task = "classification"                 # or "segmentation": (N, K, H, W) pixel logits
 
@@ -59,6 +60,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 OUTPUTS = ("softmax", "sigmoid")
 TASKS = ("classification", "segmentation")
+#: Probability at or above which a multi-label (sigmoid) class counts as a finding.
+DEFAULT_THRESHOLD = 0.5
 
 
 @dataclass
@@ -79,6 +82,7 @@ class ModelCard:
     description: str = ""
     intended_use: IntendedUse | None = None
     task: str = "classification"
+    threshold: float = DEFAULT_THRESHOLD
 
 
 def default_spec(channels: int = 3, size: tuple[int, int] = (224, 224)) -> InputSpec:
@@ -184,11 +188,20 @@ def card_from_data(path: Path, data: dict) -> ModelCard:
         card.input = _input_spec(path, data["input"])
     if "intended_use" in data:
         card.intended_use = parse(path, data["intended_use"])
+    card.threshold = _threshold(path, data.get("threshold", DEFAULT_THRESHOLD))
     card.task = str(data.get("task", "classification"))
     if card.task not in TASKS:
         raise _fail(path, f"task = {card.task!r} is unknown", "use 'classification' or "
                     "'segmentation'")
     return card
+
+
+def _threshold(path: Path, value) -> float:
+    """A card's ``threshold``: a probability strictly between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
+        raise _fail(path, f"threshold = {value!r} is not a probability between 0 and 1",
+                    "write e.g. threshold = 0.5")
+    return float(value)
 
 
 def _input_spec(path: Path, section: dict) -> InputSpec:

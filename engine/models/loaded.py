@@ -21,7 +21,7 @@ from engine.core.errors import ModelError, UsageError
 from engine.core.hashing import sha256_file
 from engine.core.resources import MODELS
 from engine.models.adapters import adapt_output
-from engine.models.card import ModelCard, default_spec, read_card
+from engine.models.card import DEFAULT_THRESHOLD, ModelCard, default_spec, read_card
 from engine.models.intended_use import IntendedUse, UseCheck, check_input
 from engine.models.layers import Discovery, LayerInfo, discover_layers
 from engine.models.layers import to_activation_map as _to_map
@@ -81,6 +81,7 @@ class LoadedModel:
         card_default_layer: str | None = None,
         intended_use: IntendedUse | None = None,
         task: str = "classification",
+        threshold: float = DEFAULT_THRESHOLD,
     ) -> None:
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
@@ -97,6 +98,8 @@ class LoadedModel:
         self._card_default_layer = card_default_layer
         self.intended_use = intended_use
         self.task = task
+        #: Sigmoid (multi-label) models: the probability at or above which a class is a finding.
+        self.threshold = float(threshold)
         self.layer_methods_reason = TORCHSCRIPT_REASON if kind == "torchscript" else None
 
     @classmethod
@@ -111,11 +114,12 @@ class LoadedModel:
         device: str = "cpu",
         output_key: str | None = None,
         task: str = "classification",
+        threshold: float = DEFAULT_THRESHOLD,
     ) -> LoadedModel:
         """Wrap an in-memory module (tests, notebooks); no files are recorded."""
         return cls(
             module, name=name, classes=classes, input=input, output=output, device=device,
-            output_key=output_key, task=task,
+            output_key=output_key, task=task, threshold=threshold,
         )
 
     # --- layers -----------------------------------------------------------------------------
@@ -282,13 +286,15 @@ class LoadedModel:
         return check_input(use, image, x, self.input)
 
     def describe(self) -> dict:
-        """Identity of the model for results: name, hashes, classes, output, task, kind, card."""
+        """Identity of the model for results: name, hashes, classes, output, threshold, task,
+        kind, card."""
         return {
             "name": self.name,
             "sha256": self.sha256,
             "files": dict(self.files),
             "classes": list(self.classes),
             "output": self.output,
+            "threshold": self.threshold,
             "task": self.task,
             "kind": self.kind,
             "card": self.card_path,
@@ -422,7 +428,7 @@ def _from_card(card: ModelCard, trust: bool, device) -> LoadedModel:
         module, name=card.name, classes=classes, input=spec, output=card.output, kind=kind,
         device=device, files=files, sha256=digest, card_path=str(card.path),
         output_key=card.output_key, card_default_layer=card.default_layer,
-        intended_use=card.intended_use, task=card.task,
+        intended_use=card.intended_use, task=card.task, threshold=card.threshold,
     )
     if card.default_layer and model.layer_methods_reason is None:
         model.submodule(card.default_layer)  # a typo in the card fails here, not mid-explain
