@@ -1,14 +1,17 @@
 """The dataset an audit runs over: a manifest CSV, or a folder of DICOM files.
 
-A manifest CSV has a ``path`` column, an optional ``label`` column, any number of group columns
-(site, sex, scanner, ...) and region-of-interest columns: ``<role>_box`` holds ``x0 y0 x1 y1`` in
-image pixels, ``<role>_mask`` holds the path of a mask image. Relative paths are resolved against
+A manifest CSV has a ``path`` column, an optional ``label`` column, an optional patient column
+(``patient``, ``patient_id`` or ``PatientID``: hashed on reading, never a group or an output),
+any number of group columns (site, sex, scanner, ...) and region-of-interest columns:
+``<role>_box`` holds ``x0 y0 x1 y1`` in image pixels, ``<role>_mask`` holds the path of a mask
+image. Relative paths are resolved against
 the manifest's folder. A bad row is reported with its line number and skipped; the others run.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,18 @@ BORDER_ROLE = "border"
 DICOM_GROUP_TAGS = ("Manufacturer", "InstitutionName", "ViewPosition", "PatientSex")
 #: Upper edges of the age bands (years) for the ``AgeBand`` group of a DICOM folder.
 AGE_BANDS = (18, 40, 60, 80)
+#: Manifest columns that name the patient (the first present is used); never a group.
+PATIENT_COLUMNS = ("patient", "patient_id", "PatientID")
+
+
+def patient_hash(patient_id: str) -> str | None:
+    """A one-way digest of a patient identifier (None when empty): kept in memory, never written.
+
+    Images of one patient are resampled together by the performance bootstrap; the digest lets
+    them be grouped without holding the identifier itself.
+    """
+    text = str(patient_id or "").strip()
+    return hashlib.sha256(f"lucida-patient:{text}".encode()).hexdigest() if text else None
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,8 @@ class AuditRow:
     groups: dict[str, str] = field(default_factory=dict)
     boxes: dict[str, Box] = field(default_factory=dict)
     masks: dict[str, Path] = field(default_factory=dict)
+    #: :func:`patient_hash` of the manifest's patient column or the DICOM PatientID.
+    patient: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,7 +146,8 @@ def read_manifest(path: str | Path, *, labelled: bool = False) -> Manifest:
                 path=path,
                 fix=f"rename it; the role {BORDER_ROLE!r} is the automatic outer band",
             )
-    special = {"path", "label"} | box_cols.keys() | mask_cols.keys()
+    patient_col = next((c for c in PATIENT_COLUMNS if c in header), None)
+    special = {"path", "label", patient_col} | box_cols.keys() | mask_cols.keys()
     group_cols = [h for h in header if h not in special]
     roles = sorted(set(box_cols.values()) | set(mask_cols.values()))
     root = path.parent
@@ -145,7 +163,8 @@ def read_manifest(path: str | Path, *, labelled: bool = False) -> Manifest:
             )
             continue
         rec = {h: c.strip() for h, c in zip(header, cells, strict=True)}
-        row, reason = _row_from_record(rec, number, root, box_cols, mask_cols, group_cols)
+        row, reason = _row_from_record(rec, number, root, box_cols, mask_cols, group_cols,
+                                       patient_col)
         if row is not None and labelled and row.label is None:
             row, reason = None, "no label"
         if row is None:
@@ -155,7 +174,7 @@ def read_manifest(path: str | Path, *, labelled: bool = False) -> Manifest:
     return Manifest(path, rows, problems, group_cols, roles)
 
 
-def _row_from_record(rec, number, root, box_cols, mask_cols, group_cols):
+def _row_from_record(rec, number, root, box_cols, mask_cols, group_cols, patient_col=None):
     """Build one row, or return ``(None, reason)`` for the first thing wrong with it."""
     written = rec["path"]
     if not written:
@@ -186,6 +205,7 @@ def _row_from_record(rec, number, root, box_cols, mask_cols, group_cols):
         groups={c: rec[c] for c in group_cols if rec[c]},
         boxes=boxes,
         masks=masks,
+        patient=patient_hash(rec[patient_col]) if patient_col else None,
     )
     return row, ""
 
@@ -256,6 +276,7 @@ def scan_dicom_folder(folder: str | Path) -> Manifest:
                 path=file,
                 label=None,
                 groups={k: v for k, v in groups.items() if v},
+                patient=patient_hash(str(getattr(ds, "PatientID", "") or "")),
             )
         )
     if not rows:
