@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system run test bench lint demo-models
+.PHONY: venv system run test bench lint demo-models docs docs-serve
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ test: venv
 
 bench: venv
 	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/run_all.py
+
+# The documentation site, built offline into site/ (Help ▸ User guide opens it).
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs-serve: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 lint: venv
 	$(BIN)/lint-imports
