@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QFontDatabase
+from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QTreeWidget,
-    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from engine.explain.api import is_layer_based, is_segmentation
 from gui.param_form import QtParamForm
+from gui.prediction_table import DIMMED_COLOUR, TARGET_COLOUR, QtPredictionTable
 from gui.verdict_box import QtVerdictBox
 
 #: Model-picker entries that are not a loaded card.
@@ -34,8 +32,8 @@ COMPARE_DEFAULT_METHODS = ("gradcam", "gradcampp", "layercam")
 
 #: Role that holds a layer name on layer-list items.
 LAYER_ROLE = Qt.ItemDataRole.UserRole
-#: The explained class's colour, and every score's when the scores mean nothing (dimmed).
-TARGET_COLOUR, DIMMED_COLOUR = QColor(255, 196, 64), QColor(130, 130, 130)
+
+__all__ = ["DIMMED_COLOUR", "LAYER_ROLE", "OPEN_CARD", "TARGET_COLOUR", "QtExplainPanel"]
 
 
 class QtExplainPanel(QWidget):
@@ -55,6 +53,8 @@ class QtExplainPanel(QWidget):
     sig_compare_changed(bool on, list methods, list layers)
     sig_prediction_changed()
         The prediction shown was replaced or cleared (the case may have changed).
+    sig_threshold_changed(float value)
+        A multi-label model's finding threshold was edited.
     """
 
     sig_model_requested = Signal(str)
@@ -65,6 +65,7 @@ class QtExplainPanel(QWidget):
     sig_layer_changed = Signal(str)
     sig_compare_changed = Signal(bool, list, list)
     sig_prediction_changed = Signal()
+    sig_threshold_changed = Signal(float)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -90,24 +91,16 @@ class QtExplainPanel(QWidget):
 
         pred_box = QGroupBox("Prediction — click a class to explain it (◀)")
         pred_layout = QVBoxLayout(pred_box)
-        self.prediction = QTreeWidget()
-        self.prediction.setHeaderLabels(["Class", "Probability"])
-        self.prediction.setRootIsDecorated(False)
-        self.prediction.setUniformRowHeights(True)
-        self.prediction.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.prediction.header().setSectionResizeMode(
-            1, QHeaderView.ResizeMode.ResizeToContents
-        )
-        self.prediction.itemClicked.connect(
-            lambda item, _col: self.sig_target_changed.emit(item.data(0, LAYER_ROLE))
-        )
-        pred_layout.addWidget(self.prediction)
+        self.prediction_table = QtPredictionTable()
+        self.prediction = self.prediction_table.tree
+        self.prediction_table.sig_class_clicked.connect(self.sig_target_changed)
+        self.prediction_table.sig_threshold_changed.connect(self.sig_threshold_changed)
+        pred_layout.addWidget(self.prediction_table)
         # Why the scores are dimmed: the image is one the model cannot judge (too small).
         self.caveat = QLabel()
         self.caveat.setWordWrap(True)
         self.caveat.setStyleSheet("color: #ffb347;")
         self.caveat.setVisible(False)
-        self._caveat: str | None = None
         pred_layout.addWidget(self.caveat)
         # A contrastive target, as --versus: what makes the model say this class rather than
         # that one (logit target − logit versus).
@@ -194,8 +187,8 @@ class QtExplainPanel(QWidget):
         """
         self._model = model
         # A segmentation model's class scores are the share of pixels labelled each class.
-        self.prediction.setHeaderLabels(
-            ["Class", "Pixel share" if is_segmentation(model) else "Probability"])
+        self.prediction_table.set_model(
+            model, "Pixel share" if is_segmentation(model) else "Probability")
         self.versus.clear()
         self.versus.addItem("(no contrast)", None)
         for index, name in enumerate(model.classes):
@@ -270,52 +263,25 @@ class QtExplainPanel(QWidget):
 
     def clear_prediction(self) -> None:
         """Show no prediction (the image shown has none yet, or cannot be shown)."""
-        self.prediction.clear()
+        self.prediction_table.clear()
         self.sig_prediction_changed.emit()
 
     def set_prediction(self, classes: list[str], scores: list[float], target: int) -> None:
-        """Show every class probability; the explained target is bold and marked."""
-        self.prediction.clear()
-        top = max(range(len(scores)), key=scores.__getitem__) if scores else -1
-        for index, (name, score) in enumerate(zip(classes, scores, strict=False)):
-            item = QTreeWidgetItem([f"{name} ◀" if index == target else name,
-                                    f"{100.0 * score:6.1f} %"])
-            item.setToolTip(0, ("explained" if index == target else "click to explain")
-                            + (", top class" if index == top else ""))
-            item.setData(0, LAYER_ROLE, index)
-            item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            self._style_score(item, index == target)
-            self.prediction.addTopLevelItem(item)
-        # As tall as its rows: two classes should not leave a blank box.
-        rows = max(1, self.prediction.topLevelItemCount())
-        height = self.prediction.sizeHintForRow(0) if rows else 18
-        self.prediction.setFixedHeight(
-            self.prediction.header().sizeHint().height() + min(rows, 8) * max(height, 18) + 6
-        )
+        """Show every class score, the explained target bold and marked (see
+        :class:`gui.prediction_table.QtPredictionTable`: a multi-label model's are sorted and
+        its findings marked)."""
+        self.prediction_table.set_prediction(classes, scores, target)
         self.sig_prediction_changed.emit()
+
+    def finding_threshold(self) -> float | None:
+        """A multi-label model's finding threshold as shown; None for other models."""
+        return self.prediction_table.finding_threshold()
 
     def set_caveat(self, text: str | None) -> None:
         """Dim the scores and say why (``text``), or show them plainly again (None)."""
-        self._caveat = text or None
         self.caveat.setText(f"⚠ {text}" if text else "")
-        self.caveat.setVisible(self._caveat is not None)
-        for row in range(self.prediction.topLevelItemCount()):
-            item = self.prediction.topLevelItem(row)
-            self._style_score(item, item.text(0).endswith("◀"))
-
-    def _style_score(self, item: QTreeWidgetItem, explained: bool) -> None:
-        # A score the model gave an image it cannot judge is grey, however high: bold would
-        # make "nodule 100 %" read as a finding.
-        font = QFont(item.font(0))
-        font.setBold(explained and self._caveat is None)
-        item.setFont(0, font)
-        item.setFont(1, font)
-        name = DIMMED_COLOUR if self._caveat else TARGET_COLOUR if explained else None
-        for column, colour in ((0, name), (1, DIMMED_COLOUR if self._caveat else None)):
-            # No foreground data: the palette's text colour.
-            item.setData(column, Qt.ItemDataRole.ForegroundRole,
-                         None if colour is None else QBrush(colour))
-        item.setToolTip(1, self._caveat or "")
+        self.caveat.setVisible(bool(text))
+        self.prediction_table.set_caveat(text)
 
     # -- reading ----------------------------------------------------------------------------
     def current_method(self) -> str | None:

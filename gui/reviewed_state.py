@@ -10,7 +10,7 @@ def reviewed_view(window) -> ReviewedView:
 
     The display (:meth:`view_state`), the colour scale, the ROI, the contrasted class, the
     trust metrics of the map and ROI on screen (none while the trust panel has not measured
-    them) and the reviewer's verdict.
+    them), the reviewer's verdict and a multi-label model's finding threshold.
 
     Parameters
     ----------
@@ -32,4 +32,6 @@ def reviewed_view(window) -> ReviewedView:
         metrics=window.metrics.shown_metrics(),
         # The window's verdict control sets ``verdict``; a window without one records none.
         verdict=getattr(window, "verdict", None),
+        # A multi-label model's findings are those at or above the threshold shown.
+        finding_threshold=window.panel.finding_threshold(),
     )

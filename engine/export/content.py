@@ -18,6 +18,7 @@ from engine.export.figure import DISCLAIMER, FigureOptions, probability_text, wi
 from engine.export.identity import case_name, image_entry, model_identity
 from engine.export.provenance import method_title, timestamp
 from engine.export.reviewed import ReviewedView, review_record, reviewed_view
+from engine.models.findings import findings
 
 #: Identifiers shown in the case section only when the user keeps them, in this order.
 CASE_FIELDS = (
@@ -121,7 +122,27 @@ def summary_rows(content: dict) -> list[tuple[str, str]]:
         ),
         ("Identifiers", "removed" if content["deidentified"] else "KEPT (patient record)"),
         ("Intended use", (content.get("intended_use") or NOT_CHECKED).get("message", "")),
-    ]
+    ] + ([("Findings", findings_text(content))] if content.get("findings") else [])
+
+
+def findings_text(content: dict) -> str:
+    """A multi-label model's findings in one line: each class at or above the threshold."""
+    found = content["findings"]
+    cut = f"{found['threshold']:.2f}"
+    if not found["positive"]:
+        return f"none at or above {cut}"
+    names = ", ".join(f"{item['class']} ({probability_text(item['probability'])})"
+                      for item in found["positive"])
+    return f"{names}; threshold {cut}"
+
+
+def row_note(content: dict, name: str, is_target: bool) -> str:
+    """The note beside a class in the prediction table: explained target, finding, both."""
+    found = content.get("findings") or {}
+    positive = any(item["class"] == name for item in found.get("positive", ()))
+    notes = (["explained target"] if is_target else []) + (
+        [f"finding (≥ {found['threshold']:.2f})"] if positive else [])
+    return ", ".join(notes)
 
 
 def notice_text(content: dict) -> str:
@@ -328,7 +349,8 @@ def build_content(
     -------
     dict
         JSON-safe; the keys of ``result.json`` (``model``, ``prediction``, ``target``,
-        ``method``, ``layer``, ``params``, ``timings_ms``, ``metrics``, ``version``) plus
+        ``method``, ``layer``, ``params``, ``timings_ms``, ``metrics``, ``version``),
+        ``findings`` (a multi-label model's classes at or above its threshold, else None), plus
         case, provenance, per-map entries, display settings, the review and software
         versions. De-identified, no file name or path of the case or the model is in it.
     """
@@ -374,6 +396,9 @@ def build_content(
             "classes": classes,
         },
         "prediction": dict(zip(classes, scores, strict=False)),
+        # A multi-label model's classes at or above the threshold the reviewer used.
+        "findings": findings(dict(result.model or {}), dict(zip(classes, scores, strict=False)),
+                             view.finding_threshold),
         "target": result.target_name,
         "target_index": int(result.target),
         "target_probability": scores[int(result.target)],

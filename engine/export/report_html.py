@@ -16,6 +16,7 @@ from engine.export.content import (
     param_rows,
     prediction_rows,
     review_rows,
+    row_note,
     score_label,
     summary_rows,
 )
@@ -94,7 +95,7 @@ def report_html(content: dict, figures: list[tuple[bytes, str, str | None]]) -> 
     parts.append(f"<tr><th>Class</th><th>{_e(score_label(content).capitalize())}</th>"
                  "<th></th></tr>")
     for name, p, is_target in prediction_rows(content):
-        mark = "explained target" if is_target else ""
+        mark = row_note(content, name, is_target)
         cls = ' class="target"' if is_target else ""
         parts.append(f"<tr{cls}><td>{_e(name)}</td><td>{_e(p)}</td><td>{mark}</td></tr>")
     parts.append("</table>")

@@ -37,6 +37,7 @@ from engine.export.content import (
     param_rows,
     prediction_rows,
     review_rows,
+    row_note,
     score_label,
     summary_rows,
 )
@@ -280,7 +281,7 @@ def _case_section(content: dict, st, width) -> list:
 def _prediction_section(content: dict, st, width) -> list:
     predictions = prediction_rows(content)
     rows = [["Class", score_label(content).capitalize(), ""]]
-    rows += [[name, p, "explained target" if target else ""] for name, p, target in predictions]
+    rows += [[name, p, row_note(content, name, target)] for name, p, target in predictions]
     table = _table(rows, [0.4 * width, 0.25 * width, 0.35 * width], styles=st)
     target_row = 1 + [target for _, _, target in predictions].index(True)
     table.setStyle(

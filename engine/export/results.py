@@ -21,6 +21,7 @@ from engine.core.versions import app_version
 from engine.explain.colour import blend
 from engine.export.content import intended_use_of
 from engine.export.identity import case_name, case_scrubber, image_entry, model_identity, path_stem
+from engine.models.findings import findings
 
 
 def file_key(method: str, layer: str) -> str:
@@ -85,6 +86,9 @@ def result_json(result: Any, timings_ms: dict, metrics: dict | None = None,
         "frame": result.frame,
         "model": {key: model.get(key) for key in ("name", "sha256", "files")},
         "prediction": dict(zip(result.classes, result.scores, strict=True)),
+        # A multi-label model's classes at or above its card's threshold (None: single-label).
+        "findings": findings(dict(result.model or {}),
+                             dict(zip(result.classes, map(float, result.scores), strict=True))),
         "target": result.target_name,
         "target_index": result.target,
         "versus": getattr(result, "versus", None),

@@ -46,6 +46,9 @@ class ReviewedView:
         The trust metrics computed for the map on screen (and the ROI).
     verdict : Verdict or None
         The reviewer's verdict on the case.
+    finding_threshold : float or None
+        For a multi-label model, the probability at or above which a class was shown as a
+        finding; None: the model card's.
     """
 
     method: str | None = None
@@ -65,6 +68,7 @@ class ReviewedView:
     versus: str | None = None
     metrics: dict | None = field(default=None, compare=False, hash=False)
     verdict: Verdict | None = None
+    finding_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.scale not in SCALE_TEXT:
