@@ -20,7 +20,9 @@ Example::
     mean = [0.485, 0.456, 0.406]
     std = [0.229, 0.224, 0.225]
     window = "default"                      # or "minmax", or [center, width]
-    resize = "resize"                       # or "letterbox"
+    resize = "resize"                       # or "letterbox", or "crop" (cover, centre crop)
+    interpolation = "bilinear"              # or "bicubic", "nearest"
+    crop_pct = 1.0                          # share kept by the centre crop (timm's crop_pct)
 
     [layers]
     default = "layer4"
@@ -82,6 +84,8 @@ class ModelCard:
     description: str = ""
     intended_use: IntendedUse | None = None
     task: str = "classification"
+    #: The top-level keys the card states, so a model source knows what the card overrides.
+    stated: frozenset = frozenset()
     threshold: float = DEFAULT_THRESHOLD
 
 
@@ -175,6 +179,7 @@ def card_from_data(path: Path, data: dict) -> ModelCard:
         model=file_field("model"),
         default_layer=(data.get("layers") or {}).get("default"),
         description=str(data.get("description", "")),
+        stated=frozenset(data),
     )
     if card.architecture is None and card.model is None:
         raise _fail(
@@ -229,6 +234,8 @@ def _input_spec(path: Path, section: dict) -> InputSpec:
             std=tuple(section.get("std", base.std)),
             window=section.get("window", "default"),
             resize=section.get("resize", "resize"),
+            interpolation=section.get("interpolation", "bilinear"),
+            crop_pct=float(section.get("crop_pct", 1.0)),
         )
         return normalise_spec(spec)
     except ModelError as exc:

@@ -1,14 +1,17 @@
 """Turning an image into model input, and a model-input map back into image geometry.
 
 The model card states the input size, channels, mean and std, how a DICOM image is windowed
-(``default`` | ``minmax`` | ``[center, width]``) and whether the image is stretched (``resize``)
-or fitted with padding (``letterbox``). Mismatches between image and model are adapted in the
-documented ways: grey images are repeated to three channels, colour images become grey by their
-luminance for one-channel models.
+(``default`` | ``minmax`` | ``[center, width]``), whether the image is stretched (``resize``),
+fitted with padding (``letterbox``) or scaled to cover and centre-cropped (``crop``, timm's and
+Hugging Face's eval transform), the share of the scaled image kept by a centre crop
+(``crop_pct``) and the resampling filter (``interpolation``). Mismatches between image and
+model are adapted in the documented ways: grey images are repeated to three channels, colour
+images become grey by their luminance for one-channel models.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +22,8 @@ from engine.core.errors import ModelError
 
 #: ITU-R BT.601 luma weights, used when a colour image meets a one-channel model.
 LUMA = (0.299, 0.587, 0.114)
-RESIZE_MODES = ("resize", "letterbox")
+RESIZE_MODES = ("resize", "letterbox", "crop")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,15 @@ class InputSpec:
     window : str or tuple
         ``"default"`` (the file's first window preset), ``"minmax"`` or ``(center, width)``.
     resize : str
-        ``"resize"`` stretches to ``size``; ``"letterbox"`` keeps the aspect ratio and pads.
+        ``"resize"`` stretches to ``size``; ``"letterbox"`` keeps the aspect ratio and pads;
+        ``"crop"`` keeps the aspect ratio, scales the image to cover ``size / crop_pct`` and
+        crops the centre ``size``.
+    interpolation : str
+        ``"bilinear"``, ``"bicubic"`` or ``"nearest"``: the filter that resizes the image.
+    crop_pct : float
+        In (0, 1]: the share of the scaled image's extent kept by the centre crop. With
+        ``resize``, the image is stretched to ``size / crop_pct`` and its centre ``size`` kept
+        (timm's ``squash``); 1 keeps everything.
     """
 
     size: tuple[int, int]
@@ -46,11 +58,18 @@ class InputSpec:
     std: tuple
     window: str | tuple = "default"
     resize: str = "resize"
+    interpolation: str = "bilinear"
+    crop_pct: float = 1.0
 
 
 @dataclass(frozen=True)
 class Placement:
-    """Where the image content sits inside the model input: ``(top, left, height, width)``."""
+    """Where the image content sits inside the model input: ``(top, left, height, width)``.
+
+    A letterboxed image lies inside the input (padding around it); a centre-cropped one
+    covers more than the input, so ``top`` and ``left`` are negative and the part outside
+    ``(0, 0, *size)`` is cut away.
+    """
 
     top: int
     left: int
@@ -73,12 +92,36 @@ def placement(spec: InputSpec, image_shape: tuple[int, int]) -> Placement:
     Placement
     """
     th, tw = spec.size
-    if spec.resize != "letterbox":
-        return Placement(0, 0, th, tw)
+    crop_pct = spec.crop_pct
+    if spec.resize == "resize":
+        if crop_pct >= 1.0:
+            return Placement(0, 0, th, tw)
+        # timm's squash: each edge stretched to floor(size / crop_pct), then the centre kept.
+        sh, sw = math.floor(th / crop_pct), math.floor(tw / crop_pct)
+        return Placement(-round((sh - th) / 2), -round((sw - tw) / 2), sh, sw)
     h, w = image_shape
+    if spec.resize == "crop":
+        # torchvision's Resize(shortest edge) then CenterCrop, as timm and Hugging Face evaluate.
+        sh, sw = math.floor(th / crop_pct), math.floor(tw / crop_pct)
+        # The edge that needs the larger scale gets its target exactly; the other is truncated.
+        if sh * w >= sw * h:
+            ch, cw = sh, max(sw, int(w * sh / h))
+        else:
+            ch, cw = max(sh, int(h * sw / w)), sw
+        return Placement(-round((ch - th) / 2), -round((cw - tw) / 2), ch, cw)
     scale = min(th / h, tw / w)
     ch, cw = max(1, round(h * scale)), max(1, round(w * scale))
     return Placement((th - ch) // 2, (tw - cw) // 2, ch, cw)
+
+
+def _pads(place: Placement, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``F.pad`` amounts (left, right, top, bottom) that put the placed image on the input grid.
+
+    Positive amounts pad (letterbox), negative ones crop (centre crop).
+    """
+    th, tw = size
+    return (place.left, tw - place.left - place.width,
+            place.top, th - place.top - place.height)
 
 
 def _match_channels(arr: np.ndarray, channels: int) -> np.ndarray:
@@ -123,20 +166,25 @@ def prepare_array(arr: np.ndarray, spec: InputSpec) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(chw))[None]
     place = placement(spec, chw.shape[1:])
     if (place.height, place.width) != tuple(x.shape[2:]):
-        # Antialiasing keeps thin structures from aliasing when large images shrink.
-        x = F.interpolate(
-            x, size=(place.height, place.width), mode="bilinear", align_corners=False,
-            antialias=True,
-        )
-    if spec.resize == "letterbox" and (place.height, place.width) != tuple(spec.size):
-        canvas = torch.zeros((1, x.shape[1], *spec.size), dtype=x.dtype)
-        rows = slice(place.top, place.top + place.height)
-        cols = slice(place.left, place.left + place.width)
-        canvas[:, :, rows, cols] = x
-        x = canvas
+        x = _resample(x, (place.height, place.width), spec.interpolation)
+    pads = _pads(place, spec.size)
+    if any(pads):
+        # Zero (black) padding for a letterbox, a centre crop for negative amounts.
+        x = F.pad(x, pads)
     mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1)
     std = torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1)
     return ((x - mean) / std).contiguous()
+
+
+def _resample(x: torch.Tensor, size: tuple[int, int], interpolation: str) -> torch.Tensor:
+    """Resize (1, C, H, W) image values in [0, 1] with the spec's filter."""
+    if interpolation == "nearest":
+        return F.interpolate(x, size=size, mode="nearest-exact")
+    # Antialiasing keeps thin structures from aliasing when large images shrink (and matches
+    # PIL, which timm's and Hugging Face's transforms use).
+    x = F.interpolate(x, size=size, mode=interpolation, align_corners=False, antialias=True)
+    # Bicubic overshoots at edges; PIL clips to the pixel range, so the values are clipped too.
+    return x.clamp_(0.0, 1.0) if interpolation == "bicubic" else x
 
 
 def maps_to_image(raw: torch.Tensor, spec: InputSpec, image_shape: tuple[int, int]) -> torch.Tensor:
@@ -155,13 +203,14 @@ def maps_to_image(raw: torch.Tensor, spec: InputSpec, image_shape: tuple[int, in
     Returns
     -------
     torch.Tensor
-        float32 (N, rows, cols), bilinear; letterbox padding is cut away first.
+        float32 (N, rows, cols), bilinear; letterbox padding is cut away first, and the parts
+        of the image that a centre crop cut away get 0 (the model never saw them).
     """
     t = raw.float()[:, None]
-    if spec.resize == "letterbox":
-        place = placement(spec, image_shape)
+    pads = _pads(placement(spec, image_shape), spec.size)
+    if spec.resize == "letterbox" or any(pads):
         t = F.interpolate(t, size=tuple(spec.size), mode="bilinear", align_corners=False)
-        t = t[:, :, place.top : place.top + place.height, place.left : place.left + place.width]
+        t = F.pad(t, tuple(-p for p in pads))
     return F.interpolate(t, size=tuple(image_shape), mode="bilinear", align_corners=False)[:, 0]
 
 
@@ -190,7 +239,17 @@ def normalise_spec(spec: InputSpec) -> InputSpec:
         raise ModelError(f"[input] size = {list(spec.size)} is invalid", fix="use [height, width]")
     if spec.resize not in RESIZE_MODES:
         raise ModelError(
-            f"[input] resize = {spec.resize!r} is unknown", fix="use 'resize' or 'letterbox'"
+            f"[input] resize = {spec.resize!r} is unknown",
+            fix="use 'resize', 'letterbox' or 'crop'",
+        )
+    if spec.interpolation not in INTERPOLATIONS:
+        raise ModelError(
+            f"[input] interpolation = {spec.interpolation!r} is unknown",
+            fix="use 'bilinear', 'bicubic' or 'nearest'",
+        )
+    if not 0.0 < float(spec.crop_pct) <= 1.0:
+        raise ModelError(
+            f"[input] crop_pct = {spec.crop_pct} is out of range", fix="use a value in (0, 1]"
         )
     mean, std = tuple(spec.mean), tuple(spec.std)
     if len(mean) == 1:
@@ -223,4 +282,6 @@ def normalise_spec(spec: InputSpec) -> InputSpec:
         std=tuple(float(s) for s in std),
         window=window,
         resize=spec.resize,
+        interpolation=spec.interpolation,
+        crop_pct=float(spec.crop_pct),
     )
