@@ -32,6 +32,17 @@ A capture holds (see :class:`engine.explain.capture.Capture`):
   forward and one backward pass (``needs`` ``activations`` / ``gradients``);
 - ``fc_weights``, ``fc_bias``: the final linear layer when it produces the logits
   (``needs`` ``fc_weights``; computed only when asked for);
+- ``attentions``: a vision transformer's own post-softmax attention probabilities, one
+  (N, heads, T, T) tensor per block in execution order, recorded on the library's eager path in
+  the same forward pass; ``token_grid`` is ``(prefix, h, w)``: ``prefix`` class, register or
+  distillation tokens, then an h x w grid of patches (``needs`` ``attentions``; the model's
+  attention is found automatically, see :mod:`engine.models.attention`);
+- ``attention_gradients``: per block, the gradient of the target objective with respect to that
+  attention, and ``readout_gradients``: per block, the gradient with respect to its own attention
+  of the score the model's final norm and classifier give to the block's mean token (``needs``
+  ``attention_gradients``; taken in the capture's one backward pass). An explainer that needs
+  either is not layer-based: its one map per input goes under ``"input"``, at the patch grid's
+  resolution, and one capture serves every such method;
 - ``forward_scores(batch)``: scores of perturbed inputs, batched, under ``inference_mode``
   (``needs`` ``forward_fn``);
 - ``input_gradients(inputs, targets)``: the gradient of each target's objective with respect
@@ -82,11 +93,13 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "INPUT_LAYER", "NEEDS", "PARAM_ALIASES", "PARAM_TYPES", "Cancelled", "CancelToken",
     "Explainer", "ExplainerUnavailable", "Param", "PluginError", "ProgressFn", "UsageError",
-    "check_params", "is_layer_based", "is_segmentation", "resolve_params",
+    "check_params", "class_token_map", "is_layer_based", "is_segmentation", "patch_map",
+    "resolve_params",
 ]
 
 #: What an explainer may ask the capture for.
-NEEDS = frozenset({"activations", "gradients", "input_gradients", "forward_fn", "fc_weights"})
+NEEDS = frozenset({"activations", "gradients", "input_gradients", "forward_fn", "fc_weights",
+                   "attentions", "attention_gradients"})
 #: Parameter types a schema may declare.
 PARAM_TYPES = ("float", "int", "bool", "choice", "str")
 #: The map key of model-agnostic explainers, whose maps live in model-input geometry.
@@ -327,8 +340,14 @@ class Explainer:
     def unavailable_reason(self, model: LoadedModel) -> str | None:
         """Return one line saying why this explainer cannot run on ``model``, or None.
 
-        The default refuses layer-based explainers on models whose layers cannot be hooked.
+        The default refuses layer-based explainers on models whose layers cannot be hooked,
+        and attention explainers on models whose attention cannot be found (one line saying why:
+        not a vision transformer, a windowed one).
         """
+        if {"attentions", "attention_gradients"} & set(self.needs):
+            from engine.models.attention import unavailable_reason
+
+            return unavailable_reason(model)
         if {"activations", "gradients"} & set(self.needs):
             return getattr(model, "layer_methods_reason", None)
         return None
@@ -401,6 +420,36 @@ def is_segmentation(model: Any) -> bool:
 def is_layer_based(explainer: Any) -> bool:
     """Whether an explainer makes one map per layer (rather than one map of the input)."""
     return bool({"activations", "gradients"} & set(getattr(explainer, "needs", ())))
+
+
+def patch_map(capture: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """Lay a per-token score out on the capture's patch grid.
+
+    Parameters
+    ----------
+    capture : Capture
+        A capture with attentions (its ``token_grid`` says how the tokens are laid out).
+    tokens : torch.Tensor
+        (N, T) one value per token, prefix tokens first.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, h, w) float32: the patch tokens' values, the prefix tokens dropped.
+    """
+    prefix, h, w = capture.token_grid
+    return tokens[:, prefix:].float().reshape(tokens.shape[0], h, w)
+
+
+def class_token_map(capture: Any, matrix: torch.Tensor) -> torch.Tensor:
+    """Return the class token's row of an (N, T, T) token-to-token matrix on the patch grid.
+
+    A model without a class token (global average pooling over patches) reads out the mean of
+    its patch rows instead, as its pooling does.
+    """
+    prefix = capture.token_grid[0]
+    row = matrix[:, 0] if prefix else matrix.mean(1)
+    return patch_map(capture, row)
 
 
 def resolve_params(explainer: Any, given: dict | None) -> dict:
