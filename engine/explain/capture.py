@@ -28,6 +28,7 @@ from engine.explain.targets import (
     resolve_targets,
     target_regions,
 )
+from engine.models.attention import AttentionLayout, find_attention, recording_attention
 
 #: Images per batch when explainers score many perturbed inputs.
 DEFAULT_BATCH = 32
@@ -65,6 +66,8 @@ class Capture:
         For a segmentation model, the (N, h, w) region of the output grid whose target logits
         are summed (see :mod:`engine.explain.targets`); ``logits`` then holds the (N, K, h, w)
         pixel logits and ``scores`` each class's pixel share.
+    attentions, attention_gradients, readout_gradients, token_grid
+        A vision transformer's own attention, when it was captured (see the properties).
     """
 
     def __init__(
@@ -100,6 +103,8 @@ class Capture:
         # oneDNN's CPU convolutions run ~10% faster on NHWC (channels-last) batches; a model that
         # reshapes its input with .view() cannot take them, and then falls back for good.
         self._channels_last = input.dim() == 4 and input.device.type == "cpu"
+        #: The attention parts, set by :func:`run_capture` when they are asked for.
+        self._attention: dict[str, Any] = {}
 
     # -- views --------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -122,11 +127,51 @@ class Capture:
         """Whether gradients were taken for every captured layer."""
         return set(self.gradients) >= set(self.activations)
 
-    def covers(self, layers: Sequence[str], gradients: bool) -> bool:
-        """Whether this capture already holds ``layers`` (and their gradients if asked)."""
+    def covers(self, layers: Sequence[str], gradients: bool, attentions: bool = False,
+               attention_gradients: bool = False) -> bool:
+        """Whether this capture already holds ``layers`` (and their gradients if asked), and
+        the attention (and its gradients) if asked."""
         if not set(layers) <= set(self.activations):
             return False
+        if attentions and "probs" not in self._attention:
+            return False
+        if attention_gradients and "target" not in self._attention:
+            return False
         return not gradients or set(layers) <= set(self.gradients)
+
+    # -- a vision transformer's attention (needs ``attentions`` / ``attention_gradients``) ------
+    def _attention_part(self, part: str, need: str) -> Any:
+        self._need(need)
+        if part not in self._attention:
+            raise UsageError(f"this capture holds no attention {part}",
+                             fix="capture with attentions (the plan does when a method needs it)")
+        return self._attention[part]
+
+    @property
+    def attentions(self) -> list[torch.Tensor]:
+        """Per block, in execution order, the (N, heads, T, T) post-softmax attention
+        probabilities the model multiplied into its values (rows are queries)."""
+        return self._attention_part("probs", "attentions")
+
+    @property
+    def token_grid(self) -> tuple[int, int, int]:
+        """``(prefix, h, w)``: the T tokens are ``prefix`` class/register/distillation tokens,
+        then an h x w grid of patches in row-major order."""
+        return self._attention_part("grid", "attentions")
+
+    @property
+    def attention_gradients(self) -> list[torch.Tensor]:
+        """Per block, the gradient of each input's target objective with respect to that
+        block's attention probabilities, (N, heads, T, T)."""
+        return self._attention_part("target", "attention_gradients")
+
+    @property
+    def readout_gradients(self) -> list[torch.Tensor]:
+        """Per block l, the gradient with respect to block l's attention of the target score
+        that the model's own final norm and classifier give to the mean of block l's output
+        tokens (the layer-wise score LeGrad differentiates). Empty when the model's head cannot
+        be read that way."""
+        return self._attention_part("readout", "attention_gradients")
 
     def view(self, needs: frozenset[str] | None) -> Capture:
         """Return this capture as seen by an explainer that declared ``needs``."""
@@ -144,6 +189,8 @@ class Capture:
         twin.region = None if self.region is None else self.region[sl]
         twin.activations = {n: a[sl] for n, a in self.activations.items()}
         twin.gradients = {n: g[sl] for n, g in self.gradients.items()}
+        twin._attention = {k: v if k == "grid" else [t[sl] for t in v]
+                           for k, v in self._attention.items()}
         twin._owner = self
         return twin
 
@@ -473,6 +520,8 @@ def run_capture(
     gradients: bool = True,
     versus: Any = None,
     roi: torch.Tensor | None = None,
+    attentions: bool = False,
+    attention_gradients: bool = False,
 ) -> Capture:
     """Run one forward pass hooking ``layers`` and, if asked, one backward pass for the targets.
 
@@ -496,6 +545,13 @@ def run_capture(
         For a segmentation model, a 0/1 mask on its output grid to sum the target over,
         instead of the pixels the model assigns to the target
         (:func:`engine.explain.targets.roi_on_grid` makes one from an image box).
+    attentions : bool
+        Whether to record a vision transformer's own attention probabilities (its eager path
+        is used for this pass; see :mod:`engine.models.attention`).
+    attention_gradients : bool
+        Whether to also take, in the same backward pass, the target's gradient with respect to
+        every block's attention, and each block's read-out score's gradient with respect to
+        its own attention.
 
     Returns
     -------
@@ -509,9 +565,14 @@ def run_capture(
     written.
     """
     layers = list(dict.fromkeys(layers))
-    want_grad = gradients and bool(layers)
+    layout = find_attention(model.module) if attentions or attention_gradients else None
+    attention_gradients = attention_gradients and layout is not None
+    want_grad = (gradients and bool(layers)) or attention_gradients
     x = x.detach()
-    logits, recorded, forward_ms = hooked_forward(model, x, layers, want_grad)
+    ctx = contextlib.nullcontext() if layout is None else recording_attention(model.module,
+                                                                             layout)
+    with ctx as record:
+        logits, recorded, forward_ms = hooked_forward(model, x, layers, want_grad)
     n = x.shape[0]
     if logits.ndim not in (2, 4) or logits.shape[0] != n:
         raise ModelError(f"model output has shape {tuple(logits.shape)}, expected ({n}, K)")
@@ -528,19 +589,25 @@ def run_capture(
             f"layer {missing[0]} did not run in the forward pass",
             fix="pick a layer that `python main.py layers` lists",
         )
+    parts = {} if layout is None else _attention_parts(layout, record, x)
     raw_grads: dict[str, torch.Tensor] = {}
     start = time.perf_counter()
     if want_grad:
+        if attention_gradients:
+            parts["readout"] = _readout_gradients(layout, record, targets, versus)
+        grad_layers = layers if gradients else []
+        wrt = [recorded[n] for n in grad_layers] + (record.probs if attention_gradients else [])
         picked = objective(logits, targets.to(logits.device), versus, region).sum()
-        found = torch.autograd.grad(picked, [recorded[n] for n in layers], allow_unused=True)
-        for name, grad in zip(layers, found, strict=True):
-            if grad is None:  # the layer does not feed the logits
-                grad = torch.zeros_like(recorded[name])
-            raw_grads[name] = grad.detach()
+        found = torch.autograd.grad(picked, wrt, allow_unused=True)
+        found = [torch.zeros_like(w) if g is None else g.detach()  # a part not feeding the logits
+                 for w, g in zip(wrt, found, strict=True)]
+        raw_grads = dict(zip(grad_layers, found, strict=False))
+        if attention_gradients:
+            parts["target"] = found[len(grad_layers):]
     backward_ms = (time.perf_counter() - start) * 1000.0
     grads = {name: _as_maps(model, name, g) for name, g in raw_grads.items()}
     activations = {name: _as_maps(model, name, recorded[name].detach()) for name in layers}
-    return Capture(
+    cap = Capture(
         model=model,
         input=x,
         logits=logits.detach(),
@@ -552,6 +619,35 @@ def run_capture(
         versus=versus,
         region=region,
     )
+    cap._attention = {k: v if k == "grid" else [t.detach() for t in v] for k, v in parts.items()}
+    return cap
+
+
+def _attention_parts(layout: AttentionLayout, record: Any, x: torch.Tensor) -> dict[str, Any]:
+    """The recorded probabilities (graph kept for the gradients) and the token grid."""
+    blocks = len(layout.attention)
+    if len(record.probs) != blocks or len(record.tokens) != blocks:
+        raise ModelError(f"the model ran {len(record.probs)} attention passes for its {blocks} "
+                         "blocks", fix="use a CAM method on this model")
+    h, w = layout.grid(int(record.probs[0].shape[-1]), tuple(x.shape[-2:]))
+    return {"probs": list(record.probs), "grid": (layout.prefix_tokens, h, w)}
+
+
+def _readout_gradients(layout: AttentionLayout, record: Any, targets: torch.Tensor,
+                       versus: int | None) -> list[torch.Tensor]:
+    """Each block's read-out score differentiated with respect to its own attention only.
+
+    The graph from block l's attention to its read-out is block l's second half and the head,
+    so the L gradients together cost about one backward pass through the network.
+    """
+    if layout.readout is None:
+        return []
+    out = []
+    for probs, tokens in zip(record.probs, record.tokens, strict=True):
+        score = objective(layout.readout(tokens.mean(1)), targets.to(tokens.device), versus)
+        (grad,) = torch.autograd.grad(score.sum(), probs, retain_graph=True, allow_unused=True)
+        out.append(torch.zeros_like(probs) if grad is None else grad.detach())
+    return out
 
 
 class CaptureCache:

@@ -55,6 +55,10 @@ class Plan:
         Whether any explainer needs layer gradients.
     warnings : list of str
         One line per requested method that cannot run on the model.
+    attentions : bool
+        Whether any explainer reads a vision transformer's attention probabilities.
+    attention_gradients : bool
+        Whether any explainer reads the gradients with respect to that attention.
     """
 
     explainers: list
@@ -62,6 +66,8 @@ class Plan:
     layers: list[str]
     gradients: bool
     warnings: list[str] = field(default_factory=list)
+    attentions: bool = False
+    attention_gradients: bool = False
 
     @property
     def methods(self) -> list[str]:
@@ -160,6 +166,8 @@ def plan(model: Any, methods: list[str] | str, layers: str | list[str] = "auto",
         layers=chosen,
         gradients=any("gradients" in e.needs for e in layer_based),
         warnings=warnings,
+        attentions=any({"attentions", "attention_gradients"} & set(e.needs) for e in runnable),
+        attention_gradients=any("attention_gradients" in e.needs for e in runnable),
     )
 
 
@@ -193,7 +201,8 @@ def capture(model: Any, x: torch.Tensor, target: Any, the_plan: Plan,
             def roi(grid, box=target.roi, shape=tuple(image_shape[:2])):
                 return roi_on_grid(box, shape, model.input, grid)
         target = target.label
-    return run_capture(model, x, target, the_plan.layers, the_plan.gradients, versus, roi)
+    return run_capture(model, x, target, the_plan.layers, the_plan.gradients, versus, roi,
+                       the_plan.attentions, the_plan.attention_gradients)
 
 
 def predict(model: Any, x: torch.Tensor) -> torch.Tensor:

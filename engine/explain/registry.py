@@ -51,6 +51,9 @@ BUILTIN_MODULES = (
     "plugins.gradients",
     "plugins.guided",
     "plugins.superpixels",
+    "plugins.attention_rollout",
+    "plugins.attention_relevance",
+    "plugins.legrad",
 )
 
 

@@ -211,13 +211,19 @@ class Session:
         # folder, or two model objects, are never mixed.
         key = request.case
         cached = self._captures.get(key)
-        if cached is not None and cached.covers(the_plan.layers, the_plan.gradients):
+        if cached is not None and cached.covers(the_plan.layers, the_plan.gradients,
+                                                the_plan.attentions, the_plan.attention_gradients):
             return cached, cached.maps, True
         token.check()
         union = list(dict.fromkeys([*(cached.layers if cached else []), *the_plan.layers]))
         gradients = the_plan.gradients or bool(cached is not None and cached.has_gradients)
         x = model.preprocess(image, request.frame)
-        wider = core.Plan(the_plan.explainers, the_plan.params, union, gradients)
+        # A capture with the attention holds its gradients too, so that rollout, relevance and
+        # LeGrad are all served by one pass whichever of them is asked for first.
+        attentions = the_plan.attentions or bool(cached is not None and cached.covers(
+            [], False, attentions=True))
+        wider = core.Plan(the_plan.explainers, the_plan.params, union, gradients,
+                          attentions=attentions, attention_gradients=attentions)
         capture = core.capture(model, x, key.target, wider, tuple(image.shape))
         self.forward_passes += 1
         # Maps depend only on the case, so those of the replaced capture stay valid.
