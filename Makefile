@@ -20,7 +20,7 @@ system:
 
 venv: system $(STAMP)
 
-run: venv
+run: venv docs
 	$(BIN)/python main.py --demo
 
 test: venv

@@ -55,6 +55,7 @@ def build_actions(window) -> None:
     menu.addAction(act("open", "&Open…", window.files.open_dialog))
     window.recent_menu = menu.addMenu("Open &recent")
     window.files.fill_recent()
+    menu.addAction(act("open_model", "Open &model…", window.models.open_dialog))
     menu.addSeparator()
     menu.addAction(act("open_review", "Open re&view…", lambda: review_io.open_dialog(window)))
     menu.addAction(act("save_review", "&Save review…", lambda: review_io.save_dialog(window)))
@@ -125,6 +126,7 @@ def build_actions(window) -> None:
     window.tools_menu.addAction("Describe this &model file…", window.describe_model)
 
     menu = window.menuBar().addMenu("&Help")
+    menu.addAction(act("user_guide", "User &guide", lambda: window.open_user_guide()))
     menu.addAction(act("method_help", "&What am I looking at?",
                        lambda: method_help.open_for(window)))
     menu.addAction(act("help", "&Shortcuts", window.show_help))

@@ -151,6 +151,7 @@ class QtMainWindow(QMainWindow, VolumeViewCommands, FrameEvents, AuditDock, Wind
         self.volumes = VolumeController(self.jobs, self.layer_model, self.volume_view,
                                         self.view_tag, self)
         self.banner = QtErrorBanner()
+        self.banner.sig_guide.connect(self.open_user_guide)
         self.caption = QtCaptionBar()
         central = QWidget()
         central_layout = QVBoxLayout(central)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.log import TRACEBACK_NOTE, log_path
+from engine.core.user_guide import page_for_error
 
 
 def error_status(text: str) -> str:
@@ -28,7 +29,15 @@ def error_status(text: str) -> str:
 
 
 class QtErrorBanner(QFrame):
-    """A non-modal one-line message over the viewer, dismissed by its close button."""
+    """A non-modal one-line message over the viewer, dismissed by its close button.
+
+    Signals
+    -------
+    sig_guide(str)
+        The message's "Read more" link was clicked: open this page of the user guide.
+    """
+
+    sig_guide = Signal(str)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -42,17 +51,26 @@ class QtErrorBanner(QFrame):
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         # Long messages wrap instead of widening the window.
         self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        # A link to the guide page that explains the fix, when there is one.
+        self.guide = QLabel()
+        self.guide.setStyleSheet("QLabel { color: #ffe0e0; } a { color: #ffffff; }")
+        self.guide.linkActivated.connect(self.sig_guide.emit)
+        self.guide.hide()
         close = QToolButton()
         close.setText("✕")
         close.setAutoRaise(True)
         close.clicked.connect(self.hide)
         layout.addWidget(self.label, 1)
+        layout.addWidget(self.guide)
         layout.addWidget(close)
         self.hide()
 
     def show_message(self, text: str) -> None:
         """Show ``text`` (one line from ``LucidaError.one_line``)."""
         self.label.setText(text)
+        page = page_for_error(text)
+        self.guide.setText(f'<a href="{page}">Read more</a>' if page else "")
+        self.guide.setVisible(page is not None)
         self.show()
 
 

@@ -46,8 +46,15 @@ class _Urls(QObject):
 
 
 @pytest.fixture
-def answered(monkeypatch):
-    """Every modal dialog is answered as a cautious user would: Cancel, No, nothing chosen."""
+def answered(monkeypatch, tmp_path):
+    """Every modal dialog is answered as a cautious user would: Cancel, No, nothing chosen.
+
+    The user guide is built (a one-page site), as `make run` leaves it.
+    """
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<h1>Lucida</h1>")
+    monkeypatch.setenv("LUCIDA_DOCS_SITE", str(site))
     rejected = QDialog.DialogCode.Rejected
     for cls in (QDialog, QMessageBox, QFileDialog, QInputDialog):
         monkeypatch.setattr(cls, "exec", lambda self, *a: rejected)
