@@ -18,6 +18,7 @@ from engine.audit.aggregate import aggregate, contrasts, flag_reason, mean_heatm
 from engine.audit.identifiers import scrub_paths
 from engine.audit.manifest import BORDER_ROLE, Manifest, RowProblem
 from engine.audit.measures import region_shares
+from engine.audit.performance import RELIABILITY_PNG, performance_outputs, summary_lines, table_rows
 from engine.audit.store import ResultStore
 from engine.core.atomic import StagedFiles
 from engine.core.errors import ExportError
@@ -275,8 +276,9 @@ def _bar_chart(entries: list[tuple[str, float, float, float]], ylabel: str, titl
     return _png(fig.savefig)
 
 
-def audit_pdf(audit: dict, grid_png: bytes | None) -> bytes:
-    """Return report.pdf: summary, verdicts, charts, tables, the mean-heatmap grid and flags."""
+def audit_pdf(audit: dict, grid_png: bytes | None, reliability_png: bytes | None = None) -> bytes:
+    """Return report.pdf: summary, verdicts, charts, tables, performance by group (with the
+    reliability diagram), the mean-heatmap grid and flags."""
     from xml.sax.saxutils import escape
 
     from reportlab.lib import colors
@@ -325,6 +327,21 @@ def audit_pdf(audit: dict, grid_png: bytes | None) -> bytes:
         for g, s in audit["classification"]["by_group"].items():
             rows.append([g, _fmt(s["accuracy"]), *[_fmt(s["recall"][c]) for c in audit["classes"]]])
         story.append(_table(rows, colors, TableStyle))
+    perf = audit.get("performance") or {}
+    if perf.get("n"):
+        boot, point = perf["bootstrap"], perf["operating_point"]
+        story.append(Paragraph("Performance by group", styles["Heading2"]))
+        story.append(Paragraph(escape(
+            f"One-vs-rest per class at the operating point ({point['rule']}"
+            + (f" {point['threshold']:g}" if "threshold" in point else "") + "); "
+            f"ECE with {perf['calibration']['bins']} equal-width bins; 95% percentile "
+            f"bootstrap CI, {boot['resamples']} resamples by {boot['unit']}."), styles["Normal"]))
+        for line in summary_lines(perf):
+            story.append(Paragraph(escape(line), styles["Normal"]))
+        story.append(_table(table_rows(perf), colors, TableStyle))
+        if reliability_png is not None:
+            story.append(Image(io.BytesIO(reliability_png), width=16 * cm, height=8 * cm,
+                               kind="proportional"))
     story.append(Paragraph("Saliency share by group (95% bootstrap CI)", styles["Heading2"]))
     rows = [["role", "group", "n", "mean", "CI 95%"]]
     for role, entry in audit["roi_share"].items():
@@ -374,7 +391,8 @@ def _table(rows, colors, table_style):
 def write_outputs(store: ResultStore, dataset: Manifest, model, header: dict,
                   out_dir: str | Path, *, pdf: bool = True, engine: dict | None = None,
                   names: dict[str, str] | None = None) -> dict:
-    """Write audit.json, audit.csv, mean_heatmaps/ and (optionally) report.pdf.
+    """Write audit.json, audit.csv, performance.json/.csv, reliability.png, mean_heatmaps/ and
+    (optionally) report.pdf.
 
     ``engine`` (which engine ran the audit: local or Ray, its version and worker count) is
     recorded in audit.json. Images are named by ``names`` (record key to pseudonym;
@@ -397,13 +415,17 @@ def write_outputs(store: ResultStore, dataset: Manifest, model, header: dict,
         audit = summarise_run(store, dataset, model, header, names)
         if engine is not None:
             audit["engine"] = dict(engine)
+        perf, perf_files = performance_outputs(store.records(), dataset, model)
+        # audit.json carries the table; performance.json the reliability curves too.
+        audit["performance"] = {k: v for k, v in perf.items() if k != "reliability"}
         heatmaps = mean_heatmap_pngs(store, model.classes, header["heat_size"],
                                      title=f"{model.name} · {header['method']}")
         files = {"audit.json": json_bytes(audit),
                  "audit.csv": audit_csv(store, dataset, model.classes, names,
-                                        header["identifiers"] == "kept")}
+                                        header["identifiers"] == "kept"), **perf_files}
         if pdf:
-            files["report.pdf"] = audit_pdf(audit, heatmaps.get(GRID_NAME))
+            files["report.pdf"] = audit_pdf(audit, heatmaps.get(GRID_NAME),
+                                            perf_files.get(RELIABILITY_PNG))
     except OSError as exc:
         raise ExportError(f"cannot write the audit ({exc})", path=out,
                           fix="choose a writable --out folder") from None
