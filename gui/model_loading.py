@@ -144,13 +144,28 @@ class ModelLoader:
         if spec == OPEN_CARD:
             path, _ = QFileDialog.getOpenFileName(
                 window, "Open model card", "",
-                "Model cards and files (*.toml *.pt *.pth *.pt2 *.pkl);;All files (*)")
+                "Model cards and files (*.toml *.pt *.pth *.pt2 *.onnx *.pkl);;All files (*)")
             if not path:
                 if window.model_spec:
                     window.panel.set_model(window.model, window.model_spec)
                 return
             spec = path
         self.load(spec)
+
+    def open_dialog(self):
+        """File ▸ Open model: a card, file, folder or typed source, loaded on the worker.
+
+        Returns the job id, or None when the user cancelled.
+        """
+        from gui.model_open_dialog import QtOpenModelDialog
+
+        window = self.window
+        dialog = QtOpenModelDialog(window, window.model_spec if window.model_spec
+                                   not in (None, "demo", "demo-biased", "demo-3d") else "")
+        if dialog.exec() != QtOpenModelDialog.DialogCode.Accepted:
+            return None
+        self.follows_demo = False  # the user chose: the model stays what they chose
+        return self.load(dialog.chosen())
 
     def ask_trust(self, name: str, message: str) -> bool:
         """Ask, in the GUI's words, whether a model file that can run code may be loaded."""

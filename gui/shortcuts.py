@@ -8,6 +8,7 @@ from __future__ import annotations
 #: action id -> (key sequence, description). Keys are bound by ``QtMainWindow``.
 KEYS: dict[str, tuple[str, str]] = {
     "open": ("Ctrl+O", "Open files or a folder"),
+    "open_model": ("Ctrl+Shift+M", "Open a model: a card, file, folder or timm:NAME@FILE"),
     "overlay": ("O", "Show / hide the heatmap"),
     "fit": ("F", "Fit the image to the view"),
     "actual": ("Z", "Actual size (1 image pixel = 1 screen pixel)"),
