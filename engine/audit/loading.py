@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from engine.audit.body_mask import body_mask
 from engine.audit.identifiers import record_key, scrub_paths
 from engine.audit.manifest import AuditRow
 from engine.core.errors import LucidaError, UsageError
@@ -55,6 +57,28 @@ def error_record(row: AuditRow, reason: str, digest: str | None = None,
     return {**record_base(row, digest, keep_identifiers), "error": reason}
 
 
+#: DICOM attributes that name where and how an image was taken: kept in each record, so that
+#: discovery can test whether a cluster of heatmaps is over-represented in one of them.
+ACQUISITION_TAGS = ("Manufacturer", "ManufacturerModelName", "StationName", "InstitutionName",
+                    "ViewPosition", "Modality", "BodyPartExamined")
+
+
+def acquisition_attributes(image) -> dict[str, str]:
+    """The :data:`ACQUISITION_TAGS` a DICOM image carries (non-empty ones); {} for rasters."""
+    ds = getattr(image, "dataset", None)
+    if ds is None:
+        return {}
+    out = {}
+    for tag in ACQUISITION_TAGS:
+        try:
+            value = str(ds.get(tag, "") or "").strip()
+        except Exception:  # noqa: BLE001 - a corrupt element must not hide the others
+            value = ""
+        if value:
+            out[tag] = value
+    return out
+
+
 def content_digest(path) -> str | None:
     """The content digest of the image at ``path`` (its case identity), or None if unreadable."""
     from engine.studies.image import open_image
@@ -86,10 +110,12 @@ class InputRecipe:
         return cls(model.input, getattr(model, "intended_use", None), tuple(model.classes),
                    keep_identifiers)
 
-    def prepare(self, image) -> tuple[torch.Tensor, dict]:
-        """Return the (1, C, H, W) CPU model input and the intended-use check of ``image``."""
-        x = prepare_array(image.model_input(0, window=self.spec.window), self.spec)
-        return x, check_input(self.intended_use, image, x, self.spec).as_dict()
+    def prepare(self, image) -> tuple[torch.Tensor, dict, np.ndarray | None]:
+        """Return the (1, C, H, W) CPU model input, the intended-use check of ``image`` and
+        its body mask (:func:`engine.audit.body_mask.body_mask`, from the same pixels)."""
+        unit = image.model_input(0, window=self.spec.window)
+        x = prepare_array(unit, self.spec)
+        return x, check_input(self.intended_use, image, x, self.spec).as_dict(), body_mask(unit)
 
 
 @dataclass
@@ -103,6 +129,8 @@ class LoadedBatch:
     intended_use: dict[int, dict] = field(default_factory=dict)  # per position
     digests: dict[int, str] = field(default_factory=dict)  # per position, of opened images
     keep_identifiers: bool = False
+    bodies: dict[int, np.ndarray | None] = field(default_factory=dict)  # per position
+    attributes: dict[int, dict[str, str]] = field(default_factory=dict)  # per position
 
 
 def load_batch(rows: Sequence[AuditRow], recipe: InputRecipe) -> LoadedBatch:
@@ -114,13 +142,14 @@ def load_batch(rows: Sequence[AuditRow], recipe: InputRecipe) -> LoadedBatch:
     from engine.studies.image import open_image
 
     keep_identifiers = recipe.keep_identifiers
-    errors, ready, tensors, uses, digests = {}, [], [], {}, {}
+    errors, ready, tensors, uses, digests, bodies, attributes = {}, [], [], {}, {}, {}, {}
     for pos, row in enumerate(rows):
         try:
             image = open_image(row.path, decode=True)
             digests[pos] = image.content_id(0).digest
             label = _label_index(row.label, recipe.classes)
-            x, uses[pos] = recipe.prepare(image)
+            x, uses[pos], bodies[pos] = recipe.prepare(image)
+            attributes[pos] = acquisition_attributes(image)
             tensors.append(x)
             ready.append((pos, tuple(image.shape), label))
         except Exception as exc:  # noqa: BLE001 - one broken file must not stop the audit
@@ -130,4 +159,5 @@ def load_batch(rows: Sequence[AuditRow], recipe: InputRecipe) -> LoadedBatch:
             digest = digests.get(pos) or content_digest(row.path)
             errors[pos] = error_record(row, reason, digest, keep_identifiers)
     x = torch.cat(tensors, 0) if tensors else None
-    return LoadedBatch(list(rows), errors, ready, x, uses, digests, keep_identifiers)
+    return LoadedBatch(list(rows), errors, ready, x, uses, digests, keep_identifiers, bodies,
+                       attributes)

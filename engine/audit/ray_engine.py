@@ -76,7 +76,8 @@ def decode_rows(batch: dict[str, np.ndarray], recipe: InputRecipe) -> dict[str, 
     Returns columns ``row`` (JSON), ``x`` (float32 model inputs; zeros for failed rows),
     ``shape`` (image rows and columns), ``label`` (-1 when unlabelled), ``error`` (a failed
     row's record as JSON, or empty), ``use`` (the intended-use check as JSON) and ``digest``
-    (the image's content digest, or empty).
+    (the image's content digest, or empty), ``body`` (the body mask, packed; empty when none)
+    and ``attributes`` (the image's DICOM acquisition attributes as JSON).
     """
     rows = [row_from_json(str(t)) for t in batch["row"]]
     loaded = load_batch(rows, recipe)
@@ -93,8 +94,26 @@ def decode_rows(batch: dict[str, np.ndarray], recipe: InputRecipe) -> dict[str, 
                       for i in range(n)], object)
     use = np.array([json.dumps(loaded.intended_use.get(i, {})) for i in range(n)], object)
     digest = np.array([loaded.digests.get(i, "") for i in range(n)], object)
+    body = np.array([_pack_mask(loaded.bodies.get(i)) for i in range(n)], object)
+    attributes = np.array([json.dumps(loaded.attributes.get(i, {})) for i in range(n)], object)
     return {"row": batch["row"], "x": x, "shape": shape, "label": label, "error": error,
-            "use": use, "digest": digest}
+            "use": use, "digest": digest, "body": body, "attributes": attributes}
+
+
+def _pack_mask(mask: np.ndarray | None) -> bytes:
+    """A boolean mask as bytes: rows and columns (two uint32), then its bits; b"" for None."""
+    if mask is None:
+        return b""
+    return np.asarray(mask.shape, np.uint32).tobytes() + np.packbits(mask).tobytes()
+
+
+def _unpack_mask(data: bytes) -> np.ndarray | None:
+    """The inverse of :func:`_pack_mask`."""
+    if not data:
+        return None
+    rows, cols = (int(v) for v in np.frombuffer(data[:8], np.uint32))
+    bits = np.unpackbits(np.frombuffer(data[8:], np.uint8), count=rows * cols)
+    return bits.reshape(rows, cols).astype(bool)
 
 
 def _loaded(batch: dict[str, np.ndarray], keep_identifiers: bool) -> LoadedBatch:
@@ -102,7 +121,7 @@ def _loaded(batch: dict[str, np.ndarray], keep_identifiers: bool) -> LoadedBatch
     import torch
 
     rows = [row_from_json(str(t)) for t in batch["row"]]
-    errors, ready, keep, uses, digests = {}, [], [], {}, {}
+    errors, ready, keep, uses, digests, bodies, attributes = {}, [], [], {}, {}, {}, {}
     for pos in range(len(rows)):
         if batch["error"][pos]:
             errors[pos] = json.loads(str(batch["error"][pos]))
@@ -112,8 +131,11 @@ def _loaded(batch: dict[str, np.ndarray], keep_identifiers: bool) -> LoadedBatch
         keep.append(pos)
         uses[pos] = json.loads(str(batch["use"][pos]))
         digests[pos] = str(batch["digest"][pos])
+        bodies[pos] = _unpack_mask(bytes(batch["body"][pos]))
+        attributes[pos] = json.loads(str(batch["attributes"][pos]))
     x = torch.from_numpy(np.ascontiguousarray(batch["x"][keep])) if keep else None
-    return LoadedBatch(rows, errors, ready, x, uses, digests, keep_identifiers)
+    return LoadedBatch(rows, errors, ready, x, uses, digests, keep_identifiers, bodies,
+                       attributes)
 
 
 class AuditWorker:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from engine.audit import batchmaps, decode_pool
+from engine.audit.body_mask import outside_shares
 from engine.audit.identifiers import record_key
 from engine.audit.loading import (
     InputRecipe,
@@ -93,6 +94,7 @@ def explain_batch(batch: LoadedBatch, model, the_plan: core.Plan, roles: Sequenc
     made = [k for k in range(len(batch.ready)) if key in got.maps[k]]
     shares: dict[int, dict] = {}
     warnings: dict[int, str | None] = {}
+    outside_body: dict[int, float | None] = {}
     small = torch.zeros((len(batch.ready), heat_size, heat_size))
     # Maps and images of one shape go back to image geometry and through the share maths
     # together: one tensor operation per batch, not one per image.
@@ -112,8 +114,9 @@ def explain_batch(batch: LoadedBatch, model, the_plan: core.Plan, roles: Sequenc
             roles, BORDER_ROLE,
         )
         small[members] = batchmaps.small_maps(heat, heat_size)
-        for k, value, note in zip(members, found, notes, strict=True):
-            shares[k], warnings[k] = value, note
+        outside = outside_shares(heat, [batch.bodies.get(batch.ready[k][0]) for k in members])
+        for k, value, note, off_body in zip(members, found, notes, outside, strict=True):
+            shares[k], warnings[k], outside_body[k] = value, note, off_body
     keep = batch.keep_identifiers
     for k, (pos, _, label) in enumerate(batch.ready):
         row, digest = batch.rows[pos], batch.digests[pos]
@@ -136,6 +139,9 @@ def explain_batch(batch: LoadedBatch, model, the_plan: core.Plan, roles: Sequenc
             "target": int(cap.targets[k]),
             "scores": [round(v, 6) for v in all_scores[k]],
             "shares": shares[k],
+            # ROI-free: the share of saliency outside the body the image itself shows.
+            "outside_body": outside_body[k],
+            "attributes": batch.attributes.get(pos, {}),
             "heat_index": k,
             "intended_use": batch.intended_use.get(pos, {}),
         }
