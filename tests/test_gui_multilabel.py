@@ -1,0 +1,169 @@
+"""A 14-class multi-label (sigmoid) model in the window: opened with File ▸ Open model, its
+classes listed most probable first, the threshold marking the findings (and re-marking them
+when edited), a click on any row explaining that class; the table stays readable at
+1280 × 720 with the Trust panel open."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gui_fixtures import WAIT_MS, click_item, demo_window, pump
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication, QDialogButtonBox
+
+import gui.model_open_dialog
+from engine.demo.arch import DemoCNN
+from engine.demo.multilabel import CHEST14, write_multilabel_demo
+from gui.model_open_dialog import QtOpenModelDialog
+from gui.prediction_table import CLEAR_MARK, FINDING_MARK
+
+CARD_THRESHOLD = 0.5
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """The multi-label demo model, written as a folder holding card.toml and its weights."""
+    path = tmp_path_factory.mktemp("chest14")
+    write_multilabel_demo(path, threshold=CARD_THRESHOLD)
+    return path
+
+
+@pytest.fixture(scope="module")
+def window(qapp, tmp_path_factory):
+    win = demo_window(qapp, tmp_path_factory.mktemp("settings"))
+    yield win
+    win.close()
+
+
+def _answer_open_model(qtbot, fill) -> list:
+    """Answer the next File ▸ Open model dialog: ``fill(dialog)``, then click Open."""
+    seen = []
+
+    def answer() -> None:
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, QtOpenModelDialog):
+            QTimer.singleShot(20, answer)  # not shown yet
+            return
+        fill(dialog)
+        seen.append(dialog)
+        qtbot.mouseClick(dialog.buttons.button(QDialogButtonBox.StandardButton.Open),
+                         Qt.MouseButton.LeftButton)
+        if dialog.isVisible():  # refused: the status line says why; give up
+            seen.append(dialog.status.text())
+            dialog.reject()
+
+    QTimer.singleShot(0, answer)
+    return seen
+
+
+def _rows(window) -> list:
+    tree = window.panel.prediction
+    return [tree.topLevelItem(i) for i in range(tree.topLevelItemCount())]
+
+
+def _percent(item) -> float:
+    return float(item.text(1).strip().rstrip("%"))
+
+
+def _reference_probabilities(window, folder) -> np.ndarray:
+    """Each class's sigmoid, from a network built and loaded here, not by the window."""
+    from safetensors.torch import load_file
+
+    net = DemoCNN(in_channels=1, num_classes=len(CHEST14)).eval()
+    net.load_state_dict(load_file(str(folder / "demo-multilabel.safetensors")))
+    with torch.no_grad():
+        logits = net(window.model.preprocess(window.image).cpu())[0]
+    return torch.sigmoid(logits).numpy()
+
+
+def test_open_model_takes_a_folder(window, qapp, qtbot, folder, monkeypatch):
+    monkeypatch.setattr(gui.model_open_dialog.QFileDialog, "getExistingDirectory",
+                        staticmethod(lambda *_a, **_k: str(folder)))
+    seen = _answer_open_model(
+        qtbot, lambda d: qtbot.mouseClick(d.folder_button, Qt.MouseButton.LeftButton))
+    with qtbot.waitSignal(window.sig_map_drawn, timeout=WAIT_MS):
+        window.actions_by_id["open_model"].trigger()
+    assert seen and seen[0].spec.text() == str(folder)
+    assert window.model_spec == str(folder)
+    assert window.model.output == "sigmoid" and window.model.classes == list(CHEST14)
+    assert pump(qapp, lambda: len(_rows(window)) == len(CHEST14))
+
+
+def test_the_table_is_sorted_and_the_threshold_marks_the_findings(window, qapp, qtbot, folder):
+    panel = window.panel
+    p = _reference_probabilities(window, folder)
+    rows = _rows(window)
+    names = [item.text(0).lstrip(f"{FINDING_MARK}{CLEAR_MARK} ").rstrip(" ◀") for item in rows]
+    assert names == [CHEST14[i] for i in np.argsort(-p, kind="stable")]
+    assert [_percent(item) for item in rows] == pytest.approx(100 * np.sort(p)[::-1], abs=0.051)
+    spin = panel.prediction_table.threshold
+    assert spin.isVisible() and spin.value() == CARD_THRESHOLD
+
+    def marked() -> set[str]:
+        return {item.text(0).split(" ")[1] for item in _rows(window)
+                if item.text(0).startswith(FINDING_MARK)}
+
+    assert marked() == {CHEST14[i] for i in np.flatnonzero(p >= CARD_THRESHOLD)}
+    assert 0 < len(marked()) < len(CHEST14)
+    # Typed into the box as a person would: the rows are marked again at once.
+    with qtbot.waitSignal(panel.sig_threshold_changed):
+        qtbot.mouseClick(spin.lineEdit(), Qt.MouseButton.LeftButton)
+        spin.lineEdit().selectAll()
+        qtbot.keyClicks(spin.lineEdit(), "0.30")
+        qtbot.keyClick(spin.lineEdit(), Qt.Key.Key_Return)
+    assert spin.value() == pytest.approx(0.30)
+    assert marked() == {CHEST14[i] for i in np.flatnonzero(p >= 0.30)}
+    assert len(marked()) > len(np.flatnonzero(p >= CARD_THRESHOLD))
+    assert panel.finding_threshold() == pytest.approx(0.30)
+    assert panel.prediction_table.findings.text().startswith(f"Findings: {len(marked())} of 14")
+
+
+def test_a_click_on_the_ninth_row_explains_that_class(window, qapp, qtbot):
+    before = np.array(window.layer_model.heatmap, copy=True)
+    old_target = window.result.target
+    ninth = _rows(window)[8]
+    index = ninth.data(0, Qt.ItemDataRole.UserRole)
+    assert index != old_target
+    with qtbot.waitSignal(window.sig_map_drawn, timeout=WAIT_MS):
+        click_item(window.panel.prediction, ninth)
+    assert pump(qapp, lambda: window.result is not None and window.result.target == index)
+    assert CHEST14[index] in window.caption.text()
+    assert not np.allclose(window.layer_model.heatmap, before)
+    # The table keeps its order; the clicked class is the one marked explained.
+    rows = _rows(window)
+    assert rows[8].text(0).endswith("◀") and rows[8].font(0).bold()
+    assert [r.text(0).endswith("◀") for r in rows].count(True) == 1
+
+
+def test_readable_at_1280_by_720_with_the_trust_panel(window, qapp, qtbot):
+    window.resize(1280, 720)
+    qtbot.waitUntil(lambda: window.size().width() == 1280)
+    trust = next(a for a in window.tools_menu.actions() if a.text().startswith("&Trust"))
+    trust.trigger()
+    qtbot.waitUntil(lambda: window.docks["trust"].isVisible())
+    pump(qapp, lambda: not window.worker.busy())
+    tree = window.panel.prediction
+    header = tree.header()
+    widest = max(tree.fontMetrics().horizontalAdvance(item.text(1)) for item in _rows(window))
+    # The probability column is whole and inside the visible part of the table.
+    assert header.sectionSize(1) >= widest
+    assert header.sectionViewportPosition(1) + header.sectionSize(1) <= tree.viewport().width()
+    assert header.sectionSize(0) >= tree.fontMetrics().horizontalAdvance("● Atelectasis")
+
+
+def test_open_model_takes_a_typed_card_path_and_refuses_a_source_without_weights(
+        window, qapp, qtbot, folder):
+    seen = _answer_open_model(qtbot, lambda d: d.spec.setText("timm:convnext_tiny"))
+    window.actions_by_id["open_model"].trigger()
+    assert pump(qapp, lambda: len(seen) == 2)
+    assert "needs its weights" in seen[1] and "Fix:" in seen[1]
+    card = folder / "card.toml"
+    window.load_model("demo")
+    assert pump(qapp, lambda: window.model is not None and window.model.output == "softmax")
+    _answer_open_model(qtbot, lambda d: d.spec.setText(str(card)))
+    with qtbot.waitSignal(window.sig_map_drawn, timeout=WAIT_MS):
+        window.actions_by_id["open_model"].trigger()
+    assert window.model_spec == str(card) and window.model.output == "sigmoid"
+    # The card's threshold again, not the one typed for the model before.
+    assert window.panel.finding_threshold() == CARD_THRESHOLD
