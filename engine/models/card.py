@@ -100,13 +100,16 @@ def _fail(path: Path, message: str, fix: str) -> ModelError:
     return ModelError(message, path=path, fix=fix)
 
 
-def read_card(path: str | Path) -> ModelCard:
+def read_card(path: str | Path, defaults: dict | None = None) -> ModelCard:
     """Read and check a model card.
 
     Parameters
     ----------
     path : str or Path
         The ``.toml`` file.
+    defaults : dict, optional
+        Fields the card may leave out (a card inside a Hugging Face folder means that folder:
+        ``{"model": "."}``); they do not count as stated.
 
     Returns
     -------
@@ -126,7 +129,9 @@ def read_card(path: str | Path) -> ModelCard:
         raise _fail(path, f"cannot read the model card ({exc})", "check the file") from None
     except tomllib.TOMLDecodeError as exc:
         raise _fail(path, f"the model card is not valid TOML ({exc})", "fix the syntax") from None
-    return card_from_data(path, data)
+    card = card_from_data(path, {**(defaults or {}), **data})
+    card.stated = frozenset(data)
+    return card
 
 
 def card_from_data(path: Path, data: dict) -> ModelCard:

@@ -1,9 +1,10 @@
 """A loaded, preprocessing-aware classifier: :func:`load_model` and :class:`LoadedModel`.
 
 ``load_model`` accepts ``demo`` / ``demo-biased``, a model card (``.toml`` or a folder holding
-``card.toml``), a bare ``torchvision:<name>@<weights>``, a ``torch.export`` ``.pt2`` file, a
-TorchScript file, and (with ``trust=True`` only) a pickled full ``nn.Module``. The SHA-256 of every
-file read is recorded in :attr:`LoadedModel.files`.
+``card.toml``), a bare ``torchvision:<name>@<weights>``, ``timm:<name>@<weights>`` or
+``xrv:<weights name>@<weights>``, a Hugging Face ``save_pretrained`` folder, a ``torch.export``
+``.pt2`` file, a TorchScript file, and (with ``trust=True`` only) a pickled full ``nn.Module``.
+The SHA-256 of every file read is recorded in :attr:`LoadedModel.files`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from engine.core.hashing import sha256_file
 from engine.core.resources import MODELS
 from engine.models.adapters import adapt_output
 from engine.models.card import DEFAULT_THRESHOLD, ModelCard, default_spec, read_card
+from engine.models.hf_source import is_hf_folder, read_hf_folder
 from engine.models.intended_use import IntendedUse, UseCheck, check_input
 from engine.models.layers import Discovery, LayerInfo, discover_layers
 from engine.models.layers import to_activation_map as _to_map
@@ -32,6 +34,7 @@ from engine.models.loaders import (
     read_state_dict,
 )
 from engine.models.preprocess import InputSpec, map_to_image, normalise_spec, prepare_array
+from engine.models.sources import source_defaults, source_state
 from engine.models.volume_preprocess import (
     is_volume_spec,
     model_grid,
@@ -308,10 +311,13 @@ def load_model(spec: str | Path, *, trust: bool = False, device: str = "cpu") ->
     ----------
     spec : str or Path
         ``demo`` | ``demo-biased`` | a card (``.toml``, or a folder with ``card.toml``) |
-        ``torchvision:<name>@<weights file>`` | a ``.pt2`` torch.export file | a TorchScript file |
-        a pickled ``nn.Module`` (needs ``trust``).
+        ``torchvision:<name>@<weights file>`` | ``timm:<name>@<weights file>`` |
+        ``xrv:<weights name>@<weights file>`` | a Hugging Face ``save_pretrained`` folder (a
+        ``card.toml`` inside overrides what the folder says) | a ``.pt2`` torch.export file |
+        a TorchScript file | a pickled ``nn.Module`` (needs ``trust``).
     trust : bool
-        Allow files that run Python code when loaded (pickles, ``python:`` architectures).
+        Allow files that run Python code when loaded (pickles, ``python:`` architectures, a
+        Hugging Face config with ``auto_map``).
     device : str
         ``cpu``, ``cuda``, ``cuda:1``, ``mps``, ..., or ``auto`` (see
         :func:`engine.core.device.resolve_device`).
@@ -331,16 +337,20 @@ def load_model(spec: str | Path, *, trust: bool = False, device: str = "cpu") ->
     text = str(spec)
     if text in DEMO_MODELS:
         return _from_card(read_card(model_dir(text) / "card.toml"), trust, dev)
-    if text.startswith("torchvision:") and not Path(text).exists():
-        return _bare_torchvision(text, trust, dev)
+    if text.startswith(BARE_KINDS) and not Path(text).exists():
+        return _bare_architecture(text, trust, dev)
     path = Path(spec)
+    if is_hf_folder(path):
+        inner = path / "card.toml"
+        card = read_card(inner, defaults={"model": "."}) if inner.is_file() else None
+        return _from_hf(path, card, trust, dev)
     if path.is_dir() and (path / "card.toml").is_file():
         path = path / "card.toml"
     if not path.exists():
         raise ModelError(
             "model not found", path=path,
-            fix="give demo, demo-biased, a model card (.toml), a .pt2/.pt file, "
-            "or torchvision:<name>@<weights>",
+            fix="give demo, demo-biased, a model card (.toml), a .pt2/.pt file, a Hugging Face "
+            "folder, or torchvision:/timm:/xrv:<name>@<weights>",
         )
     if path.suffix == ".toml":
         return _from_card(read_card(path), trust, dev)
@@ -375,34 +385,70 @@ def _infer_classes(module, spec: InputSpec, device, output_key,
     return [f"class_{i}" for i in range(k)]
 
 
-def _bare_torchvision(text: str, trust: bool, device) -> LoadedModel:
+#: Architecture kinds that open bare, as ``<kind>:<name>@<weights file>``.
+BARE_KINDS = ("torchvision:", "timm:", "xrv:")
+
+
+def _bare_architecture(text: str, trust: bool, device) -> LoadedModel:
     arch, _, weights = text.partition("@")
     if not weights:
         raise UsageError(
             f"{arch} needs weights", fix=f"write {arch}@path/to/weights.pth or use a model card"
         )
     wpath = Path(weights).resolve()
-    state = read_state_dict(wpath, trust=trust)
-    # The classifier's last weight matrix tells how many classes the weights were trained for.
-    last = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
-    num_classes = int(last[-1].shape[0]) if last else None
+    state = source_state(arch, read_state_dict(wpath, trust=trust))
+    num_classes = None
+    if not arch.startswith("xrv:"):
+        # The classifier's last weight matrix tells how many classes the weights were trained
+        # for; an xrv DenseNet has its pathologies, and weights of another size do not fit it.
+        last = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
+        num_classes = int(last[-1].shape[0]) if last else None
     module = build_architecture(arch, {}, num_classes, base=Path.cwd(), trust=trust, card=None)
     apply_state_dict(module, state, wpath, arch)
     digest = sha256_file(wpath)
-    spec = default_spec()
-    classes = (
+    found = source_defaults(arch, module, {})
+    spec = found.input or default_spec()
+    classes = found.classes or (
         [f"class_{i}" for i in range(num_classes)]
         if num_classes
         else _infer_classes(module, spec, device, None)
     )
     return LoadedModel(
-        module, name=arch.partition(":")[2], classes=classes, input=spec, kind="module",
-        device=device, files={str(wpath): digest}, sha256=digest,
+        module, name=arch.partition(":")[2], classes=classes, input=spec,
+        output=found.output or "softmax", kind="module", device=device,
+        files={str(wpath): digest}, sha256=digest,
     )
 
 
+def _from_hf(folder: Path, card: ModelCard | None, trust: bool, device) -> LoadedModel:
+    """A Hugging Face folder, with what a card states taking precedence."""
+    hf = read_hf_folder(folder, trust=trust)
+    stated = card.stated if card is not None else frozenset()
+    files = dict(hf.files)
+    if card is not None:
+        files[str(card.path)] = sha256_file(card.path)
+    model = LoadedModel(
+        hf.module, name=card.name if "name" in stated else folder.resolve().name,
+        classes=card.classes if "classes" in stated else hf.classes,
+        input=card.input if "input" in stated else hf.input,
+        output=card.output if "output" in stated else hf.output, kind="module", device=device,
+        files=files, sha256=files[str(hf.weights)],
+        card_path=str(card.path) if card is not None else None,
+        output_key=card.output_key if card is not None else None,
+        card_default_layer=card.default_layer if card is not None else None,
+        intended_use=card.intended_use if card is not None else None,
+        threshold=card.threshold if card is not None else DEFAULT_THRESHOLD,
+    )
+    if model._card_default_layer:
+        model.submodule(model._card_default_layer)  # a typo in the card fails here
+    return model
+
+
 def _from_card(card: ModelCard, trust: bool, device) -> LoadedModel:
+    if card.model is not None and is_hf_folder(card.model):
+        return _from_hf(card.model, card, trust, device)
     files = {str(card.path): sha256_file(card.path)}
+    found = None
     if card.model is not None:
         module, kind, input_shape = load_whole_model(card.model, trust=trust, device=device)
         target = card.model
@@ -412,20 +458,25 @@ def _from_card(card: ModelCard, trust: bool, device) -> LoadedModel:
             card.architecture, card.architecture_args, n, base=card.path.parent, trust=trust,
             card=card.path,
         )
-        apply_state_dict(module, read_state_dict(card.weights, trust=trust), card.weights,
-                         card.architecture)
+        state = source_state(card.architecture, read_state_dict(card.weights, trust=trust))
+        apply_state_dict(module, state, card.weights, card.architecture)
         kind, input_shape, target = "module", None, card.weights
+        found = source_defaults(card.architecture, module, card.architecture_args)
     digest = sha256_file(target)
     files[str(target)] = digest
-    spec = card.input
+    spec = card.input or (found.input if found is not None else None)
     if spec is None:
         spec = default_spec(*(
             (input_shape[0], input_shape[1:]) if input_shape and input_shape[0] in (1, 3) else ()
         ))
     module = module.to(device).eval()
-    classes = card.classes or _infer_classes(module, spec, device, card.output_key, card.task)
+    classes = card.classes or (found.classes if found is not None else None) or _infer_classes(
+        module, spec, device, card.output_key, card.task)
+    output = card.output
+    if "output" not in card.stated and found is not None and found.output:
+        output = found.output
     model = LoadedModel(
-        module, name=card.name, classes=classes, input=spec, output=card.output, kind=kind,
+        module, name=card.name, classes=classes, input=spec, output=output, kind=kind,
         device=device, files=files, sha256=digest, card_path=str(card.path),
         output_key=card.output_key, card_default_layer=card.default_layer,
         intended_use=card.intended_use, task=card.task, threshold=card.threshold,

@@ -35,21 +35,26 @@ def known_architectures() -> list[str]:
     """The architecture strings :func:`build_architecture` builds without user code.
 
     The demo architectures, then ``torchvision:<name>`` for every classification,
-    segmentation and video builder of the installed torchvision, sorted. A card may also
-    name ``python:<file.py>:<function>``, which is not listed: any file can hold one.
+    segmentation and video builder of the installed torchvision, ``xrv:<weights name>`` for
+    TorchXRayVision's DenseNets and ``timm:<name>`` for every timm model, each sorted. A card
+    may also name ``python:<file.py>:<function>``, which is not listed: any file can hold one.
 
     Returns
     -------
     list of str
-        E.g. ``["lucida:demo_cnn", ..., "torchvision:resnet18", ...]``.
+        E.g. ``["lucida:demo_cnn", ..., "torchvision:resnet18", ..., "timm:convnext_tiny"]``.
     """
     import torchvision
+
+    from engine.models.timm_source import timm_names
+    from engine.models.xrv_source import xrv_names
 
     names = set()
     for family in TORCHVISION_FAMILIES:
         module = getattr(torchvision.models, family) if family else torchvision.models
         names.update(torchvision.models.list_models(module=module))
-    return [*DEMO_ARCHITECTURES, *(f"torchvision:{name}" for name in sorted(names))]
+    return [*DEMO_ARCHITECTURES, *(f"torchvision:{name}" for name in sorted(names)),
+            *(f"xrv:{name}" for name in xrv_names()), *(f"timm:{name}" for name in timm_names())]
 
 
 def build_architecture(
@@ -60,7 +65,8 @@ def build_architecture(
     Parameters
     ----------
     spec : str
-        ``lucida:demo_cnn``, ``torchvision:<name>`` or ``python:<file.py>:<function>``.
+        ``lucida:demo_cnn``, ``torchvision:<name>``, ``timm:<name>``, ``xrv:<weights name>``
+        or ``python:<file.py>:<function>``.
     args : dict
         Keyword arguments for the builder (the card's ``[architecture_args]``).
     num_classes : int or None
@@ -83,11 +89,20 @@ def build_architecture(
         builder = _torchvision(rest, card)
     elif kind == "python" and rest:
         return _python_builder(rest, args, num_classes, base, trust, card)
+    elif kind == "timm" and rest:
+        from engine.models.timm_source import build_timm
+
+        return build_timm(rest, args, num_classes, card)
+    elif kind == "xrv" and rest:
+        from engine.models.xrv_source import build_xrv
+
+        return build_xrv(rest, args, num_classes, card)
     else:
         raise ModelError(
             f"unknown architecture {spec!r}",
             path=card,
-            fix="use torchvision:<name>, python:<file.py>:<function> or one of "
+            fix="use torchvision:<name>, timm:<name>, xrv:<name>, python:<file.py>:<function> "
+            "or one of "
             + ", ".join(DEMO_ARCHITECTURES),
         )
     args = _builder_args(builder, args, num_classes)
