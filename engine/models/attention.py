@@ -170,9 +170,13 @@ def _timm(module: nn.Module) -> AttentionLayout:
             getattr(module, "head", None), nn.Module):
         norm = getattr(module, "norm", None) or nn.Identity()
         fc_norm = getattr(module, "fc_norm", None) or nn.Identity()
+        heads = [h for h in (module.head, getattr(module, "head_dist", None))
+                 if isinstance(h, nn.Module)]
 
-        def readout(pooled, norm=norm, fc_norm=fc_norm, head=module.head):
-            return head(fc_norm(norm(pooled)))
+        def readout(pooled, norm=norm, fc_norm=fc_norm, heads=heads):
+            x = fc_norm(norm(pooled))
+            # A distilled DeiT averages its class and distillation heads, as its forward does.
+            return sum(h(x) for h in heads) / len(heads)
 
     return AttentionLayout(
         family="timm", attention=tuple(names), blocks=tuple(n.rsplit(".", 1)[0] for n in names),
