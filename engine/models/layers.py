@@ -3,8 +3,10 @@
 A dry forward pass with a hook on every submodule records each output. Spatial layers have
 outputs (N, C, H, W) with H, W > 1, or (N, C, D, H, W) in 3-D models (H, W > 1; D may have
 pooled down to 1) (channels-last (N, H, W, C) outputs, as Swin's stages give,
-are recognised too); token layers have outputs (N, T, C) with T = h*w or 1 + h*w and are
-reshaped to (N, C, h, w) (a leading class token is dropped).
+are recognised too); token layers have outputs (N, T, C) with T = h*w or P + h*w and are
+reshaped to (N, C, h, w): the P leading tokens (class, register and distillation tokens) are
+dropped. P is read off the model's patch embedding (its ``num_patches``, as timm and Hugging Face
+ViTs, DeiTs, DINOv2 and Swin state it), else a class token is assumed when the rest is a grid.
 
 Which dimensions are spatial is measured, not guessed: a second pass at a larger input shows
 which dimensions grow. Models that only accept one input size fall back to shape rules.
@@ -75,7 +77,12 @@ def first_tensor(output) -> torch.Tensor | None:
     return None
 
 
-def token_grid(tokens: int, input_hw: tuple[int, int]) -> tuple[int, int, int] | None:
+#: The most leading (class, register, distillation) tokens a patch count may account for.
+MAX_PREFIX_TOKENS = 16
+
+
+def token_grid(tokens: int, input_hw: tuple[int, int],
+               patches: int | None = None) -> tuple[int, int, int] | None:
     """Factor a token count into ``(prefix, h, w)`` with ``h/w`` close to the input's aspect.
 
     Parameters
@@ -84,6 +91,8 @@ def token_grid(tokens: int, input_hw: tuple[int, int]) -> tuple[int, int, int] |
         T of an (N, T, C) output.
     input_hw : tuple of int
         Model input ``(H, W)``.
+    patches : int, optional
+        The model's patch count: ``tokens - patches`` leading tokens are tried first.
 
     Returns
     -------
@@ -91,7 +100,10 @@ def token_grid(tokens: int, input_hw: tuple[int, int]) -> tuple[int, int, int] |
         ``(prefix_tokens, h, w)`` with ``h * w == tokens - prefix_tokens``, or None.
     """
     aspect = input_hw[0] / input_hw[1]
-    for prefix in (0, 1):
+    prefixes = (0, 1)
+    if patches is not None and 0 <= tokens - patches <= MAX_PREFIX_TOKENS:
+        prefixes = (tokens - patches, *prefixes)
+    for prefix in prefixes:
         n = tokens - prefix
         if n < 4:
             continue
@@ -171,7 +183,31 @@ def _record(module: nn.Module, x: torch.Tensor):
     return records, calls, out
 
 
-def _classify(shape_a, shape_b, input_hw, volumetric=False) -> tuple[Layout, tuple] | None:
+def patch_count(module: nn.Module) -> int | None:
+    """The number of patches of a transformer's patch embedding (``num_patches``), or None."""
+    for sub in module.modules():
+        count = getattr(sub, "num_patches", None)
+        if isinstance(count, int) and count > 0:
+            return count
+    return None
+
+
+def _looks_nhwc(shape, input_hw) -> bool:
+    """Without a second pass: whether only the channels-last reading has the input's aspect.
+
+    A fixed-size Swin (timm) gives (N, h, w, C) stages, e.g. (1, 4, 4, 48), whose channels-first
+    reading would be a 4 x 48 grid.
+    """
+    aspect = input_hw[0] / input_hw[1]
+
+    def fits(h, w) -> bool:
+        return abs(math.log((h / w) / aspect)) < 0.35
+
+    return fits(shape[1], shape[2]) and not fits(shape[2], shape[3])
+
+
+def _classify(shape_a, shape_b, input_hw, volumetric=False,
+              patches: int | None = None) -> tuple[Layout, tuple] | None:
     """Decide whether one output is spatial or token-shaped; return its layout and (C, *grid)."""
     grows = None
     if shape_b is not None and len(shape_b) == len(shape_a):
@@ -183,13 +219,14 @@ def _classify(shape_a, shape_b, input_hw, volumetric=False) -> tuple[Layout, tup
             return Layout("nchw"), tuple(shape_a[1:])
         return None
     if len(shape_a) == 4:
-        if grows == {1, 2} and shape_a[1] > 1 and shape_a[2] > 1:
+        if (grows == {1, 2} or (grows is None and _looks_nhwc(shape_a, input_hw))) \
+                and shape_a[1] > 1 and shape_a[2] > 1:
             return Layout("nhwc"), (shape_a[3], shape_a[1], shape_a[2])
         if (grows is None or grows == {2, 3}) and shape_a[2] > 1 and shape_a[3] > 1:
             return Layout("nchw"), (shape_a[1], shape_a[2], shape_a[3])
         return None
     if len(shape_a) == 3 and (grows is None or grows == {1}):
-        grid = token_grid(shape_a[1], input_hw)
+        grid = token_grid(shape_a[1], input_hw, patches)
         if grid is not None:
             prefix, h, w = grid
             return Layout("tokens", prefix), (shape_a[2], h, w)
@@ -242,12 +279,13 @@ def discover_layers(
         # tensor object, and the last module to finish with it names it best.
         # ``records`` keeps every tensor alive, so ids stay unique.
         last_name = {id(t): name for name, t in records}
+        patches = patch_count(module)
         chosen = []
         for name, t in records:
             if last_name[id(t)] != name or calls.get(name, 0) != 1:
                 continue
             kind = _classify(tuple(t.shape), shapes_b.get(name) if shapes_b else None, (h, w),
-                             volumetric)
+                             volumetric, patches)
             if kind is not None:
                 chosen.append((name, t, *kind))
         influence = _influence(out, output_key, chosen, task)
