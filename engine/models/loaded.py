@@ -344,6 +344,12 @@ def load_model(spec: str | Path, *, trust: bool = False, device: str = "cpu") ->
         inner = path / "card.toml"
         card = read_card(inner, defaults={"model": "."}) if inner.is_file() else None
         return _from_hf(path, card, trust, dev)
+    from engine.models import monai_bundle, onnx_model  # they build LoadedModel: import late
+
+    if monai_bundle.is_bundle(path):
+        return monai_bundle.load_bundle(path, trust=trust, device=dev)
+    if path.suffix == ".onnx":
+        return onnx_model.load_onnx(path, device=dev)
     if path.is_dir() and (path / "card.toml").is_file():
         path = path / "card.toml"
     if not path.exists():
@@ -447,6 +453,10 @@ def _from_hf(folder: Path, card: ModelCard | None, trust: bool, device) -> Loade
 def _from_card(card: ModelCard, trust: bool, device) -> LoadedModel:
     if card.model is not None and is_hf_folder(card.model):
         return _from_hf(card.model, card, trust, device)
+    if card.model is not None and card.model.suffix == ".onnx":
+        from engine.models.onnx_model import load_onnx  # it builds LoadedModel: import late
+
+        return load_onnx(card.model, device=device, card=card)
     files = {str(card.path): sha256_file(card.path)}
     found = None
     if card.model is not None:
