@@ -14,6 +14,7 @@ import textwrap
 import numpy as np
 import pytest
 from audit_fixtures import small_model, write_phantom_dataset
+from transformer_fixtures import tiny_vit, tiny_vit_card
 
 from engine.audit.manifest import load_dataset
 from engine.audit.runner import AuditSettings, run_audit
@@ -61,6 +62,11 @@ def _quick(name: str) -> dict:
     return dict(QUICK.get(name, {}))
 
 
+def _reads_the_demo(name: str) -> bool:
+    """Whether a method runs on the demo CNN; attention methods run on a small ViT instead."""
+    return registry().get(name).unavailable_reason(load_model("demo")) is None
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     folder = tmp_path_factory.mktemp("every")
@@ -71,7 +77,8 @@ def dataset(tmp_path_factory):
 def test_method_runs_through_explain(name, tmp_path):
     image = DEMO_STUDY / "phantom_0001.dcm"
     params = [f"--param={k}={v}" for k, v in _quick(name).items()]
-    code = cli_main(["explain", str(image), "--model", "demo", "--method", name,
+    model = "demo" if _reads_the_demo(name) else str(tiny_vit_card(tmp_path / "vit"))
+    code = cli_main(["explain", str(image), "--model", model, "--method", name,
                      "--out", str(tmp_path), *params])
     assert code == 0
     result = json.loads((tmp_path / "case-001" / "result.json").read_text())
@@ -84,7 +91,8 @@ def test_method_runs_through_explain(name, tmp_path):
 
 @pytest.mark.parametrize("name", _names())
 def test_method_runs_through_the_audit(name, dataset, tmp_path):
-    store = run_audit(dataset, small_model(40), AuditSettings(method=name, params=_quick(name),
+    model = small_model(40) if _reads_the_demo(name) else tiny_vit(tmp_path / "vit", 40)
+    store = run_audit(dataset, model, AuditSettings(method=name, params=_quick(name),
                                                               batch_size=4, heat_size=16),
                       tmp_path)
     records = list(store.records())
@@ -96,8 +104,8 @@ def test_method_runs_through_the_audit(name, dataset, tmp_path):
 
 
 @pytest.mark.parametrize("name", _names())
-def test_method_runs_through_the_trust_metrics(name):
-    model = load_model("demo")
+def test_method_runs_through_the_trust_metrics(name, tmp_path):
+    model = load_model("demo") if _reads_the_demo(name) else tiny_vit(tmp_path / "vit")
     image = open_image(DEMO_STUDY / "phantom_0001.dcm")
     session = Session(device="cpu")
     result = session.explain(ExplainRequest(image, model, [name], params={name: _quick(name)}))
@@ -119,7 +127,7 @@ def test_user_folder_plugin_runs_through_every_path(tmp_path, monkeypatch, datas
         assert "foldergxa" in registry(reload=True).names()
         test_method_runs_through_explain("foldergxa", tmp_path / "explain")
         test_method_runs_through_the_audit("foldergxa", dataset, tmp_path / "audit")
-        test_method_runs_through_the_trust_metrics("foldergxa")
+        test_method_runs_through_the_trust_metrics("foldergxa", tmp_path / "trust")
     finally:
         monkeypatch.setenv("LUCIDA_USER_PLUGINS", "")
         registry(reload=True)
@@ -160,7 +168,7 @@ def test_installed_entry_point_package_runs_end_to_end(tmp_path, monkeypatch):
         assert "packagedgxa" in reg.names(), reg.errors
         assert "entry point packagedgxa" in reg.origin("packagedgxa")
         test_method_runs_through_explain("packagedgxa", tmp_path / "explain")
-        test_method_runs_through_the_trust_metrics("packagedgxa")
+        test_method_runs_through_the_trust_metrics("packagedgxa", tmp_path / "trust")
     finally:
         monkeypatch.undo()
         registry(reload=True)
