@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QCompleter,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QLabel,
@@ -30,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.errors import LucidaError, ModelError
-from engine.models.card import default_spec
+from engine.models.card import DEFAULT_THRESHOLD, default_spec
 from engine.models.card_writer import CardExists, write_card
 from engine.models.dry_run import dry_run_card
 from engine.models.loaders import known_architectures
@@ -56,11 +57,13 @@ def _numbers(text: str, what: str) -> list[float]:
 
 def card_fields(model_file: Path, name: str, classes: list[str], output: str,
                 size: tuple[int, int], channels: int, mean: list[float], std: list[float],
-                window: str, architecture: str | None = None) -> dict:
+                window: str, architecture: str | None = None,
+                threshold: float | None = None) -> dict:
     """Return the card for ``model_file`` as :func:`~engine.models.card_writer.write_card` takes it.
 
     With ``architecture``, the file is the card's ``weights`` (a state_dict); without, its
-    ``model`` (a whole-model file).
+    ``model`` (a whole-model file). ``threshold`` is written for a sigmoid (multi-label)
+    output only: the probability at or above which a class is a finding.
 
     Returns
     -------
@@ -74,6 +77,8 @@ def card_fields(model_file: Path, name: str, classes: list[str], output: str,
         **files,
         "classes": classes,
         "output": output,
+        **({"threshold": float(threshold)}
+           if output == "sigmoid" and threshold is not None else {}),
         "input": {"size": list(size), "channels": channels, "mean": mean, "std": std,
                   "window": window},
     }
@@ -109,6 +114,15 @@ class QtCardDialog(QDialog):
         self.output = QComboBox()
         self.output.addItems(["softmax", "sigmoid"])
         self.output.setCurrentText(model.output if model is not None else "softmax")
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.01, 0.99)
+        self.threshold.setSingleStep(0.05)
+        self.threshold.setValue(getattr(model, "threshold", DEFAULT_THRESHOLD))
+        self.threshold.setToolTip("Sigmoid (multi-label) outputs: a class at or above this "
+                                  "probability is a finding")
+        self.output.currentTextChanged.connect(
+            lambda text: self.threshold.setEnabled(text == "sigmoid"))
+        self.threshold.setEnabled(self.output.currentText() == "sigmoid")
         self.rows, self.cols = QSpinBox(), QSpinBox()
         for box, value in ((self.rows, spec_in.size[0]), (self.cols, spec_in.size[1])):
             box.setRange(8, 4096)
@@ -130,6 +144,7 @@ class QtCardDialog(QDialog):
         form.addRow("Name", self.name)
         form.addRow("Classes", self.classes)
         form.addRow("Output", self.output)
+        form.addRow("Finding threshold", self.threshold)
         form.addRow("Input rows", self.rows)
         form.addRow("Input columns", self.cols)
         form.addRow("Channels", self.channels)
@@ -156,19 +171,37 @@ class QtCardDialog(QDialog):
             buttons.button(QDialogButtonBox.StandardButton.Save).setEnabled(False)
 
     def _architecture_box(self) -> QComboBox:
-        """An editable list of every known architecture, searched by any part of a name."""
+        """An editable list of the known architectures, searched by any part of a name.
+
+        It holds the two fixed choices until :meth:`set_architectures` brings the names (over
+        a thousand with timm, listed on the worker).
+        """
         box = QComboBox()
         box.setEditable(True)
         box.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        box.addItems([WHOLE_MODEL, *known_architectures(), PYTHON_FILE])
+        box.setMaxVisibleItems(20)
+        box.addItems([WHOLE_MODEL, PYTHON_FILE])
         completer = QCompleter(box.model(), box)
         completer.setFilterMode(Qt.MatchFlag.MatchContains)
         completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setMaxVisibleItems(15)
         box.setCompleter(completer)
         box.setToolTip("Type part of a name (resnet, unet, swin…). A weights file (state_dict) "
                        "needs the network it was saved from; a whole-model file needs none.")
         box.textActivated.connect(self._architecture_chosen)
         return box
+
+    def set_architectures(self, names: list[str]) -> None:
+        """List ``names`` between the whole-model and the Python-file choices; what is typed
+        stays."""
+        box = self.architecture
+        text = box.currentText()
+        box.blockSignals(True)
+        while box.count() > 2:
+            box.removeItem(1)
+        box.insertItems(1, list(names))
+        box.setCurrentText(text)
+        box.blockSignals(False)
 
     def _architecture_chosen(self, text: str) -> None:
         if text != PYTHON_FILE:
@@ -219,7 +252,7 @@ class QtCardDialog(QDialog):
                                  self.name.text().strip() or self.model_file.stem, classes,
                                  self.output.currentText(), (self.rows.value(), self.cols.value()),
                                  channels, mean, std, self.window.currentText(),
-                                 self.chosen_architecture())
+                                 self.chosen_architecture(), self.threshold.value())
             path = self.card_path()
             self._try(path, fields)
             write_card(path, fields, overwrite=self._replace == path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from gui.explain_panel import OPEN_CARD
@@ -54,6 +55,13 @@ def resolve(choice: str) -> str:
     from engine.explain.session import resolve_device
 
     return str(resolve_device(choice))
+
+
+def architecture_names() -> list[str]:
+    """Every architecture a card can name (worker thread: it imports torchvision and timm)."""
+    from engine.models.loaders import known_architectures
+
+    return known_architectures()
 
 
 def load(spec: str, trust: bool, device: str):
@@ -107,6 +115,29 @@ class ModelLoader:
         #: only while the demo's own study is open (set by ``FileOpener.open_paths``) and until
         #: the user picks a model. Switching models is otherwise always the user's act.
         self.follows_demo = False
+        #: Every architecture a card or a typed source can name, once listed on the worker.
+        self.architectures: list[str] | None = None
+        self._waiting: list = []
+
+    def list_architectures(self, apply) -> None:
+        """Hand ``apply`` the architecture names, listed on the worker the first time.
+
+        The list runs to over a thousand names with timm, whose import takes seconds: the
+        dialogs open at once and their completers fill when the list arrives.
+        """
+        if self.architectures is not None:
+            apply(self.architectures)
+            return
+        self._waiting.append(apply)
+        if len(self._waiting) == 1:
+            self.window.jobs.submit("architectures", lambda *_a: architecture_names(),
+                                    on_done=self._listed)
+
+    def _listed(self, names: list[str], _context: dict) -> None:
+        self.architectures = list(names)
+        waiting, self._waiting = self._waiting, []
+        for apply in waiting:
+            apply(self.architectures)
 
     def trust_for(self, spec: str) -> bool:
         """Whether ``spec`` may run code when loaded (``--trust-model`` or a confirmation)."""
@@ -162,6 +193,8 @@ class ModelLoader:
         window = self.window
         dialog = QtOpenModelDialog(window, window.model_spec if window.model_spec
                                    not in (None, "demo", "demo-biased", "demo-3d") else "")
+        self.list_architectures(lambda names: shiboken6.isValid(dialog)
+                                and dialog.set_architectures(names))
         if dialog.exec() != QtOpenModelDialog.DialogCode.Accepted:
             return None
         self.follows_demo = False  # the user chose: the model stays what they chose
@@ -196,6 +229,8 @@ class ModelLoader:
         window = self.window
         model = window.model if spec == window.model_spec else None
         dialog = QtCardDialog(window, model, spec, trust=self.trust_for(spec))
+        self.list_architectures(lambda names: shiboken6.isValid(dialog)
+                                and dialog.set_architectures(names))
         dialog.sig_card_saved.connect(lambda path: self.load(path, trust=self.trust_for(spec)))
         dialog.show()
         return dialog

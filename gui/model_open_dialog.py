@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QStringListModel, Qt
 from PySide6.QtWidgets import (
     QCompleter,
     QDialog,
@@ -25,15 +25,11 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from engine.models.loaders import known_architectures
-
 #: The file dialog's filter for model files.
 MODEL_FILTER = ("Model cards and files (*.toml *.pt *.pth *.pt2 *.onnx *.pkl);;"
                 "Weights (*.safetensors *.pt *.pth *.bin);;All files (*)")
 #: Typed sources that name an architecture and need a weights file after ``@``.
 SOURCE_PREFIXES = ("timm:", "xrv:", "torchvision:")
-#: TorchXRayVision's chest model, offered as typed (its weights are the user's file).
-XRV_NAMES = ("xrv:densenet121-res224-all",)
 
 
 def is_source(text: str) -> bool:
@@ -60,8 +56,8 @@ class QtOpenModelDialog(QDialog):
         self.spec.setPlaceholderText("a card, file or folder, or timm:NAME@weights.safetensors")
         self.spec.setClearButtonEnabled(True)
         # Architectures by any part of their name: the list runs to hundreds with timm.
-        names = dict.fromkeys([*known_architectures(), *XRV_NAMES])
-        completer = QCompleter(list(names), self)
+        self.names = QStringListModel(self)
+        completer = QCompleter(self.names, self)
         completer.setFilterMode(Qt.MatchFlag.MatchContains)
         completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         completer.setMaxVisibleItems(15)
@@ -95,6 +91,10 @@ class QtOpenModelDialog(QDialog):
         layout.addLayout(row)
         layout.addWidget(self.status)
         layout.addWidget(self.buttons)
+
+    def set_architectures(self, names: list[str]) -> None:
+        """Offer ``names`` (``timm:convnext_tiny``...) as the typed source is written."""
+        self.names.setStringList(list(names))
 
     def chosen(self) -> str:
         """What to load: the typed source or the path (``~`` expanded)."""

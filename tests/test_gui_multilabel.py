@@ -158,6 +158,10 @@ def test_open_model_takes_a_typed_card_path_and_refuses_a_source_without_weights
     window.actions_by_id["open_model"].trigger()
     assert pump(qapp, lambda: len(seen) == 2)
     assert "needs its weights" in seen[1] and "Fix:" in seen[1]
+    # The dialog's completer offers every architecture, listed on the worker (timm's too).
+    assert pump(qapp, lambda: window.models.architectures is not None)
+    assert {"timm:convnext_tiny", "xrv:densenet121-res224-all", "torchvision:resnet18"} <= \
+        set(window.models.architectures)
     card = folder / "card.toml"
     window.load_model("demo")
     assert pump(qapp, lambda: window.model is not None and window.model.output == "softmax")
