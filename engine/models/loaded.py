@@ -403,12 +403,7 @@ def _bare_architecture(text: str, trust: bool, device) -> LoadedModel:
         )
     wpath = Path(weights).resolve()
     state = source_state(arch, read_state_dict(wpath, trust=trust))
-    num_classes = None
-    if not arch.startswith("xrv:"):
-        # The classifier's last weight matrix tells how many classes the weights were trained
-        # for; an xrv DenseNet has its pathologies, and weights of another size do not fit it.
-        last = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
-        num_classes = int(last[-1].shape[0]) if last else None
+    num_classes = _head_size(arch, state)
     module = build_architecture(arch, {}, num_classes, base=Path.cwd(), trust=trust, card=None)
     apply_state_dict(module, state, wpath, arch)
     digest = sha256_file(wpath)
@@ -424,6 +419,17 @@ def _bare_architecture(text: str, trust: bool, device) -> LoadedModel:
         output=found.output or "softmax", kind="module", device=device,
         files={str(wpath): digest}, sha256=digest,
     )
+
+
+def _head_size(arch: str, state: dict) -> int | None:
+    """How many classes the weights were trained for: the last weight matrix's rows.
+
+    None for an xrv DenseNet, which has its pathologies: weights of another size do not fit it.
+    """
+    if arch.startswith("xrv:"):
+        return None
+    last = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
+    return int(last[-1].shape[0]) if last else None
 
 
 def _from_hf(folder: Path, card: ModelCard | None, trust: bool, device) -> LoadedModel:
@@ -463,12 +469,22 @@ def _from_card(card: ModelCard, trust: bool, device) -> LoadedModel:
         module, kind, input_shape = load_whole_model(card.model, trust=trust, device=device)
         target = card.model
     else:
-        n = len(card.classes) if card.classes else None
+        state = None
+        if card.classes:
+            n = len(card.classes)
+        elif card.architecture.startswith(("timm:", "xrv:")):
+            # A library architecture without classes in the card takes its head size from the
+            # weights (xrv: from its pathologies), as a bare timm:NAME@weights does.
+            state = source_state(card.architecture, read_state_dict(card.weights, trust=trust))
+            n = _head_size(card.architecture, state)
+        else:
+            n = None
         module = build_architecture(
             card.architecture, card.architecture_args, n, base=card.path.parent, trust=trust,
             card=card.path,
         )
-        state = source_state(card.architecture, read_state_dict(card.weights, trust=trust))
+        if state is None:
+            state = source_state(card.architecture, read_state_dict(card.weights, trust=trust))
         apply_state_dict(module, state, card.weights, card.architecture)
         kind, input_shape, target = "module", None, card.weights
         found = source_defaults(card.architecture, module, card.architecture_args)
