@@ -45,7 +45,7 @@ from engine.models.volume_preprocess import (  # noqa: E402
     normalise_volume_spec,
     prepare_volume,
 )
-from tools.train_demo_models import card_header, fixed, stats_table  # noqa: E402
+from tools.demo_training import card_header, fixed, stats_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "demo-3d"

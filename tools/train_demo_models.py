@@ -13,30 +13,31 @@ Usage: ``python tools/train_demo_models.py [--only demo|demo-biased] [--out DIR]
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors.torch import save_file
-from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.demo.arch import DEMO_ARCHITECTURE, build_demo_cnn  # noqa: E402
 from engine.demo.files import write_demo_set  # noqa: E402
-from engine.demo.phantoms import CORRELATED, LABELS, phantom_set  # noqa: E402
+from engine.demo.phantoms import CORRELATED, LABELS  # noqa: E402
 from engine.models.card import ModelCard  # noqa: E402
 from engine.models.card_writer import write_card  # noqa: E402
-from engine.models.preprocess import InputSpec, prepare_array  # noqa: E402
+from tools.demo_training import (  # noqa: E402
+    SPEC,
+    Recipe,
+    card_header,
+    fixed,
+    input_table,
+    save_weights,
+    stats_table,
+    train_classifier,
+)
 
-#: Preprocessing shared by training and the shipped cards.
-SPEC = InputSpec(size=(64, 64), channels=1, mean=(0.3,), std=(0.2,), window="default")
-PHANTOM_SIZE = 128
 MODELS = {
     # name: (P(marker | nodule) in training data, data seed, epochs). The biased model needs
     # more epochs: the marker is learned in the first one, and the lesion only later, from the
@@ -52,86 +53,22 @@ DESCRIPTIONS = {
 }
 
 
-def _tensors(n: int, seed: int, p_marker: float) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = [], []
-    for ph in phantom_set(n, seed, marker_given_nodule=p_marker, size=PHANTOM_SIZE):
-        # Quantise as the 12-bit DICOM export does, so training sees what users open.
-        q = np.round(ph.pixels * 4095.0) / 4095.0
-        xs.append(prepare_array(q, SPEC)[0])
-        ys.append(LABELS.index(ph.label))
-    return torch.stack(xs), torch.tensor(ys)
-
-
-def input_stats(x: torch.Tensor) -> tuple[float, float]:
-    """Mean of the training inputs in [0, 1] pixel space, and the spread of per-image means.
-
-    The card records them so that an image far outside the training data is flagged as out of
-    distribution (see ``engine.models.intended_use``).
-    """
-    per_image = (x * SPEC.std[0] + SPEC.mean[0]).flatten(1).mean(1)
-    return float(per_image.mean()), float(per_image.std())
-
-
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    model.eval()
-    with torch.inference_mode():
-        pred = torch.cat([model(x[i : i + 256]).argmax(1) for i in range(0, len(x), 256)])
-    return float((pred == y).float().mean())
-
-
 def train_one(name: str, args: argparse.Namespace) -> dict:
     """Train one demo model and return its training summary."""
     p_marker, seed, epochs = MODELS[name]
-    epochs = args.epochs or epochs
-    torch.manual_seed(seed)
-    x_tr, y_tr = _tensors(args.n_train, seed, p_marker)
-    x_va, y_va = _tensors(args.n_val, seed + 1, p_marker)
-    model = build_demo_cnn(in_channels=1, num_classes=len(LABELS))
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    steps_per_epoch = (len(x_tr) + args.batch - 1) // args.batch
-    # One-cycle: warm up, then anneal; per-epoch accuracy swings much less than at a fixed rate.
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=args.lr, total_steps=epochs * steps_per_epoch
+    recipe = Recipe(p_marker=p_marker, seed=seed, epochs=args.epochs or epochs, lr=args.lr)
+    return train_classifier(
+        name, lambda: build_demo_cnn(in_channels=1, num_classes=len(LABELS)), recipe,
+        n_train=args.n_train, n_val=args.n_val, batch=args.batch,
     )
-    loss_fn = nn.CrossEntropyLoss()
-    gen = torch.Generator().manual_seed(seed)
-    best = (-1.0, None, -1)
-    history = []
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(x_tr), generator=gen)
-        for i in range(0, len(order), args.batch):
-            idx = order[i : i + args.batch]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x_tr[idx]), y_tr[idx])
-            loss.backward()
-            opt.step()
-            sched.step()
-        val = _accuracy(model, x_va, y_va)
-        history.append(round(val, 4))
-        print(f"{name} epoch {epoch + 1}/{epochs} val_acc={val:.4f}", flush=True)
-        if val > best[0]:
-            best = (val, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch + 1)
-    return {
-        "val_accuracy": best[0], "state": best[1], "epoch": best[2], "epochs": epochs,
-        "history": history,
-        "input_stats": input_stats(x_tr),
-    }
 
 
 def write_model(name: str, summary: dict, out: Path, args: argparse.Namespace) -> None:
     """Write ``card.toml`` and ``<name>.safetensors`` into ``out/name``."""
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in summary["state"].items()}
-    save_file(state, str(folder / f"{name}.safetensors"), metadata={"format": "pt"})
-    os.chmod(folder / f"{name}.safetensors", 0o644)  # safetensors writes owner-only files
+    save_weights(summary["state"], folder / f"{name}.safetensors")
     write_demo_card(folder, name, summary, args)
-
-
-def card_header(script: str) -> str:
-    """The comment line that opens a demo card: which script in tools/ writes it."""
-    return f"Lucida demo model card. Regenerate with: python tools/{script}"
 
 
 def write_demo_card(folder: Path, name: str, summary: dict, args: argparse.Namespace) -> ModelCard:
@@ -164,22 +101,6 @@ def write_demo_card(folder: Path, name: str, summary: dict, args: argparse.Names
             "validation_accuracy": fixed(summary["val_accuracy"]),
         },
     }, header=card_header("train_demo_models.py"), overwrite=True)
-
-
-def input_table(spec: InputSpec) -> dict:
-    """The card's ``[input]`` table for a 2-D input spec."""
-    return {"size": list(spec.size), "channels": spec.channels, "mean": list(spec.mean),
-            "std": list(spec.std), "window": spec.window, "resize": spec.resize}
-
-
-def stats_table(stats: tuple[float, float], max_z: float) -> dict:
-    """The card's ``[intended_use.input_stats]``: training input mean and std, and the bound."""
-    return {"mean": fixed(stats[0]), "std": fixed(stats[1]), "max_z": max_z}
-
-
-def fixed(value: float) -> Decimal:
-    """``value`` to the four decimals the cards report measured numbers with."""
-    return Decimal(f"{value:.4f}")
 
 
 #: The shipped demo study: marker independent of the label, so it shows every combination

@@ -32,7 +32,7 @@ from engine.demo.phantoms import SEG_CLASSES, phantom_set  # noqa: E402
 from engine.models.card import ModelCard  # noqa: E402
 from engine.models.card_writer import write_card  # noqa: E402
 from engine.models.preprocess import prepare_array  # noqa: E402
-from tools.train_demo_models import (  # noqa: E402
+from tools.demo_training import (  # noqa: E402
     PHANTOM_SIZE,
     SPEC,
     card_header,
