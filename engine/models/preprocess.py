@@ -97,12 +97,12 @@ def placement(spec: InputSpec, image_shape: tuple[int, int]) -> Placement:
         if crop_pct >= 1.0:
             return Placement(0, 0, th, tw)
         # timm's squash: each edge stretched to floor(size / crop_pct), then the centre kept.
-        sh, sw = math.floor(th / crop_pct), math.floor(tw / crop_pct)
+        sh, sw = _scaled(th, crop_pct), _scaled(tw, crop_pct)
         return Placement(-round((sh - th) / 2), -round((sw - tw) / 2), sh, sw)
     h, w = image_shape
     if spec.resize == "crop":
         # torchvision's Resize(shortest edge) then CenterCrop, as timm and Hugging Face evaluate.
-        sh, sw = math.floor(th / crop_pct), math.floor(tw / crop_pct)
+        sh, sw = _scaled(th, crop_pct), _scaled(tw, crop_pct)
         # The edge that needs the larger scale gets its target exactly; the other is truncated.
         if sh * w >= sw * h:
             ch, cw = sh, max(sw, int(w * sh / h))
@@ -112,6 +112,12 @@ def placement(spec: InputSpec, image_shape: tuple[int, int]) -> Placement:
     scale = min(th / h, tw / w)
     ch, cw = max(1, round(h * scale)), max(1, round(w * scale))
     return Placement((th - ch) // 2, (tw - cw) // 2, ch, cw)
+
+
+def _scaled(edge: int, crop_pct: float) -> int:
+    """``floor(edge / crop_pct)``, timm's scale size, robust to a ratio such as 32 / 36 that
+    floats store a hair off (32 / (32 / 36) may be 35.999...)."""
+    return math.floor(edge / crop_pct + 1e-6)
 
 
 def _pads(place: Placement, size: tuple[int, int]) -> tuple[int, int, int, int]:
