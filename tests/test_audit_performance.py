@@ -202,3 +202,15 @@ def test_the_audit_writes_the_table_and_names_no_patient(tmp_path):
 
     text = "\n".join(p.extract_text() for p in PdfReader(out / "report.pdf").pages)
     assert "Performance by group" in text and "bootstrap CI, 1000 resamples by patient" in text
+
+
+def test_the_operating_point_is_argmax_or_the_cards_threshold():
+    from engine.audit.performance import operating_point
+    from engine.models.loaded import LoadedModel
+
+    tiny = small_model(32)
+    assert operating_point(tiny) == SOFTMAX
+    sigmoid = LoadedModel.from_module(tiny.module, classes=["normal", "nodule"],
+                                      input=tiny.input, output="sigmoid", threshold=0.7)
+    assert operating_point(sigmoid) == {"output": "sigmoid", "rule": "threshold",
+                                        "threshold": 0.7}

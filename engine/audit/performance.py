@@ -32,6 +32,7 @@ import numpy as np
 
 from engine.audit.aggregate import group_keys
 from engine.audit.manifest import Manifest, patient_hash
+from engine.models.card import DEFAULT_THRESHOLD
 
 #: The per-class figures, in the order tables show them.
 METRICS = ("auroc", "sensitivity", "specificity", "ppv", "npv", "ece")
@@ -70,9 +71,8 @@ def operating_point(model) -> dict:
     score reaches the card's ``threshold`` (0.5 when the card gives none).
     """
     if getattr(model, "output", "softmax") == "sigmoid":
-        threshold = getattr(model, "threshold", None)
-        return {"output": "sigmoid", "rule": "threshold",
-                "threshold": 0.5 if threshold is None else float(threshold)}
+        threshold = getattr(model, "threshold", DEFAULT_THRESHOLD)
+        return {"output": "sigmoid", "rule": "threshold", "threshold": float(threshold)}
     return {"output": "softmax", "rule": "argmax"}
 
 
