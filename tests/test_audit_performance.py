@@ -214,3 +214,31 @@ def test_the_operating_point_is_argmax_or_the_cards_threshold():
                                       input=tiny.input, output="sigmoid", threshold=0.7)
     assert operating_point(sigmoid) == {"output": "sigmoid", "rule": "threshold",
                                         "threshold": 0.7}
+
+
+def test_an_audit_of_a_multi_label_model_reads_several_classes_per_label(tmp_path):
+    from engine.audit.loading import label_set
+    from engine.models.loaded import LoadedModel
+
+    manifest = write_phantom_dataset(tmp_path / "data", 8, size=32)
+    lines = manifest.read_text().splitlines()
+    lines[1:4] = [line.replace(",normal,", ",normal|nodule,").replace(",nodule,", ",nodule|normal,")
+                  for line in lines[1:4]]
+    manifest.write_text("\n".join(lines) + "\n")
+    tiny = small_model(32)
+    model = LoadedModel.from_module(tiny.module, classes=["normal", "nodule"], input=tiny.input,
+                                    output="sigmoid", threshold=0.5)
+    out = tmp_path / "out"
+    run_audit_job(AuditRequest(dataset=str(manifest), model="tiny", out=str(out), pdf=False,
+                               settings=AuditSettings(method="cam")), model=model)
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert not [r for r in records if "error" in r]
+    truth = np.array([[c in label_set(r["label"], model.classes) for c in (0, 1)]
+                      for r in sorted(records, key=lambda r: r["row"])])
+    assert truth.sum(1).tolist() == [2, 2, 2, 1, 1, 1, 1, 1]
+    s = np.array([r["scores"] for r in sorted(records, key=lambda r: r["row"])])
+    perf = json.loads((out / "performance.json").read_text())
+    for c, name in enumerate(model.classes):
+        got = perf["overall"]["by_class"][name]
+        assert got["n_pos"] == truth[:, c].sum()
+        assert got["auroc"]["value"] == pytest.approx(roc_auc_score(truth[:, c], s[:, c]))

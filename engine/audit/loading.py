@@ -21,10 +21,34 @@ from engine.core.errors import LucidaError, UsageError
 from engine.models.intended_use import IntendedUse, check_input
 from engine.models.preprocess import InputSpec, prepare_array
 
+#: Separates the positive classes of a multi-label manifest label (``effusion|nodule``).
+LABEL_SEPARATOR = "|"
+
+
+def label_set(label: str | None, classes: Sequence[str]) -> list[int] | None:
+    """Return the class indices a manifest label names (``a|b`` for several); None if unlabelled.
+
+    Raises
+    ------
+    UsageError
+        A name that is not one of ``classes``.
+    """
+    if label is None:
+        return None
+    return sorted({_label_index(part.strip(), classes)
+                   for part in label.split(LABEL_SEPARATOR) if part.strip()})
+
 
 def _label_index(label: str | None, classes: Sequence[str]) -> int | None:
-    """Return the class index of a manifest label (name or digits); None when unlabelled."""
+    """Return the class index of a manifest label (name or digits); None when unlabelled.
+
+    A multi-label label (classes joined by :data:`LABEL_SEPARATOR`) has no one index: its
+    classes are checked and None is returned.
+    """
     if label is None:
+        return None
+    if LABEL_SEPARATOR in label:
+        label_set(label, classes)
         return None
     if label in classes:
         return list(classes).index(label)

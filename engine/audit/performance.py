@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.audit.aggregate import group_keys
+from engine.audit.loading import label_set
 from engine.audit.manifest import Manifest, patient_hash
 from engine.models.card import DEFAULT_THRESHOLD
 
@@ -233,16 +234,7 @@ def _label_classes(rec: dict, classes: Sequence[str]) -> list[int] | None:
     """The classes an image's label names: one for softmax labels, ``a|b`` for several."""
     if rec.get("label_index") is not None:
         return [int(rec["label_index"])]
-    label = rec.get("label")
-    if not label:
-        return None
-    found = []
-    for part in (p.strip() for p in str(label).split("|")):
-        if part in classes:
-            found.append(list(classes).index(part))
-        elif part.isdigit() and int(part) < len(classes):
-            found.append(int(part))
-    return found or None
+    return label_set(rec.get("label") or None, classes) or None
 
 
 def labelled(records: Iterable[dict], classes: Sequence[str], point: dict,
