@@ -67,6 +67,9 @@ class AuditJob:
         if request.engine not in ENGINES:
             raise UsageError(f"unknown engine {request.engine!r}",
                              fix="use " + " or ".join(ENGINES))
+        if request.clusters is not None and request.clusters < 1:
+            raise UsageError(f"cannot make {request.clusters} clusters",
+                             fix="ask for --clusters 1 or more, or leave it to the eigengap")
         self.request = request
         self._model = model
         self._loaded: tuple[Manifest, object] | None = None
@@ -93,7 +96,8 @@ class AuditJob:
 
     def run(self, progress: ProgressFn | None = None,
             cancel: CancelToken | None = None) -> AuditOutcome:
-        """Audit every image not yet done and write audit.json, audit.csv, heatmaps, report.pdf.
+        """Audit every image not yet done and write audit.json, audit.csv, heatmaps, clusters,
+        report.pdf.
 
         Parameters
         ----------
@@ -125,7 +129,7 @@ class AuditJob:
         header = json.loads((Path(req.out) / HEADER).read_text())
         names = case_names(store, dataset)
         audit = write_outputs(store, dataset, model, header, req.out, pdf=req.pdf,
-                              engine=engine, names=names)
+                              engine=engine, names=names, clusters=req.clusters)
         by_row = {row.index: row.path for row in dataset.rows}
         case_paths = {names[rec["key"]]: by_row[rec["row"]] for rec in store.records()}
         return AuditOutcome(audit, Path(req.out), engine, case_paths)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.audit.aggregate import aggregate, contrasts, flag_reason, mean_heatmaps
+from engine.audit.discovery import CLUSTERS_JSON, CLUSTERS_PNG, discover, report_section
 from engine.audit.identifiers import scrub_paths
 from engine.audit.manifest import BORDER_ROLE, Manifest, RowProblem
 from engine.audit.measures import region_shares
@@ -276,9 +277,11 @@ def _bar_chart(entries: list[tuple[str, float, float, float]], ylabel: str, titl
     return _png(fig.savefig)
 
 
-def audit_pdf(audit: dict, grid_png: bytes | None, reliability_png: bytes | None = None) -> bytes:
+def audit_pdf(audit: dict, grid_png: bytes | None, reliability_png: bytes | None = None,
+              discovery: list | None = None) -> bytes:
     """Return report.pdf: summary, verdicts, charts, tables, performance by group (with the
-    reliability diagram), the mean-heatmap grid and flags."""
+    reliability diagram), the mean-heatmap grid, ``discovery`` (the discovered clusters'
+    section, reportlab flowables) and flags."""
     from xml.sax.saxutils import escape
 
     from reportlab.lib import colors
@@ -357,6 +360,7 @@ def audit_pdf(audit: dict, grid_png: bytes | None, reliability_png: bytes | None
         story.append(Paragraph("Mean heatmaps (class × group)", styles["Heading2"]))
         scale = min(17 * cm / w, 20 * cm / h)
         story.append(Image(io.BytesIO(grid_png), width=w * scale, height=h * scale))
+    story += discovery or []
     story.append(Paragraph(f"Flagged images ({len(audit['flagged'])})", styles["Heading2"]))
     for item in audit["flagged"][:40]:
         name = item.get("path", item["case"])
@@ -390,9 +394,12 @@ def _table(rows, colors, table_style):
 
 def write_outputs(store: ResultStore, dataset: Manifest, model, header: dict,
                   out_dir: str | Path, *, pdf: bool = True, engine: dict | None = None,
-                  names: dict[str, str] | None = None) -> dict:
-    """Write audit.json, audit.csv, performance.json/.csv, reliability.png, mean_heatmaps/ and
-    (optionally) report.pdf.
+                  names: dict[str, str] | None = None, clusters: int | None = None) -> dict:
+    """Write audit.json, audit.csv, performance.json/.csv, reliability.png, mean_heatmaps/,
+    clusters.json, clusters.png and (optionally) report.pdf.
+
+    ``clusters`` is the number of clusters per class of :mod:`engine.audit.discovery` (by
+    default the eigengap decides).
 
     ``engine`` (which engine ran the audit: local or Ray, its version and worker count) is
     recorded in audit.json. Images are named by ``names`` (record key to pseudonym;
@@ -420,12 +427,19 @@ def write_outputs(store: ResultStore, dataset: Manifest, model, header: dict,
         audit["performance"] = {k: v for k, v in perf.items() if k != "reliability"}
         heatmaps = mean_heatmap_pngs(store, model.classes, header["heat_size"],
                                      title=f"{model.name} · {header['method']}")
+        found = discover(store, model.classes, names, k=clusters,
+                         keep_identifiers=header["identifiers"] == "kept",
+                         title=f"{model.name} · {header['method']} · clusters")
         files = {"audit.json": json_bytes(audit),
                  "audit.csv": audit_csv(store, dataset, model.classes, names,
-                                        header["identifiers"] == "kept"), **perf_files}
+                                        header["identifiers"] == "kept"), **perf_files,
+                 CLUSTERS_JSON: json_bytes(found.clusters)}
+        if found.figure is not None:
+            files[CLUSTERS_PNG] = found.figure
         if pdf:
             files["report.pdf"] = audit_pdf(audit, heatmaps.get(GRID_NAME),
-                                            perf_files.get(RELIABILITY_PNG))
+                                            perf_files.get(RELIABILITY_PNG),
+                                            report_section(found.clusters, found.figure))
     except OSError as exc:
         raise ExportError(f"cannot write the audit ({exc})", path=out,
                           fix="choose a writable --out folder") from None

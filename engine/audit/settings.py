@@ -88,6 +88,9 @@ class AuditRequest:
         Continue the run in ``out``; finished images are not redone.
     pdf : bool
         Write report.pdf.
+    clusters : int or None
+        Clusters per class of the heatmap discovery (:mod:`engine.audit.discovery`); None
+        lets the eigengap decide.
     """
 
     dataset: str
@@ -103,3 +106,4 @@ class AuditRequest:
     device: str = "auto"
     resume: bool = False
     pdf: bool = True
+    clusters: int | None = None

@@ -52,6 +52,9 @@ def register(subparsers) -> None:
     p.add_argument("--gpus-per-worker", type=float, default=AuditRequest.gpus_per_worker,
                    help="--engine ray: GPUs per actor (default 0: CPU)")
     p.add_argument("--no-pdf", action="store_true", help="skip report.pdf")
+    p.add_argument("--clusters", type=int, default=None, metavar="K",
+                   help="heatmap clusters per class in clusters.json (default: the eigengap "
+                   "decides)")
     p.add_argument("--keep-identifiers", action="store_true",
                    help="keep image paths in the records and outputs (default: case-001... "
                    "and content digests only)")
@@ -86,7 +89,7 @@ def request_fields(args) -> dict:
     return {"settings": settings, "engine": args.engine, "address": args.address,
             "workers": args.workers, "gpus_per_worker": args.gpus_per_worker,
             "trust": args.trust_model, "device": args.device, "resume": args.resume,
-            "pdf": not args.no_pdf}
+            "pdf": not args.no_pdf, "clusters": args.clusters}
 
 
 def _progress_printer():
