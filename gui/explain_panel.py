@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
@@ -13,6 +15,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -30,10 +33,30 @@ OPEN_CARD = "__open_card__"
 #: Methods ticked in compare mode when the user has not chosen any.
 COMPARE_DEFAULT_METHODS = ("gradcam", "gradcampp", "layercam")
 
+#: Most class names the model line lists (more are only counted).
+LISTED_CLASSES = 6
 #: Role that holds a layer name on layer-list items.
 LAYER_ROLE = Qt.ItemDataRole.UserRole
 
 __all__ = ["DIMMED_COLOUR", "LAYER_ROLE", "OPEN_CARD", "TARGET_COLOUR", "QtExplainPanel"]
+
+
+def narrow_combo() -> QComboBox:
+    """A combo box as narrow as the panel allows, whatever the length of its entries."""
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(8)
+    return combo
+
+
+def short_spec(spec: str) -> str:
+    """A model's spec as the picker lists it: a path by its last two parts (the full one is
+    the tooltip); a source such as ``timm:convnext_tiny@w.safetensors`` with its file's name."""
+    source, at, path = spec.partition("@")
+    if at:
+        return f"{source}@{PurePath(path).name}"
+    parts = PurePath(spec).parts
+    return spec if len(parts) <= 2 else "…/" + "/".join(parts[-2:])
 
 
 class QtExplainPanel(QWidget):
@@ -69,6 +92,10 @@ class QtExplainPanel(QWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
+        # The dock's width, never wider: a side column at 1280 x 720 is narrower than the
+        # widest row, and a panel scrolled sideways would hide the probability column. Long
+        # combo entries and titles are cut instead.
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self._explainers: dict[str, object] = {}
         self._model = None
         self._reasons: dict[str, str | None] = {}
@@ -77,7 +104,7 @@ class QtExplainPanel(QWidget):
 
         model_box = QGroupBox("Model")
         model_layout = QVBoxLayout(model_box)
-        self.model_combo = QComboBox()
+        self.model_combo = narrow_combo()
         for label, spec in DEMO_MODELS:
             self.model_combo.addItem(label, spec)
         self.model_combo.addItem("Open model card…", OPEN_CARD)
@@ -91,6 +118,7 @@ class QtExplainPanel(QWidget):
 
         pred_box = QGroupBox("Prediction — click a class to explain it (◀)")
         pred_layout = QVBoxLayout(pred_box)
+        pred_layout.setContentsMargins(4, 4, 4, 4)  # the class names need every pixel
         self.prediction_table = QtPredictionTable()
         self.prediction = self.prediction_table.tree
         self.prediction_table.sig_class_clicked.connect(self.sig_target_changed)
@@ -104,7 +132,7 @@ class QtExplainPanel(QWidget):
         pred_layout.addWidget(self.caveat)
         # A contrastive target, as --versus: what makes the model say this class rather than
         # that one (logit target − logit versus).
-        self.versus = QComboBox()
+        self.versus = narrow_combo()
         self.versus.setToolTip("Explain the target class's logit minus this class's logit")
         self.versus.activated.connect(
             lambda _i: self.sig_versus_changed.emit(self.versus.currentData()))
@@ -119,7 +147,7 @@ class QtExplainPanel(QWidget):
 
         method_box = QGroupBox("Method")
         method_layout = QVBoxLayout(method_box)
-        self.method_combo = QComboBox()
+        self.method_combo = narrow_combo()
         self.method_combo.currentIndexChanged.connect(self._method_activated)
         self.method_note = QLabel()
         self.method_note.setWordWrap(True)
@@ -198,10 +226,14 @@ class QtExplainPanel(QWidget):
         if label is not None:
             index = self.model_combo.findData(label)
             if index < 0:
-                self.model_combo.insertItem(self.model_combo.count() - 1, label, label)
+                self.model_combo.insertItem(self.model_combo.count() - 1, short_spec(label),
+                                            label)
                 index = self.model_combo.count() - 2
+                self.model_combo.setItemData(index, label, Qt.ItemDataRole.ToolTipRole)
             self.model_combo.setCurrentIndex(index)
-        classes = ", ".join(model.classes)
+        # A chest model's 14 to 18 names would push the table down: they are listed there.
+        classes = (", ".join(model.classes) if len(model.classes) <= LISTED_CLASSES
+                   else f"{len(model.classes)}, listed under Prediction")
         self.model_label.setText(
             f"{model.name} · {model.kind} · {model.output} · classes: {classes}\n"
             f"sha256 {model.sha256[:12]}…"

@@ -8,8 +8,8 @@ them. What is sorted and marked comes from :func:`engine.models.findings.predict
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QHBoxLayout,
@@ -32,8 +32,11 @@ TARGET_COLOUR, DIMMED_COLOUR = QColor(255, 196, 64), QColor(130, 130, 130)
 FINDING_TINT = QColor(230, 80, 60, 60)
 #: Marks in front of a multi-label class: a finding, or not.
 FINDING_MARK, CLEAR_MARK = "●", "○"
-#: Rows shown before the table scrolls: a single-label table, and a multi-label one.
-ROWS_SHOWN, MULTILABEL_ROWS_SHOWN = 8, 10
+#: Rows shown before the table scrolls: a single-label table, and a multi-label one (every
+#: class of a 14-class chest model; TorchXRayVision's 18 scroll).
+ROWS_SHOWN, MULTILABEL_ROWS_SHOWN = 8, 14
+#: Pixels around a header section's text (margins and the sort indicator's room).
+SECTION_PADDING = 16
 
 
 class QtPredictionTable(QWidget):
@@ -64,7 +67,9 @@ class QtPredictionTable(QWidget):
         header = self.tree.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Fixed)
+        header.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.tree.installEventFilter(self)
         self.tree.itemClicked.connect(
             lambda item, _col: self.sig_class_clicked.emit(item.data(0, CLASS_ROLE)))
         layout.addWidget(self.tree)
@@ -141,7 +146,8 @@ class QtPredictionTable(QWidget):
             if table.multilabel:
                 name = f"{FINDING_MARK if row.positive else CLEAR_MARK} {name}"
             item = QTreeWidgetItem([name, f"{100.0 * row.score:6.1f} %"])
-            tip = "explained" if row.explained else "click to explain"
+            # The name leads the tooltip: a narrow column cuts it.
+            tip = f"{row.name}: " + ("explained" if row.explained else "click to explain")
             if row.top:
                 tip += ", top class"
             if table.multilabel:
@@ -153,12 +159,14 @@ class QtPredictionTable(QWidget):
             self._style(item, row.explained, bool(row.positive))
             self.tree.addTopLevelItem(item)
         self.findings.setText(f"Findings: {table.summary()}" if table.multilabel else "")
+        self._fit_columns()
         # As tall as its rows (up to a limit): two classes should not leave a blank box.
         rows = max(1, len(table.rows))
         limit = MULTILABEL_ROWS_SHOWN if table.multilabel else ROWS_SHOWN
-        height = max(self.tree.sizeHintForRow(0), 18)
+        height = max(self.tree.sizeHintForRow(0), 18 if not table.multilabel else 1)
+        frame = 2 * self.tree.frameWidth() + 2
         self.tree.setFixedHeight(self.tree.header().sizeHint().height()
-                                 + min(rows, limit) * height + 6)
+                                 + min(rows, limit) * height + max(frame, 6))
 
     def _is_finding(self, item: QTreeWidgetItem) -> bool:
         return self.multilabel() and item.text(0).startswith(FINDING_MARK)
@@ -179,6 +187,30 @@ class QtPredictionTable(QWidget):
             item.setData(column, Qt.ItemDataRole.BackgroundRole,
                          None if tint is None else QBrush(tint))
         item.setToolTip(1, self._caveat or "")
+
+    def _fit_columns(self) -> None:
+        """Give the scores their full width and the names the rest.
+
+        The score column is as wide as its widest value; its title gets its full width only
+        while that leaves the names at least half the table (else it is cut: "Probab…").
+        """
+        header = self.tree.header()
+        values = [self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount())]
+        bold = QFont(self.tree.font())
+        bold.setBold(True)
+        metrics = QFontMetrics(bold)
+        widest = max((metrics.horizontalAdvance(item.text(1)) for item in values), default=0)
+        title = header.fontMetrics().horizontalAdvance(
+            self.tree.headerItem().text(1)) + SECTION_PADDING
+        width = max(widest + SECTION_PADDING,
+                    min(title, self.tree.viewport().width() // 2))
+        header.resizeSection(1, width)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt override
+        """Fit the columns again whenever the table is resized."""
+        if watched is self.tree and event.type() == QEvent.Type.Resize:
+            self._fit_columns()
+        return super().eventFilter(watched, event)
 
     # -- reactions --------------------------------------------------------------------------
     def _show_threshold(self, on: bool) -> None:

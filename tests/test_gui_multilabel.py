@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from gui_fixtures import WAIT_MS, click_item, demo_window, pump
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
 import gui.model_open_dialog
@@ -146,10 +146,19 @@ def test_readable_at_1280_by_720_with_the_trust_panel(window, qapp, qtbot):
     tree = window.panel.prediction
     header = tree.header()
     widest = max(tree.fontMetrics().horizontalAdvance(item.text(1)) for item in _rows(window))
-    # The probability column is whole and inside the visible part of the table.
+    # The probability column is whole, inside the table and inside the part of the dock that
+    # is on screen (the dock scrolls: a panel wider than the dock would hide it).
     assert header.sectionSize(1) >= widest
-    assert header.sectionViewportPosition(1) + header.sectionSize(1) <= tree.viewport().width()
-    assert header.sectionSize(0) >= tree.fontMetrics().horizontalAdvance("● Atelectasis")
+    right = header.sectionViewportPosition(1) + header.sectionSize(1)
+    assert right <= tree.viewport().width()
+    area = window.docks["explain"].widget()
+    assert tree.viewport().mapTo(area.viewport(), QPoint(right, 0)).x() <= \
+        area.viewport().width()
+    assert area.horizontalScrollBar().maximum() == 0
+    # The names keep a column of their own (cut names are whole in their tooltips).
+    assert header.sectionSize(0) >= 3 * tree.fontMetrics().horizontalAdvance("W")
+    assert all(item.toolTip(0).startswith(item.text(0).split(" ")[1].rstrip("…"))
+               for item in _rows(window))
 
 
 def test_open_model_takes_a_typed_card_path_and_refuses_a_source_without_weights(
