@@ -226,10 +226,12 @@ def load_onnx(path: str | Path, *, device: torch.device | str = "cpu",
     name, batch, channels, size = _image_input(session, path)
     spec = card.input if card is not None and card.input is not None else \
         default_spec(channels, size or (224, 224))
-    if spec.channels != channels:
-        raise ModelError(f"the card says {spec.channels} input channels but the ONNX model "
-                         f"takes {channels}", path=card.path if card else path,
-                         fix=f"set [input] channels = {channels} in the card")
+    if spec.channels != channels or (size is not None and tuple(spec.size) != size):
+        fixed = f"{channels} x {size[0]} x {size[1]}" if size else f"{channels} channels"
+        raise ModelError(f"the card's [input] ({spec.channels} x {spec.size[0]} x "
+                         f"{spec.size[1]}) does not fit the ONNX model's input ({fixed})",
+                         path=card.path, fix="make the card's [input] channels and size match "
+                         "the model's input")
     dry = np.random.default_rng(0).standard_normal(
         (1 if batch else 2, channels, *spec.size)).astype(np.float32)
     module, reason = _torch_path(graph, session, name, batch, dry)
