@@ -18,6 +18,7 @@ import torch
 import torchvision
 import transformers
 from explain_fixtures import random_image
+from models_fixtures import no_network  # noqa: F401 - a fixture
 from torch import nn
 from torchcam.methods import LeGrad as TorchCamLeGrad
 
@@ -27,7 +28,7 @@ from engine.explain.api import ExplainerUnavailable
 from engine.explain.registry import registry
 from engine.explain.session import ExplainRequest, Session
 from engine.models.attention import CAM_METHODS_FOR_WINDOWS, find_attention
-from engine.models.loaded import LoadedModel
+from engine.models.loaded import LoadedModel, load_model
 from engine.models.preprocess import InputSpec
 
 #: A non-square input: a 2 x 3 grid of 8-pixel patches.
@@ -308,3 +309,19 @@ def test_one_capture_serves_every_attention_method():
     assert session.forward_passes == 1
     for method, result in zip(METHODS, results, strict=True):
         assert result.maps[(method, "input")].heatmap.shape == (24, 24)
+
+
+@pytest.mark.usefixtures("no_network")
+def test_a_hugging_face_folder_runs_every_attention_method(tmp_path):
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(
+        image_size=32, patch_size=8, num_hidden_layers=2, num_attention_heads=2, hidden_size=16,
+        intermediate_size=32, id2label={0: "normal", 1: "nodule"},
+        label2id={"normal": 0, "nodule": 1})
+    transformers.ViTForImageClassification(config).save_pretrained(tmp_path / "vit")
+    model = load_model(tmp_path / "vit")
+    result = Session(device="cpu").explain(ExplainRequest(random_image(40), model, METHODS))
+    assert not result.warnings
+    for method in METHODS:
+        assert result.maps[(method, "input")].raw.shape == (4, 4)
+        assert result.maps[(method, "input")].heatmap.shape == (40, 40)
