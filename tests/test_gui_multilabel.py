@@ -5,6 +5,8 @@ when edited), a click on any row explaining that class; the table stays readable
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -180,3 +182,45 @@ def test_open_model_takes_a_typed_card_path_and_refuses_a_source_without_weights
     assert window.model_spec == str(card) and window.model.output == "sigmoid"
     # The card's threshold again, not the one typed for the model before.
     assert window.panel.finding_threshold() == CARD_THRESHOLD
+
+
+def test_open_model_takes_an_onnx_file_and_a_card_naming_it(window, qapp, qtbot, folder,
+                                                            tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    net = DemoCNN(in_channels=1, num_classes=len(CHEST14)).eval()
+    net.load_state_dict(load_file(str(folder / "demo-multilabel.safetensors")))
+    onnx = tmp_path / "chest14.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation notices
+        torch.onnx.export(net, (torch.zeros(1, 1, 64, 64),), str(onnx), dynamo=False,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+    monkeypatch.setattr(gui.model_open_dialog.QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *_a, **_k: (str(onnx), "")))
+    _answer_open_model(
+        qtbot, lambda d: qtbot.mouseClick(d.file_button, Qt.MouseButton.LeftButton))
+    with qtbot.waitSignal(window.sig_map_drawn, timeout=WAIT_MS):
+        window.actions_by_id["open_model"].trigger()
+    assert window.model_spec == str(onnx) and len(window.model.classes) == len(CHEST14)
+    # No card: a softmax model, its classes in output order, no threshold.
+    assert window.model.output == "softmax"
+    assert not window.panel.prediction_table.threshold.isVisible()
+    assert pump(qapp, lambda: [r.data(0, Qt.ItemDataRole.UserRole) for r in _rows(window)]
+                == list(range(len(CHEST14))))
+    # A card beside it says what the file does not: names, input, sigmoid outputs.
+    card = tmp_path / "chest14.card.toml"
+    names = ", ".join(f'"{c}"' for c in CHEST14)
+    card.write_text(f'name = "chest14-onnx"\nmodel = "chest14.onnx"\nclasses = [{names}]\n'
+                    'output = "sigmoid"\nthreshold = 0.6\n[input]\nsize = [64, 64]\n'
+                    'channels = 1\nmean = [0.3]\nstd = [0.2]\n')
+    _answer_open_model(qtbot, lambda d: d.spec.setText(str(card)))
+    with qtbot.waitSignal(window.sig_map_drawn, timeout=WAIT_MS):
+        window.actions_by_id["open_model"].trigger()
+    assert window.model.output == "sigmoid" and window.model.classes == list(CHEST14)
+    assert window.panel.finding_threshold() == pytest.approx(0.6)
+    p = _reference_probabilities(window, folder)
+    assert pump(qapp, lambda: [r.data(0, Qt.ItemDataRole.UserRole) for r in _rows(window)]
+                == list(np.argsort(-p, kind="stable")))
+    assert {r.text(0).split(" ")[1] for r in _rows(window) if r.text(0).startswith(
+        FINDING_MARK)} == {CHEST14[i] for i in np.flatnonzero(p >= 0.6)}
