@@ -34,7 +34,7 @@ from engine.models.loaders import (
     read_state_dict,
 )
 from engine.models.preprocess import InputSpec, map_to_image, normalise_spec, prepare_array
-from engine.models.sources import source_defaults, source_state
+from engine.models.sources import head_size, source_defaults, source_state
 from engine.models.volume_preprocess import (
     is_volume_spec,
     model_grid,
@@ -403,7 +403,7 @@ def _bare_architecture(text: str, trust: bool, device) -> LoadedModel:
         )
     wpath = Path(weights).resolve()
     state = source_state(arch, read_state_dict(wpath, trust=trust))
-    num_classes = _head_size(arch, state)
+    num_classes = head_size(arch, state)
     module = build_architecture(arch, {}, num_classes, base=Path.cwd(), trust=trust, card=None)
     apply_state_dict(module, state, wpath, arch)
     digest = sha256_file(wpath)
@@ -419,17 +419,6 @@ def _bare_architecture(text: str, trust: bool, device) -> LoadedModel:
         output=found.output or "softmax", kind="module", device=device,
         files={str(wpath): digest}, sha256=digest,
     )
-
-
-def _head_size(arch: str, state: dict) -> int | None:
-    """How many classes the weights were trained for: the last weight matrix's rows.
-
-    None for an xrv DenseNet, which has its pathologies: weights of another size do not fit it.
-    """
-    if arch.startswith("xrv:"):
-        return None
-    last = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
-    return int(last[-1].shape[0]) if last else None
 
 
 def _from_hf(folder: Path, card: ModelCard | None, trust: bool, device) -> LoadedModel:
@@ -476,7 +465,7 @@ def _from_card(card: ModelCard, trust: bool, device) -> LoadedModel:
             # A library architecture without classes in the card takes its head size from the
             # weights (xrv: from its pathologies), as a bare timm:NAME@weights does.
             state = source_state(card.architecture, read_state_dict(card.weights, trust=trust))
-            n = _head_size(card.architecture, state)
+            n = head_size(card.architecture, state)
         else:
             n = None
         module = build_architecture(

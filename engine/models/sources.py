@@ -59,3 +59,23 @@ def source_state(arch: str | None, state: dict[str, torch.Tensor]) -> dict[str, 
 
         return xrv_state(state)
     return state
+
+
+def head_size(arch: str, state: dict[str, torch.Tensor]) -> int | None:
+    """How many classes the weights ``state`` of architecture ``arch`` were trained for.
+
+    timm names its classifier (``pretrained_cfg["classifier"]``, e.g. ``head.fc``), whose rows
+    count the classes; otherwise the last weight matrix in the file's order is taken. None for
+    an xrv DenseNet, which has its pathologies: weights of another size do not fit it.
+    """
+    kind, _, name = arch.partition(":")
+    if kind == "xrv":
+        return None
+    if kind == "timm":
+        from engine.models.timm_source import timm_classifier
+
+        key = f"{timm_classifier(name)}.weight"
+        if key in state and state[key].ndim == 2:
+            return int(state[key].shape[0])
+    last = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
+    return int(last[-1].shape[0]) if last else None

@@ -37,6 +37,19 @@ def timm_names() -> list[str]:
     return sorted(_timm().list_models())
 
 
+def timm_classifier(name: str) -> str | None:
+    """The name of timm model ``name``'s classifier layer (``head.fc``, ``fc``, ...), or None.
+
+    A distilled model names two heads; the first is the classifier.
+    """
+    timm = _timm()
+    try:
+        classifier = timm.models.get_pretrained_cfg_value(name, "classifier")
+    except (RuntimeError, ValueError, KeyError):
+        return None
+    return classifier[0] if isinstance(classifier, (tuple, list)) else classifier
+
+
 def build_timm(name: str, args: dict, num_classes: int | None, card: Path | None) -> nn.Module:
     """Build ``timm.create_model(name, pretrained=False, num_classes=..., **args)``.
 
