@@ -129,7 +129,8 @@ def main() -> int:
                         feature_mask=torch.zeros(1, 1, SIZE, SIZE, dtype=torch.long))
 
     # (a) Integrated Gradients.
-    ours_s, ours_map = _ours(model, image, "intgrad", {"steps": STEPS})
+    ours_s, ours_map = _ours(model, image, "intgrad",
+                             {"steps": STEPS, "method": "gausslegendre"})
     runs = {b: _seconds(lambda b=b: IntegratedGradients(net).attribute(
         x, baselines=black, target=0, n_steps=STEPS, method="gausslegendre",
         internal_batch_size=b)) for b in IG_BATCHES}

@@ -24,23 +24,24 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from engine.explain.api import INPUT_LAYER, Explainer, Param
+from engine.explain.api import INPUT_LAYER, Explainer, Param, no_progress
 from plugins.baselines import baseline_input, baseline_param
+from plugins.path_quadrature import START_PANELS, adaptive_path_integral
 
 #: Inputs per forward/backward pass unless the user sets ``batch_size``; on CPU larger batches
 #: run faster per input (measured on ResNet-18 at 224 px in bench/bench_attributions.py).
 GRADIENT_BATCH = 32
-#: Quadrature rules of Integrated Gradients.
-INTEGRATION_METHODS = ("gausslegendre", "riemann_trapezoid")
+#: Quadrature rules of Integrated Gradients: adaptive to a tolerance, or fixed steps.
+INTEGRATION_METHODS = ("adaptive", "gausslegendre", "riemann_trapezoid")
 #: What SmoothGrad aggregates over noisy samples (Smilkov et al.; Adebayo et al. 2018 for VarGrad).
 SMOOTHGRAD_KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
 #: Attributions SmoothGrad can smooth.
 SMOOTHGRAD_BASES = ("saliency", "inputxgrad", "intgrad")
 
 
-def batch_param(default: int = GRADIENT_BATCH) -> Param:
+def batch_param(default: int = GRADIENT_BATCH, advanced: bool = False) -> Param:
     """Return the ``batch_size`` parameter of the gradient methods."""
-    return Param("batch_size", "int", default, range=(1, 1024),
+    return Param("batch_size", "int", default, range=(1, 1024), advanced=advanced,
                  help="inputs per forward/backward pass")
 
 
@@ -203,6 +204,46 @@ def integrated_gradients(
     return pixel_delta.to(summed) * summed
 
 
+def adaptive_integrated_gradients(capture, inputs, baselines, targets, params, progress,
+                                  cancel, hooks=None) -> tuple[torch.Tensor, list]:
+    """Integrated Gradients of each input to the tolerance of ``params`` (adaptive rule).
+
+    Each input gets its own mesh (see :mod:`plugins.path_quadrature`), so a map does not depend
+    on the batch it came in. ``params`` gives ``tolerance``, ``max_steps``, ``time_budget``
+    and ``batch_size``.
+
+    Returns
+    -------
+    attributions : torch.Tensor
+        (M, C, *spatial) in pixel space.
+    records : list of PathRecord
+        One per input.
+    """
+    pixel_delta = capture.to_pixels(inputs) - capture.to_pixels(baselines)
+    endpoint = capture.objective(capture.logits, targets).float().cpu() \
+        if inputs is capture.input else None
+    batch_size = int(params["batch_size"])
+    out, records = [], []
+    share = 1.0 / len(inputs)
+    for i in range(len(inputs)):
+        target = targets[i : i + 1]
+
+        def gradients(points, target=target):
+            return pixel_gradients(capture, len(points),
+                                   lambda a, b: (points[a:b], target.expand(b - a)),
+                                   batch_size, no_progress, cancel, "", hooks)
+
+        value = float(endpoint[i]) if endpoint is not None else \
+            float(gradients(inputs[i : i + 1])[1][0])
+        attr, record = adaptive_path_integral(
+            gradients, inputs[i], baselines[i], pixel_delta[i], value,
+            float(params["tolerance"]), int(params["max_steps"]), float(params["time_budget"]),
+            batch_size, lambda f, m, i=i: progress((i + min(f, 1.0)) * share, m), cancel)
+        out.append(attr)
+        records.append(record)
+    return torch.stack(out), records
+
+
 def input_pixel_gradients(capture, targets: torch.Tensor, params, progress, cancel, message: str,
                           hooks=None) -> torch.Tensor:
     """Gradients of the target logits at the capture's own inputs, batch by batch.
@@ -315,12 +356,20 @@ class IntegratedGradients(Explainer):
     signed = True
     units = "logit"
     params = (
-        Param("steps", "int", 50, range=(2, 4096), help="points on the path from the baseline"),
+        Param("tolerance", "float", 0.01, range=(0.0001, 0.5),
+              help="adaptive rule: stop when the completeness gap is below this share of "
+              "f(image) - f(baseline)"),
+        Param("time_budget", "float", 0.0, range=(0.0, 3600.0),
+              help="adaptive rule: stop after this many seconds per image (0: no limit)"),
         baseline_param(),
-        Param("method", "choice", "gausslegendre", choices=INTEGRATION_METHODS,
-              help="integration rule along the path"),
         Param("seed", "int", 0, range=(0, 2**31 - 1), help="seed of the uniform baseline"),
-        batch_param(),
+        Param("method", "choice", "adaptive", choices=INTEGRATION_METHODS, advanced=True,
+              help="integration rule along the path: adaptive to the tolerance, or fixed steps"),
+        Param("steps", "int", 50, range=(2, 4096), advanced=True,
+              help="points on the path of the fixed rules"),
+        Param("max_steps", "int", 512, range=(START_PANELS + 1, 8192), advanced=True,
+              help="adaptive rule: most points on the path (passes) per image"),
+        batch_param(advanced=True),
     )
 
     def explain(self, capture, target, layers, params, progress, cancel):
@@ -328,18 +377,28 @@ class IntegratedGradients(Explainer):
         x = capture.input
         targets = targets_of(target, len(x))
         baselines = baseline_input(capture, params["baseline"], params["seed"])
-        attr = integrated_gradients(capture, x, baselines, targets, int(params["steps"]),
-                                    params["method"], int(params["batch_size"]), progress, cancel)
+        endpoint = capture.objective(capture.logits, targets).float().cpu()
+        if params["method"] == "adaptive":
+            attr, records = adaptive_integrated_gradients(
+                capture, x, baselines, targets, params, progress, cancel)
+            base_values = torch.tensor([r.baseline_value for r in records])
+        else:
+            attr = integrated_gradients(capture, x, baselines, targets, int(params["steps"]),
+                                        params["method"], int(params["batch_size"]), progress,
+                                        cancel)
+            # f at the baseline, by the same objective the gradients differentiate.
+            _, base_values = capture.input_gradients(baselines, targets, len(baselines),
+                                                     cancel=cancel)
+            records = [None] * len(x)
         totals = attr.flatten(1).sum(1).cpu()
-        # f at the baseline, by the same objective the gradients differentiate.
-        _, base_values = capture.input_gradients(baselines, targets, len(baselines),
-                                                 cancel=cancel)
-        expected = (capture.objective(capture.logits, targets).float().cpu()
-                    - base_values.float().cpu())
-        note(capture, self.name, [
-            {"completeness": completeness(float(t), float(e))}
-            for t, e in zip(totals.tolist(), expected.tolist(), strict=True)
-        ])
+        expected = endpoint - base_values.float().cpu()
+        entries = []
+        for t, e, record in zip(totals.tolist(), expected.tolist(), records, strict=True):
+            entry = {"completeness": completeness(float(t), float(e))}
+            entry["quadrature"] = record.as_dict() if record is not None else {
+                "rule": params["method"], "passes": int(params["steps"])}
+            entries.append(entry)
+        note(capture, self.name, entries)
         return {INPUT_LAYER: channel_sum(attr)}
 
 

@@ -80,7 +80,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.core.cancel import Cancelled, CancelToken, ProgressFn
+from engine.core.cancel import Cancelled, CancelToken, ProgressFn, no_progress
 from engine.core.errors import ExplainerUnavailable, LucidaError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -93,8 +93,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "INPUT_LAYER", "NEEDS", "PARAM_ALIASES", "PARAM_TYPES", "Cancelled", "CancelToken",
     "Explainer", "ExplainerUnavailable", "Param", "PluginError", "ProgressFn", "UsageError",
-    "check_params", "class_token_map", "is_layer_based", "is_segmentation", "patch_map",
-    "resolve_params",
+    "check_params", "class_token_map", "is_layer_based", "is_segmentation", "no_progress",
+    "patch_map", "resolve_params",
 ]
 
 #: What an explainer may ask the capture for.
@@ -141,6 +141,9 @@ class Param:
         Allowed values of a ``choice``.
     help : str
         One line shown by ``methods`` and as the GUI tooltip.
+    advanced : bool
+        Whether the GUI keeps the setting under "Advanced" (a step count, a batch size), so
+        that the form leads with what the user decides (a tolerance, a time budget).
 
     Raises
     ------
@@ -154,6 +157,7 @@ class Param:
     range: tuple | None = None
     choices: tuple | None = None
     help: str = ""
+    advanced: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or any(
@@ -297,6 +301,7 @@ class Param:
             "range": None if self.range is None else list(self.range),
             "choices": None if self.choices is None else list(self.choices),
             "help": self.help,
+            "advanced": self.advanced,
         }
 
 
