@@ -297,3 +297,18 @@ def test_weights_that_do_not_fit_the_network_give_one_line(tmp_path):
         _load_quietly(root)
     line = err.value.one_line()
     assert "model.pt" in line and "do not fit" in line and "\n" not in line
+
+
+def test_torchscript_weights_need_trust(tmp_path):
+    root = _small(tmp_path, _def(2, 2))
+    (root / "models" / "model.pt").unlink()
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 2)).eval()
+    torch.jit.save(torch.jit.trace(net, torch.zeros(1, 1, 32, 32)), root / "models" / "model.ts")
+    with pytest.raises(TrustRequired) as err:
+        load_model(root)
+    assert "model.ts" in err.value.one_line() and "TorchScript" in err.value.one_line()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = load_model(root, trust=True)
+    assert model.kind == "torchscript" and model.layer_methods_reason is not None
