@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from skimage.segmentation import slic
 
-from engine.explain.api import INPUT_LAYER, Explainer, ExplainerUnavailable, Param
+from engine.explain.api import INPUT_LAYER, Explainer, ExplainerUnavailable, Param, no_progress
 from plugins.baselines import baseline_input, baseline_param
 from plugins.gradients import completeness, note
+from plugins.shapley_estimation import SAMPLINGS, estimate_shapley
 
 #: Ridge penalty of LIME's weighted linear fit (the lime package's default).
 LIME_RIDGE = 1.0
@@ -136,15 +137,17 @@ def score_samples(capture, target: int, samples: np.ndarray, labels: np.ndarray,
     return scores[inverse]
 
 
-def _common_params(segments: int = 50) -> tuple[Param, ...]:
+def _common_params(segments: int = 50, samples_help: str = "perturbed inputs scored",
+                   advanced: bool = False) -> tuple[Param, ...]:
     return (
         Param("segments", "int", segments, range=(2, 10000), help="approximate SLIC superpixels"),
         Param("compactness", "float", 0.3, range=(0.001, 1000.0),
               help="SLIC compactness (higher: more regular, less colour-following superpixels)"),
-        Param("samples", "int", 1000, range=(10, 100000), help="perturbed inputs scored"),
+        Param("samples", "int", 1000, range=(10, 100000), help=samples_help,
+              advanced=advanced),
         baseline_param(),
         Param("seed", "int", 0, range=(0, 2**31 - 1), help="seed of the samples"),
-        Param("batch_size", "int", SCORE_BATCH, range=(1, 1024),
+        Param("batch_size", "int", SCORE_BATCH, range=(1, 1024), advanced=True,
               help="perturbed inputs per forward pass"),
     )
 
@@ -161,7 +164,9 @@ class LIME(Explainer):
     the ``lime`` package does for images). Each sample is weighted by the exponential kernel
     ``exp(-d^2 / width^2)`` of its cosine distance ``d`` to the all-present sample, and a ridge
     regression (penalty 1, with intercept) of the target score on the samples, weighted so, gives
-    each superpixel its coefficient.
+    each superpixel its coefficient. How well that local surrogate fits is noted for the input
+    in ``capture.notes["lime"]`` as ``{"r2": weighted R^2, "superpixels": M}`` (see
+    :func:`weighted_r2`): a low R^2 says the map is a poor summary of the model near the image.
     """
 
     name = "lime"
@@ -181,8 +186,6 @@ class LIME(Explainer):
     def explain(self, capture, target, layers, params, progress, cancel):
         """Return ``{"input": (1, H, W) map}`` in model-input geometry."""
         labels, warning = method_superpixels(capture, self.name, params)
-        if warning:
-            note(capture, self.name, [{"warning": warning}])
         m = int(labels.max()) + 1
         rng = np.random.default_rng(int(params["seed"]))
         z = rng.integers(0, 2, size=(int(params["samples"]), m)).astype(bool)
@@ -194,6 +197,10 @@ class LIME(Explainer):
         cosine = np.where(present > 0, np.sqrt(present / m), 0.0)
         weights = np.exp(-((1.0 - cosine) ** 2) / float(params["kernel_width"]) ** 2)
         coef = weighted_ridge(z.astype(np.float64), y, weights, LIME_RIDGE)
+        fit = {"r2": weighted_r2(z.astype(np.float64), y, weights, coef), "superpixels": m}
+        if warning:
+            fit["warning"] = warning
+        note(capture, self.name, [fit])
         return {INPUT_LAYER: _as_map(coef, labels, capture.input)}
 
 
@@ -210,6 +217,21 @@ def weighted_ridge(z: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) ->
     yc = yc - (w @ yc) / w.sum()
     gram = zc.T @ (zc * w[:, None]) + alpha * np.eye(z.shape[1])
     return np.linalg.solve(gram, zc.T @ (w * yc))
+
+
+def weighted_r2(z: np.ndarray, y: np.ndarray, w: np.ndarray, coef: np.ndarray) -> float:
+    """Weighted R^2 of the surrogate ``b + z . coef`` (intercept at the weighted means).
+
+    ``1 - sum w (y - fit)^2 / sum w (y - mean_w y)^2``, what scikit-learn's ``r2_score`` gives
+    with ``sample_weight``: how much of the score's variation, near the image as the kernel
+    weighs it, the linear surrogate explains. 1 when the scores are all equal (nothing to
+    explain, nothing missed).
+    """
+    mean_y = (w @ y) / w.sum()
+    intercept = mean_y - ((w @ z) / w.sum()) @ coef
+    residual = w @ (y - intercept - z @ coef) ** 2
+    spread = w @ (y - mean_y) ** 2
+    return float(1.0 - residual / spread) if spread > 0 else 1.0
 
 
 def shapley_samples(m: int, budget: int, rng: np.random.Generator
@@ -306,14 +328,19 @@ def constrained_shapley(z: np.ndarray, y: np.ndarray, w: np.ndarray, empty: floa
 
 
 class KernelSHAP(Explainer):
-    """KernelSHAP (Lundberg and Lee 2017, section 4.1) on superpixels.
+    """KernelSHAP (Lundberg and Lee 2017, section 4.1) on superpixels, with standard errors.
 
-    Coalitions are drawn under the Shapley kernel (:func:`shapley_samples`), scored with the
-    absent superpixels shown as the baseline, and the Shapley values come from the kernel-weighted
-    least-squares fit with the efficiency constraint solved exactly: they sum to
-    ``f(x) - f(baseline)`` (post-softmax target scores). The check is recorded for the input in
-    ``capture.notes["kernelshap"]`` as ``{"efficiency": {"sum", "expected", "gap",
-    "relative_gap"}, "superpixels": M}`` (see :func:`plugins.gradients.note`).
+    Coalitions of superpixels are drawn with their complements (paired sampling), scored with
+    the absent superpixels shown as the baseline, and the Shapley values come from the
+    kernel-weighted least-squares fit with the efficiency constraint solved exactly: they sum
+    to ``f(x) - f(baseline)`` (post-softmax target scores). Each value gets a standard error
+    (Covert and Lee 2021; see :mod:`plugins.shapley_estimation`), and sampling stops when the
+    largest is at most ``tolerance`` of the values' range, or at ``samples`` scored inputs, or
+    after ``time_budget`` seconds. When every coalition fits the budget they are all scored
+    and the values are exact. The record goes to ``capture.notes["kernelshap"]``:
+    ``{"efficiency": {"sum", "expected", "gap", "relative_gap"}, "superpixels": M,
+    "standard_errors": [M floats], "uncertain": [superpixels whose value is within two standard
+    errors of 0], "passes", "stopped_by", "sampling"}`` (see :func:`plugins.gradients.note`).
     """
 
     name = "kernelshap"
@@ -321,26 +348,63 @@ class KernelSHAP(Explainer):
     description = "Shapley values of superpixels from kernel-weighted samples (sum to the change)."
     citation = (
         "Lundberg SM, Lee S-I. A Unified Approach to Interpreting Model Predictions. NeurIPS "
-        "2017. arXiv:1705.07874"
+        "2017. arXiv:1705.07874. Covert I, Lee S-I. Improving KernelSHAP: Practical Shapley "
+        "Value Estimation Using Linear Regression. AISTATS 2021"
     )
     needs = frozenset({"forward_fn"})
     signed = True
     units = "probability per superpixel"
-    params = _common_params()
+    params = (
+        Param("tolerance", "float", 0.05, range=(0.001, 1.0),
+              help="stop when the largest standard error is below this share of the values' "
+              "range"),
+        Param("time_budget", "float", 0.0, range=(0.0, 3600.0),
+              help="stop after this many seconds (0: no limit)"),
+        *_common_params(samples_help="most perturbed inputs scored", advanced=True),
+        Param("sampling", "choice", "kernel", choices=SAMPLINGS, advanced=True,
+              help="coalition sizes drawn by the Shapley kernel's mass or uniformly "
+              "(leverage scores)"),
+    )
 
     def explain(self, capture, target, layers, params, progress, cancel):
-        """Return ``{"input": (1, H, W) map}``; notes the efficiency check."""
+        """Return ``{"input": (1, H, W) map}``; notes the efficiency check and the errors."""
         labels, warning = method_superpixels(capture, self.name, params)
         m = int(labels.max()) + 1
         rng = np.random.default_rng(int(params["seed"]))
-        z, w = shapley_samples(m, int(params["samples"]), rng)
-        empty_row = np.zeros((1, m), bool)
         baseline = baseline_input(capture, params["baseline"], params["seed"])
-        y = score_samples(capture, target, np.concatenate([empty_row, z]), labels, baseline,
-                          int(params["batch_size"]), progress, cancel, self.title)
-        empty, full = float(y[0]), float(capture.reference_scores()[0])
-        phi = constrained_shapley(z, y[1:], w, empty, full)
-        notes = {"efficiency": completeness(float(phi.sum()), full - empty), "superpixels": m}
+        batch = int(params["batch_size"])
+        budget = int(params["samples"])
+        full = float(capture.reference_scores()[0])
+        empty = float(score_samples(capture, target, np.zeros((1, m), bool), labels, baseline,
+                                    batch, no_progress, cancel, self.title)[0])
+        if 2**m - 2 <= budget:
+            z, w = shapley_samples(m, budget, rng)
+            y = score_samples(capture, target, z, labels, baseline, batch, progress, cancel,
+                              self.title)
+            phi = constrained_shapley(z, y, w, empty, full)
+            errors, passes, stopped = np.zeros(m), len(z) + 1, "tolerance"
+        else:
+            seen: dict[bytes, float] = {}
+
+            def score(rows: np.ndarray) -> np.ndarray:
+                # Coalitions drawn again are not scored again.
+                todo = np.array([r for r in {r.tobytes(): r for r in rows
+                                             if r.tobytes() not in seen}.values()])
+                if len(todo):
+                    got = score_samples(capture, target, todo, labels, baseline, batch,
+                                        no_progress, cancel, self.title)
+                    seen.update(zip((r.tobytes() for r in todo), got.tolist(), strict=True))
+                return np.array([seen[r.tobytes()] for r in rows]) - empty
+
+            found = estimate_shapley(score, m, full - empty, rng, float(params["tolerance"]),
+                                     budget, float(params["time_budget"]), params["sampling"],
+                                     progress, cancel, self.title)
+            phi, errors = found.values, found.standard_errors
+            passes, stopped = len(seen) + 1, found.stopped_by
+        notes = {"efficiency": completeness(float(phi.sum()), full - empty), "superpixels": m,
+                 "standard_errors": errors.tolist(),
+                 "uncertain": np.flatnonzero(np.abs(phi) < 2 * errors).tolist(),
+                 "passes": passes, "stopped_by": stopped, "sampling": params["sampling"]}
         if warning:
             notes["warning"] = warning
         note(capture, self.name, [notes])
