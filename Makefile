@@ -44,5 +44,6 @@ lint: venv
 
 demo-models: venv
 	$(BIN)/python tools/train_demo_models.py
+	$(BIN)/python tools/train_demo_vit.py
 	$(BIN)/python tools/train_demo_seg.py
 	$(BIN)/python tools/train_demo_3d.py
