@@ -224,3 +224,28 @@ def test_open_model_takes_an_onnx_file_and_a_card_naming_it(window, qapp, qtbot,
                 == list(np.argsort(-p, kind="stable")))
     assert {r.text(0).split(" ")[1] for r in _rows(window) if r.text(0).startswith(
         FINDING_MARK)} == {CHEST14[i] for i in np.flatnonzero(p >= 0.6)}
+
+
+def test_open_model_joins_a_typed_timm_source_and_the_weights_picked(window, qapp, qtbot,
+                                                                      tmp_path, monkeypatch):
+    import timm
+    from safetensors.torch import save_file
+
+    net = timm.create_model("test_resnet", pretrained=False, num_classes=5)
+    weights = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    monkeypatch.setattr(gui.model_open_dialog.QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *_a, **_k: (str(weights), "")))
+
+    def fill(dialog) -> None:
+        dialog.spec.clear()  # it starts with the model loaded before
+        qtbot.keyClicks(dialog.spec, "timm:test_resnet")
+        qtbot.mouseClick(dialog.file_button, Qt.MouseButton.LeftButton)
+
+    seen = _answer_open_model(qtbot, fill)
+    with qtbot.waitSignal(window.sig_map_drawn, timeout=WAIT_MS):
+        window.actions_by_id["open_model"].trigger()
+    spec = f"timm:test_resnet@{weights}"
+    assert seen[0].chosen() == spec and window.model_spec == spec
+    assert len(window.model.classes) == 5 and window.model.output == "softmax"
+    assert window.panel.model_combo.currentText() == "timm:test_resnet@tiny.safetensors"
