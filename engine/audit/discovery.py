@@ -136,7 +136,7 @@ class Discovery:
 class _Codes:
     """Per attribute, each image's value as a small integer code (-1: the image has none).
 
-    Metadata are held as one int32 array per attribute, not a dict per image, so that 20,000
+    Metadata are held as one list of codes per attribute, not a dict per image, so that 20,000
     images cost a few hundred kilobytes.
     """
 
@@ -204,10 +204,13 @@ def affinity(features: np.ndarray, neighbours: int = NEIGHBOURS):
 
     Two maps are linked when either is among the other's ``neighbours`` nearest (Euclidean).
     """
-    from sklearn.neighbors import kneighbors_graph
+    from sklearn.neighbors import NearestNeighbors
 
     k = max(1, min(neighbours, len(features) - 1))
-    graph = kneighbors_graph(features, k, mode="connectivity", include_self=False)
+    # A k-d tree, not all pairs: the search grows as n log n while the maps' own dimension
+    # is low (a brute-force search is quadratic in the number of maps).
+    search = NearestNeighbors(n_neighbors=k, algorithm="kd_tree").fit(features)
+    graph = search.kneighbors_graph(mode="connectivity")
     return graph.maximum(graph.T).tocsr()
 
 
@@ -393,9 +396,14 @@ def _first_passes(store: ResultStore, classes: Sequence[str], size: int) -> _Pas
     n_maps = sum(1 for rec in store.records() if rec.get("heat"))
     components = max(1, min(COMPONENTS, n_maps, size * size))
     pca = IncrementalPCA(n_components=components)
-    for _, reduced in _chunks(store, size):
-        if len(reduced) >= components:  # a short last chunk is transformed, not fitted
-            pca.partial_fit(reduced)
+    from threadpoolctl import threadpool_limits
+
+    # The SVDs are small (a chunk by MAP_SIZE² values): BLAS threads only wait for each
+    # other, and on a busy machine they spin for tens of seconds.
+    with threadpool_limits(limits=1, user_api="blas"):
+        for _, reduced in _chunks(store, size):
+            if len(reduced) >= components:  # a short last chunk is transformed, not fitted
+                pca.partial_fit(reduced)
     got = _Pass(defaultdict(list), [], defaultdict(list), defaultdict(list), defaultdict(list),
                 defaultdict(list), defaultdict(list), defaultdict(_Codes), components)
     for recs, reduced in _chunks(store, size):
