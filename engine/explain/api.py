@@ -38,11 +38,12 @@ A capture holds (see :class:`engine.explain.capture.Capture`):
   distillation tokens, then an h x w grid of patches (``needs`` ``attentions``; the model's
   attention is found automatically, see :mod:`engine.models.attention`);
 - ``attention_gradients``: per block, the gradient of the target objective with respect to that
-  attention, and ``readout_gradients``: per block, the gradient with respect to its own attention
-  of the score the model's final norm and classifier give to the block's mean token (``needs``
-  ``attention_gradients``; taken in the capture's one backward pass). An explainer that needs
-  either is not layer-based: its one map per input goes under ``"input"``, at the patch grid's
-  resolution, and one capture serves every such method;
+  attention (``needs`` ``attention_gradients``; taken in the capture's one backward pass), and
+  ``readout_gradients``: per block, the gradient with respect to its own attention of the score
+  the model's final norm and classifier give to the block's mean token (``needs``
+  ``readout_gradients``). An explainer that needs any of these is not layer-based: its one map
+  per input goes under ``"input"``, at the patch grid's resolution, and in the GUI one capture
+  serves every such method;
 - ``forward_scores(batch)``: scores of perturbed inputs, batched, under ``inference_mode``
   (``needs`` ``forward_fn``);
 - ``input_gradients(inputs, targets)``: the gradient of each target's objective with respect
@@ -91,7 +92,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from engine.models.loaded import LoadedModel
 
 __all__ = [
-    "INPUT_LAYER", "NEEDS", "PARAM_ALIASES", "PARAM_TYPES", "Cancelled", "CancelToken",
+    "ATTENTION_NEEDS", "INPUT_LAYER", "NEEDS", "PARAM_ALIASES", "PARAM_TYPES", "Cancelled",
+    "CancelToken",
     "Explainer", "ExplainerUnavailable", "Param", "PluginError", "ProgressFn", "UsageError",
     "check_params", "class_token_map", "is_layer_based", "is_segmentation", "no_progress",
     "patch_map", "resolve_params",
@@ -99,7 +101,9 @@ __all__ = [
 
 #: What an explainer may ask the capture for.
 NEEDS = frozenset({"activations", "gradients", "input_gradients", "forward_fn", "fc_weights",
-                   "attentions", "attention_gradients"})
+                   "attentions", "attention_gradients", "readout_gradients"})
+#: The needs that read a vision transformer's attention (see :mod:`engine.models.attention`).
+ATTENTION_NEEDS = frozenset({"attentions", "attention_gradients", "readout_gradients"})
 #: Parameter types a schema may declare.
 PARAM_TYPES = ("float", "int", "bool", "choice", "str")
 #: The map key of model-agnostic explainers, whose maps live in model-input geometry.
@@ -349,7 +353,7 @@ class Explainer:
         and attention explainers on models whose attention cannot be found (one line saying why:
         not a vision transformer, a windowed one).
         """
-        if {"attentions", "attention_gradients"} & set(self.needs):
+        if ATTENTION_NEEDS & set(self.needs):
             from engine.models.attention import unavailable_reason
 
             return unavailable_reason(model)
