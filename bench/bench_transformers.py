@@ -7,7 +7,10 @@ against torch-cam's LeGrad, measured in the same run.
     backward pass of the same network on its fused attention path (goal: <= 1.5x). Switching to
     another attention method afterwards reuses the capture; that time is printed too.
 (b) LeGrad against torch-cam 0.5's ``LeGrad`` over all 12 blocks, on the same network and input
-    (goal: faster), with the largest difference between the two maps.
+    (goal: faster), with the largest difference between the two maps. Lucida runs it through the
+    explain core as ``explain --method legrad`` does (its capture takes only what LeGrad reads:
+    no backward pass of the target through the whole network); the window's capture, which also
+    serves rollout and relevance, is (a)'s.
 
 Times are the median of a few runs, in wall time and CPU time (the process's, all threads): on
 a shared machine the wall-time ratio swings with other load, the CPU-time ratio much less. The
@@ -33,6 +36,7 @@ import torchvision  # noqa: E402
 from smoke import SMOKE, sized  # noqa: E402
 from torchcam.methods import LeGrad as TorchCamLeGrad  # noqa: E402
 
+from engine.explain.core import explain_one  # noqa: E402
 from engine.explain.session import ExplainRequest, Session  # noqa: E402
 from engine.models.loaded import LoadedModel  # noqa: E402
 from engine.models.preprocess import InputSpec  # noqa: E402
@@ -116,8 +120,8 @@ def main() -> int:
     warnings.filterwarnings("ignore")
     net = _network()
     spec = InputSpec(size=(SIZE, SIZE), channels=3, **IMAGENET)
-    model = LoadedModel.from_module(net, classes=[str(i) for i in range(net.heads.head.out_features)],
-                                    input=spec, name="vit_b_16")
+    classes = [str(i) for i in range(net.heads.head.out_features)]
+    model = LoadedModel.from_module(net, classes=classes, input=spec, name="vit_b_16")
     rng = np.random.default_rng(0)
     image = _Image(rng.random((SIZE, SIZE, 3)).astype(np.float32))
     x = model.preprocess(image)
@@ -141,7 +145,7 @@ def main() -> int:
     print(f"    switching to another attention method: {switch[0] * 1000:.1f} ms wall "
           f"({switch[0] / base[0]:.3f}x the pass)", flush=True)
 
-    ours_s, ours = _median(lambda: _ours(model, image, "legrad", target))
+    ours_s, ours = _median(lambda: explain_one(model, x, "legrad", "input", target))
     theirs_s, theirs = _median(lambda: _theirs(net, x, target))
     err = float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
     print(f"(b) legrad: {theirs_s[0] / ours_s[0]:.2f}x wall, {theirs_s[1] / ours_s[1]:.2f}x CPU "

@@ -22,7 +22,7 @@ class LeGrad(Explainer):
     citation = ("Bousselham W, Boggust A, Chaybouti S, Strobelt H, Kuehne H. LeGrad: An "
                 "Explainability Method for Vision Transformers via Feature Formation "
                 "Sensitivity. arXiv:2404.03214 (2024)")
-    needs = frozenset({"attentions", "attention_gradients"})
+    needs = frozenset({"attentions", "readout_gradients"})
     batched = True
     units = "score gradient"
     params = (

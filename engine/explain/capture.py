@@ -128,7 +128,7 @@ class Capture:
         return set(self.gradients) >= set(self.activations)
 
     def covers(self, layers: Sequence[str], gradients: bool, attentions: bool = False,
-               attention_gradients: bool = False) -> bool:
+               attention_gradients: bool = False, readout_gradients: bool = False) -> bool:
         """Whether this capture already holds ``layers`` (and their gradients if asked), and
         the attention (and its gradients) if asked."""
         if not set(layers) <= set(self.activations):
@@ -137,9 +137,11 @@ class Capture:
             return False
         if attention_gradients and "target" not in self._attention:
             return False
+        if readout_gradients and "readout" not in self._attention:
+            return False
         return not gradients or set(layers) <= set(self.gradients)
 
-    # -- a vision transformer's attention (needs ``attentions`` / ``attention_gradients``) ------
+    # -- a vision transformer's attention (needs ``attentions`` and its gradients) -------------
     def _attention_part(self, part: str, need: str) -> Any:
         self._need(need)
         if part not in self._attention:
@@ -171,7 +173,7 @@ class Capture:
         that the model's own final norm and classifier give to the mean of block l's output
         tokens (the layer-wise score LeGrad differentiates). Empty when the model's head cannot
         be read that way."""
-        return self._attention_part("readout", "attention_gradients")
+        return self._attention_part("readout", "readout_gradients")
 
     def view(self, needs: frozenset[str] | None) -> Capture:
         """Return this capture as seen by an explainer that declared ``needs``."""
@@ -522,6 +524,7 @@ def run_capture(
     roi: torch.Tensor | None = None,
     attentions: bool = False,
     attention_gradients: bool = False,
+    readout_gradients: bool = False,
 ) -> Capture:
     """Run one forward pass hooking ``layers`` and, if asked, one backward pass for the targets.
 
@@ -550,8 +553,10 @@ def run_capture(
         is used for this pass; see :mod:`engine.models.attention`).
     attention_gradients : bool
         Whether to also take, in the same backward pass, the target's gradient with respect to
-        every block's attention, and each block's read-out score's gradient with respect to
-        its own attention.
+        every block's attention.
+    readout_gradients : bool
+        Whether to take each block's read-out score's gradient with respect to its own
+        attention (LeGrad's; each reaches back through one block and the head only).
 
     Returns
     -------
@@ -565,9 +570,12 @@ def run_capture(
     written.
     """
     layers = list(dict.fromkeys(layers))
-    layout = find_attention(model.module) if attentions or attention_gradients else None
+    layout = find_attention(model.module) if attentions or attention_gradients or \
+        readout_gradients else None
     attention_gradients = attention_gradients and layout is not None
-    want_grad = (gradients and bool(layers)) or attention_gradients
+    readout_gradients = readout_gradients and layout is not None
+    backward = (gradients and bool(layers)) or attention_gradients
+    want_grad = backward or readout_gradients
     x = x.detach()
     ctx = contextlib.nullcontext() if layout is None else recording_attention(model.module,
                                                                              layout)
@@ -593,8 +601,9 @@ def run_capture(
     raw_grads: dict[str, torch.Tensor] = {}
     start = time.perf_counter()
     if want_grad:
-        if attention_gradients:
+        if readout_gradients:
             parts["readout"] = _readout_gradients(layout, record, targets, versus)
+    if backward:
         grad_layers = layers if gradients else []
         wrt = [recorded[n] for n in grad_layers] + (record.probs if attention_gradients else [])
         picked = objective(logits, targets.to(logits.device), versus, region).sum()

@@ -27,6 +27,7 @@ from engine.core.case import Target
 from engine.core.errors import ExplainerUnavailable, LucidaError, ModelError, UsageError
 from engine.core.log import log_traceback, scrub
 from engine.explain.api import (
+    ATTENTION_NEEDS,
     INPUT_LAYER,
     PluginError,
     is_layer_based,
@@ -58,7 +59,9 @@ class Plan:
     attentions : bool
         Whether any explainer reads a vision transformer's attention probabilities.
     attention_gradients : bool
-        Whether any explainer reads the gradients with respect to that attention.
+        Whether any explainer reads the target's gradients with respect to that attention.
+    readout_gradients : bool
+        Whether any explainer reads each block's read-out gradients (LeGrad's).
     """
 
     explainers: list
@@ -68,6 +71,7 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     attentions: bool = False
     attention_gradients: bool = False
+    readout_gradients: bool = False
 
     @property
     def methods(self) -> list[str]:
@@ -166,8 +170,9 @@ def plan(model: Any, methods: list[str] | str, layers: str | list[str] = "auto",
         layers=chosen,
         gradients=any("gradients" in e.needs for e in layer_based),
         warnings=warnings,
-        attentions=any({"attentions", "attention_gradients"} & set(e.needs) for e in runnable),
+        attentions=any(ATTENTION_NEEDS & set(e.needs) for e in runnable),
         attention_gradients=any("attention_gradients" in e.needs for e in runnable),
+        readout_gradients=any("readout_gradients" in e.needs for e in runnable),
     )
 
 
@@ -202,7 +207,8 @@ def capture(model: Any, x: torch.Tensor, target: Any, the_plan: Plan,
                 return roi_on_grid(box, shape, model.input, grid)
         target = target.label
     return run_capture(model, x, target, the_plan.layers, the_plan.gradients, versus, roi,
-                       the_plan.attentions, the_plan.attention_gradients)
+                       the_plan.attentions, the_plan.attention_gradients,
+                       the_plan.readout_gradients)
 
 
 def predict(model: Any, x: torch.Tensor) -> torch.Tensor:

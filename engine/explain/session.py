@@ -212,7 +212,8 @@ class Session:
         key = request.case
         cached = self._captures.get(key)
         if cached is not None and cached.covers(the_plan.layers, the_plan.gradients,
-                                                the_plan.attentions, the_plan.attention_gradients):
+                                                the_plan.attentions, the_plan.attention_gradients,
+                                                the_plan.readout_gradients):
             return cached, cached.maps, True
         token.check()
         union = list(dict.fromkeys([*(cached.layers if cached else []), *the_plan.layers]))
@@ -223,7 +224,8 @@ class Session:
         attentions = the_plan.attentions or bool(cached is not None and cached.covers(
             [], False, attentions=True))
         wider = core.Plan(the_plan.explainers, the_plan.params, union, gradients,
-                          attentions=attentions, attention_gradients=attentions)
+                          attentions=attentions, attention_gradients=attentions,
+                          readout_gradients=attentions)
         capture = core.capture(model, x, key.target, wider, tuple(image.shape))
         self.forward_passes += 1
         # Maps depend only on the case, so those of the replaced capture stay valid.
