@@ -5,6 +5,7 @@ when edited), a click on any row explaining that class; the table stays readable
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -161,6 +162,29 @@ def test_readable_at_1280_by_720_with_the_trust_panel(window, qapp, qtbot):
     assert header.sectionSize(0) >= 3 * tree.fontMetrics().horizontalAdvance("W")
     assert all(item.toolTip(0).startswith(item.text(0).split(" ")[1].rstrip("…"))
                for item in _rows(window))
+
+
+def test_the_report_lists_the_findings_at_the_threshold_on_screen(window, qapp, qtbot, folder,
+                                                                  tmp_path):
+    p = _reference_probabilities(window, folder)
+    cut = window.panel.finding_threshold()
+    assert cut == pytest.approx(0.30)  # as typed above, not the card's
+    window.actions_by_id["export"].trigger()
+    dialog = window._export_dialog
+    out = tmp_path / "export"
+    dialog.folder.setText(str(out))
+    for fmt, check in dialog.output_checks.items():
+        check.setChecked(fmt == "html")
+    with qtbot.waitSignal(dialog.sig_exported, timeout=WAIT_MS):
+        qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
+    dialog.reject()
+    found = json.loads((out / "report.json").read_text())["findings"]
+    assert found["threshold"] == pytest.approx(cut)
+    assert [f["class"] for f in found["positive"]] == \
+        [CHEST14[i] for i in np.argsort(-p, kind="stable") if p[i] >= cut]
+    page = (out / "report.html").read_text()
+    assert f"threshold {cut:.2f}" in page and page.count("finding (≥ 0.30)") == \
+        len(found["positive"])
 
 
 def test_open_model_takes_a_typed_card_path_and_refuses_a_source_without_weights(
