@@ -202,3 +202,27 @@ def test_known_architectures_list_timm_and_xrv():
     names = known_architectures()
     assert "timm:convnext_tiny" in names and "timm:vit_base_patch16_224" in names
     assert "xrv:densenet121-res224-all" in names and "torchvision:resnet18" in names
+
+
+@pytest.mark.usefixtures("no_network")
+def test_the_head_size_is_read_from_timms_classifier(tmp_path):
+    """safetensors lists keys sorted, so "head.fc" comes before the blocks' MLP matrices."""
+    net = timm.create_model("test_convnext", pretrained=False, num_classes=5)
+    weights = save_state(net, tmp_path / "convnext.safetensors")
+    assert load_model(f"timm:test_convnext@{weights}").classes == [f"class_{i}" for i in range(5)]
+
+
+def test_a_card_states_the_crop_and_the_filter(tmp_path, resnet_weights):
+    resnet_weights[1].rename(tmp_path / "w.safetensors")
+    card = write_card(tmp_path, 'architecture = "timm:test_resnet"\nweights = "w.safetensors"\n'
+                                '[input]\nsize = [40, 40]\nresize = "crop"\ncrop_pct = 0.8\n'
+                                'interpolation = "nearest"\n')
+    spec = load_model(card).input
+    assert (spec.size, spec.resize, spec.crop_pct, spec.interpolation) == \
+        ((40, 40), "crop", 0.8, "nearest")
+    assert spec.mean == pytest.approx((0.485, 0.456, 0.406))  # the card's defaults, not timm's
+    bad = write_card(tmp_path, 'architecture = "timm:test_resnet"\nweights = "w.safetensors"\n'
+                               '[input]\ncrop_pct = 1.5\n', name="bad.toml")
+    with pytest.raises(ModelError) as info:
+        load_model(bad)
+    assert "crop_pct" in info.value.one_line() and "\n" not in info.value.one_line()
