@@ -130,7 +130,8 @@ def read_hf_folder(folder: Path, *, trust: bool = False) -> HFModel:
         ) from None
     _check_loading(info, weights)
     files = {str(config_path): sha256_file(config_path)}
-    for path in sorted(folder.glob("*.safetensors")) or [weights]:
+    # The weights file, and each shard a sharded index names beside it.
+    for path in [weights, *sorted(folder.glob("model-*.safetensors"))]:
         files[str(path)] = sha256_file(path)
     processor_path = folder / "preprocessor_config.json"
     processor = {}
