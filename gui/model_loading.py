@@ -195,10 +195,13 @@ class ModelLoader:
                                    not in (None, "demo", "demo-biased", "demo-3d") else "")
         self.list_architectures(lambda names: shiboken6.isValid(dialog)
                                 and dialog.set_architectures(names))
-        if dialog.exec() != QtOpenModelDialog.DialogCode.Accepted:
+        accepted = dialog.exec() == QtOpenModelDialog.DialogCode.Accepted
+        spec = dialog.chosen()
+        dialog.deleteLater()  # a child of the window: one per opening would pile up
+        if not accepted:
             return None
         self.follows_demo = False  # the user chose: the model stays what they chose
-        return self.load(dialog.chosen())
+        return self.load(spec)
 
     def ask_trust(self, name: str, message: str) -> bool:
         """Ask, in the GUI's words, whether a model file that can run code may be loaded."""

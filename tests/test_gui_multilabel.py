@@ -40,7 +40,10 @@ def window(qapp, tmp_path_factory):
 
 
 def _answer_open_model(qtbot, fill) -> list:
-    """Answer the next File ▸ Open model dialog: ``fill(dialog)``, then click Open."""
+    """Answer the next File ▸ Open model dialog: ``fill(dialog)``, then click Open.
+
+    Returns a list that gets what the dialog was to open, then its refusal line, if any.
+    """
     seen = []
 
     def answer() -> None:
@@ -49,7 +52,7 @@ def _answer_open_model(qtbot, fill) -> list:
             QTimer.singleShot(20, answer)  # not shown yet
             return
         fill(dialog)
-        seen.append(dialog)
+        seen.append(dialog.chosen())
         qtbot.mouseClick(dialog.buttons.button(QDialogButtonBox.StandardButton.Open),
                          Qt.MouseButton.LeftButton)
         if dialog.isVisible():  # refused: the status line says why; give up
@@ -87,7 +90,7 @@ def test_open_model_takes_a_folder(window, qapp, qtbot, folder, monkeypatch):
         qtbot, lambda d: qtbot.mouseClick(d.folder_button, Qt.MouseButton.LeftButton))
     with qtbot.waitSignal(window.sig_map_drawn, timeout=WAIT_MS):
         window.actions_by_id["open_model"].trigger()
-    assert seen and seen[0].spec.text() == str(folder)
+    assert seen == [str(folder)]
     assert window.model_spec == str(folder)
     assert window.model.output == "sigmoid" and window.model.classes == list(CHEST14)
     assert pump(qapp, lambda: len(_rows(window)) == len(CHEST14))
@@ -270,6 +273,6 @@ def test_open_model_joins_a_typed_timm_source_and_the_weights_picked(window, qap
     with qtbot.waitSignal(window.sig_map_drawn, timeout=WAIT_MS):
         window.actions_by_id["open_model"].trigger()
     spec = f"timm:test_resnet@{weights}"
-    assert seen[0].chosen() == spec and window.model_spec == spec
+    assert seen == [spec] and window.model_spec == spec
     assert len(window.model.classes) == 5 and window.model.output == "softmax"
     assert window.panel.model_combo.currentText() == "timm:test_resnet@tiny.safetensors"
