@@ -172,3 +172,20 @@ def _export_vector(path):
         warnings.simplefilter("ignore")
         torch.onnx.export(nn.Linear(10, 2).eval(), (torch.zeros(1, 10),), str(path),
                           dynamo=False)
+
+
+def test_explain_on_the_command_line_writes_maps_named_after_converted_layers(
+        tmp_path, resnet, capsys):
+    from PIL import Image as PILImage
+
+    from engine.cli import main as cli_main
+
+    png = tmp_path / "chest.png"
+    grey = (np.random.default_rng(0).random((80, 80)) * 255).astype(np.uint8)
+    PILImage.fromarray(grey).save(png)
+    code = cli_main(["explain", str(png), "--model", str(resnet[0]), "--method", "gradcam",
+                     "--out", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    (case,) = (tmp_path / "out").iterdir()
+    heat = np.load(case / "heatmap_gradcam_layer4-layer4-1-relu_1-Relu.npy")
+    assert heat.shape == (80, 80) and heat.max() > 0

@@ -25,8 +25,12 @@ from engine.models.findings import findings
 
 
 def file_key(method: str, layer: str) -> str:
-    """Return the ``<method>_<layer>`` part of output file names (dots become ``-``)."""
-    return f"{method}_{layer.replace('.', '-')}"
+    """Return the ``<method>_<layer>`` part of output file names (dots become ``-``).
+
+    Path separators become ``-`` too: a converted ONNX graph names its layers after the graph's
+    nodes (``layer4/layer4/1/relu_1/Relu``).
+    """
+    return f"{method}_{layer.replace('.', '-').replace('/', '-').replace(chr(92), '-')}"
 
 
 def output_name(image: Any, pseudonyms: Pseudonyms | None = None,
