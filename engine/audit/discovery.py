@@ -579,10 +579,13 @@ def discover(store: ResultStore, classes: Sequence[str], names: Mapping[str, str
     return Discovery(result, cluster_figure(result, title) if out_classes else None)
 
 
-def _headline(cluster: dict) -> str:
-    """The cluster's most over-represented value, as ``site=B ×1.9``, or ``""``."""
-    top = next((e for e in cluster["enriched"] if e["significant"]), None)
-    return f"{top['attribute']}={top['value']} ×{top['enrichment']:.1f}" if top else ""
+def _headline(cluster: dict, count: int = 2) -> str:
+    """The cluster's most over-represented values (significant ones), as ``site=B ×1.9``."""
+    top = [e for e in cluster["enriched"] if e["significant"]][:count]
+    # Long DICOM values (an institution's name) are cut so that cells do not overlap.
+    cut = lambda text: text if len(text) <= 20 else text[:19] + "…"  # noqa: E731
+    return "\n".join(f"{cut(e['attribute'] + '=' + e['value'])} ×{e['enrichment']:.1f}"
+                     for e in top)
 
 
 def cluster_figure(result: dict, title: str = "") -> bytes:
