@@ -21,6 +21,7 @@ from torch import nn
 from engine.core.errors import ExplainerUnavailable, ModelError
 from engine.explain.api import INPUT_LAYER
 from engine.explain.core import explain_one
+from engine.metrics.sanity import cascading_randomisation
 from engine.models.loaded import LoadedModel, load_model
 from engine.models.onnx_model import OnnxRuntimeModule
 
@@ -129,6 +130,8 @@ def test_a_graph_onnx2torch_cannot_convert_runs_with_onnxruntime(no_network, unc
         explain_one(model, x, "gradcam", "auto", 1)
     with pytest.raises(ExplainerUnavailable, match="Trilu"):
         explain_one(model, x, "saliency", INPUT_LAYER, 1)
+    with pytest.raises(ModelError, match="cannot copy or randomise"):
+        cascading_randomisation(model.module, lambda m: ours, ours, example=x)
 
 
 def test_a_card_names_the_onnx_file(tmp_path, resnet):

@@ -65,6 +65,13 @@ class OnnxRuntimeModule(nn.Module):
         self.batch = batch
         self.reason = reason
 
+    def __deepcopy__(self, memo):
+        # The weights live inside onnxruntime's session: a copy could not be randomised, and a
+        # randomisation check on an unchanged copy would wrongly fail the map.
+        raise ModelError("the model runs with onnxruntime, whose weights Lucida cannot copy or "
+                         "randomise", fix="the randomisation check needs a model onnx2torch "
+                         "converts, or the torch original")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the graph's first output for (N, C, H, W) ``x``, on ``x``'s device."""
         if x.requires_grad and torch.is_grad_enabled():
