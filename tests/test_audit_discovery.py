@@ -49,8 +49,16 @@ def test_planted_clusters_are_recovered_and_the_eigengap_counts_them(planted):
         labels[[int(c.split(":")[0]) for c in cl["members"]]] == 0))
     row, col = first["difference"]["excess_peak"]
     assert row < 0.3 and col > 0.7
-    # planted_store marks exactly the first cluster's images as all outside the body.
+    # planted_store puts exactly the first cluster's saliency all outside the body: the
+    # per-cluster and per-group shares are means of the records' shares.
     assert first["outside_body"]["mean"] > 0.9
+    outside = np.array([rec["outside_body"] for rec in store.records()])
+    sites = np.array([rec["groups"]["site"] for rec in store.records()])
+    for site in ("A", "B"):
+        summary = result["outside_body"]["by_group"][f"site={site}"]
+        assert summary["n"] == (sites == site).sum()
+        assert summary["mean"] == pytest.approx(outside[sites == site].mean())
+    assert result["outside_body"]["overall"]["mean"] == pytest.approx(outside.mean())
     assert len(first["exemplars"]["central"]) == 5 and first["exemplars"]["atypical"]
 
 
