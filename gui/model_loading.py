@@ -130,8 +130,9 @@ class ModelLoader:
             return
         self._waiting.append(apply)
         if len(self._waiting) == 1:
+            # In the background: a model load or an explanation asked for meanwhile goes first.
             self.window.jobs.submit("architectures", lambda *_a: architecture_names(),
-                                    on_done=self._listed)
+                                    on_done=self._listed, background=True)
 
     def _listed(self, names: list[str], _context: dict) -> None:
         self.architectures = list(names)
