@@ -133,3 +133,23 @@ def test_a_card_threshold_is_read_and_checked(tmp_path):
         card.write_text(body + f"threshold = {bad}\n")
         with pytest.raises(ModelError, match="threshold .* is not a probability"):
             read_card(card)
+
+
+def test_a_volume_result_lists_the_findings_of_a_sigmoid_model():
+    from volume_fixtures import memory_volume
+
+    from engine.export.volume import volume_result_json
+
+    volume = memory_volume(np.zeros((4, 8, 8), np.float32))
+    scores = [0.9, 0.2, 0.55]
+
+    def findings_of(output: str):
+        model = {"name": "m", "sha256": "0" * 64, "files": {}, "output": output,
+                 "task": "classification", "threshold": 0.5}
+        return volume_result_json(volume, {}, model=model, classes=["a", "b", "c"],
+                                  scores=scores, target=0, params={}, timings_ms={},
+                                  warnings=[])["findings"]
+
+    assert findings_of("sigmoid") == {"threshold": 0.5, "positive": [
+        {"class": "a", "probability": 0.9}, {"class": "c", "probability": 0.55}]}
+    assert findings_of("softmax") is None

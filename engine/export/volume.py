@@ -22,6 +22,7 @@ from engine.core.versions import app_version
 from engine.explain.colour import blend, colormap_lut, diverging_lut
 from engine.export.identity import case_name, image_entry, model_identity
 from engine.export.results import file_key
+from engine.models.findings import findings
 from engine.studies import display
 from engine.studies.nifti import write_nifti
 from engine.studies.orientation import EdgeLabels, direction_letters
@@ -257,6 +258,9 @@ def volume_result_json(volume, maps: dict, *, model: dict, classes: list[str],
         "geometry": "volume_geometry.json",
         "model": {key: model.get(key) for key in ("name", "sha256", "files")},
         "prediction": dict(zip(classes, [float(s) for s in scores], strict=True)),
+        # A multi-label model's classes at or above its card's threshold (None: single-label).
+        "findings": findings(model, dict(zip(classes, [float(s) for s in scores],
+                                              strict=True))),
         "target": classes[target],
         "target_index": int(target),
         "versus": versus,
