@@ -226,3 +226,17 @@ def test_a_card_states_the_crop_and_the_filter(tmp_path, resnet_weights):
     with pytest.raises(ModelError) as info:
         load_model(bad)
     assert "crop_pct" in info.value.one_line() and "\n" not in info.value.one_line()
+
+
+@pytest.mark.usefixtures("no_network")
+def test_a_card_naming_an_architecture_wins_over_a_config_json_beside_it(tmp_path,
+                                                                         resnet_weights):
+    """timm's own hub folders hold a config.json that transformers cannot read; a card wins."""
+    net, weights = resnet_weights
+    (tmp_path / "config.json").write_text('{"architecture": "test_resnet", "num_classes": 4}')
+    write_card(tmp_path, f'architecture = "timm:test_resnet"\nweights = "{weights.name}"\n'
+                         'classes = ["a", "b", "c", "d"]\n')
+    model = load_model(tmp_path)
+    x = torch.randn(1, 3, *model.input.size)
+    assert model.classes == ["a", "b", "c", "d"]
+    torch.testing.assert_close(model.logits(x), net(x))

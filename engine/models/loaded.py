@@ -343,6 +343,9 @@ def load_model(spec: str | Path, *, trust: bool = False, device: str = "cpu") ->
     if is_hf_folder(path):
         inner = path / "card.toml"
         card = read_card(inner, defaults={"model": "."}) if inner.is_file() else None
+        if card is not None and "architecture" in card.stated:
+            # The card builds its own network (from weights that may sit in the folder).
+            return _from_card(read_card(inner), trust, dev)
         return _from_hf(path, card, trust, dev)
     from engine.models import monai_bundle, onnx_model  # they build LoadedModel: import late
 
