@@ -96,14 +96,18 @@ class QtPredictionTable(QWidget):
 
     # -- filling ----------------------------------------------------------------------------
     def set_model(self, model, score_name: str) -> None:
-        """Take the model's output kind and threshold; ``score_name`` heads the score column."""
+        """Take the model's output kind and threshold; ``score_name`` heads the score column.
+
+        A new model brings its card's threshold; the same model shown again keeps the one the
+        user typed.
+        """
+        if model is not self._model:
+            self.threshold.blockSignals(True)
+            self.threshold.setValue(float(getattr(model, "threshold", DEFAULT_THRESHOLD)))
+            self.threshold.blockSignals(False)
         self._model = model
         self.tree.setHeaderLabels(["Class", score_name])
-        multi = self.multilabel()
-        self.threshold.blockSignals(True)
-        self.threshold.setValue(float(getattr(model, "threshold", DEFAULT_THRESHOLD)))
-        self.threshold.blockSignals(False)
-        self._show_threshold(multi)
+        self._show_threshold(self.multilabel())
 
     def multilabel(self) -> bool:
         """Whether the model's classes are independent (sigmoid) probabilities."""

@@ -15,9 +15,11 @@ from gui_fixtures import WAIT_MS, click_item, demo_window, pump
 from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
+import gui.model_loading
 import gui.model_open_dialog
 from engine.demo.arch import DemoCNN
 from engine.demo.multilabel import CHEST14, write_multilabel_demo
+from gui.explain_panel import OPEN_CARD
 from gui.model_open_dialog import QtOpenModelDialog
 from gui.prediction_table import CLEAR_MARK, FINDING_MARK
 
@@ -123,6 +125,20 @@ def test_the_table_is_sorted_and_the_threshold_marks_the_findings(window, qapp, 
     assert len(marked()) > len(np.flatnonzero(p >= CARD_THRESHOLD))
     assert panel.finding_threshold() == pytest.approx(0.30)
     assert panel.prediction_table.findings.text().startswith(f"Findings: {len(marked())} of 14")
+
+
+def test_a_cancelled_model_choice_keeps_the_threshold_typed(window, qapp, qtbot, monkeypatch):
+    monkeypatch.setattr(gui.model_loading.QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *_a, **_k: ("", "")))
+    combo = window.panel.model_combo
+    combo.showPopup()
+    view = combo.view()
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton,
+                     pos=view.visualRect(combo.model().index(combo.findData(OPEN_CARD), 0))
+                     .center())
+    assert pump(qapp, lambda: not combo.view().isVisible())
+    assert window.model.output == "sigmoid"
+    assert window.panel.finding_threshold() == pytest.approx(0.30)
 
 
 def test_a_click_on_the_ninth_row_explains_that_class(window, qapp, qtbot):
