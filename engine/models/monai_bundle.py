@@ -38,7 +38,7 @@ from engine.core.hashing import sha256_file
 from engine.models.card import DEFAULT_THRESHOLD, ModelCard, card_from_data
 from engine.models.loaded import LoadedModel, _infer_classes
 from engine.models.loaders import TRUST_FIX, apply_state_dict, load_whole_model, read_state_dict
-from engine.models.monai_transforms import bundle_input, bundle_output, lookup
+from engine.models.monai_transforms import bundle_input, bundle_output
 from engine.models.offline import go_offline
 
 __all__ = ["CONFIG_NAMES", "is_bundle", "load_bundle", "network_config"]
@@ -165,7 +165,7 @@ def network_config(config: dict, file: Path, *, trust: bool) -> dict:
             top = ref.split("::")[0]
             if top in subset:
                 continue
-            if top not in config or lookup(config, ref) is None:
+            if top not in config:
                 raise ModelError(f"{_NET} refers to @{ref}, which the config does not define",
                                  path=file, fix="fix the bundle's inference config")
             refs: list[str] = []
@@ -240,8 +240,8 @@ def _dims(image: dict, network: nn.Module, config: dict) -> tuple[int, tuple | N
         all(isinstance(s, int) and s > 0 for s in shape)
     if plain:
         return len(shape), tuple(shape)
-    dims = (config.get(_NET) or {}).get("spatial_dims") if isinstance(
-        config.get(_NET), dict) else None
+    net_def = config.get(_NET)
+    dims = net_def.get("spatial_dims") if isinstance(net_def, dict) else None
     if dims not in (2, 3):
         dims = 3 if any(isinstance(m, nn.Conv3d) for m in network.modules()) else 2
     return dims, None
