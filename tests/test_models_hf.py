@@ -26,6 +26,7 @@ from transformers import (
     ViTConfig,
     ViTForImageClassification,
     ViTImageProcessor,
+    ViTModel,
 )
 
 from engine.core.errors import ModelError, TrustRequired
@@ -213,3 +214,13 @@ def test_model_code_named_by_the_config_needs_trust(vit_folder):
         load_model(vit_folder)
     line = info.value.one_line()
     assert "\n" not in line and "auto_map" in line and "--trust-model" in line
+
+
+def test_a_backbone_without_its_classifier_is_one_line(tmp_path):
+    """A ViTModel saved alone would leave the classifier at random init: refused, not guessed."""
+    ViTModel(ViTConfig(**SMALL, **LABELS)).save_pretrained(tmp_path / "backbone")
+    with pytest.raises(ModelError) as info:
+        load_model(tmp_path / "backbone")
+    line = info.value.one_line()
+    assert "\n" not in line and "model.safetensors" in line and "missing" in line
+    assert "classifier" in line
