@@ -1,0 +1,105 @@
+"""The attention methods in the window on a vision transformer: chosen with a click in the method
+list, in the compare grid, and measured by the trust panel (which reports its sanity verdicts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gui_fixtures import WAIT_MS, demo_window, pump
+from PySide6.QtCore import Qt
+from transformer_fixtures import tiny_vit_card
+
+from gui.explain_panel import LAYER_ROLE
+
+METHODS = ("rollout", "attnrelevance", "legrad")
+
+
+@pytest.fixture(scope="module")
+def window(qapp, tmp_path_factory):
+    win = demo_window(qapp, tmp_path_factory.mktemp("settings"))
+    card = tiny_vit_card(tmp_path_factory.mktemp("vit"), size=64)
+    drawn = []
+    win.sig_map_drawn.connect(lambda method, _layer: drawn.append(method))
+    win.load_model(str(card))  # as ``python main.py --model CARD`` opens it
+    assert pump(qapp, lambda: win.model is not None and win.model.name == "tiny-vit"
+                and drawn and not win.worker.busy(), 3 * WAIT_MS)
+    yield win
+    win.close()
+
+
+def _choose(qtbot, window, method: str) -> None:
+    """Open the method list with a click, step to the method and press Enter, as a person does.
+
+    (Qt ignores a click on the list in the moments after it opens, so the row is reached with
+    the arrow keys; only Enter changes the method, so no method in between is run.)
+    """
+    combo = window.panel.method_combo
+    index = combo.findData(method)
+    assert index >= 0, method
+    qtbot.mouseClick(combo, Qt.MouseButton.LeftButton)
+    view = combo.view()
+    qtbot.waitUntil(view.isVisible, timeout=WAIT_MS)
+    while view.currentIndex().row() != index:
+        key = Qt.Key.Key_Down if view.currentIndex().row() < index else Qt.Key.Key_Up
+        qtbot.keyClick(view, key)
+    qtbot.keyClick(view, Qt.Key.Key_Return)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_attention_method_is_drawn_when_clicked(window, qtbot, method):
+    with qtbot.waitSignal(window.sig_map_drawn, timeout=WAIT_MS,
+                          check_params_cb=lambda m, _layer: m == method):
+        _choose(qtbot, window, method)
+    assert window.method == method
+    assert not window.panel.layers.isEnabled()  # one map for the whole model
+    heat = window.layer_model.heatmap
+    assert heat is not None and heat.shape == window.image.shape[:2]
+    assert np.isfinite(heat).all() and float(heat.max()) == pytest.approx(1.0)
+    assert float(heat.min()) < float(heat.max())  # a map, not a constant
+
+
+def test_the_compare_grid_draws_the_three_methods(window, qapp, qtbot):
+    panel = window.panel
+    for i in range(panel.compare_methods.count()):
+        item = panel.compare_methods.item(i)
+        wanted = item.data(LAYER_ROLE) in METHODS
+        item.setCheckState(Qt.CheckState.Checked if wanted else Qt.CheckState.Unchecked)
+    methods, _layers = panel.compare_selection()
+    assert set(methods) == set(METHODS)
+    window.actions_by_id["compare"].trigger()
+    try:
+        grid = window.compare
+        assert pump(qapp, lambda: grid.complete() and bool(grid.cells)
+                    and not window.worker.busy()
+                    and not any(c.waiting() for c in grid.cells.values()), 3 * WAIT_MS)
+        drawn = {method for (method, _layer), cell in grid.cells.items()
+                 if not cell.viewer.overlay_image().isNull()
+                 and cell.viewer.layer.peak() == pytest.approx(1.0)}
+        assert drawn == set(METHODS)
+    finally:
+        window.actions_by_id["compare"].trigger()
+    assert not window.compare_on
+
+
+def test_the_trust_panel_measures_each_method(window, qtbot, capsys):
+    errors = []
+    window.sig_error.connect(errors.append)
+    verdicts = {}
+    window.open_trust_panel()
+    panel = window.trust_panel
+    for method in METHODS:
+        with qtbot.waitSignal(window.sig_map_drawn, timeout=WAIT_MS,
+                              check_params_cb=lambda m, _layer, method=method: m == method):
+            _choose(qtbot, window, method)
+        qtbot.waitUntil(lambda method=method: panel.metrics.get("method") == method
+                        and "sanity_passed" in panel.metrics or bool(errors),
+                        timeout=3 * WAIT_MS)
+        assert not errors, errors
+        metrics = panel.metrics
+        for key in ("deletion_auc", "insertion_auc", "sanity_similarity"):
+            assert np.isfinite(metrics[key]), (method, key)
+        verdicts[method] = metrics["sanity_passed"]
+        assert panel.badge.isVisibleTo(panel) == (metrics["sanity_passed"] is False)
+    with capsys.disabled():
+        print(f"\nrandomisation check on {window.model.name}: "
+              + ", ".join(f"{m} {'passed' if ok else 'flagged'}" for m, ok in verdicts.items()))
