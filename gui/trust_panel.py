@@ -59,6 +59,15 @@ ROWS = (
     ("random_label_spearman", "Other-class correlation", "{:.2f}",
      "Spearman correlation with the map for another class; near 1 means the map ignores "
      "the class."),
+    ("completeness_gap", "Completeness gap", "{:.2%}",
+     "How far the attributions' sum is from f(image) - f(baseline): the error of Integrated "
+     "Gradients' path integral (its tolerance bounds it)."),
+    ("largest_standard_error", "Largest standard error", "{:.3g}",
+     "KernelSHAP: the largest standard error of a superpixel's value (Covert and Lee 2021)."),
+    ("uncertain_superpixels", "Superpixels within 2 SE of 0", "{}",
+     "KernelSHAP: values whose sign the sampling cannot tell."),
+    ("surrogate_r2", "Surrogate fit (weighted R²)", "{:.2f}",
+     "LIME: how much of the score's variation near the image its linear surrogate explains."),
     ("pointing_hit", "Peak inside ROI", "{}", "Pointing game (Zhang et al. 2016)."),
     ("energy_in_roi", "Saliency share in ROI", "{:.0%}",
      "Energy-based pointing (Wang et al. 2020)."),

@@ -24,6 +24,7 @@ import torch
 from engine.core.cancel import Cancelled, CancelToken, ProgressFn, no_progress
 from engine.core.case import Target
 from engine.core.errors import UsageError
+from engine.metrics.estimate_accuracy import estimate_accuracy
 from engine.metrics.faithfulness import average_drop_increase, perturbation_curve
 from engine.metrics.localisation import roi_metrics
 from engine.metrics.sanity import cascading_randomisation, decision_end_verdict, spearman
@@ -279,7 +280,8 @@ def case_metrics(
               "versus": None if target.versus is None else int(target.versus),
               "versus_name": None if target.versus is None else str(
                   model.classes[int(target.versus)]),
-              "tracks": "p[target] - p[versus]" if target.versus is not None else "p[target]"}
+              "tracks": "p[target] - p[versus]" if target.versus is not None else "p[target]",
+              **estimate_accuracy(getattr(mres, "notes", None))}
     if volume:
         from engine.metrics.volume import volume_metrics
 
