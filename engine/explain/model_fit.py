@@ -13,7 +13,7 @@ __all__ = ["DEMO_2D_MODELS", "DEMO_3D_MODEL", "demo_model_for", "model_mismatch"
 
 #: Demo models that read 2-D images, and the one that reads volumes: the demo switches between
 #: them as the user goes from a 2-D image to a volume and back.
-DEMO_2D_MODELS = ("demo", "demo-biased")
+DEMO_2D_MODELS = ("demo", "demo-biased", "demo-vit", "demo-vit-biased")
 DEMO_3D_MODEL = "demo-3d"
 
 
