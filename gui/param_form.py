@@ -1,8 +1,12 @@
-"""Widgets for an explainer's parameters, built from its declarative ``Param`` schema."""
+"""Widgets for an explainer's parameters, built from its declarative ``Param`` schema.
+
+Settings a schema marks ``advanced`` (a step count, a batch size) sit below an "Advanced"
+button, folded away, so the form leads with what the user decides: a tolerance, a time budget.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -10,6 +14,8 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLineEdit,
     QSpinBox,
+    QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -30,21 +36,44 @@ class QtParamForm(QWidget):
 
     def __init__(self, params=(), parent=None) -> None:
         super().__init__(parent)
-        self._layout = QFormLayout(self)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self._layout = QFormLayout()
         self._layout.setContentsMargins(0, 0, 0, 0)
+        self.advanced_button = QToolButton()
+        self.advanced_button.setText("Advanced")
+        self.advanced_button.setCheckable(True)
+        self.advanced_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_button.toggled.connect(self._fold)
+        self.advanced = QWidget()
+        self._advanced_layout = QFormLayout(self.advanced)
+        self._advanced_layout.setContentsMargins(0, 0, 0, 0)
+        self.advanced.setVisible(False)
+        outer.addLayout(self._layout)
+        outer.addWidget(self.advanced_button)
+        outer.addWidget(self.advanced)
         self._editors: dict[str, tuple[object, QWidget]] = {}
         self.set_params(params)
 
     def set_params(self, params) -> None:
         """Replace the editors with ones for ``params``, each at its default."""
-        while self._layout.rowCount():
-            self._layout.removeRow(0)
+        for layout in (self._layout, self._advanced_layout):
+            while layout.rowCount():
+                layout.removeRow(0)
         self._editors.clear()
         for param in params:
             editor = self._make_editor(param)
             editor.setToolTip(param.help)
             self._editors[param.name] = (param, editor)
-            self._layout.addRow(param.name.replace("_", " "), editor)
+            layout = self._advanced_layout if getattr(param, "advanced", False) else self._layout
+            layout.addRow(param.name.replace("_", " "), editor)
+        self.advanced_button.setVisible(self._advanced_layout.rowCount() > 0)
+
+    def _fold(self, shown: bool) -> None:
+        self.advanced.setVisible(shown)
+        self.advanced_button.setArrowType(Qt.ArrowType.DownArrow if shown
+                                          else Qt.ArrowType.RightArrow)
 
     def _make_editor(self, param) -> QWidget:
         kind, default = param.type, param.default
