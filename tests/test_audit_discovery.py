@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -159,6 +160,10 @@ def test_cli_audit_writes_clusters_and_takes_their_number(monkeypatch, tmp_path)
     assert (out / "clusters.png").read_bytes()[:4] == b"\x89PNG"
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert all(0.0 <= r["outside_body"] <= 1.0 for r in records)
+    with (out / "audit.csv").open(newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert sorted(float(r["outside_body"]) for r in table) == pytest.approx(
+        sorted(r["outside_body"] for r in records), abs=1e-4)
     for entry in result["classes"]:
         if entry["n"] >= 20:
             assert entry["k"] == 2 and entry["k_source"] == "user"
@@ -193,8 +198,6 @@ def _sits_on_marker_and_site_b(cluster: dict, region, class_map) -> tuple[bool, 
 
 
 def test_demo_discovery_finds_the_marker_shortcut_unprompted(tmp_path):
-    import csv
-
     from engine.audit.job import AuditJob
     from engine.audit.settings import AuditRequest, AuditSettings
     from engine.demo.audit import build_demo_dataset

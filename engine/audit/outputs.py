@@ -161,7 +161,7 @@ def audit_csv(store: ResultStore, dataset: Manifest, classes: Sequence[str],
     roles = [*dataset.roles, BORDER_ROLE]
     cols = ["case", *(["path"] if keep_identifiers else []), "digest", "row", "label", "pred",
             "correct", *[f"score_{c}" for c in classes], *dataset.group_columns,
-            *[f"share_{r}" for r in roles], "flag", "intended_use", "error"]
+            *[f"share_{r}" for r in roles], "outside_body", "flag", "intended_use", "error"]
     with io.StringIO(newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=cols)
         writer.writeheader()
@@ -187,6 +187,8 @@ def audit_csv(store: ResultStore, dataset: Manifest, classes: Sequence[str],
             for r in roles:
                 share = rec["shares"].get(r)
                 row[f"share_{r}"] = "" if share is None else f"{share:.4f}"
+            outside = rec.get("outside_body")
+            row["outside_body"] = "" if outside is None else f"{outside:.4f}"
             row["flag"] = flag_reason(rec["shares"]) or ""
             use = rec.get("intended_use") or {}
             # The badge line on a mismatch, else the status (match, or unknown without a card).
