@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import engine.models.loaded
 from engine.audit.body_mask import body_mask, outside_shares
-from engine.audit.discovery import adjust, discover
+from engine.audit.discovery import adjust, discover, finding_lines
 from engine.cli import main as cli_main
 from engine.demo.heatmaps import planted_store
 
@@ -96,8 +96,12 @@ def test_enrichment_and_p_values_equal_scipy_and_bh_over_every_test(planted):
         assert e["p"] == pytest.approx(pvalue, rel=1e-12)
         assert e["p_adjusted"] == pytest.approx(q, rel=1e-9)
         assert e["significant"] == (q < result["alpha"])
-    # The site-B cluster is found, far beyond chance.
-    assert max(e["enrichment"] for (_, v), e in reported.items() if v == "B") > 1.5
+    # The site-B cluster is found, far beyond chance, and the command line's summary says so.
+    best = max((e for (_, v), e in reported.items() if v == "B"), key=lambda e: e["enrichment"])
+    assert best["enrichment"] > 1.5 and best["significant"]
+    lines = [line for line in finding_lines(result) if "site=B" in line]
+    assert any(f"site=B ×{best['enrichment']:.2f} (p adj {best['p_adjusted']:.2g})" in line
+               for line in lines)
 
 
 def test_benjamini_hochberg_on_a_hand_case():

@@ -591,6 +591,25 @@ def _headline(cluster: dict, count: int = 2) -> str:
                      for e in top)
 
 
+def finding_lines(result: dict) -> list[str]:
+    """One line per cluster with a significant enrichment, for the command line's summary.
+
+    E.g. ``cluster nodule #4 (20 images, 55% of saliency outside the body): site=B ×1.53
+    (p adj 0.0016)``.
+    """
+    lines = []
+    for entry in result["classes"]:
+        for cl in entry["clusters"]:
+            found = [e for e in cl["enriched"] if e["significant"]][:2]
+            if not found:
+                continue
+            what = ", ".join(f"{e['attribute']}={e['value']} ×{e['enrichment']:.2f} "
+                             f"(p adj {e['p_adjusted']:.2g})" for e in found)
+            lines.append(f"cluster {entry['class']} #{cl['id']} ({cl['size']} images, "
+                         f"{_pct(cl['outside_body'])} of saliency outside the body): {what}")
+    return lines
+
+
 def cluster_figure(result: dict, title: str = "") -> bytes:
     """PNG of the mean maps: one row per class, its typical map first, then its clusters."""
     from matplotlib.figure import Figure

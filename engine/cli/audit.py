@@ -106,12 +106,20 @@ def _progress_printer():
 
 
 def _summary(audit: dict, out: Path) -> None:
+    import json
+
+    from engine.audit.discovery import CLUSTERS_JSON, finding_lines
+
     acc = audit["accuracy"]["overall"]
     print(f"{audit['model']['name']}: {audit['n']} images audited"
           + (f", accuracy {acc:.1%}" if acc is not None else "")
           + f", {len(audit['flagged'])} flagged, {len(audit['errors'])} skipped")
     for line in audit["verdicts"]:
         print(f"  {line}")
+    clusters = out / CLUSTERS_JSON
+    if clusters.is_file():
+        for line in finding_lines(json.loads(clusters.read_text())):
+            print(f"  {line}")
     print(f"  results in {out}")
 
 
