@@ -192,6 +192,7 @@ def case_metrics(
     baseline: str = "background",
     steps: int = 20,
     cascade_steps: int = 4,
+    families: bool = False,
 ) -> dict:
     """Compute the trust metrics of one map of one case: an image, or a volume a 3-D model read.
 
@@ -224,6 +225,10 @@ def case_metrics(
         Points on each curve, minus one.
     cascade_steps : int
         Stages of the randomisation cascade.
+    families : bool
+        Also run the battery grouped by family (robustness, faithfulness, localisation,
+        complexity, randomisation) of :func:`engine.metrics.families.case_families` under the
+        ``families`` key (2-D cases).
 
     Returns
     -------
@@ -352,6 +357,13 @@ def case_metrics(
 
     if roi is not None:
         out.update(roi_metrics(_as_numpy(mres.heatmap), roi, roi_shape))
+    if families:
+        from engine.metrics.families import case_families
+
+        start = time.perf_counter()
+        out["families"] = case_families(model, result, image, method, layer, roi,
+                                        roi_shape=roi_shape, cancel=cancel)
+        timings["families"] = (time.perf_counter() - start) * 1000.0
     shown = target_name if target.versus is None else \
         f"{target_name} rather than {out['versus_name']}"
     out["summary"] = summary_line(shown, p0, p10, deletion.auc, lerf.auc, sanity_out)

@@ -5,6 +5,10 @@
 - Energy-based pointing game (Wang et al. 2020, Score-CAM): the share of the map's mass inside
   the ROI.
 - IoU of the map thresholded at a fraction of its maximum with the ROI.
+- Relevance Mass Accuracy and Relevance Rank Accuracy (Arras, Osman & Samek 2022, "CLEVR-XAI: A
+  Benchmark Dataset for the Ground Truth Evaluation of Neural Network Explanations", Information
+  Fusion): the share of the positive relevance inside the ROI, and the share of the ROI's ``K``
+  pixels found among the map's ``K`` highest.
 
 Maps and ROIs are in image geometry: ``(H, W)`` arrays and boxes ``(x0, y0, x1, y1)`` in pixels,
 ``x1``/``y1`` exclusive.
@@ -155,3 +159,39 @@ def roi_metrics(saliency, roi: tuple[int, int, int, int], shape: str = "box") ->
         "energy_in_roi": energy_in_roi(s, mask),
         "iou_at_half": iou_at_threshold(s, mask, 0.5),
     }
+
+
+def relevance_mass_accuracy(saliency, mask: np.ndarray) -> float:
+    """Share of the map's positive relevance inside the ROI (Arras et al. 2022).
+
+    Only positive values count, as in the paper: negative relevance is evidence against the
+    class, not a location. 0 for a map with no positive value.
+    """
+    s = _clean(saliency)
+    _check(s, mask)
+    pos = np.clip(s, 0.0, None)
+    total = pos.sum()
+    return float(pos[mask].sum() / total) if total > 0 else 0.0
+
+
+def relevance_rank_accuracy(saliency, mask: np.ndarray) -> float:
+    """Share of the ROI's ``K`` pixels among the map's ``K`` highest (Arras et al. 2022).
+
+    Ties at the K-th value are shared out at random, so the figure is its expectation: a
+    constant map scores the ROI's share of the image, the chance level, whatever order a sort
+    would leave the ties in.
+    """
+    s = _clean(saliency)
+    m = np.asarray(mask, dtype=bool)
+    _check(s, m)
+    s, m = s.ravel(), m.ravel()
+    k = int(m.sum())
+    if k == 0:
+        return 0.0
+    kth = np.partition(s, s.size - k)[s.size - k]
+    above = s > kth
+    tied = s == kth
+    # The ``k - above`` places left go to tied pixels, each tied pixel equally likely.
+    share = (k - above.sum()) / tied.sum()
+    hits = (above & m).sum() + share * (tied & m).sum()
+    return float(hits / k)
