@@ -173,12 +173,13 @@ def metrics(explanation: Explanation, method: str | None = None, layer: str | No
 
     Returns the dict of :func:`engine.metrics.case_metrics`: ``deletion_auc``,
     ``insertion_auc``, ``average_drop``, ``sanity_spearman``, with ``roi`` ``pointing_hit``
-    and ``energy_in_roi``, and a plain-language ``summary``.
+    and ``energy_in_roi``, a plain-language ``summary``, and ``uncertainty`` (test-time
+    augmentation and MC dropout, see :func:`engine.metrics.battery.trust_battery`).
     """
-    from engine.metrics import case_metrics
+    from engine.metrics.battery import trust_battery
 
     m, lay = (method, layer) if method else next(iter(explanation.maps))
-    return case_metrics(None, explanation.result, explanation.image, explanation.model, m,
+    return trust_battery(None, explanation.result, explanation.image, explanation.model, m,
                         lay or next(k[1] for k in explanation.maps if k[0] == m), roi=roi,
                         sanity=sanity)
 

@@ -185,10 +185,10 @@ class MetricsController:
         self._pending = (signature, roi_value, False)
 
         def run(progress, cancel, _partial):
-            from engine.metrics import case_metrics  # on the worker: it imports torch
+            from engine.metrics.battery import trust_battery  # on the worker: imports torch
 
-            return case_metrics(window.session, result, image, model, method, layer, roi=roi,
-                                roi_shape=shape, progress=progress, cancel=cancel)
+            return trust_battery(window.session, result, image, model, method, layer, roi=roi,
+                                 roi_shape=shape, progress=progress, cancel=cancel)
 
         return window.jobs.submit("metrics", run, tag=window.view_tag(), on_done=self._done,
             on_failed=self._failed, on_cancelled=self._cancelled, on_progress=self._progress,

@@ -182,3 +182,23 @@ def test_cancel_stops_the_augmented_maps():
     with pytest.raises(Cancelled):
         prediction_uncertainty(model, torch.zeros(1, 1, 32, 32), 0, "gradcam", "0", n=4,
                                cancel=token)
+
+
+def test_the_battery_adds_the_uncertainty_of_the_shown_case(tmp_path):
+    from metrics_fixtures import fake_result
+
+    from engine.metrics.battery import trust_battery
+
+    model = LoadedModel.from_module(_identity_cam(nn.Conv2d(1, 1, 1)), classes=["a", "b"],
+                                    input=SPEC)
+    image = open_image(write_png(_blob(), tmp_path / "blob.png"))
+    x = model.preprocess(image)
+    result = fake_result(model, image, {("gradcam", "0"): map_function(
+        model, "gradcam", "0", x)(model.module, 1)}, target=1)
+    seen = []
+    out = trust_battery(None, result, image, model, "gradcam", "0", sanity=False,
+                        progress=lambda f, m="": seen.append(f))
+    alone = case_uncertainty(result, image, model, "gradcam", "0")
+    assert out["uncertainty"]["summary"] == alone["summary"]
+    assert out["uncertainty"]["probability"] == pytest.approx(out["score"], abs=1e-5)
+    assert seen == sorted(seen) and seen[-1] == 1.0

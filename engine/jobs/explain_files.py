@@ -228,10 +228,10 @@ def _explain_image(run: Prepared, path: Path, out: Path, used: set[str], load_ms
     result = run.session.explain(_request(run, image, s.frame))
     metrics = None
     if s.metrics or roi is not None:
-        from engine.metrics import case_metrics
+        from engine.metrics.battery import trust_battery
 
         method, layer = next(iter(result.maps))
-        metrics = case_metrics(run.session, result, image, run.model, method, layer, roi=roi)
+        metrics = trust_battery(run.session, result, image, run.model, method, layer, roi=roi)
     timings = dict(result.timings_ms, load=load_ms + open_ms)
     write_explain_outputs(result, image, folder, timings, metrics, cmap=s.colormap,
                           keep_identifiers=s.keep_identifiers, pseudonyms=run.pseudonyms)
@@ -322,9 +322,9 @@ def _explain_volume(run: Prepared, path: Path, out: Path, used: set[str],
     if s.metrics or roi is not None:
         method, layer = next(iter(maps))
         if result is not None:
-            from engine.metrics import case_metrics
+            from engine.metrics.battery import trust_battery
 
-            metrics = case_metrics(run.session, result, volume, model, method, layer, roi=roi)
+            metrics = trust_battery(run.session, result, volume, model, method, layer, roi=roi)
         elif roi is not None:
             from engine.metrics.volume import roi_metrics_3d
 
