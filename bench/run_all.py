@@ -5,6 +5,9 @@ reach the next. ``--smoke`` runs them at tiny sizes (see :mod:`smoke`).
 
 Run: ``python bench/run_all.py [--smoke] [NAME ...]`` (or ``make bench``); a NAME is
 ``bench_volumes`` or ``volumes``. Exits 1 when a benchmark failed, naming it.
+
+A full run (not ``--smoke``) also writes each benchmark's output to ``bench/results/NAME.txt``,
+which the documentation's benchmarks page includes as it is.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from smoke import smoke_env
 
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
 
 
 def scripts(wanted: set[str] | None = None) -> list[Path]:
@@ -46,8 +50,7 @@ def main(argv: list[str]) -> int:
     failed = []
     for script in chosen:
         print(f"== {script.stem} ==", flush=True)
-        # Its output goes straight to ours, as it comes.
-        code = subprocess.run([sys.executable, str(script)], env=env, check=False).returncode
+        code = _run(script, env, None if "--smoke" in argv else RESULTS / f"{script.stem}.txt")
         if code:
             print(f"   {script.stem} failed (exit code {code})", flush=True)
             failed.append(script.stem)
@@ -55,6 +58,23 @@ def main(argv: list[str]) -> int:
         print(f"failed: {', '.join(failed)}", flush=True)
         return 1
     return 0
+
+
+def _run(script: Path, env: dict, record: Path | None) -> int:
+    """Run one benchmark; its output goes to ours as it comes, and to ``record`` when given."""
+    if record is None:
+        return subprocess.run([sys.executable, str(script)], env=env, check=False).returncode
+    lines = []
+    with subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    if proc.returncode == 0:
+        # A failed run keeps the last good record.
+        record.parent.mkdir(exist_ok=True)
+        record.write_text("".join(lines), encoding="utf-8")
+    return proc.returncode
 
 
 if __name__ == "__main__":
