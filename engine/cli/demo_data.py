@@ -42,6 +42,10 @@ def register(subparsers) -> None:
                    "HU, with a nodule in about half; --size is the slice matrix (128: "
                    "2.8 mm pixels, 512: 0.7 mm), slices are 2.5 mm apart")
     p.add_argument("--slices", type=int, default=64, help="slices per volume with --3d")
+    p.add_argument("--concepts", action="store_true",
+                   help="also write OUT/concepts/: marker/ (phantoms that all carry the marker) "
+                   "and random_00 ... random_09/ (phantoms as drawn), the example folders of "
+                   "`python main.py tcav`")
     p.set_defaults(func=run)
 
 
@@ -60,4 +64,8 @@ def run(args) -> int:
         args.out, args.n, args.seed, marker_given_nodule=rate, fmt=args.format, size=args.size
     )
     print(manifest)
+    if args.concepts:
+        from engine.demo.concepts import write_concepts
+
+        print(write_concepts(args.out / "concepts"))
     return 0
