@@ -59,6 +59,7 @@ def build_actions(window) -> None:
     menu.addSeparator()
     menu.addAction(act("open_review", "Open re&view…", lambda: review_io.open_dialog(window)))
     menu.addAction(act("save_review", "&Save review…", lambda: review_io.save_dialog(window)))
+    menu.addAction(act("open_audit", "Open au&dit…", window.open_audit_dialog))
     menu.addSeparator()
     menu.addAction(act("export", "&Export report…", window.open_export))
     menu.addSeparator()

@@ -26,6 +26,15 @@ class AuditDock:
                                                 Qt.DockWidgetArea.BottomDockWidgetArea)
         self.docks["audit"].show()
 
+    def open_audit_dialog(self) -> None:
+        """File ▸ Open audit…: show a finished audit folder in the Audit dock."""
+        from PySide6.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, "Open audit folder")
+        if folder:
+            self.open_audit_view()
+            self.audit_view.open_audit(folder)
+
     def _audit_model(self) -> tuple[str | None, bool, str]:
         spec = self.model_spec
         return spec, spec is not None and self.models.trust_for(spec), self.device_choice

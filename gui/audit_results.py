@@ -1,7 +1,9 @@
-"""The Audit view's results: the per-image table, the charts and the mean heatmap grid.
+"""The Audit view's results: the per-image table, the charts, the mean heatmap grid, the
+cluster browser and the performance table.
 
 It shows one audit, or two (another model on the same data) side by side, as
-:mod:`engine.audit.view_model` lays them out; the first audit is compared with the second.
+:mod:`engine.audit.view_model` and :mod:`engine.audit.opened` lay them out; the first audit is
+compared with the second.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.audit import opened
 from engine.audit import view_model as vm
 from gui.adaptive_splitter import QtAdaptiveSplitter
 from gui.audit_charts import QtBarChart
+from gui.audit_clusters import QtClusterBrowser
 
 #: Side of a mean heatmap in the grid, in pixels.
 THUMB = 128
@@ -45,7 +49,7 @@ def _scrolling(widget: QWidget) -> QScrollArea:
 
 
 class QtAuditResults(QTabWidget):
-    """Tabs Images, Charts and Mean heatmaps of the audits on show.
+    """Tabs Images, Charts, Mean heatmaps, Clusters and Performance of the audits on show.
 
     Signals
     -------
@@ -73,6 +77,8 @@ class QtAuditResults(QTabWidget):
         self.audited_model: str | None = None
         #: Per audit on show, its case names to their files (known for audits run here).
         self._case_paths: dict[str, dict[str, Path]] = {}
+        #: Per audit on show, its clusters.json and performance.json (None where not written).
+        self._findings: dict[str, dict] = {}
         self._table_audit: dict | None = None
         self._table_cases: dict[str, Path] = {}
 
@@ -125,10 +131,17 @@ class QtAuditResults(QTabWidget):
 
         self.grid_host = QWidget()
         self.grid_layout = QGridLayout(self.grid_host)
+        self.clusters = QtClusterBrowser()
+        self.clusters.sig_open_image.connect(self._open_exemplar)
+        self.clusters.sig_message.connect(self.sig_message)
+        self.performance_host = QWidget()
+        self.performance_layout = QVBoxLayout(self.performance_host)
 
         self.addTab(images, "Images")
         self.addTab(_scrolling(charts), "Charts")
         self.addTab(_scrolling(self.grid_host), "Mean heatmaps")
+        self.addTab(self.clusters, "Clusters")
+        self.addTab(_scrolling(self.performance_host), "Performance")
         self.clear_results()
 
     @property
@@ -146,7 +159,7 @@ class QtAuditResults(QTabWidget):
 
     def clear_results(self) -> None:
         """Put every audit away: the table, charts and maps are empty until the next one."""
-        self.audits, self._case_paths = {}, {}
+        self.audits, self._case_paths, self._findings = {}, {}, {}
         self.audited_model, self._table_audit, self._table_cases = None, None, {}
         for combo in (self.table_audit, self.role_combo):
             combo.blockSignals(True)
@@ -162,6 +175,8 @@ class QtAuditResults(QTabWidget):
         for chart in self.charts.values():
             chart.set_chart(vm.ChartData(""))
         self._fill_grid([])
+        self.clusters.set_audits({})
+        self._fill_performance()
 
     def show_results(self, out_dir: str | Path, audit: dict | None = None,
                      spec: str | None = None, case_paths: dict | None = None) -> None:
@@ -199,6 +214,7 @@ class QtAuditResults(QTabWidget):
             name = f"{name} ({folder.name})"
         self.audits[name] = (spec or audit["model"]["name"], audit, folder)
         self._case_paths[name] = dict(case_paths or {})
+        self._findings[name] = opened.findings(folder)
 
     def status_line(self) -> str:
         """The summary of every audit on show, in one line."""
@@ -220,6 +236,50 @@ class QtAuditResults(QTabWidget):
         self._fill_grid([(name, folder / "mean_heatmaps")
                          for name, (_, _, folder) in self.audits.items()])
         self._show_role(self.role_combo.currentText())
+        self.clusters.set_audits({name: (self._findings[name]["clusters"], audit,
+                                         self._case_paths[name])
+                                  for name, (_, audit, _) in self.audits.items()})
+        self._fill_performance()
+
+    def _fill_performance(self) -> None:
+        """One read-only table per audit on show: each group and its complement, with CIs."""
+        while self.performance_layout.count():
+            widget = self.performance_layout.takeAt(0).widget()
+            if widget is not None:
+                widget.setParent(None)  # gone from findChildren at once
+                widget.deleteLater()
+        for name in self.audits:
+            perf = self._findings[name]["performance"]
+            title = QLabel(f"{name}: performance by group (95% bootstrap CI)" if perf else
+                           f"{name}: no performance.json (audits write it since performance "
+                           "by group): run the audit again for the table")
+            title.setStyleSheet("font-weight: bold")
+            self.performance_layout.addWidget(title)
+            if not perf:
+                continue
+            cols, rows = opened.performance_table(perf)
+            table = QTableWidget(len(rows), len(cols))
+            table.setObjectName(f"performance:{name}")
+            table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+            table.verticalHeader().setVisible(False)
+            table.setHorizontalHeaderLabels(cols)
+            for r, cells in enumerate(rows):
+                for c, text in enumerate(cells):
+                    table.setItem(r, c, QTableWidgetItem(text))
+            table.resizeColumnsToContents()
+            table.setMinimumHeight(min(420, table.horizontalHeader().height() + 4 + sum(
+                table.rowHeight(r) for r in range(len(rows)))))
+            self.performance_layout.addWidget(table)
+        self.performance_layout.addStretch(1)
+
+    def performance_tables(self) -> list[QTableWidget]:
+        """The performance tables on show, one per audit with a performance.json."""
+        return self.performance_host.findChildren(QTableWidget)
+
+    def _open_exemplar(self, name: str, path: str, method: str, layer: str) -> None:
+        """An exemplar opens with its own audit's model, as its table rows do."""
+        self.audited_model = self.audits[name][0]
+        self.sig_open_image.emit(path, method, layer)
 
     def _show_table_of(self, name: str) -> None:
         if name not in self.audits:
@@ -269,6 +329,7 @@ class QtAuditResults(QTabWidget):
         audit = self._table_audit
         if not audit:
             return
+        self.audited_model = self.audits[self.table_audit.currentText()][0]
         cells = {self.table.horizontalHeaderItem(c).text(): self.table.item(row, c).text()
                  for c in range(self.table.columnCount())}
         path, message = vm.row_image(cells, self._table_cases)

@@ -10,7 +10,9 @@ The form (:mod:`gui.audit_form`) sits beside the results (:mod:`gui.audit_result
 view is wide, as in a bottom dock, so the results get its whole height; above them when tall.
 A second audit (another model on the same data) can be opened beside the first; the Demo
 button generates the demo phantoms and audits them with both demo models, ending in that
-side-by-side comparison.
+side-by-side comparison. A finished audit folder (from the command line, Ray or this view)
+opens with :meth:`QtAuditView.open_audit` (File ▸ Open audit…), and "Compare with…" sets any
+audit folder beside the one on show, or asks for two when none is.
 """
 
 from __future__ import annotations
@@ -122,8 +124,7 @@ class QtAuditView(QWidget):
         self.demo_button.clicked.connect(lambda: self.start_demo())
         self.compare_button = QPushButton("Compare with…")
         self.compare_button.setToolTip("Open another audit folder (another model on the same "
-                                       "data) beside this one")
-        self.compare_button.setEnabled(False)
+                                       "data) beside this one; with none on show, two")
         self.compare_button.clicked.connect(self._compare_dialog)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
@@ -364,14 +365,33 @@ class QtAuditView(QWidget):
         self.status.setText(f"Exported to {folder}")
         return written
 
+    def open_audit(self, folder: str | Path, beside: bool = False) -> bool:
+        """Show the finished audit in ``folder`` (written by the command line, Ray or a view).
+
+        With ``beside``, it goes beside the audit on show, to compare; otherwise it replaces
+        what is on show. A folder that is not an audit is named in the status line, with the
+        fix, and nothing on show changes. Returns whether the audit opened.
+        """
+        from engine.audit.opened import open_audit
+        from engine.core.errors import UsageError
+
+        try:
+            found = open_audit(folder)
+        except UsageError as exc:
+            self.status.setText(exc.one_line())
+            return False
+        show = self.add_comparison if beside and self.audits else self.show_results
+        show(found.folder, found.audit)
+        return True
+
     def _compare_dialog(self) -> None:
+        if not self.audits:
+            first = QFileDialog.getExistingDirectory(self, "First audit folder to compare")
+            if not first or not self.open_audit(first):
+                return
         folder = QFileDialog.getExistingDirectory(self, "Audit folder to compare with")
         if folder:
-            try:
-                self.add_comparison(folder)
-            except (OSError, ValueError, KeyError) as exc:
-                self.status.setText(f"{folder}: not an audit folder ({exc}). Fix: choose a "
-                                    "folder with the audit.json an audit wrote")
+            self.open_audit(folder, beside=True)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         """Stop a running audit before the view goes away."""
