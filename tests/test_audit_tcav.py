@@ -31,10 +31,10 @@ ONE_IMAGE = 1
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """Concept folders (marker, 11 random) of 24 phantoms and 40 held-out phantoms to score."""
+    """Concept folders (marker, 11 random) of 20 phantoms and 32 held-out phantoms to score."""
     root = tmp_path_factory.mktemp("tcav")
-    concepts = write_concepts(root / "concepts", n=24, n_random=11)
-    manifest = write_demo_set(root / "data", 40, 7100, marker_given_nodule=0.5, fmt="png")
+    concepts = write_concepts(root / "concepts", n=20, n_random=11)
+    manifest = write_demo_set(root / "data", 32, 7100, marker_given_nodule=0.5, fmt="png")
     model = load_model("demo-biased")
     x, labels = tcav_dataset(manifest, model)
     return {"root": root, "concepts": concepts, "manifest": manifest, "model": model,
