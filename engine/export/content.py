@@ -18,6 +18,7 @@ from engine.export.figure import DISCLAIMER, FigureOptions, probability_text, wi
 from engine.export.identity import case_name, image_entry, model_identity
 from engine.export.provenance import method_title, timestamp
 from engine.export.reviewed import ReviewedView, review_record, reviewed_view
+from engine.export.validation import validation_of
 from engine.models.findings import findings
 
 #: Identifiers shown in the case section only when the user keeps them, in this order.
@@ -352,7 +353,9 @@ def build_content(
         ``method``, ``layer``, ``params``, ``timings_ms``, ``metrics``, ``version``),
         ``findings`` (a multi-label model's classes at or above its threshold, else None), plus
         case, provenance, per-map entries, display settings, the review and software
-        versions. De-identified, no file name or path of the case or the model is in it.
+        versions, and ``validation`` (the "Method and its validation" section, see
+        :func:`engine.export.validation.validation_section`). De-identified, no file name or
+        path of the case or the model is in it.
     """
     view = reviewed_view(result, view, options, metrics)
     name = name or case_name(image, None, keep_identifiers)
@@ -426,6 +429,8 @@ def build_content(
         "software": {"lucida": app_version(), **library_versions()},
         "files": list(files or []),
     }
+    # CLAIM 2024 item 31: the method, its parameters and how the map was validated.
+    content["validation"] = validation_of(content)
     clean = jsonable(content)
     if keep_identifiers:
         return clean

@@ -23,6 +23,8 @@ from pydicom.uid import generate_uid
 from engine.core.case import Verdict
 from engine.core.errors import ExportError
 from engine.core.versions import app_version
+from engine.export.content import intended_use_of
+from engine.export.validation import validation_section
 
 #: Comprehensive SR Storage.
 SR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"
@@ -52,6 +54,7 @@ REVIEW = _C("LUC0012", SCHEME, "Reviewer verdict")
 VERDICT = _C("LUC0013", SCHEME, "Verdict")
 VERDICT_COMMENT = _C("LUC0014", SCHEME, "Reviewer comment")
 VERDICT_RECORDED = _C("LUC0015", SCHEME, "Verdict recorded")
+VALIDATION = _C("LUC0016", SCHEME, "Method and its validation")
 #: The coded answers of :data:`engine.core.case.VERDICTS`.
 VERDICT_CODES = {
     "agree": _C("LUC0020", SCHEME, "Reviewer agrees"),
@@ -154,6 +157,7 @@ def explanation_sr(
                                                      _NO_UNITS, relationship_type=contains))
         trust.ContentSequence = hd.sr.ContentSequence(children)
         items.append(trust)
+    items.append(_validation(result, metrics))
     if verdict is not None:
         items.append(_verdict(verdict))
     root = hd.sr.ContainerContentItem(REPORT)
@@ -176,6 +180,24 @@ def explanation_sr(
         raise ExportError(f"cannot build the explanation report ({exc})",
                           fix="report this with the source image") from exc
     return sr
+
+
+def _validation(result, metrics: dict | None) -> hd.sr.ContainerContentItem:
+    """The report's "Method and its validation" section (CLAIM 2024 item 31), one text item
+    per row."""
+    methods = list(dict.fromkeys(m for m, _ in result.maps))
+    section = validation_section(
+        method=",".join(methods), layer=",".join(dict.fromkeys(lay for _, lay in result.maps)),
+        target=str(result.target_name), versus=getattr(result, "versus", None),
+        params={m: (result.params or {}).get(m, {}) for m in methods}, metrics=metrics,
+        intended_use=intended_use_of(result))
+    contains = hd.sr.RelationshipTypeValues.CONTAINS
+    block = hd.sr.ContainerContentItem(VALIDATION, relationship_type=contains)
+    block.ContentSequence = hd.sr.ContentSequence([
+        hd.sr.TextContentItem(_C(f"LUCV-{label.replace(' ', '')}"[:16], SCHEME, label), text,
+                              relationship_type=contains)
+        for label, text in section["rows"]])
+    return block
 
 
 def _verdict(verdict: Verdict) -> hd.sr.ContainerContentItem:

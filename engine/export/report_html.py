@@ -123,6 +123,12 @@ def report_html(content: dict, figures: list[tuple[bytes, str, str | None]]) -> 
             parts.append(f"<p>{_e(summary)}</p>")
         parts.append(_rows(rows, ("Metric", "Value")))
 
+    validation = content.get("validation")
+    if validation:
+        parts += ["<h2>Method and its validation</h2>",
+                  f"<p>Following {_e(validation['standard'])}.</p>",
+                  _rows([tuple(r) for r in validation["rows"][1:]], ("Item", "Value"))]
+
     mrows = [
         ("Name", model["name"]),
         ("Kind", model.get("kind")),

@@ -206,6 +206,7 @@ def report_pdf(content: dict, figures: list[tuple[bytes, str, str | None]]) -> b
     story += _figure_section(content, figures, st, width)
     story.append(KeepTogether(_params_section(content, st, width)))
     story += _metrics_section(content, st, width)
+    story += _validation_section(content, st, width)
     story += _model_section(content, st, width)
     story += _software_section(content, st, width)
     doc.build(story, onFirstPage=_footer(content), onLaterPages=_footer(content))
@@ -333,6 +334,16 @@ def _metrics_section(content: dict, st, width) -> list:
             table.append([*left, *right])
         block.append(_table(table, [0.3 * width, 0.2 * width] * 2, styles=st))
     return [KeepTogether(block)]
+
+
+def _validation_section(content: dict, st, width) -> list:
+    validation = content.get("validation")
+    if not validation:
+        return []
+    rows = [["Item", "Value"], *validation["rows"][1:]]
+    return [_p("Method and its validation", st["h2"]),
+            _p(f"Following {validation['standard']}.", st["small"]), Spacer(1, 3),
+            _table(rows, [0.2 * width, 0.8 * width], styles=st)]
 
 
 def _model_section(content: dict, st, width) -> list:

@@ -21,6 +21,7 @@ from engine.core.versions import app_version
 from engine.explain.colour import blend
 from engine.export.content import intended_use_of
 from engine.export.identity import case_name, case_scrubber, image_entry, model_identity, path_stem
+from engine.export.validation import validation_of
 from engine.models.findings import findings
 
 
@@ -126,6 +127,8 @@ def result_json(result: Any, timings_ms: dict, metrics: dict | None = None,
         content["content"] = image_entry(image, result.frame, name)
     if metrics is not None:
         content["metrics"] = metrics
+    # CLAIM 2024 item 31: the method, its parameters and how the map was validated.
+    content["validation"] = validation_of(content)
     return content
 
 

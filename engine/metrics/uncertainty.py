@@ -239,7 +239,8 @@ def prediction_uncertainty(model: Any, x: torch.Tensor, target: Target | int, me
     -------
     dict
         ``augmentations`` (n), ``seed``, ``kind`` ("shift, rotation, contrast" or its 3-D
-        form), ``probability`` (unaugmented), ``probability_mean``, ``probability_std``,
+        form), ``limits`` (largest shift, rotation, gain and offset), ``top_fraction``,
+        ``dropout_draws``, ``probability`` (unaugmented), ``probability_mean``, ``probability_std``,
         ``probability_range`` ([min, max]), ``decision_flips``, ``decision_flip_share``,
         ``map_spearman_mean`` / ``_min``, ``map_top_overlap_mean`` (top 10 %),
         ``mc_dropout`` (see :func:`mc_dropout`), ``summary`` (the plain-language line) and
@@ -303,6 +304,10 @@ def prediction_uncertainty(model: Any, x: torch.Tensor, target: Target | int, me
         "augmentations": n,
         "seed": seed,
         "kind": "shift, rotation, contrast" if rank == 2 else "3-D shift, contrast",
+        "limits": {"shift": MAX_SHIFT, "rotation_deg": MAX_ROTATION if rank == 2 else 0.0,
+                   "gain": MAX_GAIN, "offset": MAX_OFFSET, "flips": False},
+        "top_fraction": TOP_FRACTION,
+        "dropout_draws": draws,
         "probability": float(base[0, label]),
         "probability_mean": float(p.mean()),
         "probability_std": float(p.std()),
@@ -329,14 +334,14 @@ def uncertainty_line(u: dict) -> str:
     verdict = "stable" if flips == 0 else "mostly stable" if share <= MOSTLY_STABLE else \
         "unstable"
     parts = [f"{verdict}: {n - flips}/{n} augmentations agree",
-             f"probability {u['probability_mean']:.2f} ± {u['probability_std']:.2f}"]
+             f"probability {u['probability_mean']:.2f} (SD {u['probability_std']:.2f})"]
     rho = u.get("map_spearman_mean")
     if rho is not None:
         moves = "" if rho >= MAP_STABLE else " (the map moves)"
         parts.append(f"map rank-correlation {rho:.2f}{moves}")
     drop = u.get("mc_dropout") or {}
     if drop.get("dropout_layers"):
-        parts.append(f"MC dropout {drop['mean']:.2f} ± {drop['std']:.2f}")
+        parts.append(f"MC dropout {drop['mean']:.2f} (SD {drop['std']:.2f})")
     else:
         parts.append("no dropout layers")
     return "; ".join(parts)
