@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["DEMO_MODELS", "InputSpec", "LayerInfo", "LoadedModel", "load_model", "model_dir"]
 
 
-DEMO_MODELS = ("demo", "demo-biased", "demo-seg", "demo-3d")
+DEMO_MODELS = ("demo", "demo-biased", "demo-seg", "demo-3d", "demo-vit", "demo-vit-biased")
 TORCHSCRIPT_REASON = (
     "TorchScript models expose no Python submodules to hook, so activation and gradient "
     "methods cannot run; use a model-agnostic method (occlusion, rise) or load the model "
