@@ -14,7 +14,7 @@ from html import escape
 from PySide6.QtWidgets import QComboBox, QDialog, QLabel, QTextBrowser, QVBoxLayout
 
 from engine.explain.api import is_layer_based
-from gui.trust_panel import ROWS
+from engine.metrics.reading import FAMILIES, ROWS
 
 
 def _means(explainer, layer_shape: tuple | None) -> list[str]:
@@ -77,6 +77,8 @@ def method_page(explainer, layer: str | None = None, layer_shape: tuple | None =
     citation = escape(explainer.citation or "no citation given by the plugin")
     rows = "".join(f"<li><b>{escape(label)}</b>: {escape(tip)}</li>"
                    for _key, label, _fmt, tip in ROWS)
+    families = "".join(f"<li><b>{escape(family.capitalize())}</b>: {escape(meaning)}</li>"
+                       for family, meaning, _keys in FAMILIES)
     return (f"<h2>{title}</h2>"
             f"<h3>What the map means</h3><p>{'</p><p>'.join(_means(explainer, layer_shape))}</p>"
             "<h3>What it cannot show</h3><ul><li>"
@@ -87,6 +89,15 @@ def method_page(explainer, layer: str | None = None, layer_shape: tuple | None =
             "the model uses: deleting its brightest pixels should make the score fall fast, and "
             "the map should change when the model's weights are randomised. A badge warns when "
             "that randomisation check fails.</p>"
+            "<p>The figures are grouped by family, each under a line saying what it asks. A "
+            "green <i>good</i>, amber <i>fair</i> or red <i>poor</i> marker stands beside each "
+            "figure that has an absolute scale; figures without a marker are read against "
+            "another map or model. The uncertainty line under the verdict says how many of 20 "
+            "seeded augmentations (small shifts, rotations, contrast changes, never flips) keep "
+            "the decision, the probability's spread, MC dropout where the model has dropout "
+            "layers, and how far the map moves (its rank correlation once each augmentation is "
+            "undone).</p>"
+            f"<ul>{families}</ul>"
             f"<ul>{rows}</ul>"
             f"<p><i>Reference:</i> {citation}</p>")
 

@@ -66,6 +66,7 @@ class MetricsController:
             QTimer.singleShot(0, lambda: window.resizeDocks(
                 [window.docks["trust"]], [TRUST_WIDTH], Qt.Orientation.Horizontal))
             self.panel.sig_compute_requested.connect(self.request)
+            self.panel.sig_cancel_requested.connect(lambda: window.jobs.cancel("metrics"))
             window.docks["trust"].visibilityChanged.connect(
                 lambda visible: visible and self.schedule())
         window.docks["trust"].show()
@@ -201,7 +202,9 @@ class MetricsController:
 
     def _done(self, metrics: dict, context: dict) -> None:
         self._pending = None
-        self.window.status.message.setText("Trust metrics computed")
+        line = (metrics.get("uncertainty") or {}).get("summary")
+        self.window.status.message.setText(
+            f"Trust metrics computed; {line}" if line else "Trust metrics computed")
         if self.panel is None:
             return
         self.panel.set_busy(False)

@@ -1,8 +1,11 @@
 """The trust panel: is the map on screen faithful to the model, and does it point at the ROI?
 
-It shows what :func:`engine.metrics.case_metrics` returns: a one-line verdict, a warning badge when
-the sanity check fails, a table of the metrics, and the deletion and insertion curves. It computes
-nothing; the main window runs the metrics on its worker and calls :meth:`QtTrustPanel.set_metrics`.
+It shows what :func:`engine.metrics.battery.trust_battery` returns: a one-line verdict, the
+uncertainty line, a warning badge when the sanity check fails, the figures grouped by family as
+:func:`engine.metrics.reading.panel_groups` reads them (a one-line meaning per family, a
+good / fair / poor marker per figure), and the deletion and insertion curves. It computes
+nothing; the main window runs the battery on its worker and calls
+:meth:`QtTrustPanel.set_metrics`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.metrics.reading import panel_groups
+
 #: Curve colours: deletion should fall (red), insertion should rise (green); the control that
 #: deletes the least salient pixels first (grey) should stay high.
 CURVE_COLORS = {
@@ -36,54 +41,9 @@ CURVE_PENS = {"lerf": (5.0, Qt.PenStyle.SolidLine), "deletion": (2.0, Qt.PenStyl
 #: The top of the probability axis: a little above 1, so a curve at 1.0 is not on the edge.
 AXIS_TOP = 1.06
 
-#: (key, label, format, tooltip) for each table row, in display order.
-ROWS = (
-    ("score", "Target probability", "{:.3f}", "Probability of the explained class on the image."),
-    ("deletion_auc", "Deletion AUC (lower is better)", "{:.3f}",
-     "Area under the probability as the most salient pixels are removed (Petsiuk et al. 2018)."),
-    ("insertion_auc", "Insertion AUC (higher is better)", "{:.3f}",
-     "Area under the probability as the most salient pixels are restored (Petsiuk et al. 2018)."),
-    ("lerf_auc", "Deletion AUC, least salient first", "{:.3f}",
-     "Control: removing the least salient pixels first should keep the probability high "
-     "(Rong et al. 2022)."),
-    ("average_drop", "Drop on explanation map (%)", "{:.1f}",
-     "Probability drop when the image is multiplied by the map (Chattopadhay et al. 2018)."),
-    ("increase_in_confidence", "Confidence increases", "{}",
-     "Whether the map-weighted image scores higher than the image."),
-    ("sanity_similarity", "Similarity, top layers randomised", "{:.2f}",
-     "Mean of min(Spearman, SSIM) while the decision end of the model (at most half of its "
-     "layers, top first) is re-initialised; 0.5 or more fails the check (Adebayo et al. 2018)."),
-    ("sanity_spearman", "Randomised-model correlation", "{:.2f}",
-     "Spearman correlation with the map of a fully randomised model; near 0 is good "
-     "(Adebayo et al. 2018)."),
-    ("random_label_spearman", "Other-class correlation", "{:.2f}",
-     "Spearman correlation with the map for another class; near 1 means the map ignores "
-     "the class."),
-    ("completeness_gap", "Completeness gap", "{:.2%}",
-     "How far the attributions' sum is from f(image) - f(baseline): the error of Integrated "
-     "Gradients' path integral (its tolerance bounds it)."),
-    ("largest_standard_error", "Largest standard error", "{:.3g}",
-     "KernelSHAP: the largest standard error of a superpixel's value (Covert and Lee 2021)."),
-    ("uncertain_superpixels", "Superpixels within 2 SE of 0", "{}",
-     "KernelSHAP: values whose sign the sampling cannot tell."),
-    ("surrogate_r2", "Surrogate fit (weighted R²)", "{:.2f}",
-     "LIME: how much of the score's variation near the image its linear surrogate explains."),
-    ("pointing_hit", "Peak inside ROI", "{}", "Pointing game (Zhang et al. 2016)."),
-    ("energy_in_roi", "Saliency share in ROI", "{:.0%}",
-     "Energy-based pointing (Wang et al. 2020)."),
-    ("iou_at_half", "IoU at 50% of peak", "{:.2f}",
-     "Overlap of the map above half its peak with the ROI."),
-)
-
-
-def format_value(fmt: str, value) -> str:
-    """Return a table cell's text; booleans read yes/no."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    try:
-        return fmt.format(value)
-    except (TypeError, ValueError):
-        return str(value)
+#: Colour of each marker of :func:`engine.metrics.reading.panel_groups`.
+MARKER_COLORS = {"good": QColor(40, 150, 70), "fair": QColor(200, 140, 20),
+                 "poor": QColor(200, 60, 60)}
 
 
 class QtCurvePlot(QWidget):
@@ -175,9 +135,12 @@ class QtTrustPanel(QWidget):
     -------
     sig_compute_requested()
         The user asked to (re)compute the metrics of the current map.
+    sig_cancel_requested()
+        The user asked to stop the battery that is running.
     """
 
     sig_compute_requested = Signal()
+    sig_cancel_requested = Signal()
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -185,6 +148,12 @@ class QtTrustPanel(QWidget):
         self.summary = QLabel("No metrics yet: explain an image, then compute.")
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.uncertainty = QLabel("")
+        self.uncertainty.setWordWrap(True)
+        self.uncertainty.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.uncertainty.setToolTip("Uncertainty of the prediction: test-time augmentation, "
+                                    "MC dropout and how far the map moves")
+        self.uncertainty.setVisible(False)
         self.badge = QLabel("⚠ Sanity check failed")
         self.badge.setStyleSheet(
             "QLabel { background: #b3261e; color: white; border-radius: 4px; padding: 2px 6px; }"
@@ -193,18 +162,24 @@ class QtTrustPanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
         self.progress.setTextVisible(False)
-        self.progress.setMaximumHeight(8)
+        self.progress.setMaximumHeight(14)
         self.progress.setVisible(False)
         self.compute = QPushButton("Compute")
         self.compute.setToolTip("Compute faithfulness, sanity and ROI metrics for the shown map")
         self.compute.clicked.connect(self.sig_compute_requested)
-        self.table = QTableWidget(0, 2)
-        self.table.setHorizontalHeaderLabels(["Metric", "Value"])
+        self.cancel = QPushButton("Cancel")
+        self.cancel.setToolTip("Stop the trust metrics that are running")
+        self.cancel.clicked.connect(self.sig_cancel_requested)
+        self.cancel.setVisible(False)
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["Metric", "Value", ""])
+        self.table.setWordWrap(True)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         self.plot = QtCurvePlot()
         self.warnings = QLabel("")
         self.warnings.setWordWrap(True)
@@ -213,11 +188,13 @@ class QtTrustPanel(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.badge)
         top.addStretch(1)
+        top.addWidget(self.cancel)
         top.addWidget(self.compute)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.progress)
         layout.addWidget(self.summary)
+        layout.addWidget(self.uncertainty)
         layout.addWidget(self.plot)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.warnings)
@@ -225,15 +202,18 @@ class QtTrustPanel(QWidget):
     def set_busy(self, busy: bool) -> None:
         """Show an indeterminate progress bar and disable Compute while metrics run."""
         self.progress.setVisible(bool(busy))
+        self.cancel.setVisible(bool(busy))
         self.compute.setEnabled(not busy)
         if busy:
             self.progress.setRange(0, 0)
 
     def set_progress(self, fraction: float, message: str = "") -> None:
-        """Switch the progress bar to a determinate ``fraction`` in [0, 1]."""
+        """Switch the progress bar to a determinate ``fraction`` in [0, 1]; show ``message``."""
         self.progress.setRange(0, 1000)
         self.progress.setValue(int(round(1000 * min(max(fraction, 0.0), 1.0))))
         self.progress.setToolTip(message)
+        self.progress.setTextVisible(bool(message))
+        self.progress.setFormat(message)
 
     def set_metrics(self, metrics: dict | None) -> None:
         """Show a result of :func:`engine.metrics.case_metrics` (``None`` or ``{}`` clears)."""
@@ -247,25 +227,58 @@ class QtTrustPanel(QWidget):
                 f"(similarity {m.get('sanity_similarity', float('nan')):.2f}, flagged from 0.5): "
                 "it may show the image rather than what the model uses."
             )
-        rows = [
-            (label, format_value(fmt, m[key]), tip) for key, label, fmt, tip in ROWS if key in m
-        ]
-        self.table.setRowCount(len(rows))
-        for i, (label, value, tip) in enumerate(rows):
-            name = QTableWidgetItem(label)
-            name.setToolTip(tip)
-            cell = QTableWidgetItem(value)
-            cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            self.table.setItem(i, 0, name)
-            self.table.setItem(i, 1, cell)
+        line = (m.get("uncertainty") or {}).get("summary")
+        self.uncertainty.setText(f"Uncertainty: {line}" if line else "")
+        self.uncertainty.setVisible(bool(line))
+        self._fill(panel_groups(m))
         self.plot.set_curves(m.get("curves") or {})
         warnings = m.get("warnings") or []
         self.warnings.setText("\n".join(warnings))
         self.warnings.setVisible(bool(warnings))
 
+    def _fill(self, groups) -> None:
+        self.table.clearSpans()
+        self.table.setRowCount(sum(1 + len(g.figures) for g in groups))
+        row = 0
+        for group in groups:
+            head = QTableWidgetItem(f"{group.family.capitalize()}: {group.meaning}")
+            font = head.font()
+            font.setBold(True)
+            head.setFont(font)
+            head.setData(Qt.ItemDataRole.UserRole, group.family)
+            self.table.setItem(row, 0, head)
+            self.table.setSpan(row, 0, 1, 3)
+            row += 1
+            for fig in group.figures:
+                name = QTableWidgetItem(fig.label)
+                name.setToolTip(fig.meaning)
+                cell = QTableWidgetItem(fig.text)
+                cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                mark = QTableWidgetItem(f"● {fig.marker}" if fig.marker else "")
+                if fig.marker:
+                    mark.setForeground(MARKER_COLORS[fig.marker])
+                self.table.setItem(row, 0, name)
+                self.table.setItem(row, 1, cell)
+                self.table.setItem(row, 2, mark)
+                row += 1
+        self.table.resizeRowsToContents()
+
     def row_texts(self) -> dict[str, str]:
-        """The table as ``{label: value}`` (what a reader sees)."""
+        """The figures as ``{label: value}`` (what a reader sees), family headings left out."""
         return {
             self.table.item(i, 0).text(): self.table.item(i, 1).text()
-            for i in range(self.table.rowCount())
+            for i in range(self.table.rowCount()) if self.table.item(i, 1) is not None
         }
+
+    def markers(self) -> dict[str, str]:
+        """The figures' markers as ``{label: "good" | "fair" | "poor"}`` (unmarked left out)."""
+        return {
+            self.table.item(i, 0).text(): self.table.item(i, 2).text().lstrip("● ")
+            for i in range(self.table.rowCount())
+            if self.table.item(i, 2) is not None and self.table.item(i, 2).text()
+        }
+
+    def families(self) -> list[str]:
+        """The family headings shown, in order."""
+        return [self.table.item(i, 0).data(Qt.ItemDataRole.UserRole)
+                for i in range(self.table.rowCount()) if self.table.item(i, 1) is None]

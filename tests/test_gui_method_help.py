@@ -5,8 +5,8 @@ from __future__ import annotations
 from gui_fixtures import demo_window
 
 from engine.explain.api import Explainer
+from engine.metrics.reading import FAMILIES, ROWS
 from gui.method_help import method_page, open_for
-from gui.trust_panel import ROWS
 
 
 def test_every_method_has_a_page_from_its_plugin(qapp, tmp_path):
@@ -21,6 +21,9 @@ def test_every_method_has_a_page_from_its_plugin(qapp, tmp_path):
     assert f"{shape[-2]}×{shape[-1]} grid" in text
     for _key, label, _fmt, _tip in ROWS:
         assert label in text
+    for family, meaning, _keys in FAMILIES:
+        assert meaning in text and family.capitalize() in text
+    assert "never flips" in text and "marker" in text
     pages = {}
     for index in range(dialog.methods.count()):
         dialog.methods.setCurrentIndex(index)
