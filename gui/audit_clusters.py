@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QScrollArea,
+    QSplitter,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -27,7 +28,6 @@ from PySide6.QtWidgets import (
 from engine.audit import opened
 from engine.audit.outputs import heat_rgb
 from engine.audit.view_model import row_image
-from gui.adaptive_splitter import QtAdaptiveSplitter
 
 #: Side of a cluster's mean map in the grid, in pixels.
 THUMB = 112
@@ -84,7 +84,8 @@ class QtClusterBrowser(QWidget):
         self.exemplar_title = QLabel("Click a cluster to list its exemplars.")
         self.exemplar_title.setWordWrap(True)
         self.exemplar_list = QListWidget()
-        self.exemplar_list.setToolTip("Click an exemplar to open it in the viewer with its map")
+        self.exemplar_list.setToolTip("Click an exemplar to open it in the viewer with its map; "
+                                      "the number is its distance from the cluster's centre")
         self.exemplar_list.itemClicked.connect(self._exemplar_clicked)
         right = QWidget()
         right_layout = QVBoxLayout(right)
@@ -92,7 +93,13 @@ class QtClusterBrowser(QWidget):
         right_layout.addWidget(self.exemplar_list, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(QtAdaptiveSplitter(left, right))
+        # The grid gets most of the width: its cells are what the user compares.
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        layout.addWidget(splitter)
         self.set_audits({})
 
     def set_audits(self, sources: dict[str, tuple[dict | None, dict, dict]]) -> None:
@@ -150,8 +157,8 @@ class QtClusterBrowser(QWidget):
         clusters = self._sources[self.audit_combo.currentText()][0]
         cluster = opened.cluster_of(clusters, cls, index)
         self.exemplar_title.setText(f"{cls}, cluster #{cluster['id']} ({cluster['size']} "
-                                    "images): closest to its centre, then the most atypical. "
-                                    "Click one to open it.")
+                                    "images): the members closest to its centre (central), "
+                                    "then the most atypical. Click one to open it.")
         self.exemplar_list.clear()
         for ex in opened.exemplars(cluster):
             item = QListWidgetItem(ex.text)

@@ -219,10 +219,10 @@ def exemplars(cluster: dict) -> list[Exemplar]:
     it does a table row (:func:`engine.audit.view_model.row_image`).
     """
     out = []
-    for kind, words in (("central", "closest to the centre"), ("atypical", "atypical")):
+    for kind, word in (("central", "central"), ("atypical", "atypical")):
         for e in cluster.get("exemplars", {}).get(kind, []):
             out.append(Exemplar(e["case"], e.get("path", ""),
-                                f"{e['case']} · {words} (distance {e['distance']:.3f})"))
+                                f"{e['case']} · {word} · {e['distance']:.3f}"))
     return out
 
 
