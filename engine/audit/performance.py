@@ -31,9 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.audit.aggregate import group_keys
-from engine.audit.loading import label_set
 from engine.audit.manifest import Manifest, patient_hash
-from engine.models.card import DEFAULT_THRESHOLD
 
 #: The per-class figures, in the order tables show them.
 METRICS = ("auroc", "sensitivity", "specificity", "ppv", "npv", "ece")
@@ -72,6 +70,8 @@ def operating_point(model) -> dict:
     score reaches the card's ``threshold`` (0.5 when the card gives none).
     """
     if getattr(model, "output", "softmax") == "sigmoid":
+        from engine.models.card import DEFAULT_THRESHOLD
+
         threshold = getattr(model, "threshold", DEFAULT_THRESHOLD)
         return {"output": "sigmoid", "rule": "threshold", "threshold": float(threshold)}
     return {"output": "softmax", "rule": "argmax"}
@@ -232,6 +232,9 @@ class Labelled:
 
 def _label_classes(rec: dict, classes: Sequence[str]) -> list[int] | None:
     """The classes an image's label names: one for softmax labels, ``a|b`` for several."""
+    # Imported here: the audit's readers (the view model) load this module without torch.
+    from engine.audit.loading import label_set
+
     if rec.get("label_index") is not None:
         return [int(rec["label_index"])]
     return label_set(rec.get("label") or None, classes) or None
