@@ -242,3 +242,22 @@ def test_an_audit_of_a_multi_label_model_reads_several_classes_per_label(tmp_pat
         got = perf["overall"]["by_class"][name]
         assert got["n_pos"] == truth[:, c].sum()
         assert got["auroc"]["value"] == pytest.approx(roc_auc_score(truth[:, c], s[:, c]))
+
+
+def test_a_segmentation_models_pixel_shares_are_not_scored(tmp_path):
+    from torch import nn
+
+    from engine.audit.manifest import Manifest
+    from engine.audit.performance import RELIABILITY_PNG, performance_outputs
+    from engine.models.loaded import LoadedModel
+
+    tiny = small_model(32)
+    seg = LoadedModel.from_module(nn.Conv2d(1, 3, 1), classes=["bg", "lung", "nodule"],
+                                  input=tiny.input, task="segmentation")
+    records, _ = _softmax_records(n=20)
+    perf, files = performance_outputs(records, Manifest(tmp_path, [], [], [], []), seg)
+    assert perf["n"] == 0 and RELIABILITY_PNG not in files
+    perf, files = performance_outputs(records, Manifest(tmp_path, [], [], [], []),
+                                      LoadedModel.from_module(nn.Conv2d(1, 3, 1),
+                                                              classes=CLASSES, input=tiny.input))
+    assert perf["n"] == 20 and RELIABILITY_PNG in files

@@ -421,8 +421,10 @@ def performance_outputs(records: Iterable[dict], dataset: Manifest, model,
     """
     from engine.core.jsonsafe import json_bytes, jsonable
 
+    if getattr(model, "task", "classification") != "classification":
+        records = []  # a segmentation model's scores are pixel shares, not class probabilities
     perf = jsonable(performance(records, model.classes, operating_point(model),
-                                row_patients(dataset), settings))
+                                row_patients(dataset) if records else {}, settings))
     files = {"performance.json": json_bytes(perf), "performance.csv": performance_csv(perf)}
     if perf["n"]:
         files[RELIABILITY_PNG] = reliability_png(perf)
