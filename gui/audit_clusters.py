@@ -71,6 +71,9 @@ class QtClusterBrowser(QWidget):
         self.note = QLabel("")
         self.note.setWordWrap(True)
         self.grid_host = QWidget()
+        # The cluster whose exemplars are listed stands out from the others.
+        self.grid_host.setStyleSheet("QToolButton:checked { border: 2px solid palette(highlight);"
+                                     " border-radius: 4px; }")
         self.grid = QGridLayout(self.grid_host)
         grid_scroll = QScrollArea()
         grid_scroll.setWidgetResizable(True)

@@ -105,6 +105,7 @@ def test_a_cluster_click_lists_exemplars_and_one_opens_with_its_map(window, monk
             f"#{cluster['id']} · {cluster['size']} images")
     key, cluster = next(iter(expected.items()))
     qtbot.mouseClick(browser.buttons[key], Qt.MouseButton.LeftButton)
+    assert browser.buttons[key].isChecked()
     members = cluster["exemplars"]["central"] + cluster["exemplars"]["atypical"]
     items = [browser.exemplar_list.item(i) for i in range(browser.exemplar_list.count())]
     assert [it.text().split(" · ")[0] for it in items] == [m["case"] for m in members]
