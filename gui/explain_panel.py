@@ -27,6 +27,8 @@ from gui.verdict_box import QtVerdictBox
 
 #: Model-picker entries that are not a loaded card.
 DEMO_MODELS = (("Demo model", "demo"), ("Demo model, biased", "demo-biased"),
+               ("Demo ViT (transformer)", "demo-vit"),
+               ("Demo ViT (transformer), biased", "demo-vit-biased"),
                ("Demo 3-D model (CT volumes)", "demo-3d"))
 OPEN_CARD = "__open_card__"
 
