@@ -16,7 +16,7 @@ METRICS_SHARE = 0.8
 def trust_battery(session: Any, result: Any, image: Any, model: Any, method: str, layer: str,
                   roi: Any = None, progress: ProgressFn | None = None,
                   cancel: CancelToken | None = None, *, uncertainty: bool = True,
-                  seed: int = 0, **kwargs: Any) -> dict:
+                  seed: int = 0, augmentations: int = 20, **kwargs: Any) -> dict:
     """Measure one map: the keys of :func:`engine.metrics.case.case_metrics` plus
     ``uncertainty`` (:func:`engine.metrics.uncertainty.prediction_uncertainty`).
 
@@ -30,6 +30,8 @@ def trust_battery(session: Any, result: Any, image: Any, model: Any, method: str
         Whether to run the test-time augmentation and MC dropout.
     seed : int
         Seed of the augmentations and dropout draws, recorded in the result.
+    augmentations : int
+        How many test-time augmentations.
     **kwargs
         Passed on to :func:`engine.metrics.case.case_metrics` (``roi_shape``, ``sanity``...).
     """
@@ -42,7 +44,7 @@ def trust_battery(session: Any, result: Any, image: Any, model: Any, method: str
                        progress=lambda f, m="": report(share * f, m), cancel=cancel, **kwargs)
     if uncertainty:
         out["uncertainty"] = case_uncertainty(
-            result, image, model, method, layer, seed=seed, cancel=cancel,
+            result, image, model, method, layer, seed=seed, n=augmentations, cancel=cancel,
             progress=lambda f, m="": report(share + (1 - share) * f, m))
         report(1.0, "uncertainty done")
     return out
