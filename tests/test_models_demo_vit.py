@@ -102,7 +102,7 @@ def test_training_is_deterministic(script):
 
 @pytest.fixture(scope="module")
 def pointing(tmp_path_factory):
-    """Pointing hits of every method on the held-out nodule phantoms, per model."""
+    """Pointing hits of each method on demo-vit over the held-out nodule phantoms."""
     from engine import api
     from engine.metrics.localisation import pointing_hit, roi_mask
 
