@@ -23,6 +23,8 @@ class AttentionRelevance(Explainer):
                    "block's attention weighted by its gradient (class-specific).")
     citation = ("Chefer H, Gur S, Wolf L. Generic Attention-model Explainability for Interpreting "
                 "Bi-Modal and Encoder-Decoder Transformers. ICCV 2021. arXiv:2103.15679")
+    caveats = ("Positive relevance only: it cannot show evidence against the class. Not for "
+               "windowed transformers (Swin).")
     needs = frozenset({"attentions", "attention_gradients"})
     batched = True
     units = "relevance"

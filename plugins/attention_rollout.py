@@ -48,6 +48,11 @@ class AttentionRollout(Explainer):
                    "through every block with the residual path (class-independent).")
     citation = ("Abnar S, Zuidema W. Quantifying Attention Flow in Transformers. ACL 2020. "
                 "arXiv:2005.00928")
+    caveats = ("The same map for every class: it shows where attention flows, not the evidence "
+               "for a class, and the randomisation check flags it (it never reads the "
+               "classifier). With nothing discarded the residual path makes it nearly flat; a "
+               "discard ratio near 0.9 with max fusion sharpens it. Not for windowed "
+               "transformers (Swin).")
     needs = frozenset({"attentions"})
     batched = True
     units = "attention share"

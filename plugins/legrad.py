@@ -22,6 +22,9 @@ class LeGrad(Explainer):
     citation = ("Bousselham W, Boggust A, Chaybouti S, Strobelt H, Kuehne H. LeGrad: An "
                 "Explainability Method for Vision Transformers via Feature Formation "
                 "Sensitivity. arXiv:2404.03214 (2024)")
+    caveats = ("Positive gradients only, averaged over heads and queries: on the demo ViT the "
+               "map changes little when the classifier is re-initialised, so read it as where "
+               "the blocks look. Not for windowed transformers (Swin).")
     needs = frozenset({"attentions", "readout_gradients"})
     batched = True
     units = "score gradient"
