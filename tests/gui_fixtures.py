@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
+from PySide6.QtCore import QObject, QUrl, Slot
+from PySide6.QtGui import QDesktopServices
 
 from engine.studies.image import open_image
 
@@ -147,3 +151,28 @@ def write_multiframe(path: Path, n_frames: int = 12, size: int = 96,
         ds.compress(syntax)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+class UrlCatcher(QObject):
+    """Stands in for the desktop: records the URLs the window asks QDesktopServices to open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[QUrl] = []
+
+    @Slot(QUrl)
+    def open(self, url: QUrl) -> None:
+        self.urls.append(url)
+
+
+@contextmanager
+def caught_urls(schemes: tuple[str, ...] = ("file",)) -> Iterator[UrlCatcher]:
+    """Catch the URLs opened with ``schemes`` while the block runs; nothing is opened."""
+    catcher = UrlCatcher()
+    for scheme in schemes:
+        QDesktopServices.setUrlHandler(scheme, catcher, "open")
+    try:
+        yield catcher
+    finally:
+        for scheme in schemes:
+            QDesktopServices.unsetUrlHandler(scheme)

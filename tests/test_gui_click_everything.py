@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import pytest
 import shiboken6
-from gui_fixtures import demo_window, pump
-from PySide6.QtCore import QObject, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices
+from gui_fixtures import caught_urls, demo_window, pump
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractButton,
     QApplication,
@@ -31,18 +30,6 @@ DEMO_CT = RESOURCES / "studies" / "demo-ct"
 SKIP_ACTIONS = {"&Quit"}
 #: Longest wait for the work one click started (a 2-core machine, busy).
 SETTLE_MS = 120_000
-
-
-class _Urls(QObject):
-    """Takes the URLs the window asks the desktop to open (Help ▸ Show log), opens nothing."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.opened: list[str] = []
-
-    @Slot(QUrl)
-    def open(self, url: QUrl) -> None:
-        self.opened.append(url.toString())
 
 
 @pytest.fixture
@@ -68,12 +55,8 @@ def answered(monkeypatch, tmp_path):
     monkeypatch.setattr(QMessageBox, "about", lambda *a, **k: None)
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("", False))
     monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: ("", False))
-    urls = _Urls()
-    for scheme in ("file", "http", "https"):
-        QDesktopServices.setUrlHandler(scheme, urls, "open")
-    yield urls
-    for scheme in ("file", "http", "https"):
-        QDesktopServices.unsetUrlHandler(scheme)
+    with caught_urls(("file", "http", "https")) as urls:
+        yield urls
 
 
 def _menu_actions(window) -> list:

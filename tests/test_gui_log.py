@@ -6,9 +6,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from gui_fixtures import WAIT_MS, demo_window
-from PySide6.QtCore import QObject, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices
+from gui_fixtures import WAIT_MS, caught_urls, demo_window
+from PySide6.QtCore import Qt, QUrl
 
 from engine.core.log import TRACEBACK_NOTE, log_path
 from gui.worker import QtEngineWorker
@@ -47,18 +46,6 @@ def boom_window(qapp, tmp_path_factory):
     registry(reload=True)
 
 
-class _UrlOpener(QObject):
-    """Stands in for the desktop: records the URLs QDesktopServices was asked to open."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[QUrl] = []
-
-    @Slot(QUrl)
-    def open(self, url: QUrl) -> None:
-        self.urls.append(url)
-
-
 def test_a_plugin_that_raises_gives_one_line_naming_the_log_which_holds_the_traceback(
         boom_window, qtbot):
     window = boom_window
@@ -87,12 +74,8 @@ def test_help_show_log_opens_the_log_file(boom_window):
     action = window.actions_by_id["show_log"]
     help_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
     assert action in help_menu.actions() and action.isEnabled()
-    opener = _UrlOpener()
-    QDesktopServices.setUrlHandler("file", opener, "open")
-    try:
+    with caught_urls() as opener:
         action.trigger()
-    finally:
-        QDesktopServices.unsetUrlHandler("file")
     assert opener.urls == [QUrl.fromLocalFile(str(log_path()))]
     assert log_path().is_file()
 

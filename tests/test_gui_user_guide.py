@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QPoint, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices
+from gui_fixtures import caught_urls
+from PySide6.QtCore import QPoint, Qt
 
 from engine.core.errors import TrustRequired
-
-
-class UrlCatcher(QObject):
-    """Takes the URLs the window asks the desktop to open, instead of a browser."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[QUrl] = []
-
-    @Slot(QUrl)
-    def open(self, url: QUrl) -> None:
-        self.urls.append(url)
 
 
 def _site(folder):
@@ -27,21 +15,12 @@ def _site(folder):
     return folder
 
 
-def _catch():
-    catcher = UrlCatcher()
-    QDesktopServices.setUrlHandler("file", catcher, "open")
-    return catcher
-
-
 def test_user_guide_action_opens_the_local_front_page(window, qtbot, tmp_path, monkeypatch):
     site = _site(tmp_path / "site")
     monkeypatch.setenv("LUCIDA_DOCS_SITE", str(site))
-    catcher = _catch()
-    try:
+    with caught_urls() as catcher:
         window.actions_by_id["user_guide"].trigger()
         qtbot.waitUntil(lambda: len(catcher.urls) == 1)
-    finally:
-        QDesktopServices.unsetUrlHandler("file")
     assert catcher.urls[0].toLocalFile() == str(site / "index.html")
 
 
@@ -62,14 +41,11 @@ def test_an_error_links_to_the_page_that_explains_its_fix(window, qtbot, tmp_pat
                              "where it came from").one_line()
     window.show_error(line)
     qtbot.waitUntil(lambda: window.banner.guide.isVisible())
-    catcher = _catch()
-    try:
+    with caught_urls() as catcher:
         link = window.banner.guide
         qtbot.mouseClick(link, Qt.MouseButton.LeftButton,
                          pos=QPoint(link.width() // 2, link.height() // 2))
         qtbot.waitUntil(lambda: len(catcher.urls) == 1)
-    finally:
-        QDesktopServices.unsetUrlHandler("file")
     assert catcher.urls[0].toLocalFile() == str(site / "explanations" / "security.html")
     # A line with no fix that a page explains gets no link.
     window.show_error("scan.dcm: cannot read the pixel data")
