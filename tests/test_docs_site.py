@@ -7,6 +7,7 @@ and anchor by anchor, since generated pages and theme templates are outside MkDo
 
 from __future__ import annotations
 
+import html
 import os
 import subprocess
 import sys
@@ -126,3 +127,22 @@ def test_every_method_has_its_reference_section(site):
         # The plugin's own citation is on its page, as Help ▸ What am I looking at? shows it.
         citation = registry().get(name).citation
         assert citation.split()[0] in text, f"{name}: citation missing"
+
+
+def test_every_page_an_error_links_to_is_built(site):
+    """The window's error lines link into the site (engine.core.user_guide.GUIDE_PAGES)."""
+    from engine.core.user_guide import GUIDE_PAGES
+
+    missing = [page for _phrase, page in GUIDE_PAGES if not (site / page).is_file()]
+    assert not missing, f"error lines link to pages the site lacks: {missing}"
+
+
+def test_the_benchmark_page_includes_every_recorded_output(site):
+    """Each bench/results/NAME.txt appears on the benchmarks page, as make bench wrote it."""
+    text = (site / "benchmarks.html").read_text(encoding="utf-8")
+    recorded = sorted((ROOT / "bench" / "results").glob("bench_*.txt"))
+    assert recorded
+    for path in recorded:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        missing = [line for line in lines if line and html.escape(line, quote=False) not in text]
+        assert not missing, f"{path.name}: lines missing from the benchmarks page: {missing[:3]}"
