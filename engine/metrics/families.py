@@ -23,14 +23,14 @@ import torch
 
 from engine.core.cancel import CancelToken, ProgressFn, no_progress
 from engine.metrics.complexity import complexity, sparseness
-from engine.metrics.correlation import faithfulness_correlation
+from engine.metrics.correlation import RUNS, faithfulness_correlation
 from engine.metrics.localisation import (
     relevance_mass_accuracy,
     relevance_rank_accuracy,
     roi_mask,
 )
 from engine.metrics.randomisation import random_logit
-from engine.metrics.road import road
+from engine.metrics.road import PERCENTAGES, road
 from engine.metrics.robustness import (
     NOISE_STD,
     RADIUS,
@@ -111,6 +111,8 @@ def metric_families(
     samples: int = SAMPLES,
     radius: float = RADIUS,
     noise_std: float = NOISE_STD,
+    runs: int = RUNS,
+    road_percentages: tuple[float, ...] | None = PERCENTAGES,
     seed: int = 0,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
@@ -142,6 +144,10 @@ def metric_families(
         Boolean ROI mask shaped like ``heatmap``; without it the localisation family is empty.
     samples, radius, noise_std : int, float, float
         Perturbed inputs per robustness estimate, the uniform radius and the Gaussian std.
+    runs : int
+        Random subsets of Faithfulness Correlation.
+    road_percentages : tuple of float or None
+        Shares of pixels ROAD removes, in percent; None leaves ROAD out.
     seed : int
         Seed of every perturbation, subset and class draw.
     progress, cancel
@@ -189,22 +195,25 @@ def metric_families(
     check()
 
     start = time.perf_counter()
-    r = road(forward, pixels, raw, target, versus=versus, seed=seed)
-    fc = faithfulness_correlation(forward, pixels, raw, target, versus=versus, seed=seed)
-    out["faithfulness"] = [
-        _figure("road_morf_mean", r["road_morf_mean"], "mean score with 10..90% of the most "
-                "relevant pixels removed by noisy linear imputation (lower is better)", ROAD,
-                better="lower"),
-        _figure("road_lerf_mean", r["road_lerf_mean"], "the same, least relevant first (higher "
-                "is better)", ROAD, better="higher"),
-        _figure("road_gap", r["road_gap"], "(LeRF - MoRF) / score: how much more removing what "
-                "the map ranks high costs than removing what it ranks low", ROAD),
+    fc = faithfulness_correlation(forward, pixels, raw, target, versus=versus, seed=seed,
+                                  runs=runs)
+    if road_percentages is not None:
+        r = road(forward, pixels, raw, target, percentages=road_percentages, versus=versus,
+                 seed=seed)
+        out["faithfulness"] = [
+            _figure("road_morf_mean", r["road_morf_mean"], "mean score with the most relevant "
+                    "pixels removed (10..90%) by noisy linear imputation", ROAD, better="lower"),
+            _figure("road_lerf_mean", r["road_lerf_mean"], "the same, least relevant first",
+                    ROAD, better="higher"),
+            _figure("road_gap", r["road_gap"], "(LeRF - MoRF) / score: how much more removing "
+                    "what the map ranks high costs than removing what it ranks low", ROAD),
+        ]
+        out["road_curves"] = {"percentages": r["road_percentages"], "morf": r["road_morf"],
+                              "lerf": r["road_lerf"], "score": r["road_score"]}
+    out["faithfulness"].append(
         _figure("faithfulness_correlation", fc["faithfulness_correlation"],
                 f"correlation of the map's total over {fc['runs']} random pixel subsets with the "
-                "score drop when they are removed", BHATT),
-    ]
-    out["road_curves"] = {"percentages": r["road_percentages"], "morf": r["road_morf"],
-                          "lerf": r["road_lerf"], "score": r["road_score"]}
+                "score drop when they are removed", BHATT))
     timings["faithfulness"] = (time.perf_counter() - start) * 1000.0
     report(0.7, "faithfulness done")
     check()
@@ -246,15 +255,15 @@ def metric_families(
     timings["randomisation"] = (time.perf_counter() - start) * 1000.0
     out["timings_ms"] = timings
     out["parameters"] = {"samples": samples, "radius": radius, "noise_std": noise_std,
-                         "seed": seed}
+                         "runs": runs, "road_percentages": road_percentages, "seed": seed}
     report(1.0, "metric families done")
     return out
 
 
 def case_families(model: Any, result: Any, image: Any, method: str, layer: str,
                   roi: tuple[int, int, int, int] | None = None, *, roi_shape: str = "box",
-                  samples: int = SAMPLES, seed: int = 0, progress: ProgressFn | None = None,
-                  cancel: CancelToken | None = None) -> dict:
+                  samples: int = SAMPLES, runs: int = RUNS, seed: int = 0,
+                  progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict:
     """The battery of :func:`metric_families` for one map of a 2-D case, through the core.
 
     Parameters
@@ -273,6 +282,8 @@ def case_families(model: Any, result: Any, image: Any, method: str, layer: str,
         Shape of the ROI within its box.
     samples : int
         Perturbed inputs per robustness estimate (each is one explanation, batched).
+    runs : int
+        Random subsets of Faithfulness Correlation.
     seed : int
         Seed of every random draw.
     progress, cancel
@@ -308,4 +319,5 @@ def case_families(model: Any, result: Any, image: Any, method: str, layer: str,
     return metric_families(forward, explain_batch, explain_class, pixels, raw,
                            int(target.label), num_classes=len(model.classes),
                            versus=target.versus, heatmap=heat, roi_region=region,
-                           samples=samples, seed=seed, progress=progress, cancel=cancel)
+                           samples=samples, runs=runs, seed=seed, progress=progress,
+                           cancel=cancel)
