@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,6 +32,7 @@ from tools.demo_training import (  # noqa: E402
     input_table,
     save_weights,
     stats_table,
+    train_and_write,
     train_classifier,
 )
 
@@ -134,18 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     print(write_study(args.study), flush=True)
     if args.study_only:
         return 0
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
-    for name in [args.only] if args.only else list(MODELS):
-        start = time.perf_counter()
-        summary = train_one(name, args)
-        write_model(name, summary, args.out, args)
-        print(
-            f"{name}: epoch {summary['epoch']} val_acc={summary['val_accuracy']:.4f} "
-            f"({time.perf_counter() - start:.0f} s)",
-            flush=True,
-        )
-    return 0
+    return train_and_write([args.only] if args.only else list(MODELS), train_one, write_model,
+                           args)
 
 
 if __name__ == "__main__":

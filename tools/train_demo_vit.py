@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -35,6 +34,7 @@ from tools.demo_training import (  # noqa: E402
     input_table,
     save_weights,
     stats_table,
+    train_and_write,
     train_classifier,
 )
 
@@ -123,18 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
-    for name in [args.only] if args.only else list(MODELS):
-        start = time.perf_counter()
-        summary = train_one(name, args)
-        write_model(name, summary, args.out, args)
-        print(
-            f"{name}: epoch {summary['epoch']} val_acc={summary['val_accuracy']:.4f} "
-            f"({time.perf_counter() - start:.0f} s)",
-            flush=True,
-        )
-    return 0
+    return train_and_write([args.only] if args.only else list(MODELS), train_one, write_model,
+                           args)
 
 
 if __name__ == "__main__":
