@@ -173,13 +173,17 @@ class QtTrustPanel(QWidget):
         self.cancel.setVisible(False)
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["Metric", "Value", ""])
+        self.table.horizontalHeaderItem(2).setToolTip("green good, amber fair, red poor")
         self.table.setWordWrap(True)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideNone)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        # Wrapped family headings need their height again when the dock is resized.
+        header.sectionResized.connect(lambda *_: self.table.resizeRowsToContents())
         self.plot = QtCurvePlot()
         self.warnings = QLabel("")
         self.warnings.setWordWrap(True)
@@ -254,9 +258,11 @@ class QtTrustPanel(QWidget):
                 name.setToolTip(fig.meaning)
                 cell = QTableWidgetItem(fig.text)
                 cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                mark = QTableWidgetItem(f"● {fig.marker}" if fig.marker else "")
+                mark = QTableWidgetItem("●" if fig.marker else "")
                 if fig.marker:
                     mark.setForeground(MARKER_COLORS[fig.marker])
+                    mark.setData(Qt.ItemDataRole.UserRole, fig.marker)
+                    mark.setToolTip(fig.marker)
                 self.table.setItem(row, 0, name)
                 self.table.setItem(row, 1, cell)
                 self.table.setItem(row, 2, mark)
@@ -273,7 +279,7 @@ class QtTrustPanel(QWidget):
     def markers(self) -> dict[str, str]:
         """The figures' markers as ``{label: "good" | "fair" | "poor"}`` (unmarked left out)."""
         return {
-            self.table.item(i, 0).text(): self.table.item(i, 2).text().lstrip("● ")
+            self.table.item(i, 0).text(): self.table.item(i, 2).data(Qt.ItemDataRole.UserRole)
             for i in range(self.table.rowCount())
             if self.table.item(i, 2) is not None and self.table.item(i, 2).text()
         }

@@ -10,12 +10,15 @@ import csv
 import sys
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from screenshot_window import open_window, save_grab, wait
 
 from gui.main_window import DEMO_STUDY
 
 #: Pixels added around the lesion box so the ROI outline does not hide the lesion.
 ROI_PAD = 4
+#: Width of the trust dock in the screenshot.
+TRUST_SHOT_WIDTH = 430
 
 
 def main(argv: list[str]) -> int:
@@ -39,6 +42,10 @@ def main(argv: list[str]) -> int:
     win.set_roi((x0 - ROI_PAD, y0 - ROI_PAD, x1 + ROI_PAD, y1 + ROI_PAD), shape)
     win.open_trust_panel()
     wait(app, lambda: "pointing_hit" in (win.trust_panel.metrics or {}))
+    # Wide enough that the figures and their family headings read without wrapping much.
+    win.docks["explain"].hide()
+    win.resizeDocks([win.docks["trust"]], [TRUST_SHOT_WIDTH], Qt.Orientation.Horizontal)
+    app.processEvents()
     save_grab(app, win, out)
     win.close()
     return 0

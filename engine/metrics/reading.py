@@ -159,7 +159,7 @@ def _uncertainty_figures(u: dict) -> tuple[list[Figure], list[Figure]]:
                            f"Target probability over {drop['draws']} passes with dropout on "
                            "(Gal and Ghahramani 2016)."))
     elif drop:
-        pred.append(Figure("mc_dropout_sd", "MC dropout", "no dropout layers", None,
+        pred.append(Figure("mc_dropout_sd", "MC dropout", "none", None,
                            "MC dropout needs dropout layers; this model has none."))
     moves = []
     if u.get("map_spearman_mean") is not None:
