@@ -134,6 +134,31 @@ def test_a_graph_onnx2torch_cannot_convert_runs_with_onnxruntime(no_network, unc
         cascading_randomisation(model.module, lambda m: ours, ours, example=x)
 
 
+def test_input_gradient_methods_are_refused_up_front_on_onnxruntime(unconvertible):
+    from engine.explain.registry import registry
+
+    model = load_model(unconvertible[0])
+    reason = model.gradient_methods_reason
+    assert reason == model.layer_methods_reason and "\n" not in reason
+    reg = registry()
+    gradient = [n for n in reg.names() if "input_gradients" in reg.get(n).needs]
+    agnostic = [n for n in reg.names() if reg.get(n).needs == {"forward_fn"}]
+    assert {"saliency", "intgrad", "smoothgrad", "inputxgrad"} <= set(gradient)
+    for name in gradient:
+        assert reason in reg.get(name).unavailable_reason(model), name
+    assert {"occlusion", "rise", "lime", "kernelshap"} <= set(agnostic)
+    assert all(reg.get(name).unavailable_reason(model) is None for name in agnostic)
+    calls = []
+    handle = model.module.register_forward_pre_hook(lambda _m, _a: calls.append(1))
+    try:
+        with pytest.raises(ExplainerUnavailable) as err:
+            explain_one(model, _image(1, 32), "intgrad", INPUT_LAYER, 1)
+    finally:
+        handle.remove()
+    assert err.value.one_line().startswith(f"intgrad: {reason}")
+    assert calls == []  # refused before the model ran once
+
+
 def test_a_card_names_the_onnx_file(tmp_path, resnet):
     path, _net = resnet
     (tmp_path / "card.toml").write_text(

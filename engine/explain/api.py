@@ -350,15 +350,20 @@ class Explainer:
         """Return one line saying why this explainer cannot run on ``model``, or None.
 
         The default refuses layer-based explainers on models whose layers cannot be hooked,
-        and attention explainers on models whose attention cannot be found (one line saying why:
-        not a vision transformer, a windowed one).
+        attention explainers on models whose attention cannot be found (one line saying why:
+        not a vision transformer, a windowed one), and input-gradient explainers on models that
+        give no gradients (an ONNX graph run by onnxruntime).
         """
         if ATTENTION_NEEDS & set(self.needs):
             from engine.models.attention import unavailable_reason
 
             return unavailable_reason(model)
         if {"activations", "gradients"} & set(self.needs):
-            return getattr(model, "layer_methods_reason", None)
+            reason = getattr(model, "layer_methods_reason", None)
+            if reason:
+                return reason
+        if "input_gradients" in self.needs:
+            return getattr(model, "gradient_methods_reason", None)
         return None
 
     def explain(

@@ -104,6 +104,8 @@ class LoadedModel:
         #: Sigmoid (multi-label) models: the probability at or above which a class is a finding.
         self.threshold = float(threshold)
         self.layer_methods_reason = TORCHSCRIPT_REASON if kind == "torchscript" else None
+        #: Why no input gradients can be taken (an ONNX graph run by onnxruntime), or None.
+        self.gradient_methods_reason: str | None = None
 
     @classmethod
     def from_module(

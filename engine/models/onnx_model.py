@@ -11,8 +11,9 @@ Which path serves forward passes is decided once, when the file is loaded:
 - **onnxruntime** (when onnx2torch cannot convert the graph, or the converted module disagrees
   with onnxruntime): :class:`OnnxRuntimeModule` runs the file with onnxruntime on the CPU, and
   only the model-agnostic methods (occlusion, RISE, LIME, KernelSHAP) can run.
-  :attr:`LoadedModel.layer_methods_reason` says why in one line, and a method that asks for
-  input gradients gets the same line when it runs.
+  :attr:`LoadedModel.layer_methods_reason` and :attr:`LoadedModel.gradient_methods_reason`
+  say why in one line, and every activation or input-gradient method is refused with it up
+  front (``Explainer.unavailable_reason``), before anything runs.
 
 Exporters share equal weights through ``Identity`` nodes, which onnx2torch cannot read as a
 convolution's weights; they are folded away first. ONNX files hold no Python, so no path needs
@@ -217,8 +218,8 @@ def load_onnx(path: str | Path, *, device: torch.device | str = "cpu",
     Returns
     -------
     LoadedModel
-        ``kind`` is ``onnx``; ``layer_methods_reason`` is set when the graph runs with
-        onnxruntime only.
+        ``kind`` is ``onnx``; ``layer_methods_reason`` and ``gradient_methods_reason`` are set
+        when the graph runs with onnxruntime only.
 
     Raises
     ------
@@ -263,5 +264,7 @@ def load_onnx(path: str | Path, *, device: torch.device | str = "cpu",
         intended_use=card.intended_use if card is not None else None,
         threshold=card.threshold if card is not None else DEFAULT_THRESHOLD,
     )
-    model.layer_methods_reason = reason
+    # Layers cannot be hooked and no input gradient can be taken: both kinds of method are
+    # refused before they run, with the same line.
+    model.layer_methods_reason = model.gradient_methods_reason = reason
     return model
