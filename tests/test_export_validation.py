@@ -109,3 +109,18 @@ def test_the_page_renders(case, tmp_path):
     run = subprocess.run([shutil.which("pdftoppm"), "-r", "40", "-png", str(pdf),
                           str(tmp_path / "page")], capture_output=True, timeout=60)
     assert run.returncode == 0 and sorted(tmp_path.glob("page*.png"))
+
+
+def test_a_volume_result_names_its_three_d_augmentations():
+    from engine.export.validation import validation_of
+
+    u = {"augmentations": 4, "seed": 0, "kind": "3-D shift, contrast", "map_spearman_mean": 0.8,
+         "map_spearman_min": 0.6, "map_top_overlap_mean": 0.5, "top_fraction": 0.1,
+         "limits": {"shift": 0.04, "rotation_deg": 0.0, "gain": 0.1, "offset": 0.05},
+         "summary": "stable: 4/4 augmentations agree", "mc_dropout": {"dropout_layers": 0}}
+    rows = dict(validation_of({"method": "gradcam", "layer": "net.6", "target": "nodule",
+                               "params": {}, "metrics": {"uncertainty": u},
+                               "intended_use": {"status": "match", "message": "CT chest"}})
+                ["rows"])
+    assert "(3-D shift, contrast; shift up to 4%, rotation up to 0 degrees" in rows["Stability"]
+    assert rows["MC dropout"] == "no dropout layers" and rows["Intended use"] == "match: CT chest"

@@ -22,6 +22,7 @@ from engine.core.versions import app_version
 from engine.explain.colour import blend, colormap_lut, diverging_lut
 from engine.export.identity import case_name, image_entry, model_identity
 from engine.export.results import file_key
+from engine.export.validation import validation_of
 from engine.models.findings import findings
 from engine.studies import display
 from engine.studies.nifti import write_nifti
@@ -277,6 +278,8 @@ def volume_result_json(volume, maps: dict, *, model: dict, classes: list[str],
         content["slices"] = slices
     if metrics is not None:
         content["metrics"] = metrics
+    # CLAIM 2024 item 31: the method, its parameters and how the map was validated.
+    content["validation"] = validation_of(content)
     return content
 
 
