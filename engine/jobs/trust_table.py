@@ -254,7 +254,8 @@ def run_trust_table(dataset, model, settings: TrustSettings, out_dir: str | Path
         for b, batch in enumerate(batches):
             cancel.check()
             store.append_batch(measure_rows(batch, model, settings, cancel,
-                                            lambda f, m="", b=b: report((b + f) / total, m)),
+                                            lambda f, m="", b=b: report(
+                                                (b + f) / total, f"batch {b + 1}/{total}: {m}")),
                                None)
     records = list(store.records())
     doc = {"model": {"name": model.name, "sha256": model.sha256}, "engine": engine,
