@@ -173,23 +173,8 @@ def metric_families(
         uniform = input_perturbations(pixels, "uniform", radius, samples, seed)
         gaussian = input_perturbations(pixels, "gaussian", noise_std, samples, seed + 1)
         maps = explain_batch(torch.cat([uniform, gaussian]))
-        most, mean = sensitivity_from_maps(raw, maps[:samples])
-        lip = lipschitz_from_maps(pixels, raw, gaussian, maps[samples:])
-        scaled = raw / peak if (peak := float(np.abs(raw).max())) > 0 else raw
-        size_map = float(np.linalg.norm(scaled))
-        amp = lip * float(torch.as_tensor(pixels).double().norm()) / size_map \
-            if size_map > 0 else 0.0
-        out["robustness"] = [
-            _figure("max_sensitivity", most, f"largest relative change of the map under "
-                    f"{samples} uniform input perturbations of +/-{radius:g}", YEH),
-            _figure("avg_sensitivity", mean, "mean relative change of the map under the same "
-                    "perturbations", YEH),
-            _figure("local_lipschitz", lip, f"largest change of the peak-scaled map per unit "
-                    f"change of the input (Gaussian noise, std {noise_std:g})", ALVAREZ,
-                    better="lower"),
-            _figure("lipschitz_amplification", amp, "the same, both changes relative to their "
-                    "size: above 1 the map moves more than the input", ALVAREZ),
-        ]
+        out["robustness"] = robustness_figures(pixels, raw, gaussian, maps, samples, radius,
+                                               noise_std)
     timings["robustness"] = (time.perf_counter() - start) * 1000.0
     report(0.5, "robustness done")
     check()
@@ -197,9 +182,62 @@ def metric_families(
     start = time.perf_counter()
     fc = faithfulness_correlation(forward, pixels, raw, target, versus=versus, seed=seed,
                                   runs=runs)
-    if road_percentages is not None:
-        r = road(forward, pixels, raw, target, percentages=road_percentages, versus=versus,
-                 seed=seed)
+    r = None if road_percentages is None else road(
+        forward, pixels, raw, target, percentages=road_percentages, versus=versus, seed=seed)
+    add_faithfulness(out, fc, r)
+    timings["faithfulness"] = (time.perf_counter() - start) * 1000.0
+    report(0.7, "faithfulness done")
+    check()
+
+    if roi_region is not None:
+        out["localisation"] = localisation_figures(raw if heatmap is None else heatmap,
+                                                   roi_region)
+    out["complexity"] = complexity_figures(raw)
+
+    start = time.perf_counter()
+    if explain_class is not None and num_classes - (versus is not None) >= 2:
+        check()
+        rl = random_logit(explain_class, raw, target, num_classes,
+                          exclude=() if versus is None else (int(versus),))
+        add_randomisation(out, rl)
+    timings["randomisation"] = (time.perf_counter() - start) * 1000.0
+    out["timings_ms"] = timings
+    out["parameters"] = {"samples": samples, "radius": radius, "noise_std": noise_std,
+                         "runs": runs, "road_percentages": road_percentages, "seed": seed}
+    report(1.0, "metric families done")
+    return out
+
+
+def robustness_figures(pixels: torch.Tensor, raw: np.ndarray, gaussian: torch.Tensor,
+                       maps: np.ndarray, samples: int, radius: float,
+                       noise_std: float) -> list[dict]:
+    """The robustness figures of one map from its maps on the perturbed inputs.
+
+    ``maps`` holds the maps of the ``samples`` uniform perturbations, then of the ``gaussian``
+    ones (as :func:`metric_families` explains them, in one call).
+    """
+    most, mean = sensitivity_from_maps(raw, maps[:samples])
+    lip = lipschitz_from_maps(pixels, raw, gaussian, maps[samples:])
+    scaled = raw / peak if (peak := float(np.abs(raw).max())) > 0 else raw
+    size_map = float(np.linalg.norm(scaled))
+    amp = lip * float(torch.as_tensor(pixels).double().norm()) / size_map \
+        if size_map > 0 else 0.0
+    return [
+        _figure("max_sensitivity", most, f"largest relative change of the map under "
+                f"{samples} uniform input perturbations of +/-{radius:g}", YEH),
+        _figure("avg_sensitivity", mean, "mean relative change of the map under the same "
+                "perturbations", YEH),
+        _figure("local_lipschitz", lip, f"largest change of the peak-scaled map per unit "
+                f"change of the input (Gaussian noise, std {noise_std:g})", ALVAREZ,
+                better="lower"),
+        _figure("lipschitz_amplification", amp, "the same, both changes relative to their "
+                "size: above 1 the map moves more than the input", ALVAREZ),
+    ]
+
+
+def add_faithfulness(out: dict, fc: dict, r: dict | None) -> None:
+    """Put the ROAD figures and curves (where ``r`` is given) and Faithfulness Correlation."""
+    if r is not None:
         out["faithfulness"] = [
             _figure("road_morf_mean", r["road_morf_mean"], "mean score with the most relevant "
                     "pixels removed (10..90%) by noisy linear imputation", ROAD, better="lower"),
@@ -214,23 +252,25 @@ def metric_families(
         _figure("faithfulness_correlation", fc["faithfulness_correlation"],
                 f"correlation of the map's total over {fc['runs']} random pixel subsets with the "
                 "score drop when they are removed", BHATT))
-    timings["faithfulness"] = (time.perf_counter() - start) * 1000.0
-    report(0.7, "faithfulness done")
-    check()
 
-    if roi_region is not None:
-        heat = raw if heatmap is None else np.asarray(heatmap, dtype=np.float32)
-        chance = float(np.mean(roi_region))
-        out["localisation"] = [
-            _figure("relevance_mass_accuracy", relevance_mass_accuracy(heat, roi_region),
-                    "share of the positive relevance inside the ROI", ARRAS, chance=chance),
-            _figure("relevance_rank_accuracy", relevance_rank_accuracy(heat, roi_region),
-                    "share of the ROI's pixels among the map's as many highest", ARRAS,
-                    chance=chance),
-        ]
 
+def localisation_figures(heatmap, roi_region: np.ndarray) -> list[dict]:
+    """Relevance Mass and Rank Accuracy of a map against a boolean ROI of its shape."""
+    heat = np.asarray(heatmap, dtype=np.float32)
+    chance = float(np.mean(roi_region))
+    return [
+        _figure("relevance_mass_accuracy", relevance_mass_accuracy(heat, roi_region),
+                "share of the positive relevance inside the ROI", ARRAS, chance=chance),
+        _figure("relevance_rank_accuracy", relevance_rank_accuracy(heat, roi_region),
+                "share of the ROI's pixels among the map's as many highest", ARRAS,
+                chance=chance),
+    ]
+
+
+def complexity_figures(raw: np.ndarray) -> list[dict]:
+    """Sparseness and Complexity (plain and normalised) of a map."""
     entropy, normalised = complexity(raw)
-    out["complexity"] = [
+    return [
         _figure("sparseness", sparseness(raw), "Gini index of |map|: 0 spread evenly, near 1 "
                 "on a few pixels", CHALASANI),
         _figure("complexity", entropy, "entropy of |map| as a distribution (nats)", BHATT,
@@ -239,25 +279,17 @@ def metric_families(
                 "is a flat map", BHATT),
     ]
 
-    start = time.perf_counter()
-    if explain_class is not None and num_classes - (versus is not None) >= 2:
-        check()
-        rl = random_logit(explain_class, raw, target, num_classes,
-                          exclude=() if versus is None else (int(versus),))
-        out["randomisation"] = [
-            _figure("random_logit_ssim", rl["random_logit_ssim"], f"SSIM with the map for a "
-                    f"random other class ({rl['random_logit_class']}): near 1 the map does not "
-                    "depend on the class", SIXT),
-            _figure("random_logit_spearman", rl["random_logit_spearman"], "rank correlation "
-                    "with that map", SIXT, better="lower"),
-        ]
-        out["random_logit_class"] = rl["random_logit_class"]
-    timings["randomisation"] = (time.perf_counter() - start) * 1000.0
-    out["timings_ms"] = timings
-    out["parameters"] = {"samples": samples, "radius": radius, "noise_std": noise_std,
-                         "runs": runs, "road_percentages": road_percentages, "seed": seed}
-    report(1.0, "metric families done")
-    return out
+
+def add_randomisation(out: dict, rl: dict) -> None:
+    """Put the Random Logit figures and the class it drew."""
+    out["randomisation"] = [
+        _figure("random_logit_ssim", rl["random_logit_ssim"], f"SSIM with the map for a "
+                f"random other class ({rl['random_logit_class']}): near 1 the map does not "
+                "depend on the class", SIXT),
+        _figure("random_logit_spearman", rl["random_logit_spearman"], "rank correlation "
+                "with that map", SIXT, better="lower"),
+    ]
+    out["random_logit_class"] = rl["random_logit_class"]
 
 
 def case_families(model: Any, result: Any, image: Any, method: str, layer: str,

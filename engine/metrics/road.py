@@ -72,6 +72,20 @@ def road(forward: ForwardFn, x: torch.Tensor, saliency, target: int, *,
         and ``road_percentages``.
     """
     x = _as_batch(x)
+    qs, batch = road_inputs(x, saliency, percentages, seed=seed, iterations=iterations,
+                            noise=noise)
+    with torch.inference_mode():
+        scores = tracked(forward(torch.cat([x, batch])), target, versus).double().cpu().numpy()
+    return road_result(scores, qs)
+
+
+def road_inputs(x: torch.Tensor, saliency, percentages=PERCENTAGES, *, seed: int = 0,
+                iterations: int = ITERATIONS, noise: float = NOISE):
+    """The shares and the ``(2 * len(percentages), C, H, W)`` imputed copies ROAD scores.
+
+    MoRF copies first, then LeRF; :func:`road` scores them after the image itself.
+    """
+    x = _as_batch(x)
     qs = [float(q) for q in percentages]
     if not qs or min(qs) < 0 or max(qs) > 100:
         raise UsageError("ROAD percentages must lie in [0, 100]")
@@ -84,15 +98,16 @@ def road(forward: ForwardFn, x: torch.Tensor, saliency, target: int, *,
         masks.append((ranks[None] < counts[:, None, None]).unsqueeze(1))
     removed = torch.cat(masks)
     g = torch.Generator().manual_seed(seed)
-    batch = impute(x, removed, "linear", iterations=iterations, noise=noise, generator=g)
-    with torch.inference_mode():
-        scores = tracked(forward(torch.cat([x, batch])), target, versus).double().cpu().numpy()
+    return qs, impute(x, removed, "linear", iterations=iterations, noise=noise, generator=g)
+
+
+def road_result(scores: np.ndarray, qs: list[float]) -> dict:
+    """The dict of :func:`road` from the tracked scores of the image and its imputed copies."""
     p0, morf, lerf = float(scores[0]), scores[1:1 + len(qs)], scores[1 + len(qs):]
     gap = (lerf.mean() - morf.mean()) / p0 if p0 > 0 else 0.0
     return {"road_score": p0, "road_morf": morf.tolist(), "road_lerf": lerf.tolist(),
             "road_morf_mean": float(morf.mean()), "road_lerf_mean": float(lerf.mean()),
             "road_gap": float(gap), "road_percentages": qs}
-
 
 def road_subsets(saliency, percentages=PERCENTAGES, order: str = "morf",
                  seed: int = 0) -> np.ndarray:
