@@ -138,12 +138,12 @@ def score_samples(capture, target: int, samples: np.ndarray, labels: np.ndarray,
 
 
 def _common_params(segments: int = 50, samples_help: str = "perturbed inputs scored",
-                   advanced: bool = False) -> tuple[Param, ...]:
+                   advanced: bool = False, samples: int = 1000) -> tuple[Param, ...]:
     return (
         Param("segments", "int", segments, range=(2, 10000), help="approximate SLIC superpixels"),
         Param("compactness", "float", 0.3, range=(0.001, 1000.0),
               help="SLIC compactness (higher: more regular, less colour-following superpixels)"),
-        Param("samples", "int", 1000, range=(10, 100000), help=samples_help,
+        Param("samples", "int", samples, range=(10, 100000), help=samples_help,
               advanced=advanced),
         baseline_param(),
         Param("seed", "int", 0, range=(0, 2**31 - 1), help="seed of the samples"),
@@ -355,12 +355,13 @@ class KernelSHAP(Explainer):
     signed = True
     units = "probability per superpixel"
     params = (
-        Param("tolerance", "float", 0.05, range=(0.001, 1.0),
+        Param("tolerance", "float", 0.03, range=(0.001, 1.0),
               help="stop when the largest standard error is below this share of the values' "
               "range"),
         Param("time_budget", "float", 0.0, range=(0.0, 3600.0),
               help="stop after this many seconds (0: no limit)"),
-        *_common_params(samples_help="most perturbed inputs scored", advanced=True),
+        *_common_params(samples_help="most perturbed inputs scored", advanced=True,
+                        samples=4000),
         Param("sampling", "choice", "kernel", choices=SAMPLINGS, advanced=True,
               help="coalition sizes drawn by the Shapley kernel's mass or uniformly "
               "(leverage scores)"),
