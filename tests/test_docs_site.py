@@ -146,3 +146,14 @@ def test_the_benchmark_page_includes_every_recorded_output(site):
         lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
         missing = [line for line in lines if line and html.escape(line, quote=False) not in text]
         assert not missing, f"{path.name}: lines missing from the benchmarks page: {missing[:3]}"
+
+
+def test_every_benchmark_has_its_section_with_its_command():
+    """The benchmarks page names every bench/bench_*.py and the command that runs it."""
+    page = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    scripts = sorted((ROOT / "bench").glob("bench_*.py"))
+    assert scripts
+    missing = [s.stem for s in scripts
+               if f"python bench/run_all.py {s.stem.removeprefix('bench_')}" not in page
+               or f"<!-- bench: {s.stem} -->" not in page]
+    assert not missing, f"benchmarks without their section: {missing}"

@@ -5,11 +5,16 @@
 citation, caveats and parameter schema, the same source as Help ▸ What am I looking at? and
 ``python main.py methods``. Both pages exist only in the built site; ``mkdocs.yml`` names this
 file under ``hooks``.
+
+``benchmarks.md`` marks where each benchmark's recorded output goes (``<!-- bench: NAME -->``);
+the hook includes ``bench/results/NAME.txt`` there when ``make bench`` has written it, so the
+page shows every recorded output and never names a file that is not there.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +26,8 @@ if str(ROOT) not in sys.path:
 #: The generated pages, by their path under docs/.
 CLI_PAGE = "reference/cli.md"
 METHODS_PAGE = "reference/methods.md"
+BENCH_PAGE = "benchmarks.md"
+BENCH_MARK = re.compile(r"^<!-- bench: (bench_\w+) -->$", re.M)
 
 
 def _cell(text: object) -> str:
@@ -164,3 +171,21 @@ def on_files(files, config):
             files.remove(existing)
         files.append(File.generated(config, src, content=make()))
     return files
+
+
+def bench_outputs(markdown: str, results: Path = ROOT / "bench" / "results") -> str:
+    """Replace each ``<!-- bench: NAME -->`` by NAME's recorded output, or say it has none."""
+
+    def output(match: re.Match) -> str:
+        name = match.group(1)
+        if (results / f"{name}.txt").is_file():
+            return f'```text\n--8<-- "bench/results/{name}.txt"\n```'
+        return (f"No full run of this benchmark is recorded in this checkout; the command above "
+                f"writes `bench/results/{name}.txt`.")
+
+    return BENCH_MARK.sub(output, markdown)
+
+
+def on_page_markdown(markdown, page, config, files):
+    """MkDocs hook: the benchmarks page gets the outputs that are recorded."""
+    return bench_outputs(markdown) if page.file.src_uri == BENCH_PAGE else markdown
