@@ -333,7 +333,12 @@ class QtMainWindow(QMainWindow, VolumeViewCommands, FrameEvents, AuditDock, Wind
         self._layer_after_load = None
         self.target = self.versus = None
         self.result = None
-        self.message.setText(f"Model {model.name} loaded")
+        # A load note (a bundle transform Lucida could not map, say) is shown, not dropped; the
+        # explanation's progress soon replaces the message line, so the banner keeps it.
+        notes = getattr(model, "notes", [])
+        self.message.setText(f"Model {model.name} loaded" + "".join(f"; {n}" for n in notes))
+        if notes:
+            self.banner.show_message(" ".join(notes))
         self.check_use()
         self.request_explain()
 

@@ -127,7 +127,8 @@ def run(args) -> int:
         raise UsageError("--report names no format", fix="use --report pdf,html,dicom")
     summary = explain_files(
         settings, args.files, args.out, on_line=lambda line: print(line, flush=True),
-        on_error=lambda line: print(f"error: {line}", file=sys.stderr))
+        on_error=lambda line: print(f"error: {line}", file=sys.stderr),
+        on_warning=lambda line: print(f"warning: {line}", file=sys.stderr))
     if summary.failures:
         print(f"error: {len(summary.failures)} of {summary.total} files failed",
               file=sys.stderr)

@@ -384,11 +384,13 @@ class RunSummary:
 
 def explain_files(settings: ExplainSettings, files: list[str], out: str | Path, *,
                   on_line: Callable[[str], None] = print,
-                  on_error: Callable[[str], None] = print) -> RunSummary:
+                  on_error: Callable[[str], None] = print,
+                  on_warning: Callable[[str], None] = print) -> RunSummary:
     """Explain every input into ``out``; each one's line goes to ``on_line``.
 
     With one input its error is raised (one line, exit 2); with several, each failure goes to
-    ``on_error`` and the others go on.
+    ``on_error`` and the others go on. Each of the model's load notes (a bundle transform that
+    could not be mapped, say) goes to ``on_warning`` once, before the first input.
 
     Raises
     ------
@@ -396,6 +398,8 @@ def explain_files(settings: ExplainSettings, files: list[str], out: str | Path, 
         A bad setting (see :func:`prepare`), or the single input's error.
     """
     run = prepare(settings, files)
+    for note in run.model.notes:
+        on_warning(note)
     out = Path(out)
     summary = RunSummary(total=len(files))
     used: set[str] = set()

@@ -85,6 +85,7 @@ class LoadedModel:
         intended_use: IntendedUse | None = None,
         task: str = "classification",
         threshold: float = DEFAULT_THRESHOLD,
+        notes: list[str] | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
@@ -103,6 +104,9 @@ class LoadedModel:
         self.task = task
         #: Sigmoid (multi-label) models: the probability at or above which a class is a finding.
         self.threshold = float(threshold)
+        #: One line each about how the model was read that the user should know (a bundle
+        #: transform Lucida could not map, say); shown when the model loads.
+        self.notes = list(notes or [])
         self.layer_methods_reason = TORCHSCRIPT_REASON if kind == "torchscript" else None
         #: Why no input gradients can be taken (an ONNX graph run by onnxruntime), or None.
         self.gradient_methods_reason: str | None = None
@@ -292,7 +296,7 @@ class LoadedModel:
 
     def describe(self) -> dict:
         """Identity of the model for results: name, hashes, classes, output, threshold, task,
-        kind, card."""
+        kind, card and the load notes."""
         return {
             "name": self.name,
             "sha256": self.sha256,
@@ -303,6 +307,7 @@ class LoadedModel:
             "task": self.task,
             "kind": self.kind,
             "card": self.card_path,
+            "notes": list(self.notes),
         }
 
 

@@ -27,7 +27,6 @@ import json
 import pydoc
 import re
 import tomllib
-import warnings
 from pathlib import Path
 
 import torch
@@ -295,7 +294,10 @@ def load_bundle(folder: str | Path, *, trust: bool = False,
     Returns
     -------
     LoadedModel
-        ``kind`` is ``module`` (or ``torchscript``); a 3-D bundle gives a volume model.
+        ``kind`` is ``module`` (or ``torchscript``); a 3-D bundle gives a volume model. A
+        transform that cannot be mapped is named in :attr:`LoadedModel.notes` (one line each,
+        with the fix), which ``describe()`` records, the CLI prints as ``warning:`` lines and
+        the window shows when the model loads.
 
     Raises
     ------
@@ -319,8 +321,6 @@ def load_bundle(folder: str | Path, *, trust: bool = False,
     card, raw = _card(folder)
     if card is not None and card.input is not None:
         spec, lines = card.input, []
-    for line in lines:
-        warnings.warn(line, stacklevel=2)
     module, weights, kind = _weights(folder, network, trust, device)
     task = "segmentation" if pred.get("format") == "segmentation" else "classification"
     files = {str(p): sha256_file(p) for p in (file, meta_file, weights)}
@@ -337,5 +337,5 @@ def load_bundle(folder: str | Path, *, trust: bool = False,
         card_default_layer=card.default_layer if card else None,
         intended_use=card.intended_use if card else None,
         task=card.task if card and "task" in raw else task,
-        threshold=card.threshold if card else DEFAULT_THRESHOLD,
+        threshold=card.threshold if card else DEFAULT_THRESHOLD, notes=lines,
     )

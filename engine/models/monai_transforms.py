@@ -21,7 +21,8 @@ spatial axis runs towards R. Lucida's 3-D input is (D, H, W) with its orientatio
 H and D axes, so the bundle's axis codes are reversed (``"RAS"`` becomes ``"SAR"``): the network
 then sees the array in MONAI's order, and its maps come back onto the volume exactly.
 
-A transform that cannot be mapped is named in one warning, not dropped silently.
+A transform that cannot be mapped is named in one line, not dropped silently: a note on the
+loaded model.
 """
 
 from __future__ import annotations
