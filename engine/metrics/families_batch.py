@@ -36,7 +36,8 @@ from engine.metrics.road import PERCENTAGES, road_inputs, road_result
 from engine.metrics.robustness import NOISE_STD, RADIUS, SAMPLES, input_perturbations
 from engine.metrics.sanity import spearman
 
-#: Inputs per forward pass (and per explainer capture, see ``explain_batch_size``).
+#: Inputs per forward pass. The scorer's default (32) leaves small models' passes dominated
+#: by per-call overhead; the pooled subsets and copies run to thousands of inputs.
 FORWARD_BATCH = 256
 
 
@@ -59,6 +60,7 @@ def metric_families_batch(
     random_logit: bool = True,
     seed: int = 0,
     explain_batch_size: int = 64,
+    forward_batch_size: int = FORWARD_BATCH,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> list[dict]:
@@ -86,8 +88,8 @@ def metric_families_batch(
         As :func:`engine.metrics.families.metric_families`.
     random_logit : bool
         Run Random Logit (one more batched explanation).
-    explain_batch_size : int
-        Inputs per explainer capture: bounds the memory of the batched explanations.
+    explain_batch_size, forward_batch_size : int
+        Inputs per explainer capture and per forward pass: they bound the memory.
     progress, cancel
         Progress callback and cancel token.
 
@@ -97,7 +99,7 @@ def metric_families_batch(
         One :func:`engine.metrics.families.metric_families` dict per image; ``timings_ms`` holds
         each family's batch time divided by the number of images.
     """
-    from engine.metrics.case import case_scorer
+    from engine.explain import core
     from engine.metrics.robustness import batch_explainer
 
     report = progress or no_progress
@@ -113,8 +115,13 @@ def metric_families_batch(
         if cancel is not None:
             cancel.check()
 
-    cap, forward = case_scorer(model, x[:1], target, None)
+    cap = core.capture(model, x[:1], target, core.Plan([], {}, [], False))
     pixels = cap.to_pixels(x).cpu()
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return cap.forward_scores(cap.from_pixels(batch.to(x.device)),
+                                      batch_size=forward_batch_size).float().cpu()
     explain = batch_explainer(model, method, layer, x[:1], target, params, cancel,
                               batch_size=explain_batch_size)
     raws = explain(pixels) if saliency is None else np.asarray(saliency, dtype=np.float32)
@@ -136,7 +143,8 @@ def metric_families_batch(
     check()
 
     start = time.perf_counter()
-    fcs = _faithfulness_correlations(forward, pixels, raws, label, versus, runs, seed)
+    fcs = _faithfulness_correlations(forward, pixels, raws, label, versus, runs, seed,
+                                     4 * forward_batch_size)
     roads = None if road_percentages is None else _roads(
         forward, pixels, raws, label, versus, road_percentages, seed)
     for i in range(n):
@@ -172,13 +180,12 @@ def metric_families_batch(
 
 
 def _scores(forward, batch: torch.Tensor, label: int, versus: int | None) -> torch.Tensor:
-    with torch.inference_mode():
-        return torch.cat([tracked(forward(chunk), label, versus).double().cpu()
-                          for chunk in batch.split(FORWARD_BATCH)])
+    return tracked(forward(batch), label, versus).double()
 
 
 def _faithfulness_correlations(forward, pixels: torch.Tensor, raws: np.ndarray, label: int,
-                               versus: int | None, runs: int, seed: int) -> list[dict]:
+                               versus: int | None, runs: int, seed: int,
+                               most: int) -> list[dict]:
     """Faithfulness Correlation of every image (the subsets and fill of
     :func:`engine.metrics.correlation.faithfulness_correlation`), scored in large batches."""
     h, w = pixels.shape[-2:]
@@ -187,8 +194,8 @@ def _faithfulness_correlations(forward, pixels: torch.Tensor, raws: np.ndarray, 
     removed = torch.zeros(runs, 1, h * w, dtype=torch.bool)
     removed[torch.arange(runs)[:, None], 0, torch.as_tensor(subsets)] = True
     p0 = _scores(forward, pixels, label, versus)
-    # Whole images per group, so that no forward pass holds more than about FORWARD_BATCH.
-    group = max(1, FORWARD_BATCH // runs)
+    # Whole images per group, so that about ``most`` masked copies are held at once.
+    group = max(1, most // runs)
     drops = []
     for start in range(0, len(pixels), group):
         part = pixels[start:start + group]
