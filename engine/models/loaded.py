@@ -2,7 +2,8 @@
 
 ``load_model`` accepts ``demo`` / ``demo-biased``, a model card (``.toml`` or a folder holding
 ``card.toml``), a bare ``torchvision:<name>@<weights>``, ``timm:<name>@<weights>`` or
-``xrv:<weights name>@<weights>``, a Hugging Face ``save_pretrained`` folder, a ``torch.export``
+``xrv:<weights name>@<weights>``, a Hugging Face ``save_pretrained`` folder, a timm hub
+folder (``save_for_hf``), a ``torch.export``
 ``.pt2`` file, a TorchScript file, and (with ``trust=True`` only) a pickled full ``nn.Module``.
 The SHA-256 of every file read is recorded in :attr:`LoadedModel.files`.
 """
@@ -35,6 +36,7 @@ from engine.models.loaders import (
 )
 from engine.models.preprocess import InputSpec, map_to_image, normalise_spec, prepare_array
 from engine.models.sources import head_size, source_defaults, source_state
+from engine.models.timm_source import is_timm_folder, read_timm_folder
 from engine.models.volume_preprocess import (
     is_volume_spec,
     model_grid,
@@ -320,7 +322,8 @@ def load_model(spec: str | Path, *, trust: bool = False, device: str = "cpu") ->
         ``demo`` | ``demo-biased`` | a card (``.toml``, or a folder with ``card.toml``) |
         ``torchvision:<name>@<weights file>`` | ``timm:<name>@<weights file>`` |
         ``xrv:<weights name>@<weights file>`` | a Hugging Face ``save_pretrained`` folder (a
-        ``card.toml`` inside overrides what the folder says) | a ``.pt2`` torch.export file |
+        ``card.toml`` inside overrides what the folder says) | a timm hub folder (``config.json``
+        naming an ``architecture``, as ``save_for_hf`` writes it) | a ``.pt2`` torch.export file |
         a TorchScript file | a pickled ``nn.Module`` (needs ``trust``).
     trust : bool
         Allow files that run Python code when loaded (pickles, ``python:`` architectures, a
@@ -347,6 +350,8 @@ def load_model(spec: str | Path, *, trust: bool = False, device: str = "cpu") ->
     if text.startswith(BARE_KINDS) and not Path(text).exists():
         return _bare_architecture(text, trust, dev)
     path = Path(spec)
+    if is_timm_folder(path):
+        return _from_timm_folder(path, trust, dev)
     if is_hf_folder(path):
         inner = path / "card.toml"
         card = read_card(inner, defaults={"model": "."}) if inner.is_file() else None
@@ -428,6 +433,16 @@ def _bare_architecture(text: str, trust: bool, device) -> LoadedModel:
         module, name=arch.partition(":")[2], classes=classes, input=spec,
         output=found.output or "softmax", kind="module", device=device,
         files={str(wpath): digest}, sha256=digest,
+    )
+
+
+def _from_timm_folder(folder: Path, trust: bool, device) -> LoadedModel:
+    """A timm hub folder (``config.json`` naming an ``architecture``, and its weights)."""
+    found = read_timm_folder(folder, trust=trust)
+    files = {str(p): sha256_file(p) for p in (folder / "config.json", found.weights)}
+    return LoadedModel(
+        found.module, name=folder.resolve().name, classes=found.classes, input=found.input,
+        kind="module", device=device, files=files, sha256=files[str(found.weights)],
     )
 
 

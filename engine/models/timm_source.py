@@ -4,10 +4,18 @@ The network comes from ``timm.create_model(name, pretrained=False, ...)``: timm 
 weights, which come from the user's file. When a card states no ``[input]``, the preprocessing
 is the model's own pretrained config (``timm.data.resolve_model_data_config``): mean, std,
 input size, resampling filter and centre crop.
+
+A **timm hub folder** (what ``timm.models.push_to_hf_hub`` / ``save_for_hf`` write:
+``config.json`` naming the ``architecture``, with its ``model_args`` and ``pretrained_cfg``, and
+``model.safetensors`` or ``pytorch_model.bin``) opens as ``--model FOLDER``: the network is
+built from the config offline, the weights come from the folder, the class names from
+``label_names`` and the preprocessing from the folder's ``pretrained_cfg``.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
@@ -122,3 +130,90 @@ def timm_input_spec(module: nn.Module, args: dict) -> InputSpec:
         interpolation=interpolation if interpolation in INTERPOLATIONS else "bicubic",
         crop_pct=crop_pct,
     ))
+
+
+#: The weights files a timm hub folder may hold, safetensors first.
+FOLDER_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass
+class TimmFolder:
+    """A timm model read from a hub folder: network, weights file, classes and input."""
+
+    module: nn.Module
+    weights: Path
+    classes: list[str]
+    input: InputSpec
+
+
+def is_timm_folder(path: Path) -> bool:
+    """Whether ``path`` is a timm hub folder: its ``config.json`` names an ``architecture``.
+
+    A Hugging Face ``transformers`` config names ``architectures`` and a ``model_type``
+    instead.
+    """
+    config = path / "config.json"
+    if not (path.is_dir() and config.is_file()):
+        return False
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False  # the Hugging Face reader names the unreadable file
+    return isinstance(data, dict) and isinstance(data.get("architecture"), str) \
+        and "model_type" not in data
+
+
+def read_timm_folder(folder: Path, *, trust: bool = False) -> TimmFolder:
+    """Build the network a timm hub folder describes and load its weights, offline.
+
+    Parameters
+    ----------
+    folder : Path
+        The folder holding ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``,
+        read ``weights_only`` unless trusted).
+    trust : bool
+        Allow a pickled weights file to run code.
+
+    Returns
+    -------
+    TimmFolder
+
+    Raises
+    ------
+    ModelError
+        An unreadable config, an unknown architecture, no weights, or weights that do not fit.
+    """
+    from engine.models.loaders import apply_state_dict, read_state_dict
+
+    timm = _timm()
+    from timm.models._hub import load_model_config_from_path
+
+    config = folder / "config.json"
+    try:
+        pretrained_cfg, name, model_args = load_model_config_from_path(folder)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"cannot read timm's config ({type(exc).__name__}: {exc})",
+                         path=config, fix="save the model again with timm's save_for_hf") \
+            from None
+    # The folder is the weights' only source: nothing names a file or hub to fetch them from.
+    for key in ("file", "source", "hf_hub_id", "url"):
+        pretrained_cfg.pop(key, None)
+    weights = next((folder / n for n in FOLDER_WEIGHTS if (folder / n).is_file()), None)
+    if weights is None:
+        raise ModelError("the timm folder holds no weights", path=folder,
+                         fix="save the model with save_for_hf(..., safe_serialization=True), "
+                         "which writes model.safetensors")
+    if not timm.is_model(name.partition(".")[0]):
+        raise ModelError(f"timm has no model named {name!r}", path=config,
+                         fix="the folder was written by a newer timm; update timm")
+    try:
+        module = timm.create_model(name, pretrained=False, pretrained_cfg=pretrained_cfg,
+                                   **model_args)
+    except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
+        raise ModelError(f"cannot build timm:{name} with {model_args} ({type(exc).__name__}: "
+                         f"{exc})", path=config, fix="check model_args in config.json") from None
+    apply_state_dict(module, read_state_dict(weights, trust=trust), weights, f"timm:{name}")
+    labels = pretrained_cfg.get("label_names")
+    classes = [str(c) for c in labels] if isinstance(labels, list | tuple) and \
+        len(labels) == module.num_classes else [f"class_{i}" for i in range(module.num_classes)]
+    return TimmFolder(module.eval(), weights, classes, timm_input_spec(module, model_args))
