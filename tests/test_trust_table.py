@@ -114,3 +114,13 @@ def test_the_command_prints_the_table_and_writes_it(data, tmp_path, capsys):
     assert code == 0 and "| Metric | Grad-CAM |" in printed
     assert all((tmp_path / name).is_file()
                for name in ("trust_table.csv", "trust_table.json", "trust_table.html"))
+
+
+def test_integrated_gradients_after_a_cam_method_on_the_same_image(data):
+    from engine.jobs.trust_table import measure_rows
+
+    dataset, model = data
+    records = measure_rows(dataset.rows[:1], model,
+                           TrustSettings(methods=["gradcam", "intgrad"], augmentations=2))
+    assert [r["method"] for r in records] == ["gradcam", "intgrad"]
+    assert all("error" not in r and "deletion_auc" in r for r in records), records

@@ -81,7 +81,10 @@ def _fold(module: nn.Module, example: torch.Tensor) -> nn.Module:
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
         return module
     try:
-        folded = fuse(module, inplace=False)  # deep-copies first: the model is not touched
+        # The copy is cached and later differentiated (input gradients): built inside a
+        # caller's inference_mode, its weights would be inference tensors autograd refuses.
+        with torch.inference_mode(False):
+            folded = fuse(module, inplace=False)  # deep-copies first: the model is untouched
         probe = torch.cat([example[:1], example[:1].flip(-1)]).detach()
         with torch.inference_mode():
             equal = _same(module(probe), folded(probe))
