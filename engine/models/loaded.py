@@ -350,14 +350,14 @@ def load_model(spec: str | Path, *, trust: bool = False, device: str = "cpu") ->
     if text.startswith(BARE_KINDS) and not Path(text).exists():
         return _bare_architecture(text, trust, dev)
     path = Path(spec)
-    if is_timm_folder(path):
-        return _from_timm_folder(path, trust, dev)
     if is_hf_folder(path):
         inner = path / "card.toml"
         card = read_card(inner, defaults={"model": "."}) if inner.is_file() else None
         if card is not None and "architecture" in card.stated:
             # The card builds its own network (from weights that may sit in the folder).
             return _from_card(read_card(inner), trust, dev)
+        if is_timm_folder(path):
+            return _from_timm_folder(path, trust, dev)
         return _from_hf(path, card, trust, dev)
     from engine.models import monai_bundle, onnx_model  # they build LoadedModel: import late
 
