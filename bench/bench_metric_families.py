@@ -7,7 +7,7 @@ the metrics are run, not the explainer. Lucida runs the battery over all images 
 (:func:`engine.metrics.families_batch.metric_families_batch`): the perturbed copies of every image
 in one batched explanation (Max- and Avg-Sensitivity share theirs), the Faithfulness Correlation
 subsets of every image in forward passes of 256 inputs, the Random Logit maps in one more batched
-explanation. Quantus draws and explains each metric's perturbations step by step, each step over
+explanation; the demo model is small, so each explainer capture takes 256 inputs. Quantus draws and explains each metric's perturbations step by step, each step over
 the 64 images (``batch_size=64``). Quantus is given the Grad-CAM map upsampled to the input (it
 requires maps shaped like the input).
 
@@ -110,7 +110,8 @@ def main() -> int:
             heats = np.stack([_upsample(raw, xs) for raw in raws])
             return metric_families_batch(model, xs, METHOD, layer, target, saliency=raws,
                                          heatmaps=heats, roi_regions=np.stack(masks),
-                                         samples=SAMPLES, runs=RUNS, road_percentages=None)
+                                         samples=SAMPLES, runs=RUNS, road_percentages=None,
+                                         explain_batch_size=256)
 
         load = os.getloadavg()[0]
         start = time.perf_counter()
