@@ -1,10 +1,10 @@
 """File ▸ Open model: one chooser for every way a model comes in.
 
 A model card, a model file (``.pt2``, ``.pt``, ``.onnx``), a folder (one holding ``card.toml``,
-a Hugging Face ``save_pretrained`` folder or a MONAI bundle), or a typed source such as
-``timm:convnext_tiny@weights.safetensors``, ``xrv:densenet121-res224-all@weights.pt`` or
-``torchvision:resnet18@weights.pth``. The dialog only says which; the engine's
-:func:`engine.models.loaded.load_model` reads it, on the worker.
+a Hugging Face ``save_pretrained`` folder, a timm ``save_for_hf`` folder or a MONAI bundle),
+or a typed source such as ``timm:convnext_tiny@weights.safetensors``,
+``xrv:densenet121-res224-all@weights.pt`` or ``torchvision:resnet18@weights.pth``. The dialog
+only says which; the engine's :func:`engine.models.loaded.load_model` reads it, on the worker.
 """
 
 from __future__ import annotations
@@ -67,15 +67,15 @@ class QtOpenModelDialog(QDialog):
                                     "(timm:NAME), its weights file")
         self.file_button.clicked.connect(self._pick_file)
         self.folder_button = QPushButton("Folder…")
-        self.folder_button.setToolTip("A folder: with card.toml, a Hugging Face model "
+        self.folder_button.setToolTip("A folder: with card.toml, a Hugging Face or timm model "
                                       "(config.json) or a MONAI bundle (configs/, models/)")
         self.folder_button.clicked.connect(self._pick_folder)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: #ffb347;")
         note = QLabel("A model card (.toml), a model file (.pt2, .pt, .onnx), a folder (a card, "
-                      "a Hugging Face model or a MONAI bundle), or a source and its weights: "
-                      "<tt>timm:NAME@FILE</tt>, <tt>xrv:NAME@FILE</tt>, "
+                      "a Hugging Face or timm model, or a MONAI bundle), or a source and its "
+                      "weights: <tt>timm:NAME@FILE</tt>, <tt>xrv:NAME@FILE</tt>, "
                       "<tt>torchvision:NAME@FILE</tt>. Nothing is downloaded.")
         note.setWordWrap(True)
         row = QHBoxLayout()
