@@ -40,8 +40,9 @@ ROWS = (
      "The method re-run on the unchanged model against the shown map; below 0.99 the map "
      "cannot be made twice."),
     ("completeness_gap", "Completeness gap", "{:.2%}",
-     "How far the attributions' sum is from f(image) - f(baseline): the error of Integrated "
-     "Gradients' path integral (its tolerance bounds it)."),
+     "Integrated Gradients: how far the attributions' sum is from the score's change along "
+     "the path from its reference input, the error of its path integral (its tolerance "
+     "bounds it)."),
     ("largest_standard_error", "Largest standard error", "{:.3g}",
      "KernelSHAP: the largest standard error of a superpixel's value (Covert and Lee 2021)."),
     ("uncertain_superpixels", "Superpixels within 2 SE of 0", "{}",
