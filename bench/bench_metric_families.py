@@ -45,6 +45,7 @@ IMAGES = sized(64, 4)
 SAMPLES = sized(8, 2)
 RUNS = sized(64, 8)
 REPEATS = sized(3, 1)
+ROUNDS = sized(2, 1)
 GOAL = 5.0
 METHOD = "gradcam"
 
@@ -116,12 +117,18 @@ def main() -> int:
                                          explain_batch_size=256)
 
         load = os.getloadavg()[0]
-        start = time.perf_counter()
-        families = ours()[0]["timings_ms"]
-        t_ours = time.perf_counter() - start
         label = int(target.label)
-        t_quantus = _best_of(1, lambda: _quantus(model, layer, xs, label, masks, core))
-        t_floor = _best_of(1, lambda: _subset_passes(model, xs, target))
+        # The sides take turns, best of the rounds each: the load of a shared machine moves
+        # within seconds, and turns spread it over both sides.
+        t_ours = t_quantus = t_floor = float("inf")
+        for _ in range(ROUNDS):
+            start = time.perf_counter()
+            got = ours()[0]["timings_ms"]
+            if (took := time.perf_counter() - start) < t_ours:
+                t_ours, families = took, got
+            t_quantus = min(t_quantus, _best_of(
+                1, lambda: _quantus(model, layer, xs, label, masks, core)))
+            t_floor = min(t_floor, _best_of(1, lambda: _subset_passes(model, xs, target)))
     ratio = t_quantus / t_ours
     print(f"   demo model, input {tuple(x.shape[-2:])}, {METHOD} on {layer}; "
           f"{SAMPLES} perturbations per robustness estimate, {RUNS} Faithfulness Correlation "
@@ -141,6 +148,7 @@ def main() -> int:
     verdict = ("not judged in smoke mode" if SMOKE else "met" if ratio >= GOAL
                else f"MISSED: {reason}")
     print(f"   ratio Quantus / Lucida: {ratio:.1f}x (goal >= {GOAL:.0f}x: {verdict})")
+    print(f"   bound: {reason}")
     print(f"   {os.cpu_count()} CPUs, load average {load:.1f} / {os.getloadavg()[0]:.1f} "
           "before / after (a busy machine inflates every time)")
     return 0
