@@ -188,8 +188,10 @@ class MetricsController:
         def run(progress, cancel, _partial):
             from engine.metrics.battery import trust_battery  # on the worker: imports torch
 
+            # The metric families (sensitivity, ROAD, complexity...) measure 2-D maps.
             return trust_battery(window.session, result, image, model, method, layer, roi=roi,
-                                 roi_shape=shape, progress=progress, cancel=cancel)
+                                 roi_shape=shape, progress=progress, cancel=cancel,
+                                 families=getattr(image, "kind", None) != "volume")
 
         return window.jobs.submit("metrics", run, tag=window.view_tag(), on_done=self._done,
             on_failed=self._failed, on_cancelled=self._cancelled, on_progress=self._progress,

@@ -72,8 +72,12 @@ def test_the_battery_runs_on_the_worker_is_cancelled_then_completes(qapp, qtbot,
         qtbot.waitUntil(lambda: "uncertainty" in panel.metrics, timeout=WAIT_MS * 3)
         assert any("uncertainty" in m or "augmented" in m for m in messages)
         families = panel.families()
-        for family in ("uncertainty", "robustness", "faithfulness", "randomisation"):
+        for family in ("uncertainty", "robustness", "faithfulness", "complexity",
+                       "randomisation"):
             assert family in families, family
+        # The families battery ran on the map on screen: its robustness figures are shown.
+        rows = panel.row_texts()
+        assert {"max sensitivity", "avg sensitivity", "local lipschitz", "sparseness"} <= set(rows)
         assert panel.uncertainty.isVisible()
         line = panel.metrics["uncertainty"]["summary"]
         assert panel.uncertainty.text().endswith(line)
