@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gui_fixtures import WAIT_MS, demo_window, pump
+from models_fixtures import no_network  # noqa: F401 - a fixture
 from PySide6.QtCore import Qt
 
 from gui.explain_panel import LAYER_ROLE
@@ -104,3 +105,61 @@ def test_the_trust_panel_measures_each_method(window, qtbot, capsys):
     # Rollout never reads the classifier: randomising the head first leaves its map as it was,
     # so the check must flag it.
     assert verdicts["rollout"] is False
+
+
+@pytest.fixture
+def hf_vit_folder(tmp_path):
+    """A Hugging Face ViT classifier as ``save_pretrained`` writes it, with its processor."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(
+        image_size=32, patch_size=8, num_hidden_layers=2, num_attention_heads=2, hidden_size=16,
+        intermediate_size=32, id2label={0: "normal", 1: "nodule"},
+        label2id={"normal": 0, "nodule": 1})
+    folder = tmp_path / "hf-vit"
+    transformers.ViTForImageClassification(config).save_pretrained(folder)
+    transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.usefixtures("no_network")
+def test_a_hugging_face_folder_opened_in_the_window_runs_each_method(
+        window, qapp, qtbot, hf_vit_folder, monkeypatch):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QDialogButtonBox
+
+    import gui.model_open_dialog
+
+    monkeypatch.setattr(gui.model_open_dialog.QFileDialog, "getExistingDirectory",
+                        staticmethod(lambda *_a, **_k: str(hf_vit_folder)))
+
+    def answer() -> None:
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, gui.model_open_dialog.QtOpenModelDialog):
+            QTimer.singleShot(20, answer)  # not shown yet
+            return
+        qtbot.mouseClick(dialog.folder_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(dialog.buttons.button(QDialogButtonBox.StandardButton.Open),
+                         Qt.MouseButton.LeftButton)
+
+    QTimer.singleShot(0, answer)
+    with qtbot.waitSignal(window.sig_map_drawn, timeout=3 * WAIT_MS):
+        window.actions_by_id["open_model"].trigger()
+    assert window.model_spec == str(hf_vit_folder)
+    assert window.model.classes == ["normal", "nodule"]
+    try:
+        for method in METHODS:
+            if window.method == method:
+                continue
+            with qtbot.waitSignal(window.sig_map_drawn, timeout=WAIT_MS,
+                                  check_params_cb=lambda m, _layer, method=method: m == method):
+                _choose(qtbot, window, method)
+            heat = window.layer_model.heatmap
+            assert heat is not None and heat.shape == window.image.shape[:2]
+            assert float(heat.min()) < float(heat.max())
+    finally:
+        window.load_model("demo-vit")  # the module's other tests expect the demo ViT
+        assert pump(qapp, lambda: window.model.name == "demo-vit" and not window.worker.busy(),
+                    3 * WAIT_MS)
