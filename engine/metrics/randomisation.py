@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from skimage.metrics import structural_similarity
 
 from engine.core.errors import UsageError
-from engine.metrics.sanity import spearman
+from engine.metrics.sanity import spearman, ssim
 
 #: Seed of the other class (Quantus's default), so the same case checks the same class.
 SEED = 42
@@ -50,22 +49,9 @@ def map_ssim(a, b) -> float:
     """SSIM of two maps each scaled by its largest magnitude, over the pair's data range.
 
     scikit-image's default 7-pixel window, narrowed (to an odd width) for coarse maps; NaN when a
-    side is shorter than 3 pixels.
+    side is shorter than 3 pixels (see :func:`engine.metrics.sanity.ssim`).
     """
-    a = np.nan_to_num(np.asarray(a, dtype=np.float64), nan=0.0)
-    b = np.nan_to_num(np.asarray(b, dtype=np.float64), nan=0.0)
-    if a.shape != b.shape:
-        raise ValueError(f"map shapes differ: {a.shape} vs {b.shape}")
-    side = min(a.shape)
-    if side < 3:
-        return float("nan")
-    a, b = (m / peak if (peak := np.abs(m).max()) > 0 else m for m in (a, b))
-    span = float(max(a.max(), b.max()) - min(a.min(), b.min()))
-    if span <= 0:
-        # Two equal constant maps: identical.
-        return 1.0
-    win = min(7, side if side % 2 else side - 1)
-    return float(structural_similarity(a, b, win_size=win, data_range=span))
+    return ssim(a, b, data_range=None)
 
 
 def random_logit(explain_class: Callable[[int], np.ndarray], reference, target: int,

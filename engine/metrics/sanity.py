@@ -79,7 +79,7 @@ def spearman(a, b) -> float:
     return float((ra * rb).sum() / denom) if denom > 0 else 0.0
 
 
-def ssim(a, b) -> float:
+def ssim(a, b, *, data_range: float | None = 2.0) -> float:
     """Structural similarity of two equally shaped maps, each scaled by its largest |value|.
 
     Parameters
@@ -89,6 +89,10 @@ def ssim(a, b) -> float:
         the data range is [-1, 1]. SSIM is the product of a luminance and a structure term, so
         a sign flip (negative in both) scores low but positive; :class:`CascadeStep` pairs it
         with the signed rank correlation, which is -1 there.
+    data_range : float or None
+        The SSIM's data range: 2.0 for signed maps scaled to [-1, 1]; None for the pair's own
+        range after scaling, as Quantus's Random Logit uses it (two equal constant maps are then
+        identical, 1.0).
 
     Returns
     -------
@@ -106,7 +110,11 @@ def ssim(a, b) -> float:
     # The default 7-pixel window, narrowed (to an odd width) for maps as coarse as a CAM layer.
     win = min(7, side if side % 2 else side - 1)
     scaled = [m / peak if (peak := np.abs(m).max()) > 0 else m for m in (a, b)]
-    return float(structural_similarity(*scaled, win_size=win, data_range=2.0))
+    if data_range is None:
+        data_range = float(max(m.max() for m in scaled) - min(m.min() for m in scaled))
+        if data_range <= 0:
+            return 1.0
+    return float(structural_similarity(*scaled, win_size=win, data_range=data_range))
 
 
 def parameter_layers(module: nn.Module, example: torch.Tensor | None = None) -> list[str]:
