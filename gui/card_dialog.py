@@ -31,9 +31,10 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.errors import LucidaError, ModelError
-from engine.models.card import DEFAULT_THRESHOLD, default_spec
+from engine.models.card import default_spec
 from engine.models.card_writer import CardExists, write_card
 from engine.models.dry_run import dry_run_card
+from engine.models.findings import DEFAULT_THRESHOLD
 from engine.models.loaders import known_architectures
 
 #: Suffix of the card written next to a model file.

@@ -21,8 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.models.card import DEFAULT_THRESHOLD
-from engine.models.findings import is_multilabel, prediction_table
+from engine.models.findings import DEFAULT_THRESHOLD, is_multilabel, prediction_table
 
 #: Role that holds the class index on a row.
 CLASS_ROLE = Qt.ItemDataRole.UserRole

@@ -70,7 +70,7 @@ def operating_point(model) -> dict:
     score reaches the card's ``threshold`` (0.5 when the card gives none).
     """
     if getattr(model, "output", "softmax") == "sigmoid":
-        from engine.models.card import DEFAULT_THRESHOLD
+        from engine.models.findings import DEFAULT_THRESHOLD
 
         threshold = getattr(model, "threshold", DEFAULT_THRESHOLD)
         return {"output": "sigmoid", "rule": "threshold", "threshold": float(threshold)}

@@ -21,35 +21,17 @@ the paper and in Captum's ``TCAV``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from engine.audit.tcav_settings import MIN_RANDOM, TcavSettings
 from engine.core.cancel import CancelToken, ProgressFn
 from engine.core.errors import LucidaError, UsageError
 
-#: The paper's significance test asks for at least this many random concepts.
-MIN_RANDOM = 10
 #: Images per forward (and backward) pass.
 BATCH = 32
-
-
-@dataclass(frozen=True)
-class TcavSettings:
-    """The test's settings.
-
-    Attributes
-    ----------
-    alpha : float
-        Significance level of the two-sided t-test.
-    seed : int
-        Seed of the CAV classifier.
-    """
-
-    alpha: float = 0.05
-    seed: int = 0
 
 
 def cav_classifier(seed: int = 0):

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine.audit.tcav import MIN_RANDOM, TcavSettings
+from engine.audit.tcav_settings import MIN_RANDOM, TcavSettings
 
 NAME = "tcav"
 

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.core.errors import ModelError
+from engine.models.findings import DEFAULT_THRESHOLD
 from engine.models.intended_use import IntendedUse, parse
 from engine.models.preprocess import InputSpec, normalise_spec
 from engine.models.volume_preprocess import VolumeSpec, normalise_volume_spec
@@ -62,8 +63,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 OUTPUTS = ("softmax", "sigmoid")
 TASKS = ("classification", "segmentation")
-#: Probability at or above which a multi-label (sigmoid) class counts as a finding.
-DEFAULT_THRESHOLD = 0.5
 
 
 @dataclass

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.core.errors import UsageError
-from engine.models.card import DEFAULT_THRESHOLD
+
+#: Probability at or above which a multi-label (sigmoid) class counts as a finding.
+DEFAULT_THRESHOLD = 0.5
 
 __all__ = ["PredictionRow", "PredictionTable", "check_threshold", "findings", "is_multilabel",
            "prediction_table"]

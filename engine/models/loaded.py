@@ -23,7 +23,8 @@ from engine.core.errors import ModelError, UsageError
 from engine.core.hashing import sha256_file
 from engine.core.resources import MODELS
 from engine.models.adapters import adapt_output
-from engine.models.card import DEFAULT_THRESHOLD, ModelCard, default_spec, read_card
+from engine.models.card import ModelCard, default_spec, read_card
+from engine.models.findings import DEFAULT_THRESHOLD
 from engine.models.hf_source import is_hf_folder, read_hf_folder
 from engine.models.intended_use import IntendedUse, UseCheck, check_input
 from engine.models.layers import Discovery, LayerInfo, discover_layers
