@@ -477,6 +477,21 @@ class CuttingProxy:
                     pass
 
 
+def _default_ctrl_c() -> None:
+    """In the child before it starts: Ctrl-C unblocked and at its default, as in a terminal.
+
+    Python installs its KeyboardInterrupt handler only when SIGINT is not ignored at start-up,
+    and a child inherits the test process's ignored signals and signal mask, which libraries
+    loaded by earlier tests may have changed.
+    """
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+#: Keyword arguments for a ``subprocess.Popen`` that :func:`interrupt_after_progress` will stop.
+INTERRUPTIBLE = {"preexec_fn": _default_ctrl_c}
+
+
 def interrupt_after_progress(process: subprocess.Popen,
                              proxy: CuttingProxy) -> tuple[int, str, str]:
     """Ctrl-C a ``pacs get`` process in the middle of its transfer, which ``proxy`` holds.

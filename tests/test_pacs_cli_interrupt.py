@@ -17,6 +17,7 @@ import pytest
 
 from tests.pacs_fixtures import (
     CT_SMALL,
+    INTERRUPTIBLE,
     CuttingProxy,
     Orthanc,
     interrupt_after_progress,
@@ -56,7 +57,7 @@ def _get(config: Path, study: str, out: Path) -> subprocess.Popen:
     env = dict(os.environ, LUCIDA_PACS_CONFIG=str(config), PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "main.py", "pacs", "get", "slow", study,
                              "--out", str(out)], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **INTERRUPTIBLE)
 
 
 def _instances(out: Path) -> list[Path]:

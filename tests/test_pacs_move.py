@@ -26,6 +26,7 @@ from engine.pacs.move import NOT_ASKED, MoveDestination
 from engine.pacs.retrieve import retrieve
 from tests.pacs_fixtures import (
     CT_SMALL,
+    INTERRUPTIBLE,
     STRANGER_AE,
     CuttingProxy,
     DcmQrScp,
@@ -187,7 +188,8 @@ def test_ctrl_c_during_a_move_stops_cleanly_and_a_rerun_resumes(orthanc, tmp_pat
         env = dict(os.environ, LUCIDA_PACS_CONFIG=str(config), PYTHONUNBUFFERED="1")
         process = subprocess.Popen(
             [sys.executable, "main.py", "pacs", "get", "slow", orthanc.study, "--out", str(out)],
-            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            **INTERRUPTIBLE)
         code, stdout, rest = interrupt_after_progress(process, proxy)
     finally:
         proxy.close()
